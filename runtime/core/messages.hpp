@@ -1,0 +1,172 @@
+#pragma once
+
+// Every atom and message type Troupe's actors exchange, in one place. Types
+// that may cross nodes have an `inspect()` overload and are registered in
+// `register_types()` (runtime/core/types.hpp); an unregistered type sent to
+// another node arrives as an empty message in CAF 0.17.6.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <caf/message.hpp>
+#include <caf/meta/type_name.hpp>
+
+namespace troupe {
+
+// -- atoms (at most 10 characters each) ----------------------------------------
+
+/// `(which_children_atom) -> std::vector<child_info>`: a supervisor's children.
+using which_children_atom = caf::atom_constant<caf::atom("children")>;
+/// `(crashes_atom) -> std::vector<crash_record>`: a supervisor's recent crashes, oldest first.
+using crashes_atom = caf::atom_constant<caf::atom("crashes")>;
+/// `(start_child_atom, child_spec) -> caf::actor`: adds and starts a child (local only).
+using start_child_atom = caf::atom_constant<caf::atom("startchild")>;
+/// `(terminate_child_atom, name) -> ok`: stops a child, keeping its spec (OTP `terminate_child`).
+using terminate_child_atom = caf::atom_constant<caf::atom("termchild")>;
+/// `(restart_child_atom, name) -> caf::actor`: starts a terminated child again.
+using restart_child_atom = caf::atom_constant<caf::atom("restartchd")>;
+/// `(delete_child_atom, name) -> ok`: forgets a terminated child's spec.
+using delete_child_atom = caf::atom_constant<caf::atom("deletechld")>;
+/// `(status_atom) -> group_status`: a group's state and counters.
+using status_atom = caf::atom_constant<caf::atom("status")>;
+/// `(dead_letters_atom) -> std::vector<dead_letter>`: a group's recent dead letters.
+using dead_letters_atom = caf::atom_constant<caf::atom("deadletter")>;
+/// `(supervisor_atom) -> caf::actor`: the supervisor under a group router (invalid while down).
+using supervisor_atom = caf::atom_constant<caf::atom("supervisor")>;
+/// `(group_atom, name) -> caf::actor`: a node's current router of a group.
+using group_atom = caf::atom_constant<caf::atom("group")>;
+/// Internal: a worker (re)started, `(worker_up_atom, index, handle)` to its router.
+using worker_up_atom = caf::atom_constant<caf::atom("worker_up")>;
+/// Internal: a delayed restart is due, `(restart_atom, token)`.
+using restart_atom = caf::atom_constant<caf::atom("restart")>;
+/// Internal: a child's shutdown timeout expired, `(shutdown_timeout_atom, token)`.
+using shutdown_timeout_atom = caf::atom_constant<caf::atom("shut_tout")>;
+/// Internal: a queued request waited its full call timeout, `(expire_atom, seq)`.
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
+
+// -- supervision ---------------------------------------------------------------
+
+/// What a supervisor knows of one child, as `which_children` answers it.
+struct child_info {
+  /// The child's name, unique under its supervisor.
+  std::string name;
+  /// The running instance; invalid while the child is not running.
+  caf::actor handle;
+  /// `running`, `restarting` (waiting for a backoff or a sibling's shutdown) or `terminated`.
+  std::string state;
+  /// `permanent`, `transient` or `temporary`.
+  std::string restart;
+  /// True for a supervisor child: ask it in turn to walk the tree.
+  bool is_supervisor = false;
+  /// How often this child was restarted since its supervisor started.
+  uint64_t restarts = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, child_info& x) {
+  return f(caf::meta::type_name("troupe.child_info"), x.name, x.handle, x.state,
+           x.restart, x.is_supervisor, x.restarts);
+}
+
+/// One entry of a supervisor's bounded crash history.
+struct crash_record {
+  /// The child that exited (or the supervisor itself for an escalation).
+  std::string child;
+  /// Wall-clock time of the exit, in milliseconds since the Unix epoch.
+  int64_t when_ms = 0;
+  /// The exit reason, rendered (an exception's text, an error, `kill`).
+  std::string reason;
+  /// What the supervisor did: `restarted`, `restart_delayed`, `not_restarted`,
+  /// `removed` or `escalated`.
+  std::string action;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, crash_record& x) {
+  return f(caf::meta::type_name("troupe.crash_record"), x.child, x.when_ms, x.reason,
+           x.action);
+}
+
+// -- groups --------------------------------------------------------------------
+
+/// The envelope a group router wraps each routed message in; only the
+/// router's worker wrapper opens it.
+struct envelope {
+  caf::message content;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, envelope& x) {
+  return f(caf::meta::type_name("troupe.envelope"), x.content);
+}
+
+/// A worker's answer to an `envelope`; doubles as the acknowledgement that
+/// lets the router forget the message.
+struct reply {
+  caf::message content;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reply& x) {
+  return f(caf::meta::type_name("troupe.reply"), x.content);
+}
+
+/// A message a group gave up on, with why.
+struct dead_letter {
+  /// The group that gave up.
+  std::string group;
+  /// Why: a poison message, saturation, or the group being stopped.
+  std::string reason;
+  /// The original message, unchanged.
+  caf::message content;
+  /// How often the message crashed a worker.
+  uint32_t crashes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dead_letter& x) {
+  return f(caf::meta::type_name("troupe.dead_letter"), x.group, x.reason, x.content,
+           x.crashes);
+}
+
+/// A group's state and counters, as `(status_atom)` answers it.
+struct group_status {
+  std::string name;
+  /// `up` (every worker running), `degraded` (some restarting) or `down`
+  /// (its supervisor gave up: answers come from the fallback).
+  std::string state;
+  uint32_t instances = 0;
+  uint32_t live_workers = 0;
+  /// Accepted and not yet answered, queued or at a worker.
+  uint64_t in_flight = 0;
+  /// Of those, waiting for a worker.
+  uint64_t queued = 0;
+  uint64_t accepted = 0;
+  uint64_t completed = 0;
+  /// Messages sent again after they crashed their worker (at most one per crash).
+  uint64_t redelivered = 0;
+  /// Messages a dead worker never started, moved to its replacement.
+  uint64_t requeued = 0;
+  uint64_t dead_letters = 0;
+  /// Refused with `group_saturated`.
+  uint64_t rejected = 0;
+  /// Answered by the fallback (group down, or call timeout).
+  uint64_t fallbacks = 0;
+  /// Worker restarts seen by the router.
+  uint64_t worker_restarts = 0;
+  /// Times the group's supervisor gave up and was started again.
+  uint64_t group_restarts = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_status& x) {
+  return f(caf::meta::type_name("troupe.group_status"), x.name, x.state, x.instances,
+           x.live_workers, x.in_flight, x.queued, x.accepted, x.completed,
+           x.redelivered, x.requeued, x.dead_letters, x.rejected, x.fallbacks,
+           x.worker_restarts, x.group_restarts);
+}
+
+} // namespace troupe

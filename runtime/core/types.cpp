@@ -1,0 +1,23 @@
+#include "runtime/core/types.hpp"
+
+#include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+
+namespace troupe {
+
+void register_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<child_info>("troupe.child_info");
+  cfg.add_message_type<std::vector<child_info>>("std::vector<troupe.child_info>");
+  cfg.add_message_type<crash_record>("troupe.crash_record");
+  cfg.add_message_type<std::vector<crash_record>>("std::vector<troupe.crash_record>");
+  cfg.add_message_type<envelope>("troupe.envelope");
+  cfg.add_message_type<reply>("troupe.reply");
+  cfg.add_message_type<dead_letter>("troupe.dead_letter");
+  cfg.add_message_type<std::vector<dead_letter>>("std::vector<troupe.dead_letter>");
+  cfg.add_message_type<group_status>("troupe.group_status");
+  cfg.add_error_category(ec_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+    return render(caf::error{code, ec_category, ctx});
+  });
+}
+
+} // namespace troupe

@@ -1,0 +1,85 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/behavior.hpp>
+#include <caf/error.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/expected.hpp>
+#include <caf/message.hpp>
+#include <caf/timespan.hpp>
+
+#include "runtime/supervision/spec.hpp"
+
+namespace troupe {
+
+/// How a group's router picks a worker.
+enum class routing : uint8_t {
+  /// The next worker with room, in turn.
+  round_robin,
+  /// `key(message) % instances`: per-key state stays with one worker, and
+  /// messages of one key keep their order.
+  key_hash,
+};
+
+/// Builds the behaviour of worker `index` (0-based); called again for each
+/// restart, so state captured in the behaviour starts afresh (as in OTP).
+/// Handlers answer synchronously: the value they return is the answer.
+using worker_fn = std::function<caf::behavior(caf::event_based_actor* self, size_t index)>;
+
+/// The routing key's hash of a message (`routing::key_hash`).
+using key_fn = std::function<uint64_t(const caf::message&)>;
+
+/// The group's answer to a request while it cannot answer for real: its
+/// supervisor gave up, or no worker answered within the call timeout. The
+/// seed's circuit-breaker fallback ("trending instead of personalised").
+using fallback_fn = std::function<caf::expected<caf::message>(const caf::message&)>;
+
+/// A supervised actor group: N workers under a supervisor, behind a router
+/// with a stable address.
+struct group_spec {
+  std::string name;
+  size_t instances = 1;
+  worker_fn worker;
+  routing route = routing::round_robin;
+  key_fn key;
+
+  // -- the workers' supervisor ---------------------------------------------------
+  strategy strat = strategy::one_for_one;
+  int intensity = 5;
+  caf::timespan period = std::chrono::seconds(5);
+  std::optional<backoff_spec> backoff;
+  shutdown_spec worker_shutdown = shutdown_spec::after(std::chrono::seconds(5));
+
+  // -- degradation -----------------------------------------------------------------
+  /// Optional; without it, requests get `ec::group_down` / `ec::call_timeout`.
+  fallback_fn fallback;
+  /// How long the group stays down after its supervisor gave up.
+  caf::timespan restart_delay = std::chrono::seconds(1);
+
+  // -- flow control and delivery ---------------------------------------------------
+  /// Messages accepted and not yet answered; past it, `ec::group_saturated`.
+  size_t max_in_flight = 10000;
+  /// Messages at one worker at once.
+  size_t worker_window = 64;
+  /// A message that crashed its worker this often is a poison message.
+  uint32_t poison_after = 3;
+  /// How long a request may wait for its answer inside the group.
+  caf::timespan call_timeout = std::chrono::seconds(5);
+  /// Receives a `dead_letter` for each message the group gives up on (optional).
+  caf::actor dead_letters;
+  /// How many dead letters the router keeps for `dead_letters_atom`.
+  size_t dead_letter_history = 64;
+};
+
+/// Returns an error naming the problem if `x` makes no sense (zero instances,
+/// no worker, key routing without a key, zero window, ...).
+caf::error validate(const group_spec& x);
+
+} // namespace troupe
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::group_spec)
