@@ -1,0 +1,253 @@
+#include "runtime/cli/bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/core/types.hpp"
+#include "runtime/group/group.hpp"
+#include "runtime/supervision/supervisor.hpp"
+
+using namespace std::chrono_literals;
+
+namespace troupe::cli {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using started_atom = caf::atom_constant<caf::atom("started")>;
+using crash_atom = caf::atom_constant<caf::atom("crash")>;
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+
+struct config : caf::actor_system_config {
+  config() {
+    register_types(*this);
+  }
+};
+
+double percentile(std::vector<double>& xs, double p) {
+  std::sort(xs.begin(), xs.end());
+  auto i = static_cast<size_t>(p * static_cast<double>(xs.size() - 1) + 0.5);
+  return xs[std::min(i, xs.size() - 1)];
+}
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// -- restart latency -------------------------------------------------------------
+
+/// Crashes the child, waits for its replacement's start, pings it and times
+/// crash to pong; `n` times, then sends the latencies (us) to `observer`.
+caf::behavior restart_driver(caf::event_based_actor* self, uint64_t n, caf::actor observer) {
+  auto lat = std::make_shared<std::vector<double>>();
+  lat->reserve(n);
+  auto t0 = std::make_shared<clock_type::time_point>();
+  auto first = std::make_shared<bool>(true);
+  return {
+    [=](started_atom, caf::actor& child) {
+      if (*first) {
+        *first = false;
+      } else {
+        self->request(child, 5s, ping_atom::value).then([=]() {
+          lat->push_back(
+            std::chrono::duration<double, std::micro>(clock_type::now() - *t0).count());
+          if (lat->size() == n) {
+            self->send(observer, done_atom::value, *lat);
+            self->quit();
+          }
+        });
+        if (lat->size() + 1 == n)
+          return;
+      }
+      *t0 = clock_type::now();
+      self->send(child, crash_atom::value);
+    },
+  };
+}
+
+int bench_restart(const bench_options& opt) {
+  config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto driver = sys.spawn(restart_driver, opt.count, caf::actor{self});
+  supervisor_spec spec;
+  spec.name = "bench";
+  spec.intensity = static_cast<int>(opt.count + 10);
+  spec.period = std::chrono::hours(1);
+  child_spec c;
+  c.name = "child";
+  c.start = [driver](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    auto child = sys.spawn([](caf::event_based_actor* p) -> caf::behavior {
+      report_exceptions(p);
+      return {
+        [](crash_atom) { throw std::runtime_error("crash"); },
+        [](ping_atom) {},
+      };
+    });
+    caf::anon_send(driver, started_atom::value, child);
+    return child;
+  };
+  spec.children.push_back(c);
+  auto sup = spawn_supervisor(sys, spec);
+  if (!sup) {
+    std::fprintf(stderr, "%s\n", render(sup.error()).c_str());
+    return 1;
+  }
+  std::vector<double> lat;
+  self->receive([&](done_atom, std::vector<double>& xs) { lat = std::move(xs); },
+                caf::after(std::chrono::minutes(5)) >> [] {});
+  self->send_exit(*sup, caf::exit_reason::user_shutdown);
+  if (lat.size() != opt.count) {
+    std::fprintf(stderr, "restart bench did not finish\n");
+    return 1;
+  }
+  auto p50 = percentile(lat, 0.5);
+  auto p99 = percentile(lat, 0.99);
+  std::printf("troupe_restart_us_median %.2f\ntroupe_restart_us_p99 %.2f\ncrashes %zu\n", p50,
+              p99, lat.size());
+  return 0;
+}
+
+// -- throughput ------------------------------------------------------------------
+
+/// Keeps `window` requests in flight to `dest` until `n` were answered.
+caf::behavior windowed_driver(caf::event_based_actor* self, caf::actor dest, uint64_t n,
+                              size_t window, caf::actor observer) {
+  auto sent = std::make_shared<uint64_t>(0);
+  auto done = std::make_shared<uint64_t>(0);
+  auto failed = std::make_shared<uint64_t>(0);
+  auto t0 = clock_type::now();
+  std::shared_ptr<std::function<void()>> send_one = std::make_shared<std::function<void()>>();
+  *send_one = [=] {
+    auto seq = (*sent)++;
+    self->request(dest, 30s, seq).then(
+      [=](uint64_t) {
+        if (++*done == n) {
+          self->send(observer, done_atom::value, seconds_since(t0), *failed);
+          self->quit();
+        } else if (*sent < n) {
+          (*send_one)();
+        }
+      },
+      [=](caf::error&) {
+        ++*failed;
+        if (++*done == n) {
+          self->send(observer, done_atom::value, seconds_since(t0), *failed);
+          self->quit();
+        } else if (*sent < n) {
+          (*send_one)();
+        }
+      });
+  };
+  for (size_t i = 0; i < window && *sent < n; ++i)
+    (*send_one)();
+  return {[](int) {}};
+}
+
+int report_rate(const char* name, caf::scoped_actor& self, uint64_t n) {
+  double secs = 0;
+  uint64_t failed = 0;
+  self->receive([&](done_atom, double s, uint64_t f) { secs = s; failed = f; },
+                caf::after(std::chrono::minutes(5)) >> [] {});
+  if (secs <= 0) {
+    std::fprintf(stderr, "%s did not finish\n", name);
+    return 1;
+  }
+  std::printf("%s_msgs_per_s %.0f\n", name, static_cast<double>(n) / secs);
+  if (failed > 0) {
+    std::fprintf(stderr, "%s: %llu requests failed\n", name, (unsigned long long) failed);
+    return 1;
+  }
+  return 0;
+}
+
+int bench_router(const bench_options& opt) {
+  config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  group_spec g;
+  g.name = "bench";
+  g.instances = opt.workers;
+  g.max_in_flight = opt.window * 2;
+  g.worker = [](caf::event_based_actor*, size_t) -> caf::behavior {
+    return {[](uint64_t x) { return x; }};
+  };
+  auto router = spawn_group(sys, g);
+  if (!router) {
+    std::fprintf(stderr, "%s\n", render(router.error()).c_str());
+    return 1;
+  }
+  // Let the workers come up before timing.
+  for (int i = 0; i < 1000; ++i) {
+    bool up = false;
+    self->request(*router, 1s, status_atom::value).receive(
+      [&](group_status& st) { up = st.state == "up"; }, [](caf::error&) {});
+    if (up)
+      break;
+    self->receive(caf::after(1ms) >> [] {});
+  }
+  sys.spawn(windowed_driver, *router, opt.count, opt.window, caf::actor{self});
+  auto name = "router_" + std::to_string(opt.workers) + "w";
+  auto rc = report_rate(name.c_str(), self, opt.count);
+  self->send_exit(*router, caf::exit_reason::user_shutdown);
+  return rc;
+}
+
+int bench_raw(const bench_options& opt) {
+  config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  // One-way sends: the baseline the issue names.
+  auto n = opt.count;
+  auto observer = caf::actor{self};
+  auto sink = sys.spawn([n, observer](caf::event_based_actor* s) -> caf::behavior {
+    auto seen = std::make_shared<uint64_t>(0);
+    auto t0 = std::make_shared<clock_type::time_point>();
+    return {
+      [=](uint64_t) {
+        if (*seen == 0)
+          *t0 = clock_type::now();
+        if (++*seen == n) {
+          s->send(observer, done_atom::value, seconds_since(*t0), uint64_t{0});
+          s->quit();
+        }
+      },
+    };
+  });
+  sys.spawn([sink, n](caf::event_based_actor* s) {
+    for (uint64_t i = 0; i < n; ++i)
+      s->send(sink, i);
+  });
+  auto rc = report_rate("raw_send", self, n);
+  // Request/response with the same window as the router bench.
+  auto echo = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](uint64_t x) { return x; }};
+  });
+  sys.spawn(windowed_driver, echo, n, opt.window, caf::actor{self});
+  rc |= report_rate("raw_request", self, n);
+  self->send_exit(echo, caf::exit_reason::user_shutdown);
+  return rc;
+}
+
+} // namespace
+
+int run_bench(const bench_options& opt) {
+  if (opt.count == 0 || opt.workers == 0 || opt.window == 0) {
+    std::fprintf(stderr, "troupe bench: --count, --workers and --window must be positive\n");
+    return 2;
+  }
+  if (opt.what == "restart")
+    return bench_restart(opt);
+  if (opt.what == "router")
+    return bench_router(opt);
+  return bench_raw(opt);
+}
+
+} // namespace troupe::cli

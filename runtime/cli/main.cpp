@@ -1,0 +1,306 @@
+// The `troupe` executable: one binary, one subcommand per job.
+//   troupe node    run a node (its root supervisor and groups)
+//   troupe bench   the runtime's micro-benchmarks (scripts/bench-supervision)
+// Later issues add `up`, `shell`, `kafka` and `load`.
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <regex>
+
+#include <CLI/CLI.hpp>
+#include <caf/all.hpp>
+
+#include "actors/echo/echo.hpp"
+#include "runtime/cli/bench.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/core/types.hpp"
+#include "runtime/node/node.hpp"
+
+using namespace std::chrono_literals;
+
+namespace troupe::cli {
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+extern "C" void on_signal(int) {
+  stop_requested = true;
+}
+
+/// Parses "250ms", "2s", "1m" or "0"; an error names the bad value.
+caf::expected<caf::timespan> parse_duration(const std::string& text) {
+  static const std::regex pattern{R"(^(\d+)(ms|s|m)?$)"};
+  std::smatch m;
+  if (!std::regex_match(text, m, pattern))
+    return caf::make_error(ec::invalid_argument,
+                           "bad duration '" + text + "' (use e.g. 250ms, 2s, 1m)");
+  auto n = std::stoll(m[1]);
+  auto unit = m[2].str();
+  if (unit == "ms")
+    return caf::timespan{std::chrono::milliseconds(n)};
+  if (unit == "m")
+    return caf::timespan{std::chrono::minutes(n)};
+  if (unit.empty() && n != 0)
+    return caf::make_error(ec::invalid_argument, "duration '" + text + "' needs a unit");
+  return caf::timespan{std::chrono::seconds(n)};
+}
+
+struct config : caf::actor_system_config {
+  config() {
+    register_types(*this);
+  }
+};
+
+// -- traffic for `troupe node --rate` -------------------------------------------
+
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using report_atom = caf::atom_constant<caf::atom("report")>;
+
+struct traffic_report {
+  uint64_t sent = 0;
+  uint64_t answered = 0;
+  uint64_t failed = 0;
+  uint64_t injected = 0;
+};
+
+/// Sends `rate` requests per second to the group, kills one of its workers
+/// every `crash_every` messages, and after `duration` waits for the last
+/// answers and reports to `observer`.
+caf::behavior traffic(caf::event_based_actor* self, node* n, std::string group, uint64_t rate,
+                      uint64_t crash_every, caf::timespan duration, caf::actor observer) {
+  auto rep = std::make_shared<traffic_report>();
+  auto start = std::chrono::steady_clock::now();
+  auto victim = std::make_shared<size_t>(0);
+  auto finishing = std::make_shared<bool>(false);
+  self->send(self, tick_atom::value);
+  auto finish_if_done = [=] {
+    if (*finishing && rep->answered + rep->failed == rep->sent) {
+      self->send(observer, report_atom::value, rep->sent, rep->answered, rep->failed,
+                 rep->injected);
+      self->quit();
+    }
+  };
+  return {
+    [=](tick_atom) {
+      auto elapsed = std::chrono::steady_clock::now() - start;
+      if (stop_requested || (duration.count() > 0 && elapsed >= duration)) {
+        *finishing = true;
+        finish_if_done();
+        return;
+      }
+      // Catch up to rate x elapsed, in 10 ms ticks.
+      auto due = static_cast<uint64_t>(
+        rate * std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count() / 1e6);
+      auto router = n->group(group);
+      for (; rep->sent < due && router; ++rep->sent) {
+        auto seq = rep->sent;
+        self->request(router, 10s, seq).then(
+          [=](uint64_t echoed) {
+            if (echoed == seq)
+              ++rep->answered;
+            else
+              ++rep->failed;
+            finish_if_done();
+          },
+          [=](caf::error& err) {
+            ++rep->failed;
+            if (rep->failed <= 5)
+              std::cerr << "[traffic] request " << seq << " failed: " << render(err) << "\n";
+            finish_if_done();
+          });
+        if (crash_every > 0 && seq > 0 && seq % crash_every == 0) {
+          ++rep->injected;
+          self->request(router, 1s, supervisor_atom::value).then([=](caf::actor& sup) {
+            if (!sup)
+              return;
+            self->request(sup, 1s, which_children_atom::value)
+              .then([=](std::vector<child_info>& kids) {
+                if (kids.empty())
+                  return;
+                auto& k = kids[(*victim)++ % kids.size()];
+                if (k.handle)
+                  self->send_exit(k.handle, caf::exit_reason::kill);
+              });
+          });
+        }
+      }
+      self->delayed_send(self, 10ms, tick_atom::value);
+    },
+  };
+}
+
+void print_status(caf::scoped_actor& self, node& n) {
+  for (auto& name : n.group_names()) {
+    auto router = n.group(name);
+    self->request(router, 1s, status_atom::value)
+      .receive(
+        [&](group_status& st) {
+          std::printf("[%s] group %s: %s, workers %u/%u, accepted %llu, completed %llu, "
+                      "in flight %llu, worker restarts %llu, redelivered %llu, requeued %llu, "
+                      "dead letters %llu, rejected %llu\n",
+                      n.name().c_str(), st.name.c_str(), st.state.c_str(), st.live_workers,
+                      st.instances, (unsigned long long) st.accepted,
+                      (unsigned long long) st.completed, (unsigned long long) st.in_flight,
+                      (unsigned long long) st.worker_restarts,
+                      (unsigned long long) st.redelivered, (unsigned long long) st.requeued,
+                      (unsigned long long) st.dead_letters, (unsigned long long) st.rejected);
+        },
+        [&](caf::error& err) {
+          std::printf("[%s] group %s: no status (%s)\n", n.name().c_str(), name.c_str(),
+                      render(err).c_str());
+        });
+  }
+  std::fflush(stdout);
+}
+
+void print_tree(caf::scoped_actor& self, const caf::actor& sup, const std::string& indent) {
+  self->request(sup, 1s, which_children_atom::value)
+    .receive(
+      [&](std::vector<child_info>& kids) {
+        for (auto& k : kids) {
+          std::printf("%s%s (%s, %s, restarts %llu)\n", indent.c_str(), k.name.c_str(),
+                      k.state.c_str(), k.restart.c_str(), (unsigned long long) k.restarts);
+          if (k.is_supervisor && k.handle) {
+            // A group router answers for its workers' supervisor.
+            caf::actor inner = k.handle;
+            self->request(k.handle, 1s, supervisor_atom::value)
+              .receive([&](caf::actor& s) { inner = s; }, [](caf::error&) {});
+            print_tree(self, inner, indent + "  ");
+          }
+        }
+      },
+      [](caf::error&) {});
+}
+
+struct node_options {
+  std::string name = "n1";
+  size_t instances = 2;
+  std::string duration = "0";
+  uint64_t rate = 0;
+  uint64_t crash_every = 0;
+  bool expect_no_loss = false;
+  std::string status_every = "1s";
+};
+
+int run_node(const node_options& opt) {
+  auto duration = parse_duration(opt.duration);
+  auto status_every = parse_duration(opt.status_every);
+  for (auto* d : {&duration, &status_every})
+    if (!*d) {
+      std::cerr << "troupe node: " << render(d->error()) << "\n";
+      return 2;
+    }
+  config cfg;
+  caf::actor_system sys{cfg};
+  node_config ncfg;
+  ncfg.name = opt.name;
+  ncfg.groups.push_back(echo::make_group("echo", opt.instances));
+  auto made = node::make(sys, ncfg);
+  if (!made) {
+    std::cerr << "troupe node: " << render(made.error()) << "\n";
+    return 2;
+  }
+  auto& n = **made;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  caf::scoped_actor self{sys};
+  // The root supervisor starts its groups after make() returns.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!n.group("echo") && std::chrono::steady_clock::now() < deadline)
+    self->receive(caf::after(1ms) >> [] {});
+  std::printf("[%s] node up: root supervisor with group echo x%zu%s\n", n.name().c_str(),
+              opt.instances,
+              opt.rate ? (", traffic " + std::to_string(opt.rate) + "/s"
+                          + (opt.crash_every
+                               ? ", a worker killed every " + std::to_string(opt.crash_every)
+                                   + " messages"
+                               : std::string{}))
+                           .c_str()
+                       : "");
+  std::fflush(stdout);
+  caf::actor driver;
+  if (opt.rate > 0)
+    driver = sys.spawn(traffic, &n, std::string{"echo"}, opt.rate, opt.crash_every, *duration,
+                       caf::actor{self});
+  traffic_report rep;
+  bool reported = false;
+  auto started = std::chrono::steady_clock::now();
+  auto next_status = started + *status_every;
+  for (;;) {
+    self->receive(
+      [&](report_atom, uint64_t sent, uint64_t answered, uint64_t failed, uint64_t injected) {
+        rep = traffic_report{sent, answered, failed, injected};
+        reported = true;
+      },
+      caf::after(50ms) >> [] {});
+    auto now = std::chrono::steady_clock::now();
+    if (status_every->count() > 0 && now >= next_status) {
+      print_status(self, n);
+      next_status = now + *status_every;
+    }
+    if (reported)
+      break;
+    if (!driver && (stop_requested || (duration->count() > 0 && now - started >= *duration)))
+      break;
+  }
+  print_status(self, n);
+  std::printf("[%s] supervision tree:\n", n.name().c_str());
+  print_tree(self, n.root(), "  ");
+  int rc = 0;
+  if (driver) {
+    auto lost = rep.sent - rep.answered;
+    std::printf("[%s] traffic: sent %llu, answered %llu, lost %llu, workers killed %llu\n",
+                n.name().c_str(), (unsigned long long) rep.sent,
+                (unsigned long long) rep.answered, (unsigned long long) lost,
+                (unsigned long long) rep.injected);
+    if (opt.expect_no_loss && (lost > 0 || rep.sent == 0)) {
+      std::fprintf(stderr, "troupe node: %llu messages lost\n", (unsigned long long) lost);
+      rc = 1;
+    }
+  }
+  n.stop();
+  std::printf("[%s] stopped\n", n.name().c_str());
+  return rc;
+}
+
+} // namespace
+
+} // namespace troupe::cli
+
+int main(int argc, char** argv) {
+  using namespace troupe::cli;
+  CLI::App app{"troupe: a fault-tolerant actor runtime for real-time ML products"};
+  app.require_subcommand(1);
+
+  node_options nopt;
+  auto* node_cmd = app.add_subcommand("node", "run one node: its root supervisor and groups");
+  node_cmd->add_option("--name", nopt.name, "node name")->capture_default_str();
+  node_cmd->add_option("--instances", nopt.instances, "workers of the echo group")
+    ->capture_default_str();
+  node_cmd->add_option("--duration", nopt.duration, "stop after this long (0: on SIGINT/SIGTERM)")
+    ->capture_default_str();
+  node_cmd->add_option("--rate", nopt.rate, "requests per second through the echo group");
+  node_cmd->add_option("--crash-every", nopt.crash_every, "kill a worker every N requests");
+  node_cmd->add_flag("--expect-no-loss", nopt.expect_no_loss,
+                     "exit 1 unless every request was answered");
+  node_cmd->add_option("--status-every", nopt.status_every, "status line period (0: off)")
+    ->capture_default_str();
+
+  troupe::cli::bench_options bopt;
+  auto* bench_cmd = app.add_subcommand("bench", "runtime micro-benchmarks (scripts/bench-supervision)");
+  bench_cmd->add_option("what", bopt.what, "restart | router | raw")->required()
+    ->check(CLI::IsMember({"restart", "router", "raw"}));
+  bench_cmd->add_option("--count", bopt.count, "crashes or messages")->capture_default_str();
+  bench_cmd->add_option("--workers", bopt.workers, "router: workers in the group")
+    ->capture_default_str();
+  bench_cmd->add_option("--window", bopt.window, "requests in flight")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  if (*node_cmd)
+    return run_node(nopt);
+  return run_bench(bopt);
+}

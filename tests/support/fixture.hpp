@@ -70,6 +70,7 @@ struct fixture {
   }
 
   std::vector<caf::actor> cleanup;
+  std::vector<caf::down_msg> other_downs;
 
   /// A child spec whose instances report `started` and `stopped` to this
   /// test, answer `ping` with their name, throw on `crash` and quit on `quit`.
@@ -223,6 +224,13 @@ struct fixture {
 
   /// Waits for the down message of a monitored actor and returns its reason.
   caf::error expect_down(const caf::actor& who) {
+    for (auto i = other_downs.begin(); i != other_downs.end(); ++i) {
+      if (i->source == who.address()) {
+        auto result = i->reason;
+        other_downs.erase(i);
+        return result;
+      }
+    }
     caf::error result;
     bool got = false;
     self->receive_while([&] { return !got; })(
@@ -230,6 +238,8 @@ struct fixture {
         if (dm.source == who.address()) {
           result = dm.reason;
           got = true;
+        } else {
+          other_downs.push_back(std::move(dm)); // for a later expect_down
         }
       },
       // Probe events that arrive meanwhile are kept for next_event().

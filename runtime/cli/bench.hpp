@@ -1,0 +1,22 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace troupe::cli {
+
+/// Options of `troupe bench`.
+struct bench_options {
+  /// `restart`: crash-to-replacement-answer latency of a one_for_one child.
+  /// `router`: requests per second through a group router.
+  /// `raw`: plain CAF actor-to-actor sends and requests, the baseline.
+  std::string what;
+  uint64_t count = 10000;
+  size_t workers = 1;
+  size_t window = 64;
+};
+
+/// Runs one measurement and prints its figures as `name value` lines.
+int run_bench(const bench_options& opt);
+
+} // namespace troupe::cli
