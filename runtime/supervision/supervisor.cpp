@@ -34,6 +34,10 @@ const char* to_string(child_state x) {
 
 /// A child as its supervisor tracks it.
 struct child {
+  explicit child(child_spec s) : spec(std::move(s)) {
+    // nop
+  }
+
   child_spec spec;
   caf::actor handle;
   child_state state = child_state::terminated;
@@ -456,14 +460,19 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_spec spec) {
       auto rp = self->make_response_promise<caf::actor>();
       self->state.when_idle([self, rp, cs]() mutable {
         auto& st = self->state;
-        if (auto err = validate(cs))
-          return rp.deliver(std::move(err));
-        if (st.find(cs.name))
-          return rp.deliver(caf::make_error(ec::child_exists, cs.name));
+        if (auto err = validate(cs)) {
+          rp.deliver(std::move(err));
+          return;
+        }
+        if (st.find(cs.name)) {
+          rp.deliver(caf::make_error(ec::child_exists, cs.name));
+          return;
+        }
         st.children.push_back(child{cs});
         if (auto err = st.start(st.children.back())) {
           st.children.pop_back();
-          return rp.deliver(std::move(err));
+          rp.deliver(std::move(err));
+          return;
         }
         rp.deliver(st.children.back().handle);
       });
@@ -474,8 +483,10 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_spec spec) {
       self->state.when_idle([self, rp, name]() mutable {
         auto& st = self->state;
         auto c = st.find(name);
-        if (!c)
-          return rp.deliver(caf::make_error(ec::no_such_child, name));
+        if (!c) {
+          rp.deliver(caf::make_error(ec::no_such_child, name));
+          return;
+        }
         st.run_job({name}, [self, rp, name]() mutable {
           auto& st = self->state;
           if (auto c = st.find(name)) {
@@ -493,12 +504,18 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_spec spec) {
       self->state.when_idle([self, rp, name]() mutable {
         auto& st = self->state;
         auto c = st.find(name);
-        if (!c)
-          return rp.deliver(caf::make_error(ec::no_such_child, name));
-        if (c->state != child_state::terminated)
-          return rp.deliver(caf::make_error(ec::child_running, name));
-        if (auto err = st.start(*c))
-          return rp.deliver(std::move(err));
+        if (!c) {
+          rp.deliver(caf::make_error(ec::no_such_child, name));
+          return;
+        }
+        if (c->state != child_state::terminated) {
+          rp.deliver(caf::make_error(ec::child_running, name));
+          return;
+        }
+        if (auto err = st.start(*c)) {
+          rp.deliver(std::move(err));
+          return;
+        }
         rp.deliver(c->handle);
       });
       return rp;
@@ -508,10 +525,14 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_spec spec) {
       self->state.when_idle([self, rp, name]() mutable {
         auto& st = self->state;
         auto c = st.find(name);
-        if (!c)
-          return rp.deliver(caf::make_error(ec::no_such_child, name));
-        if (c->state != child_state::terminated)
-          return rp.deliver(caf::make_error(ec::child_running, name));
+        if (!c) {
+          rp.deliver(caf::make_error(ec::no_such_child, name));
+          return;
+        }
+        if (c->state != child_state::terminated) {
+          rp.deliver(caf::make_error(ec::child_running, name));
+          return;
+        }
         st.children.erase(st.children.begin() + (c - st.children.data()));
         rp.deliver(caf::unit);
       });
