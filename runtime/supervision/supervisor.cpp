@@ -92,6 +92,17 @@ struct supervisor_state {
     return nullptr;
   }
 
+  /// The child `name` if it exists and is terminated (OTP's precondition for
+  /// `restart_child` and `delete_child`), else why not.
+  caf::expected<child*> find_terminated(const std::string& child_name) {
+    auto c = find(child_name);
+    if (!c)
+      return caf::make_error(ec::no_such_child, child_name);
+    if (c->state != child_state::terminated)
+      return caf::make_error(ec::child_running, child_name);
+    return c;
+  }
+
   std::optional<size_t> index_of(const caf::actor_addr& addr) {
     for (size_t i = 0; i < children.size(); ++i)
       if (children[i].handle && children[i].handle.address() == addr)
@@ -503,20 +514,16 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_spec spec) {
       auto rp = self->make_response_promise<caf::actor>();
       self->state.when_idle([self, rp, name]() mutable {
         auto& st = self->state;
-        auto c = st.find(name);
+        auto c = st.find_terminated(name);
         if (!c) {
-          rp.deliver(caf::make_error(ec::no_such_child, name));
+          rp.deliver(std::move(c.error()));
           return;
         }
-        if (c->state != child_state::terminated) {
-          rp.deliver(caf::make_error(ec::child_running, name));
-          return;
-        }
-        if (auto err = st.start(*c)) {
+        if (auto err = st.start(**c)) {
           rp.deliver(std::move(err));
           return;
         }
-        rp.deliver(c->handle);
+        rp.deliver((*c)->handle);
       });
       return rp;
     },
@@ -524,16 +531,12 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_spec spec) {
       auto rp = self->make_response_promise();
       self->state.when_idle([self, rp, name]() mutable {
         auto& st = self->state;
-        auto c = st.find(name);
+        auto c = st.find_terminated(name);
         if (!c) {
-          rp.deliver(caf::make_error(ec::no_such_child, name));
+          rp.deliver(std::move(c.error()));
           return;
         }
-        if (c->state != child_state::terminated) {
-          rp.deliver(caf::make_error(ec::child_running, name));
-          return;
-        }
-        st.children.erase(st.children.begin() + (c - st.children.data()));
+        st.children.erase(st.children.begin() + (*c - st.children.data()));
         rp.deliver(caf::unit);
       });
       return rp;
