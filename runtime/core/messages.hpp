@@ -44,8 +44,8 @@ using worker_up_atom = caf::atom_constant<caf::atom("worker_up")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 /// Internal: a child's shutdown timeout expired, `(shutdown_timeout_atom, token)`.
 using shutdown_timeout_atom = caf::atom_constant<caf::atom("shut_tout")>;
-/// Internal: a queued request waited its full call timeout, `(expire_atom, seq)`.
-using expire_atom = caf::atom_constant<caf::atom("expire")>;
+/// Internal: time to answer the requests past their call timeout, `(sweep_atom)`.
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 
 // -- supervision ---------------------------------------------------------------
 

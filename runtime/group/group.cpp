@@ -49,6 +49,8 @@ struct entry {
   /// The worker slot (key_hash), or the slot it was last sent to.
   size_t slot = 0;
   uint32_t crashes = 0;
+  /// When a requester stops waiting: `call_timeout` after acceptance.
+  std::chrono::steady_clock::time_point deadline;
   /// Bumped on every dispatch, so a late answer to an earlier one is ignored.
   uint32_t dispatch = 0;
   /// The worker holding it; invalid while it waits in a queue.
@@ -86,6 +88,8 @@ struct router_state {
   std::unordered_map<uint64_t, entry> pending;
   uint64_t next_seq = 1;
   size_t next_rr = 0;
+  /// True while a sweep for call timeouts is scheduled.
+  bool sweep_armed = false;
   group_status stats;
   std::deque<dead_letter> recent_dead;
 
@@ -221,8 +225,11 @@ struct router_state {
     auto& e = pending[seq];
     e.content = std::move(content);
     e.is_request = is_request;
-    if (is_request)
+    if (is_request) {
       e.rp = std::move(rp);
+      e.deadline = std::chrono::steady_clock::now() + spec.call_timeout;
+      arm_sweep();
+    }
     if (spec.route == routing::key_hash) {
       uint64_t key = 0;
       try {
@@ -237,9 +244,6 @@ struct router_state {
       shared_queue.push_back(seq);
       pump();
     }
-    auto i = pending.find(seq);
-    if (i != pending.end() && !i->second.worker && is_request)
-      self->delayed_send(self, spec.call_timeout, expire_atom::value, seq);
     return caf::message{};
   }
 
@@ -323,7 +327,9 @@ struct router_state {
     e.worker = s.worker.address();
     auto d = ++e.dispatch;
     ++s.in_flight;
-    self->request(s.worker, spec.call_timeout, envelope{e.content})
+    // No per-request timer (CAF arms one per timed request): the sweep
+    // enforces call_timeout for all of them.
+    self->request(s.worker, caf::infinite, envelope{e.content})
       .then([this, seq, d](reply& r) { on_reply(seq, d, r); },
             [this, seq, d](caf::error& err) { on_failure(seq, d, err); });
   }
@@ -369,9 +375,6 @@ struct router_state {
       // CAF answers the message being handled when the handler throws:
       // this message crashed its worker.
       on_crash(seq, e, err);
-    } else if (is_sec(err, caf::sec::request_timeout)) {
-      answer_degraded(seq, caf::make_error(ec::call_timeout, spec.name));
-      return;
     } else {
       // Any other error is the answer (for example an unexpected message).
       ++stats.completed;
@@ -444,11 +447,45 @@ struct router_state {
       recent_dead.pop_front();
   }
 
-  void on_expire(uint64_t seq) {
-    auto i = pending.find(seq);
-    if (i == pending.end() || i->second.worker)
-      return; // answered, or at a worker (which has its own timeout)
-    answer_degraded(seq, caf::make_error(ec::call_timeout, spec.name));
+  // -- call timeouts ---------------------------------------------------------------
+
+  caf::timespan sweep_period() const {
+    return std::max(caf::timespan{spec.call_timeout / 4},
+                    caf::timespan{std::chrono::milliseconds(5)});
+  }
+
+  void arm_sweep() {
+    if (sweep_armed)
+      return;
+    sweep_armed = true;
+    self->delayed_send(self, sweep_period(), sweep_atom::value);
+  }
+
+  /// Answers every request past its deadline, queued or at a worker (whose
+  /// late answer is then ignored), and re-arms while requests remain.
+  void on_sweep() {
+    sweep_armed = false;
+    auto now = std::chrono::steady_clock::now();
+    std::vector<uint64_t> expired;
+    bool requests_left = false;
+    for (auto& [seq, e] : pending) {
+      if (!e.is_request)
+        continue;
+      if (e.deadline <= now)
+        expired.push_back(seq);
+      else
+        requests_left = true;
+    }
+    for (auto seq : expired) {
+      auto& e = pending[seq];
+      release(e);
+      ++e.dispatch;
+      answer_degraded(seq, caf::make_error(ec::call_timeout, spec.name));
+    }
+    if (requests_left)
+      arm_sweep();
+    if (!expired.empty())
+      pump();
   }
 
   // -- stopping ------------------------------------------------------------------
@@ -521,7 +558,7 @@ caf::behavior router_impl(router_actor* self, group_spec spec) {
       self->state.on_worker_up(gen, idx, w);
     },
     [self](restart_atom, uint64_t gen) { self->state.on_restart_due(gen); },
-    [self](expire_atom, uint64_t seq) { self->state.on_expire(seq); },
+    [self](sweep_atom) { self->state.on_sweep(); },
   };
 }
 
