@@ -1,5 +1,6 @@
 // The `troupe` executable: one binary, one subcommand per job.
 //   troupe node    run a node (its root supervisor and groups)
+//   troupe check   validate a topology file and print its placement plan
 //   troupe bench   the runtime's micro-benchmarks (scripts/bench-supervision)
 // Later issues add `up`, `shell`, `kafka` and `load`.
 
@@ -7,17 +8,21 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
-#include <regex>
+#include <set>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <caf/all.hpp>
 
 #include "actors/echo/echo.hpp"
 #include "runtime/cli/bench.hpp"
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
 #include "runtime/node/node.hpp"
+#include "topology/placement.hpp"
+#include "topology/topology.hpp"
 
 using namespace std::chrono_literals;
 
@@ -29,24 +34,6 @@ std::atomic<bool> stop_requested{false};
 
 extern "C" void on_signal(int) {
   stop_requested = true;
-}
-
-/// Parses "250ms", "2s", "1m" or "0"; an error names the bad value.
-caf::expected<caf::timespan> parse_duration(const std::string& text) {
-  static const std::regex pattern{R"(^(\d+)(ms|s|m)?$)"};
-  std::smatch m;
-  if (!std::regex_match(text, m, pattern))
-    return caf::make_error(ec::invalid_argument,
-                           "bad duration '" + text + "' (use e.g. 250ms, 2s, 1m)");
-  auto n = std::stoll(m[1]);
-  auto unit = m[2].str();
-  if (unit == "ms")
-    return caf::timespan{std::chrono::milliseconds(n)};
-  if (unit == "m")
-    return caf::timespan{std::chrono::minutes(n)};
-  if (unit.empty() && n != 0)
-    return caf::make_error(ec::invalid_argument, "duration '" + text + "' needs a unit");
-  return caf::timespan{std::chrono::seconds(n)};
 }
 
 struct config : caf::actor_system_config {
@@ -267,6 +254,40 @@ int run_node(const node_options& opt) {
   return rc;
 }
 
+/// `troupe check FILE [--without n1,n2]`: exit 0 and the plan, or exit 2 and
+/// the first problem (file:line: key: problem).
+int run_check(const std::string& path, const std::string& without) {
+  auto t = topology::load(path);
+  if (!t) {
+    auto text = render(t.error());
+    std::cerr << text.substr(text.find(": ") + 2) << "\n";
+    return 2;
+  }
+  std::set<std::string> alive;
+  for (auto& n : t->nodes)
+    alive.insert(n.name);
+  std::string lost;
+  std::stringstream list{without};
+  for (std::string name; std::getline(list, name, ',');) {
+    if (name.empty())
+      continue;
+    if (!t->node(name)) {
+      std::cerr << "troupe check: --without names unknown node '" << name << "'\n";
+      return 2;
+    }
+    alive.erase(name);
+    lost += (lost.empty() ? "" : ", ") + name;
+  }
+  std::cout << path << ": ok: cluster " << t->cluster.name << ", " << t->nodes.size()
+            << " nodes, " << t->groups.size() << " groups\n";
+  for (auto& n : t->nodes)
+    std::cout << "  node " << n.name << " " << n.host << " cluster:" << n.cluster_port
+              << " http:" << n.http_port << (alive.count(n.name) ? "" : " (lost)") << "\n";
+  std::cout << "placement" << (lost.empty() ? "" : " without " + lost) << ":\n";
+  std::cout << topology::describe(*t, topology::place(*t, alive));
+  return 0;
+}
+
 } // namespace
 
 } // namespace troupe::cli
@@ -290,6 +311,13 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--status-every", nopt.status_every, "status line period (0: off)")
     ->capture_default_str();
 
+  std::string check_file = "cluster.conf";
+  std::string check_without;
+  auto* check_cmd = app.add_subcommand("check", "validate a topology file and print its placement");
+  check_cmd->add_option("file", check_file, "the topology file")->capture_default_str();
+  check_cmd->add_option("--without", check_without,
+                        "comma-separated nodes to treat as lost (shows failover placement)");
+
   troupe::cli::bench_options bopt;
   auto* bench_cmd = app.add_subcommand("bench", "runtime micro-benchmarks (scripts/bench-supervision)");
   bench_cmd->add_option("what", bopt.what, "restart | router | raw")->required()
@@ -302,5 +330,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (*node_cmd)
     return run_node(nopt);
+  if (*check_cmd)
+    return run_check(check_file, check_without);
   return run_bench(bopt);
 }

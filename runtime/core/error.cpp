@@ -22,6 +22,7 @@ std::string to_string(ec x) {
     case ec::group_stopping: return "group_stopping";
     case ec::fallback_failed: return "fallback_failed";
     case ec::invalid_argument: return "invalid_argument";
+    case ec::invalid_topology: return "invalid_topology";
   }
   return "ec(" + std::to_string(static_cast<int>(x)) + ")";
 }

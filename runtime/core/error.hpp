@@ -42,6 +42,9 @@ enum class ec : uint8_t {
   fallback_failed,
   /// A command-line or configuration value is invalid.
   invalid_argument,
+  /// A topology file (cluster.conf) is malformed or cannot be placed; the
+  /// context names the file, the line and the key.
+  invalid_topology,
 };
 
 /// Returns the name of `x`, e.g. `"group_saturated"`.

@@ -1,0 +1,46 @@
+#include "runtime/core/duration.hpp"
+
+#include <regex>
+
+#include "runtime/core/error.hpp"
+
+namespace troupe {
+
+caf::expected<caf::timespan> parse_duration(const std::string& text) {
+  static const std::regex pattern{R"(^(\d{1,12})(us|ms|s|m|h)?$)"};
+  std::smatch m;
+  if (!std::regex_match(text, m, pattern))
+    return caf::make_error(ec::invalid_argument,
+                           "bad duration '" + text + "' (use e.g. 250ms, 2s, 1m)");
+  auto n = std::stoll(m[1]);
+  auto unit = m[2].str();
+  if (unit.empty()) {
+    if (n != 0)
+      return caf::make_error(ec::invalid_argument, "duration '" + text + "' needs a unit");
+    return caf::timespan{0};
+  }
+  if (unit == "us")
+    return caf::timespan{std::chrono::microseconds(n)};
+  if (unit == "ms")
+    return caf::timespan{std::chrono::milliseconds(n)};
+  if (unit == "s")
+    return caf::timespan{std::chrono::seconds(n)};
+  if (unit == "m")
+    return caf::timespan{std::chrono::minutes(n)};
+  return caf::timespan{std::chrono::hours(n)};
+}
+
+std::string to_duration_string(caf::timespan x) {
+  using namespace std::chrono;
+  auto ns = x.count();
+  if (ns == 0)
+    return "0";
+  struct unit { int64_t ns; const char* name; };
+  for (auto u : {unit{3600000000000, "h"}, unit{60000000000, "m"}, unit{1000000000, "s"},
+                 unit{1000000, "ms"}, unit{1000, "us"}})
+    if (ns % u.ns == 0)
+      return std::to_string(ns / u.ns) + u.name;
+  return std::to_string(ns) + "ns";
+}
+
+} // namespace troupe

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The troupe executable's command-line cases, one function each; ctest runs
+#   troupe_cli_test.sh CASE TROUPE_BINARY SOURCE_DIR
+# Each case checks the exit code and the words a user reads.
+set -u
+case_name=$1
+troupe=$2
+src=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# run CMD...: runs it, keeps its output in $out and its exit code in $rc.
+run() {
+  out=$("$@" 2>&1)
+  rc=$?
+  printf '%s\n' "$out"
+}
+
+expect_rc() {
+  [ "$rc" -eq "$1" ] || { echo "FAIL: exit code $rc, expected $1"; exit 1; }
+}
+
+expect_line() {
+  printf '%s\n' "$out" | grep -qxF -- "$1" || { echo "FAIL: no line: $1"; exit 1; }
+}
+
+expect_text() {
+  printf '%s\n' "$out" | grep -qF -- "$1" || { echo "FAIL: no text: $1"; exit 1; }
+}
+
+bad_conf() {
+  printf '%s\n' "$@" > "$tmp/bad.conf"
+}
+
+case "$case_name" in
+  node_survives_crashes)
+    run "$troupe" node --duration 2s --rate 2000 --crash-every 50 --expect-no-loss --status-every 0
+    expect_rc 0
+    expect_text "lost 0, workers killed"
+    ;;
+  node_refuses_bad_spec)
+    run "$troupe" node --instances 0
+    expect_rc 2
+    expect_line "troupe node: invalid_spec: group 'echo': zero instances"
+    ;;
+  node_refuses_bad_duration)
+    run "$troupe" node --duration 5x
+    expect_rc 2
+    expect_line "troupe node: invalid_argument: bad duration '5x' (use e.g. 250ms, 2s, 1m)"
+    ;;
+  check_default)
+    run "$troupe" check "$src/cluster.conf"
+    expect_rc 0
+    expect_text "$src/cluster.conf: ok: cluster troupe-local, 3 nodes, 6 groups"
+    expect_line "  fraud-detector (fraud-detector, 2 instances): #0@n2, #1@n3"
+    expect_line "  alerter (alerter, 1 instance): #0@n3"
+    ;;
+  check_without)
+    run "$troupe" check "$src/cluster.conf" --without n2,n3
+    expect_rc 0
+    expect_line "  fraud-detector (fraud-detector, 2 instances): #0@n1 (moved), #1@n1 (moved)"
+    expect_line "  alerter (alerter, 1 instance): #0@n1 (moved)"
+    ;;
+  check_unplaceable)
+    run "$troupe" check "$src/cluster.conf" --without n1,n2
+    expect_rc 0
+    expect_line "  ranker (ranker, 2 instances): no live node allowed: answered by fallback 'trending'"
+    ;;
+  check_unknown_key)
+    bad_conf '[cluster]' 'name = "x"' 'secret = "0123456789"' 'bogus = 1'
+    run "$troupe" check "$tmp/bad.conf"
+    expect_rc 2
+    expect_text "$tmp/bad.conf:4: cluster.bogus: unknown key"
+    ;;
+  check_unknown_node)
+    run "$troupe" check "$src/cluster.conf" --without n9
+    expect_rc 2
+    expect_text "unknown node 'n9'"
+    ;;
+  check_missing_file)
+    run "$troupe" check "$tmp/none.conf"
+    expect_rc 2
+    expect_line "$tmp/none.conf: cannot open the topology file"
+    ;;
+  *)
+    echo "unknown case $case_name"
+    exit 2
+    ;;
+esac
+echo "ok: $case_name"

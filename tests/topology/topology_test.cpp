@@ -1,0 +1,206 @@
+#include "topology/topology.hpp"
+
+#include <cstdio>
+#include <fstream>
+
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include "runtime/core/error.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+using namespace troupe::topology;
+
+namespace {
+
+const std::string header = R"([cluster]
+name = "test"
+secret = "0123456789"
+
+[[node]]
+name = "n1"
+cluster_port = 7001
+http_port = 8001
+
+[[node]]
+name = "n2"
+cluster_port = 7002
+http_port = 8002
+)";
+
+/// The problem `text` is refused with, or "" if it is accepted.
+std::string problem(const std::string& text) {
+  auto t = parse(text, "test.conf");
+  if (t)
+    return {};
+  CHECK(t.error() == ec::invalid_topology);
+  return render(t.error());
+}
+
+} // namespace
+
+TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain groups") {
+  auto t = load(std::string{TROUPE_SOURCE_DIR} + "/cluster.conf");
+  REQUIRE_MESSAGE(t, render(t.error()));
+  CHECK(t->cluster.name == "troupe-local");
+  CHECK(t->cluster.heartbeat_interval == caf::timespan{100ms});
+  CHECK(t->cluster.failure_timeout == caf::timespan{500ms});
+  CHECK(t->cluster.kafka == "embedded");
+  CHECK(t->cluster.redis == "embedded");
+  REQUIRE(t->nodes.size() == 3);
+  for (auto& n : t->nodes)
+    CHECK(n.host == "127.0.0.1");
+  std::set<std::string> domains_used;
+  for (auto& g : t->groups)
+    domains_used.insert(g.domain);
+  CHECK(domains_used
+        == std::set<std::string>{"ingestor", "feature-enricher", "fraud-detector", "alerter",
+                                 "ranker", "websocket-broadcaster"});
+  auto fd = t->group("fraud-detector");
+  REQUIRE(fd);
+  CHECK(fd->nodes == std::vector<std::string>{"n2", "n3", "n1"});
+  REQUIRE(fd->backoff);
+  CHECK(fd->backoff->max == caf::timespan{2s});
+  CHECK(fd->settings.at("model") == "models/fraud.json");
+  auto ranker = t->group("ranker");
+  REQUIRE(ranker);
+  CHECK(ranker->fallback == "trending");
+  CHECK(ranker->routing == "key_hash");
+  CHECK(ranker->key == "user");
+  // Omitted nodes mean every node, in file order.
+  CHECK(t->group("websocket-broadcaster")->nodes == std::vector<std::string>{"n1", "n2", "n3"});
+  CHECK(t->group("alerter")->settings.at("threshold") == "0.800000");
+}
+
+TEST_CASE("a minimal file gets every default") {
+  auto t = parse(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\n", "test.conf");
+  REQUIRE_MESSAGE(t, render(t.error()));
+  auto& g = t->groups.at(0);
+  CHECK(g.instances == 1);
+  CHECK(g.strat == strategy::one_for_one);
+  CHECK(g.intensity == 5);
+  CHECK(g.period == caf::timespan{5s});
+  CHECK(!g.backoff);
+  CHECK(g.routing == "round_robin");
+  CHECK(g.fallback == "none");
+  CHECK(g.restart_delay == caf::timespan{1s});
+  CHECK(t->nodes[0].host == "127.0.0.1");
+}
+
+TEST_CASE("an unknown key is refused with its file, line and key") {
+  CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\ninstanses = 2\n")
+        == "invalid_topology: test.conf:17: group[0].instanses: unknown key (known: backoff, "
+           "domain, fallback, instances, intensity, key, name, nodes, period, restart_delay, "
+           "routing, settings, strategy)");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nbogus = 1\n").find(
+          "test.conf:4: cluster.bogus: unknown key")
+        != std::string::npos);
+  CHECK(problem(header + "[extra]\n").find("test.conf:14: extra: unknown key") != std::string::npos);
+}
+
+TEST_CASE("a value of the wrong type is refused with its line and key") {
+  CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\ninstances = \"two\"\n")
+        == "invalid_topology: test.conf:17: group[0].instances: expected an integer, got a "
+           "string");
+  CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\nnodes = \"n1\"\n")
+        == "invalid_topology: test.conf:17: group[0].nodes: expected an array of strings, got a "
+           "string");
+}
+
+TEST_CASE("a node declared twice is refused") {
+  CHECK(problem(header + "[[node]]\nname = \"n1\"\ncluster_port = 7003\nhttp_port = 8003\n")
+        == "invalid_topology: test.conf:15: node[2].name: node 'n1' is declared twice (first "
+           "at line 5)");
+}
+
+TEST_CASE("a port used twice on one host is refused") {
+  CHECK(problem(header + "[[node]]\nname = \"n3\"\ncluster_port = 8001\nhttp_port = 8003\n")
+        == "invalid_topology: test.conf:16: node[2].cluster_port: port 8001 on 127.0.0.1 is "
+           "already used by node[0].http_port");
+  // The same port on two hosts is fine.
+  CHECK(problem(header
+                + "[[node]]\nname = \"n3\"\nhost = \"10.0.0.3\"\ncluster_port = 7001\n"
+                  "http_port = 8001\n")
+          .empty());
+}
+
+TEST_CASE("a group no node may host is refused before anything starts") {
+  CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\nnodes = []\n")
+        == "invalid_topology: test.conf:17: group[0].nodes: no node may host this group (the "
+           "list is empty)");
+  CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\nnodes = [\"n9\"]\n")
+        == "invalid_topology: test.conf:17: group[0].nodes: unknown node 'n9'");
+}
+
+TEST_CASE("a bad duration is refused with its line and key") {
+  CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\nperiod = \"5 seconds\"\n")
+        == "invalid_topology: test.conf:17: group[0].period: bad duration '5 seconds' (use e.g. "
+           "250ms, 2s, 1m)");
+  CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\nperiod = 5\n")
+        == "invalid_topology: test.conf:17: group[0].period: expected a duration string such "
+           "as \"500ms\", got an integer");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nheartbeat_interval = "
+                "\"1s\"\nfailure_timeout = \"500ms\"\n")
+          .find("cluster.failure_timeout: must be longer than heartbeat_interval (1s)")
+        != std::string::npos);
+}
+
+TEST_CASE("the secret is required once, inline or from a file") {
+  CHECK(problem("[cluster]\nname = \"x\"\n[[node]]\nname=\"n1\"\ncluster_port=1\nhttp_port=2\n")
+        == "invalid_topology: test.conf:1: cluster.secret: give exactly one of 'secret' and "
+           "'secret_file'");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"short\"\n").find("at least 8 characters")
+        != std::string::npos);
+  char path_buf[] = "/tmp/troupe-secret-XXXXXX";
+  auto fd = mkstemp(path_buf);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::string path = path_buf;
+  std::ofstream{path} << "a-secret-from-a-file\n";
+  auto t = parse("[cluster]\nname = \"x\"\nsecret_file = \"" + path
+                   + "\"\n[[node]]\nname=\"n1\"\ncluster_port=1\nhttp_port=2\n",
+                 "test.conf");
+  std::remove(path.c_str());
+  REQUIRE_MESSAGE(t, render(t.error()));
+  CHECK(t->cluster.secret == "a-secret-from-a-file");
+}
+
+TEST_CASE("domains, strategies, routing, fallbacks and settings are checked against what exists") {
+  auto group = [](const std::string& body) {
+    return header + "[[group]]\nname = \"g\"\n" + body;
+  };
+  CHECK(problem(group("domain = \"fraud\"\n")).find("'fraud' is not a domain (known: ingestor")
+        != std::string::npos);
+  CHECK(problem(group("domain = \"echo\"\nstrategy = \"one_for_some\"\n"))
+          .find("'one_for_some' is not one of one_for_one, one_for_all, rest_for_one")
+        != std::string::npos);
+  CHECK(problem(group("domain = \"echo\"\nrouting = \"key_hash\"\n"))
+          .find("group[0].key: key_hash routing needs the key field")
+        != std::string::npos);
+  CHECK(problem(group("domain = \"echo\"\nfallback = \"trending\"\n"))
+          .find("'trending' is not a fallback of echo (known: none)")
+        != std::string::npos);
+  CHECK(problem(group("domain = \"ranker\"\nfallback = \"trending\"\n")).empty());
+  CHECK(problem(group("domain = \"alerter\"\nsettings = { treshold = 0.9 }\n"))
+          .find("group[0].settings.treshold: unknown setting of alerter (known: threshold, topic)")
+        != std::string::npos);
+  CHECK(problem(group("domain = \"echo\"\nbackoff = { min = \"1s\", max = \"10ms\" }\n"))
+          .find("group[0].backoff.max: is below min")
+        != std::string::npos);
+  CHECK(problem(group("domain = \"echo\"\ninstances = 0\n"))
+          .find("group[0].instances: 0 is out of range [1, 1024]")
+        != std::string::npos);
+}
+
+TEST_CASE("a syntax error names its line") {
+  CHECK(problem("[cluster]\nname = \"x\nsecret = 1\n").find("invalid_topology: test.conf:2: syntax:")
+        == 0);
+}
+
+TEST_CASE("a missing file is reported, not thrown") {
+  auto t = load("/nonexistent/cluster.conf");
+  REQUIRE(!t);
+  CHECK(render(t.error()) == "invalid_topology: /nonexistent/cluster.conf: cannot open the topology file");
+}

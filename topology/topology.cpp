@@ -1,0 +1,480 @@
+#include "topology/topology.hpp"
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "runtime/core/duration.hpp"
+#include "runtime/core/error.hpp"
+
+namespace troupe::topology {
+
+const node_spec* topology::node(const std::string& name) const {
+  for (auto& n : nodes)
+    if (n.name == name)
+      return &n;
+  return nullptr;
+}
+
+const group_decl* topology::group(const std::string& name) const {
+  for (auto& g : groups)
+    if (g.name == name)
+      return &g;
+  return nullptr;
+}
+
+const std::vector<domain_info>& domains() {
+  // The settings each domain reads; the domain issues add theirs here.
+  static const std::vector<domain_info> result = {
+    {"ingestor", {}, {{"topic", "transactions"}, {"dead_letter_topic", "dead-letters"}}},
+    {"feature-enricher", {}, {}},
+    {"fraud-detector", {}, {{"model", "models/fraud.json"}}},
+    {"alerter", {}, {{"threshold", "0.8"}, {"topic", "fraud-alerts"}}},
+    {"ranker", {"trending"}, {{"top_k", "10"}}},
+    {"websocket-broadcaster", {}, {}},
+    {"echo", {}, {}},
+  };
+  return result;
+}
+
+namespace {
+
+// The parser reports the first problem it meets. Inside this file a problem
+// travels as a `failure` exception, caught in parse(): it never leaves it.
+struct failure {
+  caf::error err;
+};
+
+const char* type_name(const toml::node& x) {
+  switch (x.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::date:
+    case toml::node_type::time:
+    case toml::node_type::date_time: return "a date or time";
+    default: return "nothing";
+  }
+}
+
+int line_of(const toml::node& x) {
+  return static_cast<int>(x.source().begin.line);
+}
+
+/// Reads one TOML table, remembering its path ("group[2]") for messages.
+class reader {
+public:
+  reader(const std::string& source, const toml::table& tbl, std::string path)
+    : source_(source), tbl_(tbl), path_(std::move(path)) {
+    // nop
+  }
+
+  [[noreturn]] void fail(int line, const std::string& key, const std::string& problem) const {
+    auto where = source_ + ":" + std::to_string(line) + ": ";
+    auto what = path_.empty() ? key : key.empty() ? path_ : path_ + "." + key;
+    throw failure{caf::make_error(ec::invalid_topology, where + what + ": " + problem)};
+  }
+
+  int line() const {
+    return line_of(tbl_);
+  }
+
+  /// Fails on the first key not in `known`.
+  void only(std::initializer_list<const char*> known) const {
+    std::set<std::string> k(known.begin(), known.end());
+    for (auto&& [key, value] : tbl_) {
+      if (k.count(std::string{key.str()}) == 0) {
+        std::string list;
+        for (auto& x : k)
+          list += (list.empty() ? "" : ", ") + x;
+        fail(static_cast<int>(key.source().begin.line), std::string{key.str()},
+             "unknown key (known: " + list + ")");
+      }
+    }
+  }
+
+  const toml::node* find(const char* key) const {
+    return tbl_.get(key);
+  }
+
+  std::string str(const char* key, std::optional<std::string> fallback = std::nullopt) const {
+    auto x = find(key);
+    if (!x) {
+      if (!fallback)
+        fail(line(), key, "missing (required)");
+      return *fallback;
+    }
+    if (!x->is_string())
+      fail(line_of(*x), key, std::string{"expected a string, got "} + type_name(*x));
+    return x->as_string()->get();
+  }
+
+  int64_t integer(const char* key, std::optional<int64_t> fallback, int64_t min,
+                  int64_t max) const {
+    auto x = find(key);
+    if (!x) {
+      if (!fallback)
+        fail(line(), key, "missing (required)");
+      return *fallback;
+    }
+    if (!x->is_integer())
+      fail(line_of(*x), key, std::string{"expected an integer, got "} + type_name(*x));
+    auto v = x->as_integer()->get();
+    if (v < min || v > max)
+      fail(line_of(*x), key,
+           std::to_string(v) + " is out of range [" + std::to_string(min) + ", "
+             + std::to_string(max) + "]");
+    return v;
+  }
+
+  double number(const char* key, double fallback) const {
+    auto x = find(key);
+    if (!x)
+      return fallback;
+    if (x->is_integer())
+      return static_cast<double>(x->as_integer()->get());
+    if (!x->is_floating_point())
+      fail(line_of(*x), key, std::string{"expected a number, got "} + type_name(*x));
+    return x->as_floating_point()->get();
+  }
+
+  caf::timespan duration(const char* key, caf::timespan fallback) const {
+    auto x = find(key);
+    if (!x)
+      return fallback;
+    if (!x->is_string())
+      fail(line_of(*x), key,
+           std::string{"expected a duration string such as \"500ms\", got "} + type_name(*x));
+    auto d = parse_duration(x->as_string()->get());
+    if (!d)
+      fail(line_of(*x), key, render(d.error()).substr(sizeof("invalid_argument: ") - 1));
+    return *d;
+  }
+
+  std::vector<std::string> strings(const char* key) const {
+    std::vector<std::string> result;
+    auto x = find(key);
+    if (!x)
+      return result;
+    if (!x->is_array())
+      fail(line_of(*x), key, std::string{"expected an array of strings, got "} + type_name(*x));
+    for (auto& item : *x->as_array()) {
+      if (!item.is_string())
+        fail(line_of(item), key,
+             std::string{"expected an array of strings, found "} + type_name(item));
+      result.push_back(item.as_string()->get());
+    }
+    return result;
+  }
+
+  /// The sub-table `key`, if present; fails if it is not a table.
+  const toml::table* table(const char* key) const {
+    auto x = find(key);
+    if (!x)
+      return nullptr;
+    if (!x->is_table())
+      fail(line_of(*x), key, std::string{"expected a table, got "} + type_name(*x));
+    return x->as_table();
+  }
+
+  const std::string& path() const {
+    return path_;
+  }
+
+  const toml::table& tbl() const {
+    return tbl_;
+  }
+
+private:
+  const std::string& source_;
+  const toml::table& tbl_;
+  std::string path_;
+};
+
+bool is_name(const std::string& x) {
+  static const std::regex pattern{R"(^[a-z0-9][a-z0-9_-]{0,62}$)"};
+  return std::regex_match(x, pattern);
+}
+
+std::string read_file(const std::string& path, const std::string& what, const reader& r,
+                      int line, const char* key) {
+  std::ifstream in{path};
+  if (!in)
+    r.fail(line, key, "cannot read " + what + " '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto text = ss.str();
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
+    text.pop_back();
+  return text;
+}
+
+cluster_settings read_cluster(const std::string& source, const toml::table& root) {
+  auto c = root.get("cluster");
+  if (!c)
+    throw failure{caf::make_error(ec::invalid_topology,
+                                  source + ":1: cluster: missing table [cluster]")};
+  if (!c->is_table())
+    throw failure{caf::make_error(ec::invalid_topology, source + ":" + std::to_string(line_of(*c))
+                                                          + ": cluster: expected a table")};
+  reader r{source, *c->as_table(), "cluster"};
+  r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout", "kafka",
+          "redis", "tls"});
+  cluster_settings x;
+  x.name = r.str("name");
+  if (!is_name(x.name))
+    r.fail(line_of(*r.find("name")), "name",
+           "'" + x.name + "' is not a name (lower-case letters, digits, '-' and '_')");
+  auto has_secret = r.find("secret") != nullptr;
+  auto has_file = r.find("secret_file") != nullptr;
+  if (has_secret == has_file)
+    r.fail(r.line(), "secret", "give exactly one of 'secret' and 'secret_file'");
+  if (has_secret)
+    x.secret = r.str("secret");
+  else
+    x.secret = read_file(r.str("secret_file"), "secret file", r, line_of(*r.find("secret_file")),
+                         "secret_file");
+  if (x.secret.size() < 8)
+    r.fail(line_of(*r.find(has_secret ? "secret" : "secret_file")),
+           has_secret ? "secret" : "secret_file", "the secret must have at least 8 characters");
+  x.heartbeat_interval = r.duration("heartbeat_interval", x.heartbeat_interval);
+  x.failure_timeout = r.duration("failure_timeout", x.failure_timeout);
+  if (x.heartbeat_interval <= caf::timespan{0})
+    r.fail(line_of(*r.find("heartbeat_interval")), "heartbeat_interval", "must be positive");
+  if (x.failure_timeout <= x.heartbeat_interval)
+    r.fail(r.find("failure_timeout") ? line_of(*r.find("failure_timeout")) : r.line(),
+           "failure_timeout", "must be longer than heartbeat_interval ("
+                                + to_duration_string(x.heartbeat_interval) + ")");
+  x.kafka = r.str("kafka", std::string{"embedded"});
+  x.redis = r.str("redis", std::string{"embedded"});
+  if (x.redis != "embedded" && x.redis.rfind("redis://", 0) != 0)
+    r.fail(line_of(*r.find("redis")), "redis", "expected \"embedded\" or redis://host:port");
+  if (auto t = r.table("tls")) {
+    reader tr{source, *t, "cluster.tls"};
+    tr.only({"certificate", "key", "ca_file"});
+    x.tls = tls_settings{tr.str("certificate"), tr.str("key"), tr.str("ca_file")};
+  }
+  return x;
+}
+
+std::vector<node_spec> read_nodes(const std::string& source, const toml::table& root) {
+  std::vector<node_spec> result;
+  auto arr = root.get("node");
+  if (!arr || !arr->is_array_of_tables())
+    throw failure{caf::make_error(
+      ec::invalid_topology,
+      source + ":" + std::to_string(arr ? line_of(*arr) : 1)
+        + ": node: expected at least one [[node]] table")};
+  size_t i = 0;
+  std::map<std::pair<std::string, int64_t>, std::string> ports;
+  for (auto& item : *arr->as_array()) {
+    reader r{source, *item.as_table(), "node[" + std::to_string(i++) + "]"};
+    r.only({"name", "host", "cluster_port", "http_port"});
+    node_spec n;
+    n.line = r.line();
+    n.name = r.str("name");
+    if (!is_name(n.name))
+      r.fail(line_of(*r.find("name")), "name",
+             "'" + n.name + "' is not a name (lower-case letters, digits, '-' and '_')");
+    for (auto& other : result)
+      if (other.name == n.name)
+        r.fail(line_of(*r.find("name")), "name",
+               "node '" + n.name + "' is declared twice (first at line "
+                 + std::to_string(other.line) + ")");
+    n.host = r.str("host", std::string{"127.0.0.1"});
+    if (n.host.empty())
+      r.fail(line_of(*r.find("host")), "host", "must not be empty");
+    for (auto key : {"cluster_port", "http_port"}) {
+      auto port = r.integer(key, std::nullopt, 1, 65535);
+      auto where = r.path() + "." + key;
+      auto [it, fresh] = ports.emplace(std::make_pair(n.host, port), where);
+      if (!fresh)
+        r.fail(line_of(*r.find(key)), key,
+               "port " + std::to_string(port) + " on " + n.host + " is already used by "
+                 + it->second);
+      (std::string{key} == "cluster_port" ? n.cluster_port : n.http_port)
+        = static_cast<uint16_t>(port);
+    }
+    result.push_back(std::move(n));
+  }
+  return result;
+}
+
+strategy parse_strategy(const reader& r, const std::string& x) {
+  if (x == "one_for_one")
+    return strategy::one_for_one;
+  if (x == "one_for_all")
+    return strategy::one_for_all;
+  if (x == "rest_for_one")
+    return strategy::rest_for_one;
+  r.fail(line_of(*r.find("strategy")), "strategy",
+         "'" + x + "' is not one of one_for_one, one_for_all, rest_for_one");
+}
+
+std::vector<group_decl> read_groups(const std::string& source, const toml::table& root,
+                                    const std::vector<node_spec>& nodes) {
+  std::vector<group_decl> result;
+  auto arr = root.get("group");
+  if (!arr)
+    return result;
+  if (!arr->is_array_of_tables())
+    throw failure{caf::make_error(ec::invalid_topology,
+                                  source + ":" + std::to_string(line_of(*arr))
+                                    + ": group: expected [[group]] tables")};
+  size_t i = 0;
+  for (auto& item : *arr->as_array()) {
+    reader r{source, *item.as_table(), "group[" + std::to_string(i++) + "]"};
+    r.only({"name", "domain", "instances", "nodes", "strategy", "intensity", "period", "backoff",
+            "routing", "key", "fallback", "restart_delay", "settings"});
+    group_decl g;
+    g.line = r.line();
+    g.name = r.str("name");
+    if (!is_name(g.name))
+      r.fail(line_of(*r.find("name")), "name",
+             "'" + g.name + "' is not a name (lower-case letters, digits, '-' and '_')");
+    for (auto& other : result)
+      if (other.name == g.name)
+        r.fail(line_of(*r.find("name")), "name",
+               "group '" + g.name + "' is declared twice (first at line "
+                 + std::to_string(other.line) + ")");
+    g.domain = r.str("domain");
+    const domain_info* dom = nullptr;
+    std::string known;
+    for (auto& d : domains()) {
+      known += (known.empty() ? "" : ", ") + d.name;
+      if (d.name == g.domain)
+        dom = &d;
+    }
+    if (!dom)
+      r.fail(line_of(*r.find("domain")), "domain",
+             "'" + g.domain + "' is not a domain (known: " + known + ")");
+    g.instances = static_cast<uint32_t>(r.integer("instances", 1, 1, 1024));
+    g.nodes = r.strings("nodes");
+    if (r.find("nodes") && g.nodes.empty())
+      r.fail(line_of(*r.find("nodes")), "nodes",
+             "no node may host this group (the list is empty)");
+    std::set<std::string> seen;
+    for (auto& n : g.nodes) {
+      bool exists = false;
+      for (auto& decl : nodes)
+        exists |= decl.name == n;
+      if (!exists)
+        r.fail(line_of(*r.find("nodes")), "nodes", "unknown node '" + n + "'");
+      if (!seen.insert(n).second)
+        r.fail(line_of(*r.find("nodes")), "nodes", "node '" + n + "' is listed twice");
+    }
+    if (g.nodes.empty())
+      for (auto& decl : nodes)
+        g.nodes.push_back(decl.name);
+    if (r.find("strategy"))
+      g.strat = parse_strategy(r, r.str("strategy"));
+    g.intensity = static_cast<int>(r.integer("intensity", 5, 0, 1000000));
+    g.period = r.duration("period", g.period);
+    if (g.period <= caf::timespan{0})
+      r.fail(line_of(*r.find("period")), "period", "must be positive");
+    if (auto b = r.table("backoff")) {
+      reader br{source, *b, r.path() + ".backoff"};
+      br.only({"min", "max", "jitter", "reset_after"});
+      backoff_spec bs;
+      bs.min = br.duration("min", bs.min);
+      bs.max = br.duration("max", bs.max);
+      bs.jitter = br.number("jitter", bs.jitter);
+      bs.reset_after = br.duration("reset_after", bs.reset_after);
+      if (bs.min <= caf::timespan{0})
+        br.fail(br.line(), "min", "must be positive");
+      if (bs.max < bs.min)
+        br.fail(br.line(), "max", "is below min");
+      if (!(bs.jitter >= 0.0 && bs.jitter < 1.0))
+        br.fail(br.line(), "jitter", "must be in [0, 1)");
+      g.backoff = bs;
+    }
+    g.routing = r.str("routing", std::string{"round_robin"});
+    if (g.routing != "round_robin" && g.routing != "key_hash")
+      r.fail(line_of(*r.find("routing")), "routing",
+             "'" + g.routing + "' is not one of round_robin, key_hash");
+    g.key = r.str("key", std::string{});
+    if (g.routing == "key_hash" && g.key.empty())
+      r.fail(r.line(), "key", "key_hash routing needs the key field to hash, e.g. key = \"user\"");
+    if (g.routing != "key_hash" && !g.key.empty())
+      r.fail(line_of(*r.find("key")), "key", "only key_hash routing uses a key");
+    g.fallback = r.str("fallback", std::string{"none"});
+    auto& fb = dom->fallbacks;
+    if (g.fallback != "none" && std::find(fb.begin(), fb.end(), g.fallback) == fb.end()) {
+      std::string list = "none";
+      for (auto& f : fb)
+        list += ", " + f;
+      r.fail(line_of(*r.find("fallback")), "fallback",
+             "'" + g.fallback + "' is not a fallback of " + g.domain + " (known: " + list + ")");
+    }
+    g.restart_delay = r.duration("restart_delay", g.restart_delay);
+    g.settings = dom->settings;
+    if (auto s = r.table("settings")) {
+      reader sr{source, *s, r.path() + ".settings"};
+      for (auto&& [key, value] : *s) {
+        auto k = std::string{key.str()};
+        if (dom->settings.count(k) == 0) {
+          std::string list;
+          for (auto& kv : dom->settings)
+            list += (list.empty() ? "" : ", ") + kv.first;
+          sr.fail(static_cast<int>(key.source().begin.line), k,
+                  "unknown setting of " + g.domain + " (known: "
+                    + (list.empty() ? "none" : list) + ")");
+        }
+        if (value.is_string())
+          g.settings[k] = value.as_string()->get();
+        else if (value.is_integer())
+          g.settings[k] = std::to_string(value.as_integer()->get());
+        else if (value.is_floating_point())
+          g.settings[k] = std::to_string(value.as_floating_point()->get());
+        else if (value.is_boolean())
+          g.settings[k] = value.as_boolean()->get() ? "true" : "false";
+        else
+          sr.fail(line_of(value), k, std::string{"expected a scalar, got "} + type_name(value));
+      }
+    }
+    result.push_back(std::move(g));
+  }
+  return result;
+}
+
+} // namespace
+
+caf::expected<topology> parse(const std::string& text, const std::string& source) {
+  try {
+    toml::table root;
+    try {
+      root = toml::parse(text, source);
+    } catch (const toml::parse_error& e) {
+      return caf::make_error(ec::invalid_topology,
+                             source + ":" + std::to_string(e.source().begin.line)
+                               + ": syntax: " + std::string{e.description()});
+    }
+    reader top{source, root, ""};
+    top.only({"cluster", "node", "group"});
+    topology result;
+    result.source = source;
+    result.cluster = read_cluster(source, root);
+    result.nodes = read_nodes(source, root);
+    result.groups = read_groups(source, root, result.nodes);
+    return result;
+  } catch (failure& f) {
+    return std::move(f.err);
+  }
+}
+
+caf::expected<topology> load(const std::string& path) {
+  std::ifstream in{path};
+  if (!in)
+    return caf::make_error(ec::invalid_topology, path + ": cannot open the topology file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+} // namespace troupe::topology
