@@ -8,11 +8,13 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 
 #include "actors/echo/echo.hpp"
 #include "runtime/cli/bench.hpp"
@@ -20,6 +22,7 @@
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
+#include "runtime/cluster/node_agent.hpp"
 #include "runtime/node/node.hpp"
 #include "topology/placement.hpp"
 #include "topology/topology.hpp"
@@ -164,6 +167,7 @@ void print_tree(caf::scoped_actor& self, const caf::actor& sup, const std::strin
 }
 
 struct node_options {
+  std::string config;
   std::string name = "n1";
   size_t instances = 2;
   std::string duration = "0";
@@ -173,6 +177,56 @@ struct node_options {
   std::string status_every = "1s";
 };
 
+/// `troupe node --config FILE --name N`: one node of a cluster. This step
+/// runs the node agent (membership, authentication, failure detection); the
+/// node logs each member joining and leaving.
+int run_cluster_node(const node_options& opt, caf::timespan duration) {
+  auto topo = topology::load(opt.config);
+  if (!topo) {
+    auto text = render(topo.error());
+    std::cerr << "troupe node: " << text.substr(text.find(": ") + 2) << "\n";
+    return 2;
+  }
+  auto self_spec = topo->node(opt.name);
+  if (!self_spec) {
+    std::cerr << "troupe node: no node '" << opt.name << "' in " << opt.config << "\n";
+    return 2;
+  }
+  auto spec = *self_spec;
+  auto out_mtx = std::make_shared<std::mutex>();
+  auto log = [out_mtx, name = opt.name](const std::string& line) {
+    std::lock_guard<std::mutex> guard{*out_mtx};
+    std::printf("[%s] %s\n", name.c_str(), line.c_str());
+    std::fflush(stdout);
+  };
+  config cfg;
+  cluster::configure_middleman(cfg, topo->cluster);
+  caf::actor_system sys{cfg};
+  auto agent = cluster::spawn_node_agent(sys, *topo, opt.name, log);
+  if (!agent) {
+    std::cerr << "troupe node: " << render(agent.error()) << "\n";
+    return 2;
+  }
+  if (auto err = cluster::publish(sys, *agent, spec)) {
+    std::cerr << "troupe node: " << render(err) << "\n";
+    caf::anon_send_exit(*agent, caf::exit_reason::kill);
+    return 1;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  log("listening on " + spec.host + ":" + std::to_string(spec.cluster_port) + " in cluster "
+      + topo->cluster.name);
+  caf::scoped_actor self{sys};
+  auto started = std::chrono::steady_clock::now();
+  while (!stop_requested
+         && (duration.count() == 0 || std::chrono::steady_clock::now() - started < duration))
+    self->receive(caf::after(50ms) >> [] {});
+  log("stopping");
+  self->send_exit(*agent, caf::exit_reason::user_shutdown);
+  sys.middleman().unpublish(*agent, spec.cluster_port);
+  return 0;
+}
+
 int run_node(const node_options& opt) {
   auto duration = parse_duration(opt.duration);
   auto status_every = parse_duration(opt.status_every);
@@ -181,6 +235,8 @@ int run_node(const node_options& opt) {
       std::cerr << "troupe node: " << render(d->error()) << "\n";
       return 2;
     }
+  if (!opt.config.empty())
+    return run_cluster_node(opt, *duration);
   config cfg;
   caf::actor_system sys{cfg};
   node_config ncfg;
@@ -299,6 +355,8 @@ int main(int argc, char** argv) {
 
   node_options nopt;
   auto* node_cmd = app.add_subcommand("node", "run one node: its root supervisor and groups");
+  node_cmd->add_option("--config", nopt.config,
+                       "topology file: run this node of that cluster (node agent, membership)");
   node_cmd->add_option("--name", nopt.name, "node name")->capture_default_str();
   node_cmd->add_option("--instances", nopt.instances, "workers of the echo group")
     ->capture_default_str();

@@ -23,6 +23,7 @@ std::string to_string(ec x) {
     case ec::fallback_failed: return "fallback_failed";
     case ec::invalid_argument: return "invalid_argument";
     case ec::invalid_topology: return "invalid_topology";
+    case ec::not_authenticated: return "not_authenticated";
   }
   return "ec(" + std::to_string(static_cast<int>(x)) + ")";
 }

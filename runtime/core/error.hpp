@@ -45,6 +45,8 @@ enum class ec : uint8_t {
   /// A topology file (cluster.conf) is malformed or cannot be placed; the
   /// context names the file, the line and the key.
   invalid_topology,
+  /// A peer failed the cluster's challenge (wrong secret, wrong cluster, unknown node).
+  not_authenticated,
 };
 
 /// Returns the name of `x`, e.g. `"group_saturated"`.

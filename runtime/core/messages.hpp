@@ -47,6 +47,42 @@ using shutdown_timeout_atom = caf::atom_constant<caf::atom("shut_tout")>;
 /// Internal: time to answer the requests past their call timeout, `(sweep_atom)`.
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 
+// -- cluster membership (runtime/cluster) ---------------------------------------
+
+/// `(hello_atom, node_name, cluster_name) -> std::string nonce`: asks a node
+/// agent for a challenge. Any peer may ask; nothing else is open to it.
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+/// `(auth_atom, node_name, proof) -> ok`: answers the challenge with
+/// HMAC-SHA256(secret, cluster|name|nonce); the agent trusts that node from then on.
+using auth_atom = caf::atom_constant<caf::atom("auth")>;
+/// `(members_atom) -> std::vector<member_info>`: a node agent's view of the cluster.
+using members_atom = caf::atom_constant<caf::atom("members")>;
+/// `(subscribe_atom, listener)`: the agent sends the listener `member_up_atom`
+/// and `member_down_atom` events.
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+/// `(member_up_atom, node_name)`: a peer joined (both ways authenticated).
+using member_up_atom = caf::atom_constant<caf::atom("member_up")>;
+/// `(member_down_atom, node_name, reason)`: a peer was lost.
+using member_down_atom = caf::atom_constant<caf::atom("memberdown")>;
+/// Internal: a node agent's periodic (re)connect round, `(tick_atom)`.
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+/// One node as a node agent sees it.
+struct member_info {
+  std::string name;
+  /// `self`, `up`, `joining` (connected, not yet authenticated both ways) or `down`.
+  std::string state;
+  /// `host:cluster_port` from the topology.
+  std::string address;
+  /// When it reached its state, milliseconds since the Unix epoch.
+  int64_t since_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_info& x) {
+  return f(caf::meta::type_name("troupe.member_info"), x.name, x.state, x.address, x.since_ms);
+}
+
 // -- supervision ---------------------------------------------------------------
 
 /// What a supervisor knows of one child, as `which_children` answers it.

@@ -15,6 +15,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<dead_letter>("troupe.dead_letter");
   cfg.add_message_type<std::vector<dead_letter>>("std::vector<troupe.dead_letter>");
   cfg.add_message_type<group_status>("troupe.group_status");
+  cfg.add_message_type<member_info>("troupe.member_info");
+  cfg.add_message_type<std::vector<member_info>>("std::vector<troupe.member_info>");
   cfg.add_error_category(ec_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
     return render(caf::error{code, ec_category, ctx});
   });

@@ -1,0 +1,294 @@
+#include "runtime/cluster/node_agent.hpp"
+
+#include <chrono>
+#include <map>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "runtime/cluster/auth.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+
+namespace troupe::cluster {
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// A peer as the agent tracks it.
+struct peer {
+  topology::node_spec spec;
+  caf::actor agent;
+  caf::node_id nid;
+  std::string state = "down";
+  bool connecting = false;
+  /// The peer accepted our proof.
+  bool accepted_us = false;
+  int64_t since_ms = 0;
+};
+
+struct agent_state;
+using agent_actor = caf::stateful_actor<agent_state>;
+
+/// The state of a node agent. Owned by the agent actor.
+struct agent_state {
+  static inline const char* name = "troupe.node_agent";
+
+  agent_actor* self = nullptr;
+  topology::topology topo;
+  std::string me;
+  log_fn log;
+  caf::io::middleman_actor mm;
+  std::map<std::string, peer> peers;
+  /// Nodes that proved themselves to us: node id -> node name.
+  std::map<caf::node_id, std::string> trusted;
+  /// Challenges handed out and not yet answered: (node id, name) -> nonce.
+  std::map<std::pair<caf::node_id, std::string>, std::string> nonces;
+  std::vector<caf::actor> listeners;
+  int64_t started_ms = now_ms();
+
+  caf::timespan request_timeout() const {
+    return topo.cluster.failure_timeout * 2;
+  }
+
+  /// The node the current message came from (invalid for local senders).
+  caf::node_id sender_node() {
+    auto src = self->current_sender();
+    if (!src || src->node() == self->system().node())
+      return caf::node_id{};
+    return src->node();
+  }
+
+  bool sender_trusted() {
+    auto nid = sender_node();
+    return nid == caf::node_id{} || trusted.count(nid) > 0;
+  }
+
+  void notify_up(const std::string& name) {
+    for (auto& l : listeners)
+      self->send(l, member_up_atom::value, name);
+  }
+
+  void notify_down(const std::string& name, const std::string& reason) {
+    for (auto& l : listeners)
+      self->send(l, member_down_atom::value, name, reason);
+  }
+
+  // -- incoming challenges ---------------------------------------------------------
+
+  caf::result<std::string> on_hello(const std::string& name, const std::string& cluster) {
+    auto nid = sender_node();
+    if (cluster != topo.cluster.name) {
+      log("refused node '" + name + "': it belongs to cluster '" + cluster + "'");
+      return caf::make_error(ec::not_authenticated, "wrong cluster");
+    }
+    if (!topo.node(name) || name == me) {
+      log("refused node '" + name + "': not a node of this cluster");
+      return caf::make_error(ec::not_authenticated, "unknown node");
+    }
+    auto nonce = make_nonce();
+    nonces[{nid, name}] = nonce;
+    return nonce;
+  }
+
+  caf::result<void> on_auth(const std::string& name, const std::string& proof) {
+    auto nid = sender_node();
+    auto i = nonces.find({nid, name});
+    if (i == nonces.end()) {
+      log("refused node '" + name + "': no challenge pending");
+      return caf::make_error(ec::not_authenticated, "no challenge");
+    }
+    auto expected = make_proof(topo.cluster.secret, topo.cluster.name, name, i->second);
+    nonces.erase(i);
+    if (!same_proof(proof, expected)) {
+      log("refused node '" + name + "': wrong secret");
+      return caf::make_error(ec::not_authenticated, "wrong secret");
+    }
+    trusted[nid] = name;
+    maybe_up(name);
+    return caf::unit;
+  }
+
+  // -- outgoing connections ----------------------------------------------------------
+
+  void on_tick() {
+    for (auto& [name, p] : peers)
+      if (p.state != "up" && !p.connecting)
+        connect(name);
+    self->delayed_send(self, topo.cluster.heartbeat_interval, tick_atom::value);
+  }
+
+  void connect(const std::string& name) {
+    auto& p = peers[name];
+    p.connecting = true;
+    auto fail = [this, name](const std::string& why) {
+      auto& p = peers[name];
+      p.connecting = false;
+      if (why.find("not_authenticated") != std::string::npos)
+        log("peer '" + name + "' refused us: " + why);
+    };
+    self->request(mm, request_timeout(), caf::connect_atom::value, p.spec.host,
+                  p.spec.cluster_port)
+      .then(
+        [this, name, fail](caf::node_id& nid, caf::strong_actor_ptr& ptr,
+                           std::set<std::string>&) {
+          if (!ptr) {
+            fail("no agent published");
+            return;
+          }
+          auto agent = caf::actor_cast<caf::actor>(ptr);
+          self->request(agent, request_timeout(), hello_atom::value, me, topo.cluster.name)
+            .then(
+              [this, name, nid, agent, fail](std::string& nonce) {
+                auto proof = make_proof(topo.cluster.secret, topo.cluster.name, me, nonce);
+                self->request(agent, request_timeout(), auth_atom::value, me, proof)
+                  .then(
+                    [this, name, nid, agent]() {
+                      auto& p = peers[name];
+                      p.connecting = false;
+                      p.accepted_us = true;
+                      p.agent = agent;
+                      p.nid = nid;
+                      self->monitor(agent);
+                      if (p.state == "down") {
+                        p.state = "joining";
+                        p.since_ms = now_ms();
+                      }
+                      maybe_up(name);
+                    },
+                    [fail](caf::error& err) { fail(render(err)); });
+              },
+              [fail](caf::error& err) { fail(render(err)); });
+        },
+        [fail](caf::error& err) { fail(render(err)); });
+  }
+
+  /// Marks `name` up once both directions are authenticated.
+  void maybe_up(const std::string& name) {
+    auto i = peers.find(name);
+    if (i == peers.end())
+      return;
+    auto& p = i->second;
+    if (p.state == "up" || !p.accepted_us)
+      return;
+    auto t = trusted.find(p.nid);
+    if (t == trusted.end() || t->second != name)
+      return;
+    p.state = "up";
+    p.since_ms = now_ms();
+    log("member " + name + " up");
+    notify_up(name);
+  }
+
+  void on_down(caf::down_msg& msg) {
+    for (auto& [name, p] : peers) {
+      if (p.agent && p.agent.address() == msg.source) {
+        auto was_up = p.state == "up";
+        trusted.erase(p.nid);
+        p.agent = nullptr;
+        p.nid = caf::node_id{};
+        p.accepted_us = false;
+        p.state = "down";
+        p.since_ms = now_ms();
+        if (was_up) {
+          auto reason = render(msg.reason);
+          log("member " + name + " down (" + reason + ")");
+          notify_down(name, reason);
+        }
+        return;
+      }
+    }
+  }
+
+  std::vector<member_info> members() const {
+    std::vector<member_info> result;
+    for (auto& n : topo.nodes) {
+      member_info m;
+      m.name = n.name;
+      m.address = n.host + ":" + std::to_string(n.cluster_port);
+      if (n.name == me) {
+        m.state = "self";
+        m.since_ms = started_ms;
+      } else {
+        auto& p = peers.at(n.name);
+        m.state = p.state;
+        m.since_ms = p.since_ms;
+      }
+      result.push_back(std::move(m));
+    }
+    return result;
+  }
+};
+
+caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string me, log_fn log) {
+  auto& st = self->state;
+  st.self = self;
+  st.topo = std::move(topo);
+  st.me = std::move(me);
+  st.log = std::move(log);
+  st.mm = self->system().middleman().actor_handle();
+  for (auto& n : st.topo.nodes)
+    if (n.name != st.me)
+      st.peers[n.name].spec = n;
+  self->set_down_handler([self](caf::down_msg& msg) { self->state.on_down(msg); });
+  self->send(self, tick_atom::value);
+  return {
+    [self](hello_atom, std::string& name, std::string& cluster) {
+      return self->state.on_hello(name, cluster);
+    },
+    [self](auth_atom, std::string& name, std::string& proof) {
+      return self->state.on_auth(name, proof);
+    },
+    [self](members_atom) -> caf::result<std::vector<member_info>> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      return self->state.members();
+    },
+    [self](subscribe_atom, caf::actor& listener) -> caf::result<void> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      self->state.listeners.push_back(listener);
+      return caf::unit;
+    },
+    [self](tick_atom) {
+      if (self->state.sender_node() == caf::node_id{})
+        self->state.on_tick();
+    },
+  };
+}
+
+} // namespace
+
+caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
+                                           std::string self_name, log_fn log) {
+  if (!topo.node(self_name))
+    return caf::make_error(ec::invalid_argument,
+                           "node '" + self_name + "' is not in " + topo.source);
+  return sys.spawn(agent_impl, std::move(topo), std::move(self_name), std::move(log));
+}
+
+caf::error publish(caf::actor_system& sys, const caf::actor& agent,
+                   const topology::node_spec& node) {
+  auto port = sys.middleman().publish(agent, node.cluster_port, node.host.c_str(), true);
+  if (!port)
+    return caf::make_error(ec::invalid_argument,
+                           "cannot listen on " + node.host + ":"
+                             + std::to_string(node.cluster_port) + ": " + render(port.error()));
+  return caf::none;
+}
+
+void configure_middleman(caf::actor_system_config& cfg, const topology::cluster_settings& c) {
+  cfg.load<caf::io::middleman>();
+  cfg.set("middleman.heartbeat-interval", c.heartbeat_interval);
+  cfg.set("middleman.connection-timeout", c.failure_timeout);
+}
+
+} // namespace troupe::cluster

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "topology/topology.hpp"
+
+namespace troupe::cluster {
+
+/// Writes one log line; the node prefixes its name. Called from the agent.
+using log_fn = std::function<void(const std::string&)>;
+
+/// Spawns the node agent of node `self_name` of topology `topo`.
+///
+/// Lifecycle: the caller publishes the agent on the node's cluster port
+/// (`publish()`); the agent then connects to every peer of the topology
+/// through the middleman (never blocking a scheduler thread), retries each
+/// heartbeat interval until it reaches it, and runs the challenge both ways:
+/// a peer is `up` only when it accepted our proof and proved itself to us.
+/// A peer is lost when its agent's proxy goes down: a killed process closes
+/// the connection at once, a frozen one misses the middleman's heartbeats
+/// (configured from the topology on both ends) for `failure_timeout`. Lost
+/// peers are retried, so a returning node rejoins by itself.
+///
+/// Unauthenticated remote senders reach only `hello_atom` and `auth_atom`;
+/// their refusals are logged. Local actors may ask `members_atom` and
+/// `subscribe_atom`.
+caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
+                                           std::string self_name, log_fn log);
+
+/// Publishes `agent` on the node's host and cluster port (binding only that
+/// host). Blocks the calling thread until bound: call it from `main`, not
+/// from an actor.
+caf::error publish(caf::actor_system& sys, const caf::actor& agent,
+                   const topology::node_spec& node);
+
+/// Sets the middleman's heartbeat and connection timeout from the topology.
+/// Call on the configuration before the actor system starts.
+void configure_middleman(caf::actor_system_config& cfg, const topology::cluster_settings& c);
+
+} // namespace troupe::cluster

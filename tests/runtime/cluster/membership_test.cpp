@@ -1,0 +1,162 @@
+// Membership with real node processes: `troupe node --config F --name N`,
+// each on free loopback ports, read through their logs.
+
+#include "runtime/cluster/node_agent.hpp"
+
+#include <fstream>
+#include <map>
+
+#include <doctest/doctest.h>
+
+#include "runtime/cluster/auth.hpp"
+#include "tests/support/process.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+using namespace troupe::test;
+
+namespace {
+
+/// How long three fresh nodes may take to find each other.
+constexpr auto join_timeout = 15000ms;
+
+/// A three-node topology on free loopback ports, written to a file.
+struct cluster_file {
+  std::string path;
+  std::string dir;
+
+  explicit cluster_file(const std::string& secret, const std::string& failure_timeout = "500ms") {
+    char tmpl[] = "/tmp/troupe-cluster-XXXXXX";
+    dir = mkdtemp(tmpl);
+    path = dir + "/cluster.conf";
+    write(secret, failure_timeout);
+  }
+
+  cluster_file(const cluster_file& other, const std::string& secret) {
+    char tmpl[] = "/tmp/troupe-cluster-XXXXXX";
+    dir = mkdtemp(tmpl);
+    path = dir + "/cluster.conf";
+    ports = other.ports;
+    write(secret, "500ms");
+  }
+
+  ~cluster_file() {
+    std::remove(path.c_str());
+    rmdir(dir.c_str());
+  }
+
+  void write(const std::string& secret, const std::string& failure_timeout) {
+    std::ofstream out{path};
+    out << "[cluster]\nname = \"test\"\nsecret = \"" << secret
+        << "\"\nheartbeat_interval = \"100ms\"\nfailure_timeout = \"" << failure_timeout
+        << "\"\n";
+    for (auto n : {"n1", "n2", "n3"}) {
+      if (ports.count(n) == 0)
+        ports[n] = {free_port(), free_port()};
+      out << "[[node]]\nname = \"" << n << "\"\ncluster_port = " << ports[n].first
+          << "\nhttp_port = " << ports[n].second << "\n";
+    }
+  }
+
+  std::map<std::string, std::pair<uint16_t, uint16_t>> ports;
+};
+
+std::unique_ptr<child_process> start_node(const cluster_file& f, const std::string& name) {
+  auto p = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", name});
+  REQUIRE(p);
+  return p;
+}
+
+} // namespace
+
+TEST_CASE("proofs match only for the same secret, cluster, name and nonce") {
+  auto nonce = cluster::make_nonce();
+  CHECK(nonce.size() == 32);
+  CHECK(nonce != cluster::make_nonce());
+  auto proof = cluster::make_proof("secret-1", "c", "n1", nonce);
+  CHECK(cluster::same_proof(proof, cluster::make_proof("secret-1", "c", "n1", nonce)));
+  CHECK(!cluster::same_proof(proof, cluster::make_proof("secret-2", "c", "n1", nonce)));
+  CHECK(!cluster::same_proof(proof, cluster::make_proof("secret-1", "d", "n1", nonce)));
+  CHECK(!cluster::same_proof(proof, cluster::make_proof("secret-1", "c", "n2", nonce)));
+  CHECK(!cluster::same_proof(proof, cluster::make_proof("secret-1", "c", "n1", "other")));
+  CHECK(!cluster::same_proof("", ""));
+}
+
+TEST_CASE("three node processes find each other and report every peer up") {
+  cluster_file f{"a-shared-secret"};
+  auto n1 = start_node(f, "n1");
+  auto n2 = start_node(f, "n2");
+  auto n3 = start_node(f, "n3");
+  CHECK(n1->wait_for("member n2 up", join_timeout));
+  CHECK(n1->wait_for("member n3 up", join_timeout));
+  CHECK(n2->wait_for("member n1 up", join_timeout));
+  CHECK(n2->wait_for("member n3 up", join_timeout));
+  CHECK(n3->wait_for("member n1 up", join_timeout));
+  CHECK(n3->wait_for("member n2 up", join_timeout));
+  n1->signal(SIGTERM);
+  CHECK(n1->wait_exit(5000ms) == 0);
+  CHECK(n1->output().find("[n1] stopping") != std::string::npos);
+}
+
+TEST_CASE("a killed node is seen lost at once and rejoins when it comes back") {
+  cluster_file f{"a-shared-secret"};
+  auto n1 = start_node(f, "n1");
+  auto n2 = start_node(f, "n2");
+  auto n3 = start_node(f, "n3");
+  REQUIRE(n1->wait_for("member n3 up", join_timeout));
+  REQUIRE(n2->wait_for("member n3 up", join_timeout));
+  auto m1 = n1->mark();
+  auto m2 = n2->mark();
+  auto t0 = std::chrono::steady_clock::now();
+  n3->signal(SIGKILL);
+  CHECK(n1->wait_for("member n3 down", 2000ms, m1));
+  CHECK(n2->wait_for("member n3 down", 2000ms, m2));
+  auto detected = std::chrono::steady_clock::now() - t0;
+  MESSAGE("kill -9 detected after "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count() << " ms");
+  CHECK(detected < 1000ms); // the failure timeout's bound on loopback
+  n3->wait_exit(5000ms);
+  m1 = n1->mark();
+  auto n3b = start_node(f, "n3");
+  CHECK(n1->wait_for("member n3 up", join_timeout, m1));
+  CHECK(n3b->wait_for("member n1 up", join_timeout));
+}
+
+TEST_CASE("a frozen node is seen lost within the failure timeout and rejoins after SIGCONT") {
+  cluster_file f{"a-shared-secret"};
+  auto n1 = start_node(f, "n1");
+  auto n2 = start_node(f, "n2");
+  auto n3 = start_node(f, "n3");
+  REQUIRE(n1->wait_for("member n3 up", join_timeout));
+  REQUIRE(n2->wait_for("member n3 up", join_timeout));
+  auto m1 = n1->mark();
+  auto t0 = std::chrono::steady_clock::now();
+  n3->signal(SIGSTOP);
+  CHECK(n1->wait_for("member n3 down", 3000ms, m1));
+  auto detected = std::chrono::steady_clock::now() - t0;
+  MESSAGE("SIGSTOP detected after "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count() << " ms");
+  CHECK(detected < 1000ms); // failure_timeout is 500ms
+  m1 = n1->mark();
+  auto m3 = n3->mark();
+  n3->signal(SIGCONT);
+  CHECK(n1->wait_for("member n3 up", join_timeout, m1));
+  CHECK(n3->wait_for("member n1 up", join_timeout, m3));
+}
+
+TEST_CASE("a node with the wrong secret is refused and the refusal is logged") {
+  cluster_file good{"the-right-secret"};
+  cluster_file bad{good, "a-wrong-secret!"};
+  auto n1 = start_node(good, "n1");
+  auto n2 = start_node(good, "n2");
+  auto n3 = start_node(bad, "n3");
+  CHECK(n1->wait_for("member n2 up", join_timeout));
+  CHECK(n1->wait_for("refused node 'n3': wrong secret", join_timeout));
+  CHECK(n2->wait_for("refused node 'n3': wrong secret", join_timeout));
+  CHECK(n3->wait_for("refused node 'n1': wrong secret", join_timeout));
+  // Give it a few more connection rounds: it must never be let in.
+  auto m1 = n1->mark();
+  CHECK(!n1->wait_for("member n3 up", 1000ms, m1));
+  CHECK(n1->output().find("member n3 up") == std::string::npos);
+  CHECK(n3->output().find("member n1 up") == std::string::npos);
+}
