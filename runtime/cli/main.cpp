@@ -1,6 +1,8 @@
 // The `troupe` executable: one binary, one subcommand per job.
 //   troupe node    run a node (its root supervisor and groups)
 //   troupe check   validate a topology file and print its placement plan
+//   troupe up      launch the local cluster (node processes, embedded Kafka and Redis)
+//   troupe kafka   run the embedded Kafka (librdkafka's mock cluster) alone
 //   troupe bench   the runtime's micro-benchmarks (scripts/bench-supervision)
 // Later issues add `up`, `shell`, `kafka` and `load`.
 
@@ -8,6 +10,8 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+
+#include <unistd.h>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -23,6 +27,7 @@
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
 #include "runtime/cluster/node_agent.hpp"
+#include "runtime/launcher/up.hpp"
 #include "runtime/node/node.hpp"
 #include "topology/placement.hpp"
 #include "topology/topology.hpp"
@@ -168,6 +173,8 @@ void print_tree(caf::scoped_actor& self, const caf::actor& sup, const std::strin
 
 struct node_options {
   std::string config;
+  std::string kafka;
+  std::string redis;
   std::string name = "n1";
   size_t instances = 2;
   std::string duration = "0";
@@ -216,6 +223,8 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   std::signal(SIGTERM, on_signal);
   log("listening on " + spec.host + ":" + std::to_string(spec.cluster_port) + " in cluster "
       + topo->cluster.name);
+  log("kafka at " + (opt.kafka.empty() ? topo->cluster.kafka : opt.kafka) + ", redis at "
+      + (opt.redis.empty() ? topo->cluster.redis : opt.redis));
   caf::scoped_actor self{sys};
   auto started = std::chrono::steady_clock::now();
   while (!stop_requested
@@ -358,6 +367,8 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--config", nopt.config,
                        "topology file: run this node of that cluster (node agent, membership)");
   node_cmd->add_option("--name", nopt.name, "node name")->capture_default_str();
+  node_cmd->add_option("--kafka", nopt.kafka, "Kafka bootstrap list (overrides the topology's)");
+  node_cmd->add_option("--redis", nopt.redis, "Redis URL (overrides the topology's)");
   node_cmd->add_option("--instances", nopt.instances, "workers of the echo group")
     ->capture_default_str();
   node_cmd->add_option("--duration", nopt.duration, "stop after this long (0: on SIGINT/SIGTERM)")
@@ -376,6 +387,15 @@ int main(int argc, char** argv) {
   check_cmd->add_option("--without", check_without,
                         "comma-separated nodes to treat as lost (shows failover placement)");
 
+  troupe::launcher::up_options uopt;
+  auto* up_cmd = app.add_subcommand("up", "launch the local cluster of a topology file");
+  up_cmd->add_option("file", uopt.config, "the topology file")->capture_default_str();
+
+  int brokers = 3;
+  auto* kafka_cmd = app.add_subcommand("kafka", "run the embedded Kafka alone, print its bootstrap");
+  kafka_cmd->add_option("--brokers", brokers, "mock brokers")->capture_default_str()
+    ->check(CLI::Range(1, 16));
+
   troupe::cli::bench_options bopt;
   auto* bench_cmd = app.add_subcommand("bench", "runtime micro-benchmarks (scripts/bench-supervision)");
   bench_cmd->add_option("what", bopt.what, "restart | router | raw")->required()
@@ -390,5 +410,17 @@ int main(int argc, char** argv) {
     return run_node(nopt);
   if (*check_cmd)
     return run_check(check_file, check_without);
+  if (*up_cmd) {
+    char self_path[4096];
+    auto n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+    if (n <= 0) {
+      std::cerr << "troupe up: cannot find its own executable\n";
+      return 1;
+    }
+    uopt.troupe_binary.assign(self_path, static_cast<size_t>(n));
+    return troupe::launcher::run_up(uopt);
+  }
+  if (*kafka_cmd)
+    return troupe::launcher::run_kafka(brokers);
   return run_bench(bopt);
 }

@@ -24,6 +24,7 @@ std::string to_string(ec x) {
     case ec::invalid_argument: return "invalid_argument";
     case ec::invalid_topology: return "invalid_topology";
     case ec::not_authenticated: return "not_authenticated";
+    case ec::process_exited: return "process_exited";
   }
   return "ec(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -47,6 +47,8 @@ enum class ec : uint8_t {
   invalid_topology,
   /// A peer failed the cluster's challenge (wrong secret, wrong cluster, unknown node).
   not_authenticated,
+  /// A supervised operating-system process exited; the context says how.
+  process_exited,
 };
 
 /// Returns the name of `x`, e.g. `"group_saturated"`.

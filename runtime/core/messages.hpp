@@ -64,6 +64,9 @@ using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using member_up_atom = caf::atom_constant<caf::atom("member_up")>;
 /// `(member_down_atom, node_name, reason)`: a peer was lost.
 using member_down_atom = caf::atom_constant<caf::atom("memberdown")>;
+/// Internal: a supervised process ended, `(process_exit_atom, description)`
+/// from its reader thread to its process actor.
+using process_exit_atom = caf::atom_constant<caf::atom("proc_exit")>;
 /// Internal: a node agent's periodic (re)connect round, `(tick_atom)`.
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 

@@ -1,0 +1,264 @@
+#include "runtime/launcher/up.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+
+#include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/core/types.hpp"
+#include "runtime/launcher/embedded_kafka.hpp"
+#include "runtime/launcher/process.hpp"
+#include "runtime/supervision/supervisor.hpp"
+#include "topology/topology.hpp"
+
+using namespace std::chrono_literals;
+
+namespace troupe::launcher {
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+extern "C" void on_stop_signal(int) {
+  stop_requested = true;
+}
+
+std::mutex out_mtx;
+
+/// Prints `line` as `[who] line`, unless the process already prefixed it.
+void print(const std::string& who, const std::string& line) {
+  std::lock_guard<std::mutex> guard{out_mtx};
+  auto prefix = "[" + who + "]";
+  if (line.rfind(prefix, 0) == 0)
+    std::printf("%s\n", line.c_str());
+  else
+    std::printf("%s %s\n", prefix.c_str(), line.c_str());
+  std::fflush(stdout);
+}
+
+/// The addresses of this host: loopback and every interface.
+std::set<std::string> local_addresses() {
+  std::set<std::string> result{"localhost", "127.0.0.1", "::1"};
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0)
+    return result;
+  for (auto i = ifs; i; i = i->ifa_next) {
+    if (!i->ifa_addr)
+      continue;
+    char buf[INET6_ADDRSTRLEN];
+    if (i->ifa_addr->sa_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof(buf));
+      result.insert(buf);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf,
+                sizeof(buf));
+      result.insert(buf);
+    }
+  }
+  freeifaddrs(ifs);
+  return result;
+}
+
+bool is_local(const std::string& host, const std::set<std::string>& mine) {
+  return mine.count(host) > 0 || host.rfind("127.", 0) == 0;
+}
+
+uint16_t free_loopback_port() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(s);
+  return ntohs(addr.sin_port);
+}
+
+/// True once something accepts TCP connections on 127.0.0.1:port.
+bool accepts(uint16_t port) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  auto ok = connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(s);
+  return ok;
+}
+
+/// The topics the groups name in their settings (`topic`, `dead_letter_topic`).
+std::vector<std::pair<std::string, int>> topics_of(const topology::topology& t) {
+  std::set<std::string> names;
+  for (auto& g : t.groups)
+    for (auto& [key, value] : g.settings)
+      if (key == "topic" || key == "dead_letter_topic")
+        names.insert(value);
+  std::vector<std::pair<std::string, int>> result;
+  for (auto& n : names)
+    result.emplace_back(n, 12); // many partitions: the mock keeps ~5 MiB each
+  return result;
+}
+
+struct config : caf::actor_system_config {
+  config() {
+    register_types(*this);
+  }
+};
+
+/// A supervisor of one, so that a process that keeps dying is given up on
+/// alone (its supervisor is a temporary child of the root).
+child_spec supervised(child_spec process) {
+  supervisor_spec s;
+  s.name = process.name;
+  s.intensity = 5;
+  s.period = std::chrono::seconds(60);
+  s.backoff = backoff_spec{100ms, 5s, 0.2, 10s};
+  s.children.push_back(std::move(process));
+  auto child = supervisor_child(std::move(s), restart_type::temporary);
+  return *child; // the spec above is valid by construction
+}
+
+} // namespace
+
+int run_up(const up_options& opt) {
+  auto topo = topology::load(opt.config);
+  if (!topo) {
+    auto text = render(topo.error());
+    std::fprintf(stderr, "troupe up: %s\n", text.substr(text.find(": ") + 2).c_str());
+    return 2;
+  }
+  auto mine = local_addresses();
+  std::vector<topology::node_spec> local;
+  for (auto& n : topo->nodes)
+    if (is_local(n.host, mine))
+      local.push_back(n);
+  if (local.empty()) {
+    std::fprintf(stderr, "troupe up: no node of %s lives on this host\n", opt.config.c_str());
+    return 2;
+  }
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  config cfg;
+  caf::actor_system sys{cfg};
+  supervisor_spec root;
+  root.name = "up";
+  root.intensity = 1000;
+  root.period = std::chrono::seconds(1);
+  // -- embedded Kafka ------------------------------------------------------------
+  std::unique_ptr<embedded_kafka> kafka;
+  auto bootstrap = topo->cluster.kafka;
+  if (bootstrap == "embedded") {
+    auto k = embedded_kafka::make(3, topics_of(*topo));
+    if (!k) {
+      std::fprintf(stderr, "troupe up: %s\n", render(k.error()).c_str());
+      return 1;
+    }
+    kafka = std::move(*k);
+    bootstrap = kafka->bootstrap();
+    print("up", "kafka (embedded mock cluster, 3 brokers) at " + bootstrap);
+  }
+  // -- embedded Redis --------------------------------------------------------------
+  auto redis = topo->cluster.redis;
+  char dir_tmpl[] = "/tmp/troupe-redis-XXXXXX";
+  std::string redis_dir;
+  uint16_t redis_port = 0;
+  if (redis == "embedded") {
+    redis_dir = mkdtemp(dir_tmpl);
+    redis_port = free_loopback_port();
+    redis = "redis://127.0.0.1:" + std::to_string(redis_port);
+    root.children.push_back(supervised(process_child(
+      "redis",
+      {"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", std::to_string(redis_port),
+       "--save", "", "--appendonly", "no", "--dir", redis_dir},
+      [](const std::string& line) { print("redis", line); },
+      [](int pid) { print("up", "redis started, pid " + std::to_string(pid)); })));
+  }
+  // -- nodes -------------------------------------------------------------------------
+  for (auto& n : local) {
+    auto name = n.name;
+    root.children.push_back(supervised(process_child(
+      name,
+      {opt.troupe_binary, "node", "--config", opt.config, "--name", name, "--kafka", bootstrap,
+       "--redis", redis},
+      [name](const std::string& line) { print(name, line); },
+      [name](int pid) { print("up", name + " started, pid " + std::to_string(pid)); })));
+  }
+  auto sup = spawn_supervisor(sys, root);
+  if (!sup) {
+    std::fprintf(stderr, "troupe up: %s\n", render(sup.error()).c_str());
+    return 1;
+  }
+  caf::scoped_actor self{sys};
+  self->monitor(*sup);
+  if (redis_port != 0) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!accepts(redis_port) && std::chrono::steady_clock::now() < deadline)
+      self->receive(caf::after(20ms) >> [] {});
+    print("up", accepts(redis_port) ? "redis ready at " + redis : "redis did not start");
+  }
+  print("up", "cluster " + topo->cluster.name + ": " + std::to_string(local.size())
+                + " local node(s); Ctrl-C stops everything in order");
+  // -- run until told to stop; report nodes given up on ------------------------------
+  std::set<std::string> running;
+  for (auto& c : root.children)
+    running.insert(c.name);
+  bool root_down = false;
+  while (!stop_requested && !root_down) {
+    self->receive([&](caf::down_msg&) { root_down = true; }, caf::after(200ms) >> [] {});
+    if (root_down || stop_requested)
+      break;
+    std::vector<child_info> kids;
+    self->request(*sup, 1s, which_children_atom::value)
+      .receive([&](std::vector<child_info>& xs) { kids = std::move(xs); }, [](caf::error&) {});
+    std::set<std::string> now;
+    for (auto& k : kids)
+      now.insert(k.name);
+    for (auto& name : running)
+      if (now.count(name) == 0)
+        print("up", name + " kept dying (5 restarts in 60s): given up on");
+    running = now;
+    if (running.empty())
+      break;
+  }
+  print("up", "stopping");
+  if (!root_down) {
+    self->send_exit(*sup, caf::exit_reason::user_shutdown);
+    self->receive([](caf::down_msg&) {});
+  }
+  kafka.reset();
+  if (!redis_dir.empty())
+    rmdir(redis_dir.c_str());
+  print("up", "stopped");
+  return running.empty() ? 1 : 0;
+}
+
+int run_kafka(int brokers) {
+  auto k = embedded_kafka::make(brokers, {});
+  if (!k) {
+    std::fprintf(stderr, "troupe kafka: %s\n", render(k.error()).c_str());
+    return 1;
+  }
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  std::printf("bootstrap: %s\n", (*k)->bootstrap().c_str());
+  std::fflush(stdout);
+  while (!stop_requested)
+    std::this_thread::sleep_for(50ms);
+  return 0;
+}
+
+} // namespace troupe::launcher

@@ -1,0 +1,190 @@
+// `troupe up` and `troupe kafka` as a user runs them: real processes, read
+// through their output; the embedded Redis and Kafka checked with real clients.
+
+#include "runtime/launcher/up.hpp"
+
+#include <cerrno>
+#include <fstream>
+#include <regex>
+
+#include <sys/syscall.h>
+
+#include <doctest/doctest.h>
+#include <librdkafka/rdkafka.h>
+
+#include "tests/support/process.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe::test;
+
+namespace {
+
+constexpr auto join_timeout = 20000ms;
+
+/// A three-node topology on free loopback ports.
+struct topology_file {
+  std::string dir;
+  std::string path;
+
+  topology_file(const std::string& kafka, const std::string& redis) {
+    char tmpl[] = "/tmp/troupe-up-XXXXXX";
+    dir = mkdtemp(tmpl);
+    path = dir + "/cluster.conf";
+    std::ofstream out{path};
+    out << "[cluster]\nname = \"up-test\"\nsecret = \"a-shared-secret\"\n"
+        << "kafka = \"" << kafka << "\"\nredis = \"" << redis << "\"\n";
+    for (auto n : {"n1", "n2", "n3"})
+      out << "[[node]]\nname = \"" << n << "\"\ncluster_port = " << free_port()
+          << "\nhttp_port = " << free_port() << "\n";
+    out << "[[group]]\nname = \"ingestor\"\ndomain = \"ingestor\"\n";
+  }
+
+  ~topology_file() {
+    std::remove(path.c_str());
+    rmdir(dir.c_str());
+  }
+};
+
+/// The PIDs `troupe up` reported for `who`, in order.
+std::vector<int> pids_of(child_process& up, const std::string& who) {
+  std::vector<int> result;
+  std::regex pattern{"\\[up\\] " + who + " started, pid ([0-9]+)"};
+  auto& out = up.output();
+  for (std::sregex_iterator i{out.begin(), out.end(), pattern}, end; i != end; ++i)
+    result.push_back(std::stoi((*i)[1]));
+  return result;
+}
+
+/// True once the process `pid` has exited: waits on a pidfd, which becomes
+/// readable when the process ends (bounded by 5 s).
+bool gone(int pid) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0)
+    return errno == ESRCH; // no such process any more
+  pollfd p{fd, POLLIN, 0};
+  auto exited = poll(&p, 1, 5000) == 1;
+  close(fd);
+  return exited;
+}
+
+std::string redis_ping(uint16_t port) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  std::string reply;
+  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const char cmd[] = "*1\r\n$4\r\nPING\r\n";
+    if (write(s, cmd, sizeof(cmd) - 1) > 0) {
+      char buf[64];
+      timeval tv{2, 0};
+      setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      auto n = read(s, buf, sizeof(buf));
+      if (n > 0)
+        reply.assign(buf, static_cast<size_t>(n));
+    }
+  }
+  close(s);
+  return reply;
+}
+
+/// The topic names a Kafka cluster reports, through librdkafka.
+std::vector<std::string> kafka_topics(const std::string& bootstrap) {
+  std::vector<std::string> result;
+  char err[512];
+  auto conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof(err));
+  auto rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  REQUIRE(rk);
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_metadata(rk, 1, nullptr, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < md->topic_cnt; ++i)
+      result.push_back(md->topics[i].topic);
+    rd_kafka_metadata_destroy(md);
+  }
+  rd_kafka_destroy(rk);
+  return result;
+}
+
+} // namespace
+
+TEST_CASE("troupe up starts every local node, restarts a killed one, and stops leaving no "
+          "process") {
+  topology_file f{"127.0.0.1:9092", "redis://127.0.0.1:6379"};
+  auto up = child_process::start({TROUPE_BINARY, "up", f.path});
+  REQUIRE(up);
+  CHECK(up->wait_for("[n1] member n2 up", join_timeout));
+  CHECK(up->wait_for("[n1] member n3 up", join_timeout));
+  CHECK(up->wait_for("[n2] member n3 up", join_timeout));
+  auto before = pids_of(*up, "n2");
+  REQUIRE(before.size() == 1);
+  auto mark = up->mark();
+  kill(before[0], SIGKILL); // a node process: a child of the troupe up this test started
+  CHECK(up->wait_for("[n1] member n2 down", 5000ms, mark));
+  CHECK(up->wait_for("[up] n2 started, pid", 5000ms, mark));
+  CHECK(up->wait_for("[n1] member n2 up", join_timeout, mark));
+  auto after = pids_of(*up, "n2");
+  REQUIRE(after.size() == 2);
+  CHECK(after[1] != before[0]);
+  std::vector<int> all;
+  for (auto n : {"n1", "n2", "n3"})
+    all.push_back(pids_of(*up, n).back());
+  up->signal(SIGTERM);
+  CHECK(up->wait_exit(20000ms) == 0);
+  CHECK(up->output().find("[up] stopped") != std::string::npos);
+  for (auto pid : all)
+    CHECK_MESSAGE(gone(pid), "process " << pid << " outlived troupe up");
+}
+
+TEST_CASE("troupe up runs embedded Kafka and Redis that real clients can use") {
+  topology_file f{"embedded", "embedded"};
+  auto up = child_process::start({TROUPE_BINARY, "up", f.path});
+  REQUIRE(up);
+  REQUIRE(up->wait_for("[up] redis ready at redis://127.0.0.1:", join_timeout));
+  std::smatch m;
+  auto out = up->output();
+  REQUIRE(std::regex_search(out, m, std::regex{"redis ready at redis://127\\.0\\.0\\.1:([0-9]+)"}));
+  auto port = static_cast<uint16_t>(std::stoi(m[1]));
+  CHECK(redis_ping(port) == "+PONG\r\n");
+  REQUIRE(std::regex_search(out, m, std::regex{"kafka \\(embedded mock cluster, 3 brokers\\) at ([0-9.:,]+)"}));
+  auto topics = kafka_topics(m[1]);
+  CHECK(std::find(topics.begin(), topics.end(), "transactions") != topics.end());
+  CHECK(std::find(topics.begin(), topics.end(), "dead-letters") != topics.end());
+  // The nodes were told where both are.
+  CHECK(up->wait_for("[n1] kafka at " + m[1].str() + ", redis at redis://127.0.0.1:"
+                       + std::to_string(port),
+                     join_timeout));
+  auto redis_pid = pids_of(*up, "redis");
+  REQUIRE(redis_pid.size() == 1);
+  up->signal(SIGINT);
+  CHECK(up->wait_exit(20000ms) == 0);
+  CHECK(gone(redis_pid[0]));
+}
+
+TEST_CASE("troupe kafka prints a bootstrap list and stops on SIGTERM") {
+  auto k = child_process::start({TROUPE_BINARY, "kafka", "--brokers", "1"});
+  REQUIRE(k);
+  REQUIRE(k->wait_for("bootstrap: 127.0.0.1:", 10000ms));
+  std::smatch m;
+  auto out = k->output();
+  REQUIRE(std::regex_search(out, m, std::regex{"bootstrap: ([0-9.:,]+)"}));
+  CHECK(kafka_topics(m[1]).empty()); // reachable, and no topics yet
+  k->signal(SIGTERM);
+  CHECK(k->wait_exit(10000ms) == 0);
+}
+
+TEST_CASE("troupe up refuses a file with no node on this host") {
+  char tmpl[] = "/tmp/troupe-up-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  auto path = dir + "/c.conf";
+  std::ofstream{path} << "[cluster]\nname = \"x\"\nsecret = \"0123456789\"\n"
+                      << "[[node]]\nname = \"far\"\nhost = \"192.0.2.10\"\ncluster_port = 1\n"
+                      << "http_port = 2\n";
+  auto up = child_process::start({TROUPE_BINARY, "up", path});
+  REQUIRE(up);
+  CHECK(up->wait_exit(10000ms) == 2);
+  CHECK(up->output().find("no node of " + path + " lives on this host") != std::string::npos);
+  std::remove(path.c_str());
+  rmdir(dir.c_str());
+}
