@@ -26,7 +26,10 @@
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
+#include "actors/catalogue.hpp"
 #include "runtime/cluster/node_agent.hpp"
+#include "runtime/cluster/placement_manager.hpp"
+#include "runtime/supervision/supervisor.hpp"
 #include "runtime/launcher/up.hpp"
 #include "runtime/node/node.hpp"
 #include "topology/placement.hpp"
@@ -184,9 +187,10 @@ struct node_options {
   std::string status_every = "1s";
 };
 
-/// `troupe node --config FILE --name N`: one node of a cluster. This step
-/// runs the node agent (membership, authentication, failure detection); the
-/// node logs each member joining and leaving.
+/// `troupe node --config FILE --name N`: one node of a cluster: its agent
+/// (membership, authentication, failure detection) and its placement manager,
+/// which hosts the groups the plan gives this node. It logs each member
+/// joining and leaving and each change of what it hosts.
 int run_cluster_node(const node_options& opt, caf::timespan duration) {
   auto topo = topology::load(opt.config);
   if (!topo) {
@@ -225,15 +229,43 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
       + topo->cluster.name);
   log("kafka at " + (opt.kafka.empty() ? topo->cluster.kafka : opt.kafka) + ", redis at "
       + (opt.redis.empty() ? topo->cluster.redis : opt.redis));
+  supervisor_spec groups_spec;
+  groups_spec.name = opt.name + ".groups";
+  groups_spec.dynamic = true;
+  groups_spec.intensity = 10;
+  groups_spec.period = std::chrono::seconds(60);
+  auto groups = spawn_supervisor(sys, groups_spec);
+  auto directory = std::make_shared<group_directory>();
+  auto manager = cluster::spawn_placement_manager(sys, *topo, opt.name, *agent, *groups,
+                                                  actors::make_group, directory, log);
   caf::scoped_actor self{sys};
+  self->monitor(*agent);
+  self->monitor(*manager);
+  self->monitor(*groups);
   auto started = std::chrono::steady_clock::now();
+  int rc = 0;
   while (!stop_requested
-         && (duration.count() == 0 || std::chrono::steady_clock::now() - started < duration))
-    self->receive(caf::after(50ms) >> [] {});
+         && (duration.count() == 0 || std::chrono::steady_clock::now() - started < duration)) {
+    bool lost = false;
+    self->receive(
+      [&](caf::down_msg& dm) {
+        // The node's own actors are not restarted in-process: the node exits
+        // and `troupe up` restarts the process (process-level supervision).
+        log("node actor ended (" + render(dm.reason) + "): exiting");
+        lost = true;
+      },
+      caf::after(50ms) >> [] {});
+    if (lost) {
+      rc = 1;
+      break;
+    }
+  }
   log("stopping");
+  self->send_exit(*manager, caf::exit_reason::user_shutdown);
+  self->send_exit(*groups, caf::exit_reason::user_shutdown);
   self->send_exit(*agent, caf::exit_reason::user_shutdown);
   sys.middleman().unpublish(*agent, spec.cluster_port);
-  return 0;
+  return rc;
 }
 
 int run_node(const node_options& opt) {

@@ -53,6 +53,8 @@ struct agent_state {
   /// Challenges handed out and not yet answered: (node id, name) -> nonce.
   std::map<std::pair<caf::node_id, std::string>, std::string> nonces;
   std::vector<caf::actor> listeners;
+  /// This node's placement manager, which answers claims.
+  caf::actor manager;
   int64_t started_ms = now_ms();
 
   caf::timespan request_timeout() const {
@@ -74,7 +76,7 @@ struct agent_state {
 
   void notify_up(const std::string& name) {
     for (auto& l : listeners)
-      self->send(l, member_up_atom::value, name);
+      self->send(l, member_up_atom::value, name, peers[name].agent);
   }
 
   void notify_down(const std::string& name, const std::string& reason) {
@@ -257,6 +259,21 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
         return caf::make_error(ec::not_authenticated);
       self->state.listeners.push_back(listener);
       return caf::unit;
+    },
+    [self](manager_atom, caf::actor& manager) -> caf::result<void> {
+      if (self->state.sender_node() != caf::node_id{})
+        return caf::make_error(ec::not_authenticated);
+      self->state.manager = manager;
+      return caf::unit;
+    },
+    [self](claim_atom atm, std::string& group, uint32_t instance, std::string& home)
+      -> caf::result<caf::message> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      if (!self->state.manager)
+        return caf::make_error(ec::group_down, std::string{"no placement manager yet"});
+      return self->delegate(self->state.manager, atm, std::move(group), instance,
+                            std::move(home));
     },
     [self](tick_atom) {
       if (self->state.sender_node() == caf::node_id{})

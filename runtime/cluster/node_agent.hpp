@@ -28,7 +28,8 @@ using log_fn = std::function<void(const std::string&)>;
 ///
 /// Unauthenticated remote senders reach only `hello_atom` and `auth_atom`;
 /// their refusals are logged. Local actors may ask `members_atom` and
-/// `subscribe_atom`.
+/// `subscribe_atom`, and name the placement manager (`manager_atom`) to which
+/// the agent forwards trusted peers' `claim_atom` requests.
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
                                            std::string self_name, log_fn log);
 

@@ -60,10 +60,17 @@ using members_atom = caf::atom_constant<caf::atom("members")>;
 /// `(subscribe_atom, listener)`: the agent sends the listener `member_up_atom`
 /// and `member_down_atom` events.
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
-/// `(member_up_atom, node_name)`: a peer joined (both ways authenticated).
+/// `(member_up_atom, node_name, peer_agent)`: a peer joined (both ways authenticated).
 using member_up_atom = caf::atom_constant<caf::atom("member_up")>;
 /// `(member_down_atom, node_name, reason)`: a peer was lost.
 using member_down_atom = caf::atom_constant<caf::atom("memberdown")>;
+/// `(claim_atom, group, instance, home_node) -> (bool holds, bool claiming, bool home_down)`:
+/// before a node starts an instance it asks each live peer whether it runs or
+/// is claiming that instance, and whether it sees the instance's home node down.
+using claim_atom = caf::atom_constant<caf::atom("claim")>;
+/// `(manager_atom, placement_manager)`: tells a node agent (locally) whom to
+/// forward `claim_atom` to.
+using manager_atom = caf::atom_constant<caf::atom("manager")>;
 /// Internal: a supervised process ended, `(process_exit_atom, description)`
 /// from its reader thread to its process actor.
 using process_exit_atom = caf::atom_constant<caf::atom("proc_exit")>;

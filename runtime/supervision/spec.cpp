@@ -42,8 +42,9 @@ caf::error validate(const supervisor_spec& x) {
     return invalid(where + "negative restart intensity " + std::to_string(x.intensity));
   if (x.period <= caf::timespan{0})
     return invalid(where + "restart period must be positive");
-  if (x.children.empty())
-    return invalid(where + "no children");
+  if (x.children.empty() && !x.dynamic)
+    return invalid(where + "no children (set dynamic for a supervisor whose children arrive "
+                           "at run time)");
   if (x.crash_history == 0)
     return invalid(where + "crash history must keep at least one entry");
   if (x.backoff) {

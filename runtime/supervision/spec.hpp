@@ -95,6 +95,9 @@ struct supervisor_spec {
   std::optional<backoff_spec> backoff;
   /// Started in this order, stopped in the reverse order.
   std::vector<child_spec> children;
+  /// Children arrive at run time (`start_child_atom`), so the supervisor may
+  /// start with none. Without it, an empty supervisor is a mistake and refused.
+  bool dynamic = false;
   /// How many crashes the supervisor remembers for `crashes_atom`.
   size_t crash_history = 64;
 };

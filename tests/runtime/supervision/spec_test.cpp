@@ -45,7 +45,11 @@ TEST_CASE("a supervisor spec with a negative intensity is refused") {
 TEST_CASE("a supervisor spec without children is refused") {
   auto s = valid();
   s.children.clear();
-  CHECK(problem(s) == "invalid_spec: supervisor 's': no children");
+  CHECK(problem(s)
+        == "invalid_spec: supervisor 's': no children (set dynamic for a supervisor whose "
+           "children arrive at run time)");
+  s.dynamic = true;
+  CHECK(problem(s).empty());
 }
 
 TEST_CASE("a supervisor spec with duplicate child names is refused") {

@@ -2,8 +2,8 @@
 // its case. Left out, as they do not apply: simple_one_for_one (groups take
 // that role), code_change, child_unlink (children are monitored, not linked),
 // global names, the map-spec parsing cases, count_children (which_children
-// carries the same facts), and sup_start_normal with no children (Troupe
-// refuses an empty supervisor, see spec_test.cpp).
+// carries the same facts). An empty supervisor must say `dynamic` (OTP
+// accepts any empty one; see spec_test.cpp).
 
 #include "runtime/supervision/supervisor.hpp"
 
@@ -57,6 +57,18 @@ TEST_CASE_FIXTURE(fixture, "sup_start_normal: a supervisor starts and stops on s
   expect_started("c");
   caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
   CHECK(expect_stopped("c") == "user_shutdown");
+  CHECK(expect_down(sup) == caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE_FIXTURE(fixture, "sup_start_normal (dynamic): an empty dynamic supervisor takes children later") {
+  auto spec = make_spec("sup", strategy::one_for_one, 2, 3600s, {});
+  spec.dynamic = true;
+  auto sup = start_supervisor(spec);
+  CHECK(children_of(sup).empty());
+  ask<caf::actor>(sup, start_child_atom::value, probe("late"));
+  expect_started("late");
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  CHECK(expect_stopped("late") == "user_shutdown");
   CHECK(expect_down(sup) == caf::exit_reason::user_shutdown);
 }
 

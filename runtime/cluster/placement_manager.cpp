@@ -1,0 +1,277 @@
+#include "runtime/cluster/placement_manager.hpp"
+
+#include <map>
+#include <set>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/group/group.hpp"
+#include "topology/placement.hpp"
+
+namespace troupe::cluster {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct manager_state;
+using manager_actor = caf::stateful_actor<manager_state>;
+
+using instance_key = std::pair<std::string, uint32_t>;
+
+/// The state of a placement manager. Owned by its actor.
+struct manager_state {
+  static inline const char* name = "troupe.placement_manager";
+
+  manager_actor* self = nullptr;
+  topology::topology topo;
+  std::string me;
+  caf::actor groups;
+  group_factory factory;
+  std::shared_ptr<group_directory> directory;
+  log_fn log;
+  /// Live peers and their agents (this node not included).
+  std::map<std::string, caf::actor> peers;
+  bool minority = false;
+  /// What the plan of the live nodes gives this node: group -> instance -> moved.
+  std::map<std::string, std::map<uint32_t, bool>> desired;
+  /// What runs here now.
+  std::map<std::string, std::map<uint32_t, bool>> hosted;
+  /// Groups whose local instances are being stopped: until the supervisor
+  /// confirms, this node still answers claims for them with "holds".
+  std::map<std::string, int> stopping;
+  /// Claims under way, with the round they belong to.
+  std::map<instance_key, uint64_t> claims;
+  uint64_t next_round = 1;
+
+  size_t live_count() const {
+    return peers.size() + 1;
+  }
+
+  const std::string& home_of(const topology::group_decl& g, uint32_t instance) const {
+    return g.nodes[instance % g.nodes.size()];
+  }
+
+  // -- planning ------------------------------------------------------------------
+
+  void replan() {
+    auto n = topo.nodes.size();
+    desired.clear();
+    if (live_count() * 2 <= n && n > 1) {
+      if (!minority)
+        log("minority: " + std::to_string(live_count()) + " of " + std::to_string(n)
+            + " nodes seen; hosting nothing until a majority is back");
+      minority = true;
+    } else {
+      if (minority)
+        log("majority: " + std::to_string(live_count()) + " of " + std::to_string(n)
+            + " nodes seen");
+      minority = false;
+      std::set<std::string> alive{me};
+      for (auto& kv : peers)
+        alive.insert(kv.first);
+      for (auto& a : topology::place(topo, alive).assignments)
+        if (a.node == me)
+          desired[a.group][a.instance] = !a.at_home;
+    }
+    reconcile();
+  }
+
+  /// Stops what is no longer ours at once; claims what is newly ours.
+  void reconcile() {
+    for (auto& g : topo.groups) {
+      auto& want = desired[g.name];
+      auto& have = hosted[g.name];
+      bool changed = false;
+      for (auto i = have.begin(); i != have.end();) {
+        if (want.count(i->first) == 0) {
+          i = have.erase(i);
+          changed = true;
+        } else {
+          ++i;
+        }
+      }
+      if (changed)
+        restart_local(g);
+      for (auto& [instance, moved] : want)
+        if (have.count(instance) == 0 && claims.count({g.name, instance}) == 0)
+          claim(g, instance);
+    }
+  }
+
+  // -- claims ----------------------------------------------------------------------
+
+  /// Asks every live peer about `instance` of `g`; starts it when no peer
+  /// holds it and, for a moved instance, a majority of all nodes (this one
+  /// included) sees its home down. Two claimants: the home node wins, else
+  /// the lower name. An unconfirmed claim is retried on the next tick.
+  void claim(const topology::group_decl& g, uint32_t instance) {
+    auto key = instance_key{g.name, instance};
+    auto round = next_round++;
+    claims[key] = round;
+    auto home = home_of(g, instance);
+    struct tally {
+      size_t pending;
+      size_t home_down = 1; // this node, which is claiming because home is not live
+      bool blocked = false;
+    };
+    auto t = std::make_shared<tally>();
+    t->pending = peers.size();
+    if (home == me)
+      t->home_down = 0;
+    auto finish = [this, key, round, t, home, group = g.name] {
+      auto i = claims.find(key);
+      if (i == claims.end() || i->second != round)
+        return; // superseded
+      claims.erase(i);
+      auto& want = desired[group];
+      auto w = want.find(key.second);
+      if (w == want.end())
+        return; // no longer ours
+      auto moved = home != me;
+      auto confirmed = !moved || t->home_down * 2 > topo.nodes.size();
+      if (t->blocked || !confirmed)
+        return; // the tick retries
+      hosted[group][key.second] = w->second;
+      if (auto decl = topo.group(group))
+        restart_local(*decl);
+    };
+    if (peers.empty()) {
+      finish();
+      return;
+    }
+    for (auto& [peer, agent] : peers) {
+      self->request(agent, topo.cluster.failure_timeout * 2, claim_atom::value, g.name, instance,
+                    home)
+        .then(
+          [this, t, finish, peer = peer, home](bool holds, bool claiming, bool home_down) {
+            if (holds)
+              t->blocked = true;
+            // Both claiming: the home node wins, else the lower name.
+            if (claiming && (peer == home || (me != home && peer < me)))
+              t->blocked = true;
+            if (home_down)
+              ++t->home_down;
+            if (--t->pending == 0)
+              finish();
+          },
+          [t, finish](caf::error&) {
+            t->blocked = true; // an unanswered peer confirms nothing
+            if (--t->pending == 0)
+              finish();
+          });
+    }
+  }
+
+  /// A peer's question about `instance` of `group`.
+  std::tuple<bool, bool, bool> answer(const std::string& group, uint32_t instance,
+                                      const std::string& home) {
+    auto h = hosted.find(group);
+    bool holds = (h != hosted.end() && h->second.count(instance) > 0) || stopping[group] > 0;
+    bool claiming = claims.count({group, instance}) > 0;
+    bool home_down = home != me && peers.count(home) == 0;
+    return {holds, claiming, home_down};
+  }
+
+  // -- local groups ----------------------------------------------------------------
+
+  /// Stops the local group of `g` and starts it with the instances hosted now.
+  void restart_local(const topology::group_decl& g) {
+    auto log_error = [this, name = g.name](const char* what) {
+      return [this, name, what](caf::error& err) {
+        if (err != ec::no_such_child)
+          log(std::string{what} + " " + name + " failed: " + render(err));
+      };
+    };
+    directory->put(g.name, caf::actor{});
+    // Sent in order to one supervisor, which handles them in order.
+    ++stopping[g.name];
+    self->request(groups, 30s, terminate_child_atom::value, g.name)
+      .then([this, name = g.name] { --stopping[name]; },
+            [this, name = g.name, on_error = log_error("stopping")](caf::error& err) mutable {
+              --stopping[name];
+              on_error(err);
+            });
+    self->request(groups, 30s, delete_child_atom::value, g.name)
+      .then([] {}, log_error("removing"));
+    auto& have = hosted[g.name];
+    if (have.empty()) {
+      log("hosting " + g.name + ": none");
+      return;
+    }
+    auto spec = factory(g, static_cast<uint32_t>(have.size()));
+    if (!spec) {
+      log("cannot host " + g.name + ": " + render(spec.error()));
+      return;
+    }
+    auto child = group_child(*spec, [dir = directory, name = g.name](const caf::actor& r) {
+      dir->put(name, r);
+    });
+    if (!child) {
+      log("cannot host " + g.name + ": " + render(child.error()));
+      return;
+    }
+    self->request(groups, 30s, start_child_atom::value, *child)
+      .then([](caf::actor&) {}, log_error("starting"));
+    std::string line = "hosting " + g.name + ":";
+    bool first = true;
+    for (auto& [instance, moved] : have) {
+      line += (first ? " #" : ", #") + std::to_string(instance) + (moved ? " (moved)" : "");
+      first = false;
+    }
+    log(line);
+  }
+};
+
+caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::string me,
+                           caf::actor agent, caf::actor groups, group_factory factory,
+                           std::shared_ptr<group_directory> directory, log_fn log) {
+  auto& st = self->state;
+  st.self = self;
+  st.topo = std::move(topo);
+  st.me = me;
+  st.groups = std::move(groups);
+  st.factory = std::move(factory);
+  st.directory = std::move(directory);
+  st.log = std::move(log);
+  self->request(agent, 30s, manager_atom::value, caf::actor{self}).then([] {});
+  self->request(agent, 30s, subscribe_atom::value, caf::actor{self}).then([] {});
+  self->send(self, tick_atom::value);
+  st.replan();
+  return {
+    [self](member_up_atom, std::string& name, caf::actor& peer_agent) {
+      self->state.peers[name] = peer_agent;
+      self->state.replan();
+    },
+    [self](member_down_atom, std::string& name, std::string&) {
+      self->state.peers.erase(name);
+      self->state.replan();
+    },
+    [self](claim_atom, std::string& group, uint32_t instance, std::string& home) {
+      auto [holds, claiming, home_down] = self->state.answer(group, instance, home);
+      return caf::make_message(holds, claiming, home_down);
+    },
+    [self](tick_atom) {
+      self->state.reconcile();
+      self->delayed_send(self, self->state.topo.cluster.heartbeat_interval, tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+caf::expected<caf::actor> spawn_placement_manager(caf::actor_system& sys, topology::topology topo,
+                                                  std::string me, caf::actor agent,
+                                                  caf::actor groups, group_factory factory,
+                                                  std::shared_ptr<group_directory> directory,
+                                                  log_fn log) {
+  if (!topo.node(me))
+    return caf::make_error(ec::invalid_argument, "node '" + me + "' is not in " + topo.source);
+  return sys.spawn(manager_impl, std::move(topo), std::move(me), std::move(agent),
+                   std::move(groups), std::move(factory), std::move(directory), std::move(log));
+}
+
+} // namespace troupe::cluster
