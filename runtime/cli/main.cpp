@@ -27,6 +27,7 @@
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
 #include "actors/catalogue.hpp"
+#include "runtime/cluster/cluster_router.hpp"
 #include "runtime/cluster/node_agent.hpp"
 #include "runtime/cluster/placement_manager.hpp"
 #include "runtime/supervision/supervisor.hpp"
@@ -68,8 +69,9 @@ struct traffic_report {
 /// Sends `rate` requests per second to the group, kills one of its workers
 /// every `crash_every` messages, and after `duration` waits for the last
 /// answers and reports to `observer`.
-caf::behavior traffic(caf::event_based_actor* self, node* n, std::string group, uint64_t rate,
-                      uint64_t crash_every, caf::timespan duration, caf::actor observer) {
+caf::behavior traffic(caf::event_based_actor* self, std::function<caf::actor()> target,
+                      uint64_t rate, uint64_t crash_every, caf::timespan duration,
+                      caf::actor observer) {
   auto rep = std::make_shared<traffic_report>();
   auto start = std::chrono::steady_clock::now();
   auto victim = std::make_shared<size_t>(0);
@@ -93,7 +95,7 @@ caf::behavior traffic(caf::event_based_actor* self, node* n, std::string group, 
       // Catch up to rate x elapsed, in 10 ms ticks.
       auto due = static_cast<uint64_t>(
         rate * std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count() / 1e6);
-      auto router = n->group(group);
+      auto router = target();
       for (; rep->sent < due && router; ++rep->sent) {
         auto seq = rep->sent;
         self->request(router, 10s, seq).then(
@@ -176,6 +178,7 @@ void print_tree(caf::scoped_actor& self, const caf::actor& sup, const std::strin
 
 struct node_options {
   std::string config;
+  std::string group = "echo";
   std::string kafka;
   std::string redis;
   std::string name = "n1";
@@ -213,7 +216,8 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   config cfg;
   cluster::configure_middleman(cfg, topo->cluster);
   caf::actor_system sys{cfg};
-  auto agent = cluster::spawn_node_agent(sys, *topo, opt.name, log);
+  auto directory = std::make_shared<group_directory>();
+  auto agent = cluster::spawn_node_agent(sys, *topo, opt.name, directory, log);
   if (!agent) {
     std::cerr << "troupe node: " << render(agent.error()) << "\n";
     return 2;
@@ -235,19 +239,60 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   groups_spec.intensity = 10;
   groups_spec.period = std::chrono::seconds(60);
   auto groups = spawn_supervisor(sys, groups_spec);
-  auto directory = std::make_shared<group_directory>();
   auto manager = cluster::spawn_placement_manager(sys, *topo, opt.name, *agent, *groups,
                                                   actors::make_group, directory, log);
+  // One cluster router per group this build can run: the address local
+  // callers use, wherever the group's instances are.
+  std::map<std::string, caf::actor> routers;
+  for (auto& g : topo->groups) {
+    auto spec = actors::make_group(g, g.instances);
+    if (!spec)
+      continue; // the placement manager logs why it cannot host it
+    auto r = cluster::spawn_cluster_router(sys, *topo, g.name, opt.name, *agent, directory,
+                                           *spec);
+    if (r)
+      routers[g.name] = *r;
+  }
   caf::scoped_actor self{sys};
   self->monitor(*agent);
   self->monitor(*manager);
   self->monitor(*groups);
+  caf::actor driver;
+  if (opt.rate > 0) {
+    auto target = routers.find(opt.group);
+    if (target == routers.end()) {
+      log("no group '" + opt.group + "' to send traffic to");
+      return 2;
+    }
+    log("traffic: " + std::to_string(opt.rate) + " requests/s to group " + opt.group);
+    auto router = target->second;
+    driver = sys.spawn(traffic, std::function<caf::actor()>{[router] { return router; }},
+                       opt.rate, uint64_t{0}, duration, caf::actor{self});
+  }
   auto started = std::chrono::steady_clock::now();
   int rc = 0;
   while (!stop_requested
-         && (duration.count() == 0 || std::chrono::steady_clock::now() - started < duration)) {
+         && (driver || duration.count() == 0
+             || std::chrono::steady_clock::now() - started < duration)) {
     bool lost = false;
+    bool done = false;
     self->receive(
+      [&](report_atom, uint64_t sent, uint64_t answered, uint64_t, uint64_t) {
+        auto routes = std::string{};
+        self->request(routers[opt.group], 5s, routes_atom::value)
+          .receive(
+            [&](std::vector<std::string>& xs) {
+              for (auto& x : xs)
+                routes += (routes.empty() ? "" : ", ") + x;
+            },
+            [](caf::error&) {});
+        log("traffic: sent " + std::to_string(sent) + ", answered " + std::to_string(answered)
+            + ", lost " + std::to_string(sent - answered) + "; routes of " + opt.group + ": "
+            + routes);
+        if (opt.expect_no_loss && (sent == 0 || sent != answered))
+          rc = 1;
+        done = true;
+      },
       [&](caf::down_msg& dm) {
         // The node's own actors are not restarted in-process: the node exits
         // and `troupe up` restarts the process (process-level supervision).
@@ -259,8 +304,12 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
       rc = 1;
       break;
     }
+    if (done)
+      break;
   }
   log("stopping");
+  for (auto& kv : routers)
+    self->send_exit(kv.second, caf::exit_reason::user_shutdown);
   self->send_exit(*manager, caf::exit_reason::user_shutdown);
   self->send_exit(*groups, caf::exit_reason::user_shutdown);
   self->send_exit(*agent, caf::exit_reason::user_shutdown);
@@ -276,6 +325,10 @@ int run_node(const node_options& opt) {
       std::cerr << "troupe node: " << render(d->error()) << "\n";
       return 2;
     }
+  if (!opt.config.empty() && opt.crash_every > 0) {
+    std::cerr << "troupe node: --crash-every applies to a standalone node (without --config)\n";
+    return 2;
+  }
   if (!opt.config.empty())
     return run_cluster_node(opt, *duration);
   config cfg;
@@ -308,8 +361,8 @@ int run_node(const node_options& opt) {
   std::fflush(stdout);
   caf::actor driver;
   if (opt.rate > 0)
-    driver = sys.spawn(traffic, &n, std::string{"echo"}, opt.rate, opt.crash_every, *duration,
-                       caf::actor{self});
+    driver = sys.spawn(traffic, std::function<caf::actor()>{[&n] { return n.group("echo"); }},
+                       opt.rate, opt.crash_every, *duration, caf::actor{self});
   traffic_report rep;
   bool reported = false;
   auto started = std::chrono::steady_clock::now();
@@ -400,6 +453,8 @@ int main(int argc, char** argv) {
                        "topology file: run this node of that cluster (node agent, membership)");
   node_cmd->add_option("--name", nopt.name, "node name")->capture_default_str();
   node_cmd->add_option("--kafka", nopt.kafka, "Kafka bootstrap list (overrides the topology's)");
+  node_cmd->add_option("--group", nopt.group, "with --config and --rate: the group to load")
+    ->capture_default_str();
   node_cmd->add_option("--redis", nopt.redis, "Redis URL (overrides the topology's)");
   node_cmd->add_option("--instances", nopt.instances, "workers of the echo group")
     ->capture_default_str();

@@ -55,6 +55,8 @@ struct agent_state {
   std::vector<caf::actor> listeners;
   /// This node's placement manager, which answers claims.
   caf::actor manager;
+  /// The routers of the groups this node hosts.
+  std::shared_ptr<group_directory> directory;
   int64_t started_ms = now_ms();
 
   caf::timespan request_timeout() const {
@@ -230,9 +232,11 @@ struct agent_state {
   }
 };
 
-caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string me, log_fn log) {
+caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string me,
+                         std::shared_ptr<group_directory> directory, log_fn log) {
   auto& st = self->state;
   st.self = self;
+  st.directory = std::move(directory);
   st.topo = std::move(topo);
   st.me = std::move(me);
   st.log = std::move(log);
@@ -275,6 +279,11 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       return self->delegate(self->state.manager, atm, std::move(group), instance,
                             std::move(home));
     },
+    [self](group_atom, std::string& name) -> caf::result<caf::actor> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      return self->state.directory->get(name); // invalid while not hosted here
+    },
     [self](tick_atom) {
       if (self->state.sender_node() == caf::node_id{})
         self->state.on_tick();
@@ -285,11 +294,14 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
 } // namespace
 
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
-                                           std::string self_name, log_fn log) {
+                                           std::string self_name,
+                                           std::shared_ptr<group_directory> directory,
+                                           log_fn log) {
   if (!topo.node(self_name))
     return caf::make_error(ec::invalid_argument,
                            "node '" + self_name + "' is not in " + topo.source);
-  return sys.spawn(agent_impl, std::move(topo), std::move(self_name), std::move(log));
+  return sys.spawn(agent_impl, std::move(topo), std::move(self_name), std::move(directory),
+                   std::move(log));
 }
 
 caf::error publish(caf::actor_system& sys, const caf::actor& agent,

@@ -7,6 +7,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
+#include "runtime/node/node.hpp"
 #include "topology/topology.hpp"
 
 namespace troupe::cluster {
@@ -30,8 +31,12 @@ using log_fn = std::function<void(const std::string&)>;
 /// their refusals are logged. Local actors may ask `members_atom` and
 /// `subscribe_atom`, and name the placement manager (`manager_atom`) to which
 /// the agent forwards trusted peers' `claim_atom` requests.
+/// `directory` holds the routers of the groups this node hosts: trusted
+/// peers ask for one with `(group_atom, name)`.
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
-                                           std::string self_name, log_fn log);
+                                           std::string self_name,
+                                           std::shared_ptr<group_directory> directory,
+                                           log_fn log);
 
 /// Publishes `agent` on the node's host and cluster port (binding only that
 /// host). Blocks the calling thread until bound: call it from `main`, not

@@ -68,6 +68,9 @@ using member_down_atom = caf::atom_constant<caf::atom("memberdown")>;
 /// before a node starts an instance it asks each live peer whether it runs or
 /// is claiming that instance, and whether it sees the instance's home node down.
 using claim_atom = caf::atom_constant<caf::atom("claim")>;
+/// `(routes_atom) -> std::vector<std::string>`: a cluster router's counts,
+/// "NODE N" per node it sent to, then "resent N" and "in_flight N".
+using routes_atom = caf::atom_constant<caf::atom("routes")>;
 /// `(manager_atom, placement_manager)`: tells a node agent (locally) whom to
 /// forward `claim_atom` to.
 using manager_atom = caf::atom_constant<caf::atom("manager")>;

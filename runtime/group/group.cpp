@@ -46,6 +46,8 @@ struct entry {
   caf::message content;
   caf::response_promise rp;
   bool is_request = false;
+  /// Came as an `envelope` (from a cluster router): answered with a `reply`.
+  bool wrapped = false;
   /// The worker slot (key_hash), or the slot it was last sent to.
   size_t slot = 0;
   uint32_t crashes = 0;
@@ -200,18 +202,23 @@ struct router_state {
 
   // -- accepting -----------------------------------------------------------------
 
-  caf::result<caf::message> accept(caf::message_view& x) {
-    auto is_request = self->current_mailbox_element()->mid.is_request();
+  /// Delivers an answer, wrapped in a `reply` for a cluster router.
+  static void answer(caf::response_promise& rp, bool wrapped, caf::message content) {
+    if (wrapped)
+      rp.deliver(reply{std::move(content)});
+    else
+      rp.deliver(std::move(content));
+  }
+
+  caf::result<caf::message> accept(caf::message content, bool is_request, bool wrapped) {
     auto rp = self->make_response_promise();
-    auto content = x.move_content_to_message();
     if (stopping) {
       refuse(rp, is_request, std::move(content), caf::make_error(ec::group_stopping, spec.name));
       return rp;
     }
     if (down && is_request) {
       ++stats.accepted;
-      auto answer = fallback_for(content, caf::make_error(ec::group_down, spec.name));
-      rp.deliver(std::move(answer));
+      answer(rp, wrapped, fallback_for(content, caf::make_error(ec::group_down, spec.name)));
       return rp;
     }
     if (pending.size() >= spec.max_in_flight) {
@@ -225,6 +232,7 @@ struct router_state {
     auto& e = pending[seq];
     e.content = std::move(content);
     e.is_request = is_request;
+    e.wrapped = wrapped;
     if (is_request) {
       e.rp = std::move(rp);
       e.deadline = std::chrono::steady_clock::now() + spec.call_timeout;
@@ -278,7 +286,7 @@ struct router_state {
     forget(seq, e);
     pending.erase(i);
     if (e.is_request)
-      e.rp.deliver(fallback_for(e.content, std::move(otherwise)));
+      answer(e.rp, e.wrapped, fallback_for(e.content, std::move(otherwise)));
   }
 
   // -- dispatching ---------------------------------------------------------------
@@ -351,7 +359,7 @@ struct router_state {
     release(e);
     ++stats.completed;
     if (e.is_request)
-      e.rp.deliver(std::move(r.content));
+      answer(e.rp, e.wrapped, std::move(r.content));
     auto slot_index = e.slot;
     pending.erase(i);
     if (spec.route == routing::key_hash)
@@ -539,7 +547,8 @@ caf::behavior router_impl(router_actor* self, group_spec spec) {
   self->set_exit_handler([self](caf::exit_msg& msg) { self->state.on_exit_signal(msg); });
   self->set_down_handler([self](caf::down_msg& msg) { self->state.on_down(msg); });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& x) {
-    return self->state.accept(x);
+    auto is_request = self->current_mailbox_element()->mid.is_request();
+    return self->state.accept(x.move_content_to_message(), is_request, false);
   });
   self->attach_functor([sup = st.sup_ref](const caf::error&) {
     if (*sup)
@@ -548,6 +557,8 @@ caf::behavior router_impl(router_actor* self, group_spec spec) {
   if (auto err = st.start_supervisor())
     self->quit(std::move(err));
   return {
+    // A message a cluster router forwards from another node (or this one).
+    [self](envelope& e) { return self->state.accept(std::move(e.content), true, true); },
     [self](status_atom) { return self->state.status(); },
     [self](dead_letters_atom) {
       auto& d = self->state.recent_dead;

@@ -328,3 +328,16 @@ TEST_CASE("a nonsensical group spec is refused with an error naming the problem"
   s.name.clear();
   CHECK(problem(s) == "invalid_spec: group spec without a name");
 }
+
+TEST_CASE_FIXTURE(fixture, "a group answers an envelope from a cluster router with a reply") {
+  auto g = start_group(*this, doubling_group(1));
+  auto r = ask<reply>(g, envelope{caf::make_message(21)});
+  REQUIRE(r.content.match_element<int>(0));
+  CHECK(r.content.get_as<int>(0) == 42);
+  // Errors stay errors, so a cluster router can tell them from answers.
+  auto spec = doubling_group(1);
+  spec.poison_after = 1;
+  auto g2 = start_group(*this, spec);
+  CHECK(ask_error<reply>(g2, envelope{caf::make_message(std::string{"poison"})})
+        == ec::poison_message);
+}
