@@ -25,12 +25,6 @@ using crash_atom = caf::atom_constant<caf::atom("crash")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 
-struct config : caf::actor_system_config {
-  config() {
-    register_types(*this);
-  }
-};
-
 double percentile(std::vector<double>& xs, double p) {
   std::sort(xs.begin(), xs.end());
   auto i = static_cast<size_t>(p * static_cast<double>(xs.size() - 1) + 0.5);

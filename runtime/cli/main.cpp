@@ -48,12 +48,6 @@ extern "C" void on_signal(int) {
   stop_requested = true;
 }
 
-struct config : caf::actor_system_config {
-  config() {
-    register_types(*this);
-  }
-};
-
 // -- traffic for `troupe node --rate` -------------------------------------------
 
 using tick_atom = caf::atom_constant<caf::atom("tick")>;

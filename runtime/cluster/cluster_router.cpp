@@ -20,9 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-bool is_sec(const caf::error& err, caf::sec code) {
-  return err.category() == caf::atom("system") && err.code() == static_cast<uint8_t>(code);
-}
 
 /// A message accepted and not yet answered.
 struct entry {
@@ -249,7 +246,7 @@ struct router_state {
     if (i == pending.end() || i->second.dispatch != d)
       return;
     auto& e = i->second;
-    if (is_sec(err, caf::sec::request_receiver_down) || err == ec::group_stopping) {
+    if (is(err, caf::sec::request_receiver_down) || err == ec::group_stopping) {
       // That router is gone or going (its group moved or restarted): send
       // the message again under the current plan.
       if (e.node != me)

@@ -57,4 +57,8 @@ std::string render(const caf::error& x) {
   return result;
 }
 
+bool is(const caf::error& x, caf::sec code) {
+  return x.category() == caf::atom("system") && x.code() == static_cast<uint8_t>(code);
+}
+
 } // namespace troupe

@@ -7,6 +7,7 @@
 #include <caf/error.hpp>
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
+#include <caf/sec.hpp>
 
 namespace troupe {
 
@@ -59,6 +60,9 @@ constexpr caf::atom_value ec_category = caf::atom("troupe");
 
 /// Renders an error of any category, including Troupe's, for logs and answers.
 std::string render(const caf::error& x);
+
+/// True if `x` is CAF's system error `code` (whatever its context).
+bool is(const caf::error& x, caf::sec code);
 
 } // namespace troupe
 

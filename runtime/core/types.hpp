@@ -9,4 +9,12 @@ namespace troupe {
 /// cluster must register the same types.
 void register_types(caf::actor_system_config& cfg);
 
+/// An actor system configuration with Troupe's types registered: what every
+/// Troupe process (node, launcher, benchmark) starts its actor system with.
+struct config : caf::actor_system_config {
+  config() {
+    register_types(*this);
+  }
+};
+
 } // namespace troupe

@@ -35,9 +35,6 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
   };
 }
 
-bool is_sec(const caf::error& err, caf::sec code) {
-  return err.category() == caf::atom("system") && err.code() == static_cast<uint8_t>(code);
-}
 
 // -- the router ------------------------------------------------------------------
 
@@ -375,11 +372,11 @@ struct router_state {
     auto& e = i->second;
     release(e);
     e.worker = nullptr;
-    if (is_sec(err, caf::sec::request_receiver_down)) {
+    if (is(err, caf::sec::request_receiver_down)) {
       // The worker died before it started this one: move it on, no blame.
       ++stats.requeued;
       requeue(seq, true);
-    } else if (is_sec(err, caf::sec::runtime_error)) {
+    } else if (is(err, caf::sec::runtime_error)) {
       // CAF answers the message being handled when the handler throws:
       // this message crashed its worker.
       on_crash(seq, e, err);

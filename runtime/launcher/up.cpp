@@ -112,12 +112,6 @@ std::vector<std::pair<std::string, int>> topics_of(const topology::topology& t) 
   return result;
 }
 
-struct config : caf::actor_system_config {
-  config() {
-    register_types(*this);
-  }
-};
-
 /// A supervisor of one, so that a process that keeps dying is given up on
 /// alone (its supervisor is a temporary child of the root).
 child_spec supervised(child_spec process) {

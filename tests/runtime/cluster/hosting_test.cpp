@@ -8,7 +8,7 @@
 
 #include <doctest/doctest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/cluster_file.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe::test;
@@ -18,30 +18,15 @@ namespace {
 constexpr auto join_timeout = 15000ms;
 
 /// Three nodes; `probe` has one instance at home on each, `single` runs once,
-/// preferring n3, then n1.
-struct hosting_file {
-  std::string dir;
-  std::string path;
-
-  hosting_file() {
-    char tmpl[] = "/tmp/troupe-hosting-XXXXXX";
-    dir = mkdtemp(tmpl);
-    path = dir + "/cluster.conf";
-    std::ofstream out{path};
-    out << "[cluster]\nname = \"hosting\"\nsecret = \"a-shared-secret\"\n"
-        << "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n";
-    for (auto n : {"n1", "n2", "n3"})
-      out << "[[node]]\nname = \"" << n << "\"\ncluster_port = " << free_port()
-          << "\nhttp_port = " << free_port() << "\n";
-    out << "[[group]]\nname = \"probe\"\ndomain = \"echo\"\ninstances = 3\n"
-        << "[[group]]\nname = \"single\"\ndomain = \"echo\"\ninstances = 1\n"
-        << "nodes = [\"n3\", \"n1\", \"n2\"]\n"
-        << "[[group]]\nname = \"pipeline\"\ndomain = \"ingestor\"\nnodes = [\"n1\"]\n";
-  }
-
-  ~hosting_file() {
-    std::remove(path.c_str());
-    rmdir(dir.c_str());
+/// preferring n3, then n1; `pipeline` is a domain this build does not run.
+struct hosting_file : cluster_file {
+  hosting_file()
+    : cluster_file("hosting", "a-shared-secret",
+                   "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n",
+                   "[[group]]\nname = \"probe\"\ndomain = \"echo\"\ninstances = 3\n"
+                   "[[group]]\nname = \"single\"\ndomain = \"echo\"\ninstances = 1\n"
+                   "nodes = [\"n3\", \"n1\", \"n2\"]\n"
+                   "[[group]]\nname = \"pipeline\"\ndomain = \"ingestor\"\nnodes = [\"n1\"]\n") {
   }
 };
 

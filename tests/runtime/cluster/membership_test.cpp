@@ -9,7 +9,7 @@
 #include <doctest/doctest.h>
 
 #include "runtime/cluster/auth.hpp"
-#include "tests/support/process.hpp"
+#include "tests/support/cluster_file.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
@@ -20,46 +20,7 @@ namespace {
 /// How long three fresh nodes may take to find each other.
 constexpr auto join_timeout = 15000ms;
 
-/// A three-node topology on free loopback ports, written to a file.
-struct cluster_file {
-  std::string path;
-  std::string dir;
-
-  explicit cluster_file(const std::string& secret, const std::string& failure_timeout = "500ms") {
-    char tmpl[] = "/tmp/troupe-cluster-XXXXXX";
-    dir = mkdtemp(tmpl);
-    path = dir + "/cluster.conf";
-    write(secret, failure_timeout);
-  }
-
-  cluster_file(const cluster_file& other, const std::string& secret) {
-    char tmpl[] = "/tmp/troupe-cluster-XXXXXX";
-    dir = mkdtemp(tmpl);
-    path = dir + "/cluster.conf";
-    ports = other.ports;
-    write(secret, "500ms");
-  }
-
-  ~cluster_file() {
-    std::remove(path.c_str());
-    rmdir(dir.c_str());
-  }
-
-  void write(const std::string& secret, const std::string& failure_timeout) {
-    std::ofstream out{path};
-    out << "[cluster]\nname = \"test\"\nsecret = \"" << secret
-        << "\"\nheartbeat_interval = \"100ms\"\nfailure_timeout = \"" << failure_timeout
-        << "\"\n";
-    for (auto n : {"n1", "n2", "n3"}) {
-      if (ports.count(n) == 0)
-        ports[n] = {free_port(), free_port()};
-      out << "[[node]]\nname = \"" << n << "\"\ncluster_port = " << ports[n].first
-          << "\nhttp_port = " << ports[n].second << "\n";
-    }
-  }
-
-  std::map<std::string, std::pair<uint16_t, uint16_t>> ports;
-};
+const std::string timing = "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n";
 
 std::unique_ptr<child_process> start_node(const cluster_file& f, const std::string& name) {
   auto p = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", name});
@@ -83,7 +44,7 @@ TEST_CASE("proofs match only for the same secret, cluster, name and nonce") {
 }
 
 TEST_CASE("three node processes find each other and report every peer up") {
-  cluster_file f{"a-shared-secret"};
+  cluster_file f{"test", "a-shared-secret", timing};
   auto n1 = start_node(f, "n1");
   auto n2 = start_node(f, "n2");
   auto n3 = start_node(f, "n3");
@@ -99,7 +60,7 @@ TEST_CASE("three node processes find each other and report every peer up") {
 }
 
 TEST_CASE("a killed node is seen lost at once and rejoins when it comes back") {
-  cluster_file f{"a-shared-secret"};
+  cluster_file f{"test", "a-shared-secret", timing};
   auto n1 = start_node(f, "n1");
   auto n2 = start_node(f, "n2");
   auto n3 = start_node(f, "n3");
@@ -123,7 +84,7 @@ TEST_CASE("a killed node is seen lost at once and rejoins when it comes back") {
 }
 
 TEST_CASE("a frozen node is seen lost within the failure timeout and rejoins after SIGCONT") {
-  cluster_file f{"a-shared-secret"};
+  cluster_file f{"test", "a-shared-secret", timing};
   auto n1 = start_node(f, "n1");
   auto n2 = start_node(f, "n2");
   auto n3 = start_node(f, "n3");
@@ -145,8 +106,8 @@ TEST_CASE("a frozen node is seen lost within the failure timeout and rejoins aft
 }
 
 TEST_CASE("a node with the wrong secret is refused and the refusal is logged") {
-  cluster_file good{"the-right-secret"};
-  cluster_file bad{good, "a-wrong-secret!"};
+  cluster_file good{"test", "the-right-secret", timing};
+  cluster_file bad{good, "test", "a-wrong-secret!"};
   auto n1 = start_node(good, "n1");
   auto n2 = start_node(good, "n2");
   auto n3 = start_node(bad, "n3");

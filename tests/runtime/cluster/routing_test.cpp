@@ -8,7 +8,7 @@
 
 #include <doctest/doctest.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/cluster_file.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe::test;
@@ -17,27 +17,13 @@ namespace {
 
 constexpr auto join_timeout = 15000ms;
 
-struct routing_file {
-  std::string dir;
-  std::string path;
-
-  routing_file() {
-    char tmpl[] = "/tmp/troupe-routing-XXXXXX";
-    dir = mkdtemp(tmpl);
-    path = dir + "/cluster.conf";
-    std::ofstream out{path};
-    out << "[cluster]\nname = \"routing\"\nsecret = \"a-shared-secret\"\n"
-        << "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n";
-    for (auto n : {"n1", "n2", "n3"})
-      out << "[[node]]\nname = \"" << n << "\"\ncluster_port = " << free_port()
-          << "\nhttp_port = " << free_port() << "\n";
-    out << "[[group]]\nname = \"remote\"\ndomain = \"echo\"\ninstances = 2\n"
-        << "nodes = [\"n2\", \"n3\"]\n";
-  }
-
-  ~routing_file() {
-    std::remove(path.c_str());
-    rmdir(dir.c_str());
+/// Three nodes; `remote` runs on n2 and n3 only, so n1's requests cross nodes.
+struct routing_file : cluster_file {
+  routing_file()
+    : cluster_file("routing", "a-shared-secret",
+                   "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n",
+                   "[[group]]\nname = \"remote\"\ndomain = \"echo\"\ninstances = 2\n"
+                   "nodes = [\"n2\", \"n3\"]\n") {
   }
 };
 

@@ -12,7 +12,7 @@
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
 
-#include "tests/support/process.hpp"
+#include "tests/support/cluster_file.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe::test;
@@ -21,27 +21,12 @@ namespace {
 
 constexpr auto join_timeout = 20000ms;
 
-/// A three-node topology on free loopback ports.
-struct topology_file {
-  std::string dir;
-  std::string path;
-
-  topology_file(const std::string& kafka, const std::string& redis) {
-    char tmpl[] = "/tmp/troupe-up-XXXXXX";
-    dir = mkdtemp(tmpl);
-    path = dir + "/cluster.conf";
-    std::ofstream out{path};
-    out << "[cluster]\nname = \"up-test\"\nsecret = \"a-shared-secret\"\n"
-        << "kafka = \"" << kafka << "\"\nredis = \"" << redis << "\"\n";
-    for (auto n : {"n1", "n2", "n3"})
-      out << "[[node]]\nname = \"" << n << "\"\ncluster_port = " << free_port()
-          << "\nhttp_port = " << free_port() << "\n";
-    out << "[[group]]\nname = \"ingestor\"\ndomain = \"ingestor\"\n";
-  }
-
-  ~topology_file() {
-    std::remove(path.c_str());
-    rmdir(dir.c_str());
+/// Three nodes on free loopback ports, with the given Kafka and Redis.
+struct topology_file : cluster_file {
+  topology_file(const std::string& kafka, const std::string& redis)
+    : cluster_file("up-test", "a-shared-secret",
+                   "kafka = \"" + kafka + "\"\nredis = \"" + redis + "\"\n",
+                   "[[group]]\nname = \"ingestor\"\ndomain = \"ingestor\"\n") {
   }
 };
 

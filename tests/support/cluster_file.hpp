@@ -1,0 +1,65 @@
+#pragma once
+
+// A topology file for tests that run real node processes: three (or more)
+// nodes on free loopback ports, in a fresh temporary folder removed with it.
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+#include "tests/support/process.hpp"
+
+namespace troupe::test {
+
+struct cluster_file {
+  std::string dir;
+  std::string path;
+  /// node -> (cluster port, http port)
+  std::map<std::string, std::pair<uint16_t, uint16_t>> ports;
+
+  /// `cluster_keys` go into [cluster] after name and secret (one per line);
+  /// `groups` is appended as written.
+  cluster_file(const std::string& name, const std::string& secret,
+               const std::string& cluster_keys = "", const std::string& groups = "",
+               const std::vector<std::string>& nodes = {"n1", "n2", "n3"}) {
+    for (auto& n : nodes)
+      ports[n] = {free_port(), free_port()};
+    write(name, secret, cluster_keys, groups);
+  }
+
+  /// The same nodes and ports as `other`, with another secret: a node
+  /// started from it claims a place in `other`'s cluster.
+  cluster_file(const cluster_file& other, const std::string& name, const std::string& secret)
+    : ports(other.ports) {
+    write(name, secret, "", "");
+  }
+
+  cluster_file(const cluster_file&) = delete;
+
+  ~cluster_file() {
+    std::remove(path.c_str());
+    rmdir(dir.c_str());
+  }
+
+private:
+  void write(const std::string& name, const std::string& secret,
+             const std::string& cluster_keys, const std::string& groups) {
+    char tmpl[] = "/tmp/troupe-test-XXXXXX";
+    dir = mkdtemp(tmpl);
+    path = dir + "/cluster.conf";
+    std::ofstream out{path};
+    out << "[cluster]\nname = \"" << name << "\"\nsecret = \"" << secret << "\"\n"
+        << cluster_keys;
+    for (auto& [node, p] : ports)
+      out << "[[node]]\nname = \"" << node << "\"\ncluster_port = " << p.first
+          << "\nhttp_port = " << p.second << "\n";
+    out << groups;
+  }
+};
+
+} // namespace troupe::test
