@@ -33,6 +33,8 @@ struct peer {
   /// The peer accepted our proof.
   bool accepted_us = false;
   int64_t since_ms = 0;
+  /// Failed connection rounds since it was last up (for rate-limited logs).
+  uint64_t failures = 0;
 };
 
 struct agent_state;
@@ -133,11 +135,16 @@ struct agent_state {
   void connect(const std::string& name) {
     auto& p = peers[name];
     p.connecting = true;
-    auto fail = [this, name](const std::string& why) {
+    auto fail = [this, name](const std::string& step, const std::string& why) {
       auto& p = peers[name];
       p.connecting = false;
-      if (why.find("not_authenticated") != std::string::npos)
+      if (why.find("not_authenticated") != std::string::npos) {
         log("peer '" + name + "' refused us: " + why);
+        return;
+      }
+      // The first failure after being up, then every 50th (about 5 s).
+      if (p.failures++ % 50 == 0 && p.since_ms != 0)
+        log("cannot reach " + name + " (" + step + ": " + why + "), retrying");
     };
     self->request(mm, request_timeout(), caf::connect_atom::value, p.spec.host,
                   p.spec.cluster_port)
@@ -145,7 +152,7 @@ struct agent_state {
         [this, name, fail](caf::node_id& nid, caf::strong_actor_ptr& ptr,
                            std::set<std::string>&) {
           if (!ptr) {
-            fail("no agent published");
+            fail("connect", "no agent published");
             return;
           }
           auto agent = caf::actor_cast<caf::actor>(ptr);
@@ -168,11 +175,11 @@ struct agent_state {
                       }
                       maybe_up(name);
                     },
-                    [fail](caf::error& err) { fail(render(err)); });
+                    [fail](caf::error& err) { fail("auth", render(err)); });
               },
-              [fail](caf::error& err) { fail(render(err)); });
+              [fail](caf::error& err) { fail("hello", render(err)); });
         },
-        [fail](caf::error& err) { fail(render(err)); });
+        [fail](caf::error& err) { fail("connect", render(err)); });
   }
 
   /// Marks `name` up once both directions are authenticated.
@@ -188,6 +195,7 @@ struct agent_state {
       return;
     p.state = "up";
     p.since_ms = now_ms();
+    p.failures = 0;
     log("member " + name + " up");
     notify_up(name);
   }
