@@ -67,6 +67,11 @@ int line_of(const toml::node& x) {
   return static_cast<int>(x.source().begin.line);
 }
 
+bool is_name(const std::string& x) {
+  static const std::regex pattern{R"(^[a-z0-9][a-z0-9_-]{0,62}$)"};
+  return std::regex_match(x, pattern);
+}
+
 /// Reads one TOML table, remembering its path ("group[2]") for messages.
 class reader {
 public:
@@ -183,6 +188,24 @@ public:
     return x->as_table();
   }
 
+  /// The required key `name`, which must be a name (lower-case letters,
+  /// digits, '-' and '_') that no entry of `earlier` (each with `name` and
+  /// `line`) has already: `kind` says what is declared twice.
+  template <class Earlier>
+  std::string unique_name(const char* kind, const Earlier& earlier) const {
+    auto result = str("name");
+    auto line = line_of(*find("name"));
+    if (!is_name(result))
+      fail(line, "name",
+           "'" + result + "' is not a name (lower-case letters, digits, '-' and '_')");
+    for (auto& other : earlier)
+      if (other.name == result)
+        fail(line, "name",
+             std::string{kind} + " '" + result + "' is declared twice (first at line "
+               + std::to_string(other.line) + ")");
+    return result;
+  }
+
   const std::string& path() const {
     return path_;
   }
@@ -196,11 +219,6 @@ private:
   const toml::table& tbl_;
   std::string path_;
 };
-
-bool is_name(const std::string& x) {
-  static const std::regex pattern{R"(^[a-z0-9][a-z0-9_-]{0,62}$)"};
-  return std::regex_match(x, pattern);
-}
 
 std::string read_file(const std::string& path, const std::string& what, const reader& r,
                       int line, const char* key) {
@@ -227,10 +245,7 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout", "kafka",
           "redis", "tls"});
   cluster_settings x;
-  x.name = r.str("name");
-  if (!is_name(x.name))
-    r.fail(line_of(*r.find("name")), "name",
-           "'" + x.name + "' is not a name (lower-case letters, digits, '-' and '_')");
+  x.name = r.unique_name("cluster", std::vector<node_spec>{});
   auto has_secret = r.find("secret") != nullptr;
   auto has_file = r.find("secret_file") != nullptr;
   if (has_secret == has_file)
@@ -278,15 +293,7 @@ std::vector<node_spec> read_nodes(const std::string& source, const toml::table& 
     r.only({"name", "host", "cluster_port", "http_port"});
     node_spec n;
     n.line = r.line();
-    n.name = r.str("name");
-    if (!is_name(n.name))
-      r.fail(line_of(*r.find("name")), "name",
-             "'" + n.name + "' is not a name (lower-case letters, digits, '-' and '_')");
-    for (auto& other : result)
-      if (other.name == n.name)
-        r.fail(line_of(*r.find("name")), "name",
-               "node '" + n.name + "' is declared twice (first at line "
-                 + std::to_string(other.line) + ")");
+    n.name = r.unique_name("node", result);
     n.host = r.str("host", std::string{"127.0.0.1"});
     if (n.host.empty())
       r.fail(line_of(*r.find("host")), "host", "must not be empty");
@@ -334,15 +341,7 @@ std::vector<group_decl> read_groups(const std::string& source, const toml::table
             "routing", "key", "fallback", "restart_delay", "settings"});
     group_decl g;
     g.line = r.line();
-    g.name = r.str("name");
-    if (!is_name(g.name))
-      r.fail(line_of(*r.find("name")), "name",
-             "'" + g.name + "' is not a name (lower-case letters, digits, '-' and '_')");
-    for (auto& other : result)
-      if (other.name == g.name)
-        r.fail(line_of(*r.find("name")), "name",
-               "group '" + g.name + "' is declared twice (first at line "
-                 + std::to_string(other.line) + ")");
+    g.name = r.unique_name("group", result);
     g.domain = r.str("domain");
     const domain_info* dom = nullptr;
     std::string known;
