@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <random>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -35,6 +36,11 @@ struct peer {
   int64_t since_ms = 0;
   /// Failed connection rounds since it was last up (for rate-limited logs).
   uint64_t failures = 0;
+  /// No new round before this: a lost peer is dialled with exponential
+  /// backoff, so that a frozen peer's listen queue collects a handful of
+  /// connections rather than one per heartbeat (each of which it would then
+  /// accept at once on waking up).
+  std::chrono::steady_clock::time_point next_attempt;
 };
 
 struct agent_state;
@@ -60,6 +66,7 @@ struct agent_state {
   /// The routers of the groups this node hosts.
   std::shared_ptr<group_directory> directory;
   int64_t started_ms = now_ms();
+  std::minstd_rand rng{std::random_device{}()};
 
   caf::timespan request_timeout() const {
     return topo.cluster.failure_timeout * 2;
@@ -126,8 +133,9 @@ struct agent_state {
   // -- outgoing connections ----------------------------------------------------------
 
   void on_tick() {
+    auto now = std::chrono::steady_clock::now();
     for (auto& [name, p] : peers)
-      if (p.state != "up" && !p.connecting)
+      if (p.state != "up" && !p.connecting && now >= p.next_attempt)
         connect(name);
     self->delayed_send(self, topo.cluster.heartbeat_interval, tick_atom::value);
   }
@@ -138,12 +146,22 @@ struct agent_state {
     auto fail = [this, name](const std::string& step, const std::string& why) {
       auto& p = peers[name];
       p.connecting = false;
+      // Back off: heartbeat x 2^failures, at most 2 s, jittered by +-25 %.
+      auto base = std::min<int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(topo.cluster.heartbeat_interval)
+            .count()
+          << std::min<uint64_t>(p.failures, 5),
+        2000);
+      auto jitter = static_cast<int64_t>(rng() % 51) - 25; // percent
+      p.next_attempt = std::chrono::steady_clock::now()
+                       + std::chrono::milliseconds(base + base * jitter / 100);
       if (why.find("not_authenticated") != std::string::npos) {
         log("peer '" + name + "' refused us: " + why);
         return;
       }
-      // The first failure after being up, then every 50th (about 5 s).
-      if (p.failures++ % 50 == 0 && p.since_ms != 0)
+      // The first failure after being up, then every 10th (about 20 s apart
+      // once the backoff reaches its 2 s cap).
+      if (p.failures++ % 10 == 0 && p.since_ms != 0)
         log("cannot reach " + name + " (" + step + ": " + why + "), retrying");
     };
     self->request(mm, request_timeout(), caf::connect_atom::value, p.spec.host,
