@@ -163,7 +163,7 @@ TEST_CASE_FIXTURE(fixture, "a child that ignores shutdown is killed after its sh
   auto sup = start_supervisor(make_spec(
     "sup", strategy::one_for_one, 1, 10s,
     {probe("a"),
-     probe("stubborn", restart_type::permanent, shutdown_spec::after(300ms), on_shutdown::ignore)}));
+     probe("deaf", restart_type::permanent, shutdown_spec::after(300ms), on_shutdown::ignore)}));
   next_events(2);
   auto t0 = std::chrono::steady_clock::now();
   caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
@@ -174,7 +174,7 @@ TEST_CASE_FIXTURE(fixture, "a child that ignores shutdown is killed after its sh
     stops.push_back(e.kind + ":" + e.name + ":" + e.reason);
   }
   std::sort(stops.begin(), stops.end());
-  CHECK(stops == std::vector<std::string>{"stopped:a:user_shutdown", "stopped:stubborn:kill"});
+  CHECK(stops == std::vector<std::string>{"stopped:a:user_shutdown", "stopped:deaf:kill"});
   CHECK(expect_down(sup) == caf::exit_reason::user_shutdown);
   auto waited = std::chrono::steady_clock::now() - t0;
   CHECK(waited >= 300ms);
