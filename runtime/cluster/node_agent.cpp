@@ -67,6 +67,9 @@ struct agent_state {
   std::shared_ptr<group_directory> directory;
   int64_t started_ms = now_ms();
   std::minstd_rand rng{std::random_device{}()};
+  /// When `on_tick` last ran: a longer gap than the failure timeout means this
+  /// process was paused.
+  std::chrono::steady_clock::time_point last_tick = std::chrono::steady_clock::now();
 
   caf::timespan request_timeout() const {
     return topo.cluster.failure_timeout * 2;
@@ -109,6 +112,12 @@ struct agent_state {
     }
     auto nonce = make_nonce();
     nonces[{nid, name}] = nonce;
+    // A peer we count as up asks to prove itself again: it has lost us (it
+    // saw us frozen, say, while we never saw it go), so it no longer trusts
+    // us either. Prove ourselves to it again, or it would wait forever.
+    auto& p = peers[name];
+    if (p.state == "up" && !p.connecting)
+      connect(name);
     return nonce;
   }
 
@@ -134,6 +143,10 @@ struct agent_state {
 
   void on_tick() {
     auto now = std::chrono::steady_clock::now();
+    auto gap = now - last_tick;
+    last_tick = now;
+    if (gap > topo.cluster.failure_timeout)
+      on_paused(std::chrono::duration_cast<std::chrono::milliseconds>(gap));
     for (auto& [name, p] : peers)
       if (p.state != "up" && !p.connecting && now >= p.next_attempt)
         connect(name);
@@ -198,6 +211,33 @@ struct agent_state {
               [fail](caf::error& err) { fail("hello", render(err)); });
         },
         [fail](caf::error& err) { fail("connect", render(err)); });
+  }
+
+  /// This process did not run for longer than the failure timeout (SIGSTOP,
+  /// a VM pause, a starved host): its peers have declared it down and moved
+  /// its instances, while its own view never changed. It leaves the cluster
+  /// view at once, so that the placement manager stops what it hosts, and
+  /// rejoins through the usual handshake and claims; otherwise a group meant
+  /// to run once would run here and at its new home.
+  void on_paused(std::chrono::milliseconds gap) {
+    log("paused for " + std::to_string(gap.count()) + " ms (longer than the failure timeout): "
+        "peers count this node as lost; leaving and rejoining");
+    for (auto& [name, p] : peers) {
+      if (p.agent)
+        self->demonitor(p.agent);
+      auto was_up = p.state == "up";
+      trusted.erase(p.nid);
+      p.agent = nullptr;
+      p.nid = caf::node_id{};
+      p.accepted_us = false;
+      p.state = "down";
+      p.since_ms = now_ms();
+      p.next_attempt = {};
+      if (was_up) {
+        log("member " + name + " down (this node paused)");
+        notify_down(name, "this node paused");
+      }
+    }
   }
 
   /// Marks `name` up once both directions are authenticated.
