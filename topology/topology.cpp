@@ -274,6 +274,11 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
     reader tr{source, *t, "cluster.tls"};
     tr.only({"certificate", "key", "ca_file"});
     x.tls = tls_settings{tr.str("certificate"), tr.str("key"), tr.str("ca_file")};
+    // Refuse a file that cannot be read now, not at the first connection.
+    read_file(x.tls->certificate, "certificate", tr, line_of(*tr.find("certificate")),
+              "certificate");
+    read_file(x.tls->key, "key", tr, line_of(*tr.find("key")), "key");
+    read_file(x.tls->ca_file, "CA file", tr, line_of(*tr.find("ca_file")), "ca_file");
   }
   return x;
 }

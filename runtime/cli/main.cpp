@@ -30,6 +30,7 @@
 #include "runtime/cluster/cluster_router.hpp"
 #include "runtime/cluster/node_agent.hpp"
 #include "runtime/cluster/placement_manager.hpp"
+#include "runtime/cluster/tls_tunnel.hpp"
 #include "runtime/supervision/supervisor.hpp"
 #include "runtime/launcher/up.hpp"
 #include "runtime/node/node.hpp"
@@ -211,20 +212,49 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   cluster::configure_middleman(cfg, topo->cluster);
   caf::actor_system sys{cfg};
   auto directory = std::make_shared<group_directory>();
-  auto agent = cluster::spawn_node_agent(sys, *topo, opt.name, directory, log);
+  // With [cluster.tls], nodes talk through TLS tunnels: every peer is dialled
+  // at a local port of the tunnel, and the agent listens on loopback behind it.
+  std::unique_ptr<cluster::tls_tunnel> tunnel;
+  cluster::dial_map dial;
+  if (topo->cluster.tls) {
+    auto t = cluster::tls_tunnel::make(*topo->cluster.tls, topo->cluster.failure_timeout * 4, log);
+    if (!t) {
+      std::cerr << "troupe node: " << render(t.error()) << "\n";
+      return 2;
+    }
+    tunnel = std::move(*t);
+    for (auto& n : topo->nodes) {
+      if (n.name == opt.name)
+        continue;
+      auto port = tunnel->dial(n.name, n.host, n.cluster_port);
+      if (!port) {
+        std::cerr << "troupe node: " << render(port.error()) << "\n";
+        return 2;
+      }
+      dial[n.name] = {"127.0.0.1", *port};
+    }
+  }
+  auto agent = cluster::spawn_node_agent(sys, *topo, opt.name, directory, log, dial);
   if (!agent) {
     std::cerr << "troupe node: " << render(agent.error()) << "\n";
     return 2;
   }
-  if (auto err = cluster::publish(sys, *agent, spec)) {
-    std::cerr << "troupe node: " << render(err) << "\n";
+  caf::error published;
+  if (tunnel) {
+    auto basp = cluster::publish_on_loopback(sys, *agent);
+    published = basp ? tunnel->listen(spec.host, spec.cluster_port, *basp) : basp.error();
+  } else {
+    published = cluster::publish(sys, *agent, spec);
+  }
+  if (published) {
+    std::cerr << "troupe node: " << render(published) << "\n";
     caf::anon_send_exit(*agent, caf::exit_reason::kill);
     return 1;
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   log("listening on " + spec.host + ":" + std::to_string(spec.cluster_port) + " in cluster "
-      + topo->cluster.name);
+      + topo->cluster.name + (tunnel ? " (TLS)" : ""));
   log("kafka at " + (opt.kafka.empty() ? topo->cluster.kafka : opt.kafka) + ", redis at "
       + (opt.redis.empty() ? topo->cluster.redis : opt.redis));
   supervisor_spec groups_spec;
@@ -307,7 +337,8 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   self->send_exit(*manager, caf::exit_reason::user_shutdown);
   self->send_exit(*groups, caf::exit_reason::user_shutdown);
   self->send_exit(*agent, caf::exit_reason::user_shutdown);
-  sys.middleman().unpublish(*agent, spec.cluster_port);
+  if (!tunnel)
+    sys.middleman().unpublish(*agent, spec.cluster_port);
   return rc;
 }
 

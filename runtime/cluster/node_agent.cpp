@@ -27,6 +27,10 @@ int64_t now_ms() {
 /// A peer as the agent tracks it.
 struct peer {
   topology::node_spec spec;
+  /// Where to dial it: its `host:cluster_port`, or the local end of the TLS
+  /// tunnel to it.
+  std::string dial_host;
+  uint16_t dial_port = 0;
   caf::actor agent;
   caf::node_id nid;
   std::string state = "down";
@@ -177,8 +181,7 @@ struct agent_state {
       if (p.failures++ % 10 == 0 && p.since_ms != 0)
         log("cannot reach " + name + " (" + step + ": " + why + "), retrying");
     };
-    self->request(mm, request_timeout(), caf::connect_atom::value, p.spec.host,
-                  p.spec.cluster_port)
+    self->request(mm, request_timeout(), caf::connect_atom::value, p.dial_host, p.dial_port)
       .then(
         [this, name, fail](caf::node_id& nid, caf::strong_actor_ptr& ptr,
                            std::set<std::string>&) {
@@ -299,7 +302,8 @@ struct agent_state {
 };
 
 caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string me,
-                         std::shared_ptr<group_directory> directory, log_fn log) {
+                         std::shared_ptr<group_directory> directory, log_fn log,
+                         dial_map dial) {
   auto& st = self->state;
   st.self = self;
   st.directory = std::move(directory);
@@ -307,9 +311,15 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
   st.me = std::move(me);
   st.log = std::move(log);
   st.mm = self->system().middleman().actor_handle();
-  for (auto& n : st.topo.nodes)
-    if (n.name != st.me)
-      st.peers[n.name].spec = n;
+  for (auto& n : st.topo.nodes) {
+    if (n.name == st.me)
+      continue;
+    auto& p = st.peers[n.name];
+    p.spec = n;
+    auto i = dial.find(n.name);
+    p.dial_host = i != dial.end() ? i->second.first : n.host;
+    p.dial_port = i != dial.end() ? i->second.second : n.cluster_port;
+  }
   self->set_down_handler([self](caf::down_msg& msg) { self->state.on_down(msg); });
   self->send(self, tick_atom::value);
   return {
@@ -362,12 +372,12 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
                                            std::string self_name,
                                            std::shared_ptr<group_directory> directory,
-                                           log_fn log) {
+                                           log_fn log, dial_map dial) {
   if (!topo.node(self_name))
     return caf::make_error(ec::invalid_argument,
                            "node '" + self_name + "' is not in " + topo.source);
   return sys.spawn(agent_impl, std::move(topo), std::move(self_name), std::move(directory),
-                   std::move(log));
+                   std::move(log), std::move(dial));
 }
 
 caf::error publish(caf::actor_system& sys, const caf::actor& agent,
@@ -384,6 +394,14 @@ void configure_middleman(caf::actor_system_config& cfg, const topology::cluster_
   cfg.load<caf::io::middleman>();
   cfg.set("middleman.heartbeat-interval", c.heartbeat_interval);
   cfg.set("middleman.connection-timeout", c.failure_timeout);
+}
+
+caf::expected<uint16_t> publish_on_loopback(caf::actor_system& sys, const caf::actor& agent) {
+  auto port = sys.middleman().publish(agent, 0, "127.0.0.1", false);
+  if (!port)
+    return caf::make_error(ec::invalid_argument,
+                           "cannot listen on 127.0.0.1: " + render(port.error()));
+  return *port;
 }
 
 } // namespace troupe::cluster

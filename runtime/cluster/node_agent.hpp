@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -14,6 +15,10 @@ namespace troupe::cluster {
 
 /// Writes one log line; the node prefixes its name. Called from the agent.
 using log_fn = std::function<void(const std::string&)>;
+
+/// Where to dial a peer instead of its `host:cluster_port` (node name ->
+/// host, port): the local ends of the TLS tunnel.
+using dial_map = std::map<std::string, std::pair<std::string, uint16_t>>;
 
 /// Spawns the node agent of node `self_name` of topology `topo`.
 ///
@@ -32,17 +37,22 @@ using log_fn = std::function<void(const std::string&)>;
 /// `subscribe_atom`, and name the placement manager (`manager_atom`) to which
 /// the agent forwards trusted peers' `claim_atom` requests.
 /// `directory` holds the routers of the groups this node hosts: trusted
-/// peers ask for one with `(group_atom, name)`.
+/// peers ask for one with `(group_atom, name)`. `dial` replaces the address
+/// dialled for some peers (the TLS tunnel's local ends).
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
                                            std::string self_name,
                                            std::shared_ptr<group_directory> directory,
-                                           log_fn log);
+                                           log_fn log, dial_map dial = {});
 
 /// Publishes `agent` on the node's host and cluster port (binding only that
 /// host). Blocks the calling thread until bound: call it from `main`, not
 /// from an actor.
 caf::error publish(caf::actor_system& sys, const caf::actor& agent,
                    const topology::node_spec& node);
+
+/// With `[cluster.tls]`: publishes `agent` on 127.0.0.1 and an ephemeral
+/// port, for the TLS tunnel (`tls_tunnel.hpp`) to relay to; returns the port.
+caf::expected<uint16_t> publish_on_loopback(caf::actor_system& sys, const caf::actor& agent);
 
 /// Sets the middleman's heartbeat and connection timeout from the topology.
 /// Call on the configuration before the actor system starts.

@@ -32,11 +32,12 @@ struct cluster_file {
     write(name, secret, cluster_keys, groups);
   }
 
-  /// The same nodes and ports as `other`, with another secret: a node
-  /// started from it claims a place in `other`'s cluster.
-  cluster_file(const cluster_file& other, const std::string& name, const std::string& secret)
+  /// The same nodes and ports as `other`, with another secret or other
+  /// cluster keys: a node started from it claims a place in `other`'s cluster.
+  cluster_file(const cluster_file& other, const std::string& name, const std::string& secret,
+               const std::string& cluster_keys = "", const std::string& groups = "")
     : ports(other.ports) {
-    write(name, secret, "", "");
+    write(name, secret, cluster_keys, groups);
   }
 
   cluster_file(const cluster_file&) = delete;

@@ -1,0 +1,146 @@
+// TLS between node processes ([cluster.tls]): certificates from a test CA
+// made with the `openssl` command, real nodes, real traffic.
+
+#include "runtime/cluster/tls_tunnel.hpp"
+
+#include <cstdlib>
+#include <fstream>
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "tests/support/cluster_file.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe::test;
+
+namespace {
+
+constexpr auto join_timeout = 15000ms;
+
+/// A folder with two CAs and a node certificate signed by each:
+/// `good.*` by the cluster's CA, `rogue.*` by another one.
+struct certificates {
+  std::string dir;
+
+  certificates() {
+    char tmpl[] = "/tmp/troupe-tls-XXXXXX";
+    dir = mkdtemp(tmpl);
+    auto ok = run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+                  " -keyout ca.key -out ca.pem -days 30 -subj /CN=troupe-test-ca")
+              && run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+                     " -keyout rogue-ca.key -out rogue-ca.pem -days 30 -subj /CN=rogue-ca")
+              && sign("good", "ca") && sign("rogue", "rogue-ca");
+    REQUIRE(ok);
+  }
+
+  ~certificates() {
+    std::system(("rm -rf '" + dir + "'").c_str());
+  }
+
+  /// The `tls = {...}` line of [cluster] for a node using `name`.pem.
+  std::string keys(const std::string& name) const {
+    return "tls = { certificate = \"" + dir + "/" + name + ".pem\", key = \"" + dir + "/" + name
+           + ".key\", ca_file = \"" + dir + "/ca.pem\" }\n";
+  }
+
+private:
+  bool run(const std::string& cmd) const {
+    return std::system(("cd '" + dir + "' && " + cmd + " >/dev/null 2>&1").c_str()) == 0;
+  }
+
+  bool sign(const std::string& name, const std::string& ca) const {
+    return run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "
+               + name + ".key -out " + name + ".csr -subj /CN=" + name)
+           && run("openssl x509 -req -in " + name + ".csr -CA " + ca + ".pem -CAkey " + ca
+                  + ".key -CAcreateserial -out " + name + ".pem -days 30");
+  }
+};
+
+const std::string timing = "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n";
+const std::string remote_group = "[[group]]\nname = \"remote\"\ndomain = \"echo\"\n"
+                                 "instances = 2\nnodes = [\"n2\", \"n3\"]\n";
+
+std::unique_ptr<child_process> start(const cluster_file& f, const std::string& name,
+                                     std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{TROUPE_BINARY, "node", "--config", f.path, "--name", name};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = child_process::start(argv);
+  REQUIRE(p);
+  return p;
+}
+
+/// What a plain TCP client reads from `port` within 500 ms (a CAF node sends
+/// its BASP handshake at once; a TLS server waits for the client's hello).
+ssize_t plain_bytes_from(uint16_t port) {
+  auto fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{0, 500000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char buf[256];
+  auto n = recv(fd, buf, sizeof(buf), 0);
+  close(fd);
+  return n < 0 ? 0 : n;
+}
+
+} // namespace
+
+TEST_CASE("nodes with certificates from the cluster's CA talk over TLS, and lose nothing when one is killed") {
+  certificates certs;
+  cluster_file f{"tls", "a-shared-secret", timing + certs.keys("good"), remote_group};
+  auto n2 = start(f, "n2");
+  auto n3 = start(f, "n3");
+  auto n1 = start(f, "n1",
+                  {"--rate", "1000", "--group", "remote", "--duration", "6s", "--expect-no-loss"});
+  REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
+  REQUIRE(n1->wait_for("[n1] member n3 up", join_timeout));
+  CHECK(n1->output().find("(TLS)") != std::string::npos);
+  // The cluster port speaks TLS only: a plain client gets no BASP handshake,
+  // and the node logs the refused connection.
+  auto mark = n2->mark();
+  CHECK(plain_bytes_from(f.ports.at("n2").first) == 0);
+  CHECK(n2->wait_for("refused (", 3000ms, mark));
+  // A killed peer is still seen at once through the tunnel.
+  REQUIRE(n2->wait_for("[n2] hosting remote: #0", join_timeout));
+  auto down = n1->mark();
+  n2->signal(SIGKILL);
+  CHECK(n1->wait_for("[n1] member n2 down", 1500ms, down));
+  CHECK(n1->wait_exit(30000ms) == 0);
+  CHECK(n1->output().find(", lost 0;") != std::string::npos);
+  MESSAGE(n1->output().substr(n1->output().find("[n1] traffic: sent")));
+}
+
+TEST_CASE("a node whose certificate another CA signed is refused, and the refusal is logged") {
+  certificates certs;
+  cluster_file f{"tls", "a-shared-secret", timing + certs.keys("good")};
+  cluster_file rogue{f, "tls", "a-shared-secret", timing + certs.keys("rogue")};
+  auto n1 = start(f, "n1");
+  auto n2 = start(f, "n2");
+  REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
+  auto mark = n1->mark();
+  auto n3 = start(rogue, "n3");
+  CHECK(n1->wait_for("refused (TLS: ", 5000ms, mark));
+  CHECK(n3->wait_for("refused (TLS: ", 5000ms));
+  CHECK(!n1->wait_for("[n1] member n3 up", 2000ms, mark));
+  CHECK(!n3->wait_for("member n1 up", 100ms));
+}
+
+TEST_CASE("a TLS file that cannot be read is refused before the node starts") {
+  certificates certs;
+  cluster_file f{"tls", "a-shared-secret",
+                 "tls = { certificate = \"" + certs.dir + "/missing.pem\", key = \"" + certs.dir
+                   + "/good.key\", ca_file = \"" + certs.dir + "/ca.pem\" }\n"};
+  auto n1 = start(f, "n1");
+  CHECK(n1->wait_exit(5000ms) == 2);
+  CHECK(n1->output().find("cluster.tls.certificate: cannot read certificate") != std::string::npos);
+}
