@@ -6,6 +6,9 @@
 #include <vector>
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <csignal>
 
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
@@ -230,6 +233,109 @@ int bench_raw(const bench_options& opt) {
   return rc;
 }
 
+// -- raw CAF remote round trip (the baseline of scripts/bench-cluster) ---------------
+
+std::atomic<bool> server_stop{false};
+
+extern "C" void on_server_signal(int) {
+  server_stop = true;
+}
+
+/// `troupe bench remote-server --port P`: publishes an echo actor on
+/// 127.0.0.1:P with the plain middleman, until SIGTERM or SIGINT.
+int bench_remote_server(const bench_options& opt) {
+  config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto echo = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](uint64_t x) { return x; }};
+  });
+  auto port = sys.middleman().publish(echo, opt.port, "127.0.0.1", true);
+  if (!port) {
+    std::fprintf(stderr, "troupe bench: cannot publish: %s\n", render(port.error()).c_str());
+    caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  std::signal(SIGTERM, on_server_signal);
+  std::signal(SIGINT, on_server_signal);
+  std::printf("listening on 127.0.0.1:%u\n", static_cast<unsigned>(*port));
+  std::fflush(stdout);
+  caf::scoped_actor self{sys};
+  while (!server_stop)
+    self->receive(caf::after(50ms) >> [] {});
+  caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+/// Keeps `window` requests in flight to `dest` until `n` were answered, and
+/// sends the round trips (us) and the elapsed seconds to `observer`.
+caf::behavior timed_driver(caf::event_based_actor* self, caf::actor dest, uint64_t n,
+                           size_t window, caf::actor observer) {
+  auto rtt = std::make_shared<std::vector<double>>();
+  rtt->reserve(n);
+  auto sent = std::make_shared<uint64_t>(0);
+  auto t0 = clock_type::now();
+  auto send_one = std::make_shared<std::function<void()>>();
+  std::weak_ptr<std::function<void()>> again = send_one;
+  *send_one = [=] {
+    auto seq = (*sent)++;
+    auto at = clock_type::now();
+    auto next = [=] {
+      if (rtt->size() == n) {
+        self->send(observer, done_atom::value, seconds_since(t0), *rtt);
+        self->quit();
+      } else if (*sent < n) {
+        if (auto f = again.lock())
+          (*f)();
+      }
+    };
+    self->request(dest, 30s, seq).then(
+      [=](uint64_t) {
+        rtt->push_back(std::chrono::duration<double, std::micro>(clock_type::now() - at).count());
+        next();
+      },
+      [=](caf::error& err) {
+        std::fprintf(stderr, "request failed: %s\n", render(err).c_str());
+        rtt->push_back(1e9);
+        next();
+      });
+  };
+  for (size_t i = 0; i < window && *sent < n; ++i)
+    (*send_one)();
+  return {[send_one](int) {}};
+}
+
+/// `troupe bench remote --port P`: round trips to the echo actor of
+/// `remote-server`, one at a time and with `--window` in flight.
+int bench_remote(const bench_options& opt) {
+  config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto echo = sys.middleman().remote_actor("127.0.0.1", opt.port);
+  if (!echo) {
+    std::fprintf(stderr, "troupe bench: cannot reach 127.0.0.1:%u: %s\n",
+                 static_cast<unsigned>(opt.port), render(echo.error()).c_str());
+    return 1;
+  }
+  caf::scoped_actor self{sys};
+  for (auto window : {size_t{1}, opt.window}) {
+    sys.spawn(timed_driver, *echo, opt.count, window, caf::actor{self});
+    bool ok = false;
+    self->receive(
+      [&](done_atom, double secs, std::vector<double>& rtt) {
+        auto name = "raw_remote_w" + std::to_string(window);
+        std::printf("%s_p50_us %.1f\n", name.c_str(), percentile(rtt, 0.5));
+        std::printf("%s_p99_us %.1f\n", name.c_str(), percentile(rtt, 0.99));
+        std::printf("%s_msgs_per_s %.0f\n", name.c_str(), static_cast<double>(rtt.size()) / secs);
+        ok = rtt.back() < 1e9;
+      },
+      caf::after(std::chrono::minutes(5)) >> [] {});
+    if (!ok)
+      return 1;
+  }
+  return 0;
+}
+
 } // namespace
 
 int run_bench(const bench_options& opt) {
@@ -241,6 +347,10 @@ int run_bench(const bench_options& opt) {
     return bench_restart(opt);
   if (opt.what == "router")
     return bench_router(opt);
+  if (opt.what == "remote-server")
+    return bench_remote_server(opt);
+  if (opt.what == "remote")
+    return bench_remote(opt);
   return bench_raw(opt);
 }
 

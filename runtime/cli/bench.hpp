@@ -10,7 +10,10 @@ struct bench_options {
   /// `restart`: crash-to-replacement-answer latency of a one_for_one child.
   /// `router`: requests per second through a group router.
   /// `raw`: plain CAF actor-to-actor sends and requests, the baseline.
+  /// `remote-server`: an echo actor published on 127.0.0.1:`port`.
+  /// `remote`: plain CAF round trips to it (window 1 and `window`).
   std::string what;
+  uint16_t port = 0;
   uint64_t count = 10000;
   size_t workers = 1;
   size_t window = 64;

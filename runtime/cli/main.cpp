@@ -6,6 +6,7 @@
 //   troupe bench   the runtime's micro-benchmarks (scripts/bench-supervision)
 // Later issues add `up`, `shell`, `kafka` and `load`.
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -59,71 +60,145 @@ struct traffic_report {
   uint64_t answered = 0;
   uint64_t failed = 0;
   uint64_t injected = 0;
+  /// Round trip of each answered request, in microseconds.
+  std::vector<double> rtt_us;
+  std::chrono::steady_clock::time_point first_answer;
+  std::chrono::steady_clock::time_point last_answer;
+  /// The longest time without an answer, between two answers: with a group
+  /// of one instance, how long its failover took.
+  double longest_gap_ms = 0;
+
+  void on_answer(std::chrono::steady_clock::time_point sent_at) {
+    auto now = std::chrono::steady_clock::now();
+    rtt_us.push_back(std::chrono::duration<double, std::micro>(now - sent_at).count());
+    if (answered == 0)
+      first_answer = now;
+    else
+      longest_gap_ms = std::max(
+        longest_gap_ms, std::chrono::duration<double, std::milli>(now - last_answer).count());
+    last_answer = now;
+    ++answered;
+  }
+
+  /// "latency p50 .. us, p99 .. us, longest gap .. ms, .. answers/s".
+  std::string summary() {
+    if (rtt_us.empty())
+      return "no answers";
+    std::sort(rtt_us.begin(), rtt_us.end());
+    auto at = [&](double p) { return rtt_us[static_cast<size_t>(p * (rtt_us.size() - 1))]; };
+    auto span = std::chrono::duration<double>(last_answer - first_answer).count();
+    char buf[200];
+    std::snprintf(buf, sizeof(buf),
+                  "latency p50 %.0f us, p99 %.0f us, longest gap %.1f ms, %.0f answers/s",
+                  at(0.5), at(0.99), longest_gap_ms, span > 0 ? (answered - 1) / span : 0.0);
+    return buf;
+  }
 };
 
-/// Sends `rate` requests per second to the group, kills one of its workers
-/// every `crash_every` messages, and after `duration` waits for the last
-/// answers and reports to `observer`.
+/// How `traffic` loads a group: open loop at `rate` per second (for
+/// `duration`), or closed loop with `window` requests in flight until `count`
+/// were sent.
+struct traffic_plan {
+  uint64_t rate = 0;
+  uint64_t crash_every = 0;
+  caf::timespan duration{0};
+  uint64_t window = 0;
+  uint64_t count = 0;
+};
+
+/// Sends requests to the group as `plan` says, kills one of its workers every
+/// `crash_every` messages, and once done waits for the last answers and
+/// reports to `observer`: (report_atom, sent, answered, failed, injected,
+/// summary).
 caf::behavior traffic(caf::event_based_actor* self, std::function<caf::actor()> target,
-                      uint64_t rate, uint64_t crash_every, caf::timespan duration,
-                      caf::actor observer) {
+                      traffic_plan plan, caf::actor observer) {
   auto rep = std::make_shared<traffic_report>();
+  rep->rtt_us.reserve(plan.window > 0 ? plan.count : 1 << 16);
   auto start = std::chrono::steady_clock::now();
   auto victim = std::make_shared<size_t>(0);
   auto finishing = std::make_shared<bool>(false);
-  self->send(self, tick_atom::value);
   auto finish_if_done = [=] {
     if (*finishing && rep->answered + rep->failed == rep->sent) {
       self->send(observer, report_atom::value, rep->sent, rep->answered, rep->failed,
-                 rep->injected);
+                 rep->injected, rep->summary());
       self->quit();
     }
   };
+  // Sends one request; `again` runs when it is answered or failed.
+  auto send_one = std::make_shared<std::function<void(caf::actor)>>();
+  std::weak_ptr<std::function<void(caf::actor)>> again = send_one; // no cycle
+  *send_one = [=](caf::actor router) {
+    auto seq = rep->sent++;
+    auto sent_at = std::chrono::steady_clock::now();
+    auto next = [=] {
+      if (plan.window > 0 && !*finishing) {
+        if (stop_requested || rep->sent >= plan.count)
+          *finishing = true;
+        else if (auto r = target(); r && again.lock())
+          (*again.lock())(r);
+      }
+      finish_if_done();
+    };
+    self->request(router, 10s, seq).then(
+      [=](uint64_t echoed) {
+        if (echoed == seq)
+          rep->on_answer(sent_at);
+        else
+          ++rep->failed;
+        next();
+      },
+      [=](caf::error& err) {
+        ++rep->failed;
+        if (rep->failed <= 5)
+          std::cerr << "[traffic] request " << seq << " failed: " << render(err) << "\n";
+        next();
+      });
+    if (plan.crash_every > 0 && seq > 0 && seq % plan.crash_every == 0) {
+      ++rep->injected;
+      self->request(router, 1s, supervisor_atom::value).then([=](caf::actor& sup) {
+        if (!sup)
+          return;
+        self->request(sup, 1s, which_children_atom::value)
+          .then([=](std::vector<child_info>& kids) {
+            if (kids.empty())
+              return;
+            auto& k = kids[(*victim)++ % kids.size()];
+            if (k.handle)
+              self->send_exit(k.handle, caf::exit_reason::kill);
+          });
+      });
+    }
+  };
+  // Open loop ticks every 1 ms at up to 2,000/s, else every 10 ms.
+  auto tick = plan.rate > 0 && plan.rate <= 2000 ? 1ms : 10ms;
+  self->send(self, tick_atom::value);
   return {
     [=](tick_atom) {
+      if (plan.window > 0) {
+        // Closed loop: fill the window once the router is there; answers
+        // keep it full.
+        auto router = target();
+        if (!router) {
+          self->delayed_send(self, 10ms, tick_atom::value);
+          return;
+        }
+        for (uint64_t i = 0; i < plan.window && rep->sent < plan.count; ++i)
+          (*send_one)(router);
+        return;
+      }
       auto elapsed = std::chrono::steady_clock::now() - start;
-      if (stop_requested || (duration.count() > 0 && elapsed >= duration)) {
+      if (stop_requested || (plan.duration.count() > 0 && elapsed >= plan.duration)) {
         *finishing = true;
         finish_if_done();
         return;
       }
-      // Catch up to rate x elapsed, in 10 ms ticks.
+      // Catch up to rate x elapsed.
       auto due = static_cast<uint64_t>(
-        rate * std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count() / 1e6);
+        plan.rate * std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count() / 1e6);
       auto router = target();
-      for (; rep->sent < due && router; ++rep->sent) {
-        auto seq = rep->sent;
-        self->request(router, 10s, seq).then(
-          [=](uint64_t echoed) {
-            if (echoed == seq)
-              ++rep->answered;
-            else
-              ++rep->failed;
-            finish_if_done();
-          },
-          [=](caf::error& err) {
-            ++rep->failed;
-            if (rep->failed <= 5)
-              std::cerr << "[traffic] request " << seq << " failed: " << render(err) << "\n";
-            finish_if_done();
-          });
-        if (crash_every > 0 && seq > 0 && seq % crash_every == 0) {
-          ++rep->injected;
-          self->request(router, 1s, supervisor_atom::value).then([=](caf::actor& sup) {
-            if (!sup)
-              return;
-            self->request(sup, 1s, which_children_atom::value)
-              .then([=](std::vector<child_info>& kids) {
-                if (kids.empty())
-                  return;
-                auto& k = kids[(*victim)++ % kids.size()];
-                if (k.handle)
-                  self->send_exit(k.handle, caf::exit_reason::kill);
-              });
-          });
-        }
-      }
-      self->delayed_send(self, 10ms, tick_atom::value);
+      while (rep->sent < due && router)
+        (*send_one)(router);
+      self->delayed_send(self, tick, tick_atom::value);
     },
   };
 }
@@ -181,6 +256,8 @@ struct node_options {
   std::string duration = "0";
   uint64_t rate = 0;
   uint64_t crash_every = 0;
+  uint64_t window = 0;
+  uint64_t count = 10000;
   bool expect_no_loss = false;
   std::string status_every = "1s";
 };
@@ -282,16 +359,21 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   self->monitor(*manager);
   self->monitor(*groups);
   caf::actor driver;
-  if (opt.rate > 0) {
+  if (opt.rate > 0 || opt.window > 0) {
     auto target = routers.find(opt.group);
     if (target == routers.end()) {
       log("no group '" + opt.group + "' to send traffic to");
       return 2;
     }
-    log("traffic: " + std::to_string(opt.rate) + " requests/s to group " + opt.group);
+    if (opt.window > 0)
+      log("traffic: " + std::to_string(opt.count) + " requests, " + std::to_string(opt.window)
+          + " in flight, to group " + opt.group);
+    else
+      log("traffic: " + std::to_string(opt.rate) + " requests/s to group " + opt.group);
     auto router = target->second;
-    driver = sys.spawn(traffic, std::function<caf::actor()>{[router] { return router; }},
-                       opt.rate, uint64_t{0}, duration, caf::actor{self});
+    traffic_plan plan{opt.rate, 0, duration, opt.window, opt.count};
+    driver = sys.spawn(traffic, std::function<caf::actor()>{[router] { return router; }}, plan,
+                       caf::actor{self});
   }
   auto started = std::chrono::steady_clock::now();
   int rc = 0;
@@ -301,7 +383,8 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
     bool lost = false;
     bool done = false;
     self->receive(
-      [&](report_atom, uint64_t sent, uint64_t answered, uint64_t, uint64_t) {
+      [&](report_atom, uint64_t sent, uint64_t answered, uint64_t, uint64_t,
+          std::string& summary) {
         auto routes = std::string{};
         self->request(routers[opt.group], 5s, routes_atom::value)
           .receive(
@@ -313,6 +396,7 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
         log("traffic: sent " + std::to_string(sent) + ", answered " + std::to_string(answered)
             + ", lost " + std::to_string(sent - answered) + "; routes of " + opt.group + ": "
             + routes);
+        log("traffic: " + summary);
         if (opt.expect_no_loss && (sent == 0 || sent != answered))
           rc = 1;
         done = true;
@@ -385,17 +469,24 @@ int run_node(const node_options& opt) {
                        : "");
   std::fflush(stdout);
   caf::actor driver;
-  if (opt.rate > 0)
+  if (opt.rate > 0 || opt.window > 0)
     driver = sys.spawn(traffic, std::function<caf::actor()>{[&n] { return n.group("echo"); }},
-                       opt.rate, opt.crash_every, *duration, caf::actor{self});
+                       traffic_plan{opt.rate, opt.crash_every, *duration, opt.window, opt.count},
+                       caf::actor{self});
   traffic_report rep;
+  std::string summary;
   bool reported = false;
   auto started = std::chrono::steady_clock::now();
   auto next_status = started + *status_every;
   for (;;) {
     self->receive(
-      [&](report_atom, uint64_t sent, uint64_t answered, uint64_t failed, uint64_t injected) {
-        rep = traffic_report{sent, answered, failed, injected};
+      [&](report_atom, uint64_t sent, uint64_t answered, uint64_t failed, uint64_t injected,
+          std::string& text) {
+        rep.sent = sent;
+        rep.answered = answered;
+        rep.failed = failed;
+        rep.injected = injected;
+        summary = std::move(text);
         reported = true;
       },
       caf::after(50ms) >> [] {});
@@ -419,6 +510,7 @@ int run_node(const node_options& opt) {
                 n.name().c_str(), (unsigned long long) rep.sent,
                 (unsigned long long) rep.answered, (unsigned long long) lost,
                 (unsigned long long) rep.injected);
+    std::printf("[%s] traffic: %s\n", n.name().c_str(), summary.c_str());
     if (opt.expect_no_loss && (lost > 0 || rep.sent == 0)) {
       std::fprintf(stderr, "troupe node: %llu messages lost\n", (unsigned long long) lost);
       rc = 1;
@@ -487,6 +579,10 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   node_cmd->add_option("--rate", nopt.rate, "requests per second through the echo group");
   node_cmd->add_option("--crash-every", nopt.crash_every, "kill a worker every N requests");
+  node_cmd->add_option("--window", nopt.window,
+                       "closed loop instead of --rate: this many requests in flight");
+  node_cmd->add_option("--count", nopt.count, "with --window: requests to send")
+    ->capture_default_str();
   node_cmd->add_flag("--expect-no-loss", nopt.expect_no_loss,
                      "exit 1 unless every request was answered");
   node_cmd->add_option("--status-every", nopt.status_every, "status line period (0: off)")
@@ -509,9 +605,11 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(1, 16));
 
   troupe::cli::bench_options bopt;
-  auto* bench_cmd = app.add_subcommand("bench", "runtime micro-benchmarks (scripts/bench-supervision)");
-  bench_cmd->add_option("what", bopt.what, "restart | router | raw")->required()
-    ->check(CLI::IsMember({"restart", "router", "raw"}));
+  auto* bench_cmd = app.add_subcommand("bench", "micro-benchmarks (scripts/bench-supervision, bench-cluster)");
+  bench_cmd->add_option("what", bopt.what, "restart | router | raw | remote-server | remote")
+    ->required()
+    ->check(CLI::IsMember({"restart", "router", "raw", "remote-server", "remote"}));
+  bench_cmd->add_option("--port", bopt.port, "remote, remote-server: the echo actor's port");
   bench_cmd->add_option("--count", bopt.count, "crashes or messages")->capture_default_str();
   bench_cmd->add_option("--workers", bopt.workers, "router: workers in the group")
     ->capture_default_str();
