@@ -31,8 +31,8 @@ const std::vector<domain_info>& domains() {
   static const std::vector<domain_info> result = {
     {"ingestor", {}, {{"topic", "transactions"}, {"dead_letter_topic", "dead-letters"}}},
     {"feature-enricher", {}, {}},
-    {"fraud-detector", {}, {{"model", "models/fraud.json"}}},
-    {"alerter", {}, {{"threshold", "0.8"}, {"topic", "fraud-alerts"}}},
+    {"fraud-detector", {}, {{"model", "actors/fraud_detector/model/fraud.json"}}},
+    {"alerter", {}, {{"threshold", "0.5"}, {"topic", "fraud-alerts"}}},
     {"ranker", {"trending"}, {{"top_k", "10"}}},
     {"websocket-broadcaster", {}, {}},
     {"echo", {}, {}},

@@ -63,7 +63,7 @@ TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain
   CHECK(fd->nodes == std::vector<std::string>{"n2", "n3", "n1"});
   REQUIRE(fd->backoff);
   CHECK(fd->backoff->max == caf::timespan{2s});
-  CHECK(fd->settings.at("model") == "models/fraud.json");
+  CHECK(fd->settings.at("model") == "actors/fraud_detector/model/fraud.json");
   auto ranker = t->group("ranker");
   REQUIRE(ranker);
   CHECK(ranker->fallback == "trending");
@@ -71,7 +71,7 @@ TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain
   CHECK(ranker->key == "user");
   // Omitted nodes mean every node, in file order.
   CHECK(t->group("websocket-broadcaster")->nodes == std::vector<std::string>{"n1", "n2", "n3"});
-  CHECK(t->group("alerter")->settings.at("threshold") == "0.800000");
+  CHECK(t->group("alerter")->settings.at("threshold") == "0.500000");
 }
 
 TEST_CASE("a minimal file gets every default") {
