@@ -218,4 +218,42 @@ typename Inspector::result_type inspect(Inspector& f, group_status& x) {
            x.worker_restarts, x.group_restarts);
 }
 
+// -- the fraud pipeline (actors/ingestor ... actors/alerter) -----------------------
+
+/// A card transaction, schema version 1 (JSON on the `transactions` topic;
+/// parsed and checked by `parse_transaction()` in actors/ingestor).
+struct transaction {
+  std::string id;
+  std::string user;
+  double amount = 0;
+  std::string currency;
+  std::string merchant;
+  std::string category;
+  std::string country;
+  std::string device;
+  /// Unix time in milliseconds.
+  int64_t timestamp = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, transaction& x) {
+  return f(caf::meta::type_name("troupe.transaction"), x.id, x.user, x.amount, x.currency,
+           x.merchant, x.category, x.country, x.device, x.timestamp);
+}
+
+/// A transaction with its features (actors/fraud_detector/model.hpp lists
+/// them), as the feature-enricher hands it on.
+struct enriched_transaction {
+  transaction tx;
+  std::vector<float> features;
+  /// Redis was unreachable: only the features that need no history are real
+  /// (amount, hour, category); the others hold their neutral values.
+  bool degraded = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, enriched_transaction& x) {
+  return f(caf::meta::type_name("troupe.enriched_transaction"), x.tx, x.features, x.degraded);
+}
+
 } // namespace troupe

@@ -115,7 +115,10 @@ TEST_CASE("nodes with certificates from the cluster's CA talk over TLS, and lose
   auto down = n1->mark();
   n2->signal(SIGKILL);
   CHECK(n1->wait_for("[n1] member n2 down", 1500ms, down));
-  CHECK(n1->wait_exit(30000ms) == 0);
+  auto rc = n1->wait_exit(30000ms);
+  CHECK(rc == 0);
+  if (rc != 0)
+    MESSAGE("n1:\n" << n1->output());
   CHECK(n1->output().find(", lost 0;") != std::string::npos);
   MESSAGE(n1->output().substr(n1->output().find("[n1] traffic: sent")));
 }

@@ -1,0 +1,77 @@
+#include "actors/ingestor/transaction_json.hpp"
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/core/error.hpp"
+
+namespace troupe::ingest {
+
+namespace {
+
+caf::error bad(std::string why) {
+  return caf::make_error(ec::invalid_argument, std::move(why));
+}
+
+} // namespace
+
+caf::expected<transaction> parse_transaction(std::string_view bytes, size_t max_bytes) {
+  if (bytes.size() > max_bytes)
+    return bad("too large: " + std::to_string(bytes.size()) + " bytes (limit "
+               + std::to_string(max_bytes) + ")");
+  auto j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  if (j.is_discarded())
+    return bad("not valid JSON");
+  if (!j.is_object())
+    return bad("not a JSON object");
+  auto schema = j.find("schema");
+  if (schema == j.end())
+    return bad("missing field 'schema'");
+  if (!schema->is_number_integer())
+    return bad("field 'schema' must be an integer");
+  if (schema->get<int64_t>() != transaction_schema)
+    return bad("unsupported schema " + std::to_string(schema->get<int64_t>()));
+  transaction tx;
+  for (auto [name, out] : {std::pair{"id", &tx.id}, std::pair{"user", &tx.user},
+                           std::pair{"currency", &tx.currency}, std::pair{"merchant", &tx.merchant},
+                           std::pair{"category", &tx.category}, std::pair{"country", &tx.country},
+                           std::pair{"device", &tx.device}}) {
+    auto i = j.find(name);
+    if (i == j.end())
+      return bad(std::string{"missing field '"} + name + "'");
+    if (!i->is_string())
+      return bad(std::string{"field '"} + name + "' must be a string");
+    *out = i->get<std::string>();
+  }
+  if (tx.id.empty() || tx.user.empty())
+    return bad(tx.id.empty() ? "field 'id' must not be empty" : "field 'user' must not be empty");
+  auto amount = j.find("amount");
+  if (amount == j.end())
+    return bad("missing field 'amount'");
+  if (!amount->is_number())
+    return bad("field 'amount' must be a number");
+  tx.amount = amount->get<double>();
+  if (!std::isfinite(tx.amount) || tx.amount < 0)
+    return bad("field 'amount' must be finite and not negative");
+  auto ts = j.find("timestamp");
+  if (ts == j.end())
+    return bad("missing field 'timestamp'");
+  if (!ts->is_number_integer())
+    return bad("field 'timestamp' must be an integer (Unix milliseconds)");
+  tx.timestamp = ts->get<int64_t>();
+  if (tx.timestamp < 0)
+    return bad("field 'timestamp' must not be negative");
+  return tx;
+}
+
+std::string to_json(const transaction& tx) {
+  nlohmann::json j{{"schema", transaction_schema}, {"id", tx.id},
+                   {"user", tx.user},             {"amount", tx.amount},
+                   {"currency", tx.currency},     {"merchant", tx.merchant},
+                   {"category", tx.category},     {"country", tx.country},
+                   {"device", tx.device},         {"timestamp", tx.timestamp}};
+  return j.dump();
+}
+
+} // namespace troupe::ingest

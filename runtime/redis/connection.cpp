@@ -1,0 +1,143 @@
+#include "runtime/redis/connection.hpp"
+
+#include <chrono>
+
+#include <hiredis/hiredis.h>
+
+#include "runtime/core/error.hpp"
+
+namespace troupe::redis {
+
+namespace {
+
+redisContext* ctx_of(void* p) {
+  return static_cast<redisContext*>(p);
+}
+
+reply convert(const redisReply* r) {
+  reply x;
+  switch (r->type) {
+    case REDIS_REPLY_INTEGER:
+      x.kind = reply::integer;
+      x.number = r->integer;
+      break;
+    case REDIS_REPLY_STRING:
+      x.kind = reply::string;
+      x.text.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      x.kind = reply::status;
+      x.text.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      x.kind = reply::error;
+      x.text.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ARRAY:
+      x.kind = reply::array;
+      for (size_t i = 0; i < r->elements; ++i)
+        x.elements.push_back(convert(r->element[i]));
+      break;
+    default:
+      x.kind = reply::nil;
+  }
+  return x;
+}
+
+timeval to_timeval(caf::timespan t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t).count();
+  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+}
+
+} // namespace
+
+caf::expected<std::pair<std::string, uint16_t>> parse_url(const std::string& url) {
+  const std::string prefix = "redis://";
+  if (url.rfind(prefix, 0) != 0)
+    return caf::make_error(ec::invalid_argument, "not a redis:// URL: '" + url + "'");
+  auto rest = url.substr(prefix.size());
+  if (!rest.empty() && rest.back() == '/')
+    rest.pop_back();
+  auto colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return caf::make_error(ec::invalid_argument, "expected redis://host:port, got '" + url + "'");
+  try {
+    auto port = std::stoul(rest.substr(colon + 1));
+    if (port == 0 || port > 65535)
+      throw std::out_of_range{"port"};
+    return std::make_pair(rest.substr(0, colon), static_cast<uint16_t>(port));
+  } catch (const std::exception&) {
+    return caf::make_error(ec::invalid_argument, "bad port in '" + url + "'");
+  }
+}
+
+connection::connection(void* ctx) : ctx_(ctx) {
+}
+
+connection::~connection() {
+  redisFree(ctx_of(ctx_));
+}
+
+caf::expected<std::unique_ptr<connection>> connection::make(const std::string& url,
+                                                            caf::timespan timeout) {
+  auto where = parse_url(url);
+  if (!where)
+    return where.error();
+  auto tv = to_timeval(timeout);
+  auto c = redisConnectWithTimeout(where->first.c_str(), where->second, tv);
+  if (c == nullptr)
+    return caf::make_error(ec::invalid_argument, "cannot allocate a Redis context");
+  if (c->err) {
+    auto err = caf::make_error(ec::invalid_argument,
+                               "cannot connect to " + url + ": " + std::string{c->errstr});
+    redisFree(c);
+    return err;
+  }
+  redisSetTimeout(c, tv);
+  return std::unique_ptr<connection>{new connection(c)};
+}
+
+bool connection::alive() const {
+  return ctx_of(ctx_)->err == 0;
+}
+
+caf::expected<std::vector<reply>>
+connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
+  auto c = ctx_of(ctx_);
+  if (c->err)
+    return caf::make_error(ec::invalid_argument, std::string{"connection lost: "} + c->errstr);
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (auto& cmd : commands) {
+    argv.clear();
+    lens.clear();
+    for (auto& a : cmd) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())
+        != REDIS_OK)
+      return caf::make_error(ec::invalid_argument, std::string{"cannot queue: "} + c->errstr);
+  }
+  std::vector<reply> result;
+  result.reserve(commands.size());
+  for (size_t i = 0; i < commands.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr)
+      return caf::make_error(ec::invalid_argument, std::string{"connection lost: "}
+                                                     + (c->err ? c->errstr : "no reply"));
+    auto r = static_cast<redisReply*>(raw);
+    result.push_back(convert(r));
+    freeReplyObject(r);
+  }
+  return result;
+}
+
+caf::expected<reply> connection::command(const std::vector<std::string>& args) {
+  auto r = pipeline({args});
+  if (!r)
+    return r.error();
+  return std::move(r->front());
+}
+
+} // namespace troupe::redis

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
+namespace troupe::redis {
+
+/// One Redis reply.
+struct reply {
+  enum kind_t { nil, integer, string, status, error, array };
+  kind_t kind = nil;
+  int64_t number = 0;
+  /// The text of a string, status or error reply.
+  std::string text;
+  std::vector<reply> elements;
+};
+
+/// `redis://host:port` -> (host, port).
+caf::expected<std::pair<std::string, uint16_t>> parse_url(const std::string& url);
+
+/// A blocking connection to Redis (hiredis 0.14).
+///
+/// Blocking: use it from a detached actor or a thread of its own, never from
+/// a CAF scheduler thread. Built by `make()`, which fails when the server
+/// cannot be reached within the timeout. After an I/O error the connection
+/// is dead (`alive()` is false) and every call fails at once: make a new one.
+class connection {
+public:
+  static caf::expected<std::unique_ptr<connection>> make(const std::string& url,
+                                                         caf::timespan timeout);
+
+  ~connection();
+
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  bool alive() const;
+
+  /// Sends every command, then reads every reply: one round trip for all.
+  /// A Redis error reply is a reply (kind `error`), not a failure; failures
+  /// are I/O errors and timeouts.
+  caf::expected<std::vector<reply>> pipeline(const std::vector<std::vector<std::string>>& commands);
+
+  /// One command, one round trip.
+  caf::expected<reply> command(const std::vector<std::string>& args);
+
+private:
+  explicit connection(void* ctx);
+  void* ctx_;
+};
+
+} // namespace troupe::redis
