@@ -18,7 +18,7 @@
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
-#include "runtime/launcher/embedded_kafka.hpp"
+#include "runtime/kafka/embedded_kafka.hpp"
 #include "runtime/launcher/process.hpp"
 #include "runtime/supervision/supervisor.hpp"
 #include "topology/topology.hpp"
@@ -153,16 +153,16 @@ int run_up(const up_options& opt) {
   root.intensity = 1000;
   root.period = std::chrono::seconds(1);
   // -- embedded Kafka ------------------------------------------------------------
-  std::unique_ptr<embedded_kafka> kafka;
+  std::unique_ptr<kafka::embedded_kafka> mock;
   auto bootstrap = topo->cluster.kafka;
   if (bootstrap == "embedded") {
-    auto k = embedded_kafka::make(3, topics_of(*topo));
+    auto k = kafka::embedded_kafka::make(3, topics_of(*topo));
     if (!k) {
       std::fprintf(stderr, "troupe up: %s\n", render(k.error()).c_str());
       return 1;
     }
-    kafka = std::move(*k);
-    bootstrap = kafka->bootstrap();
+    mock = std::move(*k);
+    bootstrap = mock->bootstrap();
     print("up", "kafka (embedded mock cluster, 3 brokers) at " + bootstrap);
   }
   // -- embedded Redis --------------------------------------------------------------
@@ -233,7 +233,7 @@ int run_up(const up_options& opt) {
     self->send_exit(*sup, caf::exit_reason::user_shutdown);
     self->receive([](caf::down_msg&) {});
   }
-  kafka.reset();
+  mock.reset();
   if (!redis_dir.empty())
     rmdir(redis_dir.c_str());
   print("up", "stopped");
@@ -241,7 +241,7 @@ int run_up(const up_options& opt) {
 }
 
 int run_kafka(int brokers) {
-  auto k = embedded_kafka::make(brokers, {});
+  auto k = kafka::embedded_kafka::make(brokers, {});
   if (!k) {
     std::fprintf(stderr, "troupe kafka: %s\n", render(k.error()).c_str());
     return 1;

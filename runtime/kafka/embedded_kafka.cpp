@@ -1,11 +1,11 @@
-#include "runtime/launcher/embedded_kafka.hpp"
+#include "runtime/kafka/embedded_kafka.hpp"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
 #include "runtime/core/error.hpp"
 
-namespace troupe::launcher {
+namespace troupe::kafka {
 
 caf::expected<std::unique_ptr<embedded_kafka>>
 embedded_kafka::make(int brokers, const std::vector<std::pair<std::string, int>>& topics) {
@@ -42,4 +42,4 @@ embedded_kafka::~embedded_kafka() {
     rd_kafka_destroy(handle_);
 }
 
-} // namespace troupe::launcher
+} // namespace troupe::kafka

@@ -10,7 +10,7 @@
 struct rd_kafka_s;
 struct rd_kafka_mock_cluster_s;
 
-namespace troupe::launcher {
+namespace troupe::kafka {
 
 /// librdkafka's mock cluster: the real Kafka protocol on loopback, for a
 /// local cluster without a broker. Owned by the thread that made it; the
@@ -41,4 +41,4 @@ private:
   std::string bootstrap_;
 };
 
-} // namespace troupe::launcher
+} // namespace troupe::kafka

@@ -1,0 +1,273 @@
+#include "runtime/kafka/client.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include <librdkafka/rdkafka.h>
+
+#include "runtime/core/error.hpp"
+
+namespace troupe::kafka {
+
+namespace {
+
+caf::error kafka_error(const std::string& what, rd_kafka_resp_err_t err) {
+  return caf::make_error(ec::invalid_argument, what + ": " + rd_kafka_err2str(err));
+}
+
+int to_ms(caf::timespan t) {
+  return static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(t).count());
+}
+
+/// A configuration from `conf`, or the first setting librdkafka refused.
+caf::expected<rd_kafka_conf_t*> make_conf(const settings& conf) {
+  auto c = rd_kafka_conf_new();
+  char err[512];
+  for (auto& [k, v] : conf)
+    if (rd_kafka_conf_set(c, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(c);
+      return caf::make_error(ec::invalid_argument, "kafka setting " + k + ": " + err);
+    }
+  return c;
+}
+
+/// A librdkafka partition list of `xs` (with their offsets).
+rd_kafka_topic_partition_list_t* to_list(const std::vector<partition_offset>& xs) {
+  auto list = rd_kafka_topic_partition_list_new(static_cast<int>(xs.size()));
+  for (auto& x : xs)
+    rd_kafka_topic_partition_list_add(list, x.topic.c_str(), x.partition)->offset = x.offset;
+  return list;
+}
+
+std::vector<partition_offset> from_list(const rd_kafka_topic_partition_list_t* list) {
+  std::vector<partition_offset> xs;
+  for (int i = 0; i < list->cnt; ++i)
+    xs.push_back({list->elems[i].topic, list->elems[i].partition, list->elems[i].offset});
+  return xs;
+}
+
+} // namespace
+
+settings defaults(const std::string& bootstrap) {
+  return {{"bootstrap.servers", bootstrap},
+          {"linger.ms", "1"},
+          {"fetch.wait.max.ms", "5"},
+          // A lost member's partitions move after this long (librdkafka's
+          // default is 45 s).
+          {"session.timeout.ms", "6000"},
+          {"heartbeat.interval.ms", "500"},
+          {"log_level", "3"}};
+}
+
+// -- producer ------------------------------------------------------------------------
+
+void producer::on_delivery(rd_kafka_s*, const void* raw, void* opaque) {
+  auto msg = static_cast<const rd_kafka_message_t*>(raw);
+  auto self = static_cast<producer*>(opaque);
+  caf::error err;
+  if (msg->err) {
+    ++self->failed_;
+    err = kafka_error("delivery failed", msg->err);
+  } else {
+    ++self->delivered_;
+  }
+  if (auto done = static_cast<done_fn*>(msg->_private)) {
+    (*done)(err);
+    delete done;
+  }
+}
+
+caf::expected<std::unique_ptr<producer>> producer::make(const settings& conf) {
+  auto c = make_conf(conf);
+  if (!c)
+    return c.error();
+  std::unique_ptr<producer> p{new producer};
+  rd_kafka_conf_set_dr_msg_cb(*c, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* o) {
+    on_delivery(rk, m, o);
+  });
+  rd_kafka_conf_set_opaque(*c, p.get());
+  char err[512];
+  p->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, *c, err, sizeof(err));
+  if (!p->rk_) {
+    rd_kafka_conf_destroy(*c);
+    return caf::make_error(ec::invalid_argument, std::string{"cannot create a producer: "} + err);
+  }
+  auto raw = p.get();
+  p->poller_ = std::thread{[raw] {
+    while (!raw->stop_)
+      rd_kafka_poll(raw->rk_, 50);
+  }};
+  return p;
+}
+
+producer::~producer() {
+  rd_kafka_flush(rk_, 5000);
+  stop_ = true;
+  poller_.join();
+  rd_kafka_poll(rk_, 0);
+  rd_kafka_destroy(rk_);
+}
+
+caf::error producer::produce(const std::string& topic, const std::string& key,
+                             const std::string& value, done_fn done) {
+  auto opaque = done ? new done_fn(std::move(done)) : nullptr;
+  auto err = rd_kafka_producev(
+    rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+    RD_KAFKA_V_KEY(key.data(), key.size()),
+    RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+    RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+  if (err) {
+    delete opaque;
+    return kafka_error("cannot produce to " + topic, err);
+  }
+  return caf::none;
+}
+
+caf::error producer::flush(caf::timespan timeout) {
+  auto err = rd_kafka_flush(rk_, to_ms(timeout));
+  if (err)
+    return kafka_error("flush", err);
+  return caf::none;
+}
+
+// -- consumer ------------------------------------------------------------------------
+
+void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partition_list_s* parts,
+                            void* opaque) {
+  auto self = static_cast<consumer*>(opaque);
+  auto err = static_cast<rd_kafka_resp_err_t>(err_code);
+  auto cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  auto xs = from_list(parts);
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (cooperative)
+      rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+    else
+      rd_kafka_assign(rk, parts);
+    for (auto& x : xs)
+      self->assigned_.push_back(x);
+  } else {
+    if (cooperative)
+      rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+    else
+      rd_kafka_assign(rk, nullptr);
+    for (auto& x : xs) {
+      self->revoked_.push_back(x);
+      self->assigned_.erase(std::remove_if(self->assigned_.begin(), self->assigned_.end(),
+                                           [&](const partition_offset& a) {
+                                             return a.topic == x.topic
+                                                    && a.partition == x.partition;
+                                           }),
+                            self->assigned_.end());
+    }
+  }
+}
+
+caf::expected<std::unique_ptr<consumer>>
+consumer::make(const settings& conf, const std::string& group,
+               const std::vector<std::string>& topics) {
+  auto all = conf;
+  all["group.id"] = group;
+  all["enable.auto.commit"] = "false";
+  all.emplace("auto.offset.reset", "earliest");
+  auto c = make_conf(all);
+  if (!c)
+    return c.error();
+  std::unique_ptr<consumer> k{new consumer};
+  rd_kafka_conf_set_rebalance_cb(
+    *c, [](rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+           void* opaque) { on_rebalance(rk, err, parts, opaque); });
+  rd_kafka_conf_set_opaque(*c, k.get());
+  char err[512];
+  k->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, *c, err, sizeof(err));
+  if (!k->rk_) {
+    rd_kafka_conf_destroy(*c);
+    return caf::make_error(ec::invalid_argument, std::string{"cannot create a consumer: "} + err);
+  }
+  rd_kafka_poll_set_consumer(k->rk_);
+  auto list = rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
+  for (auto& t : topics)
+    rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
+  auto sub = rd_kafka_subscribe(k->rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (sub)
+    return kafka_error("cannot subscribe", sub);
+  return k;
+}
+
+consumer::~consumer() {
+  rd_kafka_consumer_close(rk_);
+  rd_kafka_destroy(rk_);
+}
+
+std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
+  std::vector<record> out;
+  auto wait = to_ms(timeout);
+  while (out.size() < max) {
+    auto m = rd_kafka_consumer_poll(rk_, out.empty() ? wait : 0);
+    if (!m)
+      break;
+    if (m->err) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && errors_.size() < 100)
+        errors_.push_back(rd_kafka_message_errstr(m));
+    } else {
+      record r;
+      r.topic = rd_kafka_topic_name(m->rkt);
+      r.partition = m->partition;
+      r.offset = m->offset;
+      if (m->key)
+        r.key.assign(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload)
+        r.value.assign(static_cast<const char*>(m->payload), m->len);
+      out.push_back(std::move(r));
+    }
+    rd_kafka_message_destroy(m);
+  }
+  return out;
+}
+
+caf::error consumer::commit(const std::vector<partition_offset>& next) {
+  if (next.empty())
+    return caf::none;
+  auto list = to_list(next);
+  auto err = rd_kafka_commit(rk_, list, 0);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err)
+    return kafka_error("commit", err);
+  return caf::none;
+}
+
+caf::expected<std::vector<partition_offset>>
+consumer::committed(const std::vector<partition_offset>& of, caf::timespan timeout) {
+  auto list = to_list(of);
+  auto err = rd_kafka_committed(rk_, list, to_ms(timeout));
+  auto result = from_list(list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err)
+    return kafka_error("committed", err);
+  return result;
+}
+
+caf::error consumer::pause(const std::vector<partition_offset>& partitions) {
+  auto list = to_list(partitions);
+  auto err = rd_kafka_pause_partitions(rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  return err ? kafka_error("pause", err) : caf::none;
+}
+
+caf::error consumer::resume(const std::vector<partition_offset>& partitions) {
+  auto list = to_list(partitions);
+  auto err = rd_kafka_resume_partitions(rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  return err ? kafka_error("resume", err) : caf::none;
+}
+
+std::vector<partition_offset> consumer::take_revoked() {
+  return std::exchange(revoked_, {});
+}
+
+std::vector<std::string> consumer::take_errors() {
+  return std::exchange(errors_, {});
+}
+
+} // namespace troupe::kafka

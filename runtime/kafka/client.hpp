@@ -1,0 +1,145 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
+struct rd_kafka_s;
+struct rd_kafka_topic_partition_list_s;
+
+namespace troupe::kafka {
+
+/// librdkafka settings (`bootstrap.servers` and the rest), by name.
+using settings = std::map<std::string, std::string>;
+
+/// What Troupe sets unless told otherwise: short linger and fetch waits
+/// (the mock cluster waits the full `fetch.wait.max.ms` on an empty fetch,
+/// and `linger.ms=0` collapses throughput), errors-only logging.
+settings defaults(const std::string& bootstrap);
+
+/// A topic partition and an offset (the next one to read, when committed).
+struct partition_offset {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+
+  friend bool operator<(const partition_offset& a, const partition_offset& b) {
+    return std::tie(a.topic, a.partition) < std::tie(b.topic, b.partition);
+  }
+};
+
+/// One consumed record.
+struct record {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string value;
+};
+
+/// A Kafka producer (librdkafka) with a thread of its own that serves
+/// delivery reports. Built by `make()`. Thread-safe.
+class producer {
+public:
+  /// Called once per record, on the producer's thread: none, or why the
+  /// record could not be delivered.
+  using done_fn = std::function<void(const caf::error&)>;
+
+  static caf::expected<std::unique_ptr<producer>> make(const settings& conf);
+
+  /// Flushes for up to 5 s, then stops.
+  ~producer();
+
+  producer(const producer&) = delete;
+  producer& operator=(const producer&) = delete;
+
+  /// Queues one record (key decides the partition). Fails at once when the
+  /// local queue is full or the topic is unknown; else `done` says later.
+  caf::error produce(const std::string& topic, const std::string& key, const std::string& value,
+                     done_fn done = {});
+
+  /// Waits until everything queued was delivered or failed.
+  caf::error flush(caf::timespan timeout);
+
+  uint64_t delivered() const {
+    return delivered_.load();
+  }
+
+  uint64_t failed() const {
+    return failed_.load();
+  }
+
+private:
+  producer() = default;
+  static void on_delivery(rd_kafka_s*, const void* msg, void* opaque);
+
+  rd_kafka_s* rk_ = nullptr;
+  std::thread poller_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> delivered_{0};
+  std::atomic<uint64_t> failed_{0};
+};
+
+/// A member of a Kafka consumer group. Built by `make()`, which subscribes.
+///
+/// Not thread-safe: one owner (a detached actor or a thread) calls
+/// everything, and `poll` blocks up to its timeout. Offsets are committed only
+/// by `commit` (auto-commit is off): the owner commits what it has finished.
+class consumer {
+public:
+  static caf::expected<std::unique_ptr<consumer>>
+  make(const settings& conf, const std::string& group, const std::vector<std::string>& topics);
+
+  /// Leaves the group (its partitions go to the other members at once).
+  ~consumer();
+
+  consumer(const consumer&) = delete;
+  consumer& operator=(const consumer&) = delete;
+
+  /// Up to `max` records: waits at most `timeout` for the first, then takes
+  /// what is already there. Serves rebalances as they come.
+  std::vector<record> poll(size_t max, caf::timespan timeout);
+
+  /// Commits, per partition, the next offset to read (synchronously).
+  caf::error commit(const std::vector<partition_offset>& next);
+
+  /// The committed offsets of the group for these partitions (-1001: none).
+  caf::expected<std::vector<partition_offset>> committed(const std::vector<partition_offset>& of,
+                                                         caf::timespan timeout);
+
+  caf::error pause(const std::vector<partition_offset>& partitions);
+  caf::error resume(const std::vector<partition_offset>& partitions);
+
+  /// The partitions assigned to this member now.
+  std::vector<partition_offset> assignment() const {
+    return assigned_;
+  }
+
+  /// Partitions revoked since the last call (their records in flight will
+  /// be read again by their new owner: at-least-once).
+  std::vector<partition_offset> take_revoked();
+
+  /// Non-fatal consume errors since the last call (for the logs).
+  std::vector<std::string> take_errors();
+
+private:
+  consumer() = default;
+  static void on_rebalance(rd_kafka_s*, int err, rd_kafka_topic_partition_list_s* parts,
+                           void* opaque);
+
+  rd_kafka_s* rk_ = nullptr;
+  std::vector<partition_offset> assigned_;
+  std::vector<partition_offset> revoked_;
+  std::vector<std::string> errors_;
+};
+
+} // namespace troupe::kafka

@@ -1,0 +1,138 @@
+// The Kafka producer and consumer against librdkafka's mock cluster (the
+// real protocol on loopback), and against an independent client.
+
+#include "runtime/kafka/client.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+
+#include <doctest/doctest.h>
+
+#include "runtime/core/error.hpp"
+#include "runtime/kafka/embedded_kafka.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+
+namespace {
+
+/// Polls until `n` records arrived or `deadline` passed.
+std::vector<kafka::record> read(kafka::consumer& c, size_t n, std::chrono::seconds deadline) {
+  std::vector<kafka::record> got;
+  auto until = std::chrono::steady_clock::now() + deadline;
+  while (got.size() < n && std::chrono::steady_clock::now() < until) {
+    auto batch = c.poll(500, 100ms);
+    got.insert(got.end(), batch.begin(), batch.end());
+  }
+  return got;
+}
+
+} // namespace
+
+TEST_CASE("records are consumed in order per key, and every delivery is reported") {
+  auto mock = kafka::embedded_kafka::make(3, {{"events", 4}});
+  REQUIRE(mock);
+  auto p = kafka::producer::make(kafka::defaults((*mock)->bootstrap()));
+  REQUIRE(p);
+  std::atomic<int> done{0};
+  for (int i = 0; i < 2000; ++i)
+    REQUIRE(!(*p)->produce("events", "k" + std::to_string(i % 20), std::to_string(i),
+                           [&](const caf::error& err) {
+                             if (!err)
+                               ++done;
+                           }));
+  REQUIRE(!(*p)->flush(10s));
+  CHECK(done == 2000);
+  CHECK((*p)->delivered() == 2000);
+  auto c = kafka::consumer::make(kafka::defaults((*mock)->bootstrap()), "g", {"events"});
+  REQUIRE(c);
+  auto got = read(**c, 2000, 30s);
+  REQUIRE(got.size() == 2000);
+  std::map<std::string, int> last;
+  std::set<int32_t> partitions;
+  for (auto& r : got) {
+    auto v = std::stoi(r.value);
+    auto i = last.find(r.key);
+    if (i != last.end())
+      CHECK(v > i->second);
+    last[r.key] = v;
+    partitions.insert(r.partition);
+  }
+  CHECK(last.size() == 20);
+  CHECK(partitions.size() == 4);
+  CHECK((*c)->assignment().size() == 4);
+}
+
+TEST_CASE("a new member of the group starts after the last committed offset") {
+  auto mock = kafka::embedded_kafka::make(1, {{"t", 1}});
+  REQUIRE(mock);
+  auto conf = kafka::defaults((*mock)->bootstrap());
+  auto p = kafka::producer::make(conf);
+  REQUIRE(p);
+  for (int i = 0; i < 100; ++i)
+    REQUIRE(!(*p)->produce("t", "k", std::to_string(i)));
+  REQUIRE(!(*p)->flush(10s));
+  {
+    auto a = kafka::consumer::make(conf, "g", {"t"});
+    REQUIRE(a);
+    auto got = read(**a, 100, 30s);
+    REQUIRE(got.size() == 100);
+    // Only the first 60 were finished: commit the next offset to read.
+    REQUIRE(!(*a)->commit({{"t", 0, 60}}));
+    auto c = (*a)->committed({{"t", 0, 0}}, 5s);
+    REQUIRE(c);
+    CHECK(c->at(0).offset == 60);
+  }
+  auto b = kafka::consumer::make(conf, "g", {"t"});
+  REQUIRE(b);
+  auto again = read(**b, 40, 30s);
+  REQUIRE(again.size() == 40);
+  CHECK(again.front().offset == 60);
+  CHECK(again.front().value == "60");
+  CHECK(again.back().value == "99");
+}
+
+TEST_CASE("paused partitions deliver nothing until they are resumed") {
+  auto mock = kafka::embedded_kafka::make(1, {{"t", 2}});
+  REQUIRE(mock);
+  auto conf = kafka::defaults((*mock)->bootstrap());
+  auto p = kafka::producer::make(conf);
+  REQUIRE(p);
+  REQUIRE(!(*p)->produce("t", "a", "first"));
+  REQUIRE(!(*p)->flush(5s));
+  auto c = kafka::consumer::make(conf, "g", {"t"});
+  REQUIRE(c);
+  REQUIRE(read(**c, 1, 30s).size() == 1);
+  auto parts = (*c)->assignment();
+  REQUIRE(parts.size() == 2);
+  REQUIRE(!(*c)->pause(parts));
+  for (int i = 0; i < 10; ++i)
+    REQUIRE(!(*p)->produce("t", std::to_string(i), "later"));
+  REQUIRE(!(*p)->flush(5s));
+  CHECK(read(**c, 1, 1s).empty());
+  REQUIRE(!(*c)->resume(parts));
+  CHECK(read(**c, 10, 10s).size() == 10);
+}
+
+TEST_CASE("a bad setting is refused with its name") {
+  auto p = kafka::producer::make({{"no.such.setting", "1"}});
+  REQUIRE(!p);
+  CHECK(render(p.error()).find("kafka setting no.such.setting") != std::string::npos);
+}
+
+TEST_CASE("an independent client (python3-kafka) produces records that Troupe consumes") {
+  auto mock = kafka::embedded_kafka::make(1, {{"t", 1}});
+  REQUIRE(mock);
+  auto cmd = "/usr/bin/python3 -c \"from kafka import KafkaProducer\n"
+             "p = KafkaProducer(bootstrap_servers='" + (*mock)->bootstrap() + "')\n"
+             "for i in range(50): p.send('t', key=b'k', value=b'py-%d' % i)\n"
+             "p.flush(10)\" 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  auto c = kafka::consumer::make(kafka::defaults((*mock)->bootstrap()), "g", {"t"});
+  REQUIRE(c);
+  auto got = read(**c, 50, 30s);
+  REQUIRE(got.size() == 50);
+  CHECK(got.front().value == "py-0");
+  CHECK(got.back().value == "py-49");
+}
