@@ -1,17 +1,71 @@
 #include "actors/catalogue.hpp"
 
+#include "actors/alerter/alerter.hpp"
 #include "actors/echo/echo.hpp"
+#include "actors/feature_enricher/enricher.hpp"
+#include "actors/fraud_detector/detector.hpp"
+#include "actors/ingestor/ingestor.hpp"
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 
 namespace troupe::actors {
 
-caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t instances) {
+namespace {
+
+/// A setting of the group, or the domain's default.
+std::string setting(const topology::group_decl& decl, const std::string& key) {
+  auto i = decl.settings.find(key);
+  if (i != decl.settings.end())
+    return i->second;
+  for (auto& d : topology::domains())
+    if (d.name == decl.domain) {
+      auto j = d.settings.find(key);
+      if (j != d.settings.end())
+        return j->second;
+    }
+  return {};
+}
+
+} // namespace
+
+caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t instances,
+                                     const domain_context& ctx) {
   group_spec g;
-  if (decl.domain == "echo")
+  if (decl.domain == "echo") {
     g = echo::make_group(decl.name, instances);
-  else
+  } else if (decl.domain == "ingestor") {
+    ingest::ingestor_settings s;
+    s.kafka = ctx.kafka;
+    s.topic = setting(decl, "topic");
+    s.dead_letter_topic = setting(decl, "dead_letter_topic");
+    s.consumer_group = "troupe." + decl.name;
+    auto every = parse_duration(setting(decl, "report_every"));
+    if (!every)
+      return caf::make_error(ec::invalid_argument,
+                             "group " + decl.name + ": report_every: " + render(every.error()));
+    s.report_every = *every;
+    s.router_of = ctx.router_of;
+    s.log = ctx.log;
+    g = ingest::make_group(decl.name, instances, s);
+  } else if (decl.domain == "feature-enricher") {
+    g = enrich::make_group(decl.name, instances, ctx.redis);
+  } else if (decl.domain == "fraud-detector") {
+    auto spec = fraud::make_group(decl.name, instances, setting(decl, "model"));
+    if (!spec)
+      return spec.error();
+    g = std::move(*spec);
+  } else if (decl.domain == "alerter") {
+    alert::alerter_settings s;
+    s.threshold = std::stod(setting(decl, "threshold"));
+    s.topic = setting(decl, "topic");
+    s.kafka = ctx.kafka;
+    s.redis = ctx.redis;
+    s.node = ctx.node;
+    g = alert::make_group(decl.name, instances, s);
+  } else {
     return caf::make_error(ec::invalid_argument,
                            "domain " + decl.domain + " is not in this build yet");
+  }
   g.instances = instances;
   g.strat = decl.strat;
   g.intensity = decl.intensity;

@@ -29,7 +29,7 @@ const group_decl* topology::group(const std::string& name) const {
 const std::vector<domain_info>& domains() {
   // The settings each domain reads; the domain issues add theirs here.
   static const std::vector<domain_info> result = {
-    {"ingestor", {}, {{"topic", "transactions"}, {"dead_letter_topic", "dead-letters"}}},
+    {"ingestor", {}, {{"topic", "transactions"}, {"dead_letter_topic", "dead-letters"}, {"report_every", "10s"}}},
     {"feature-enricher", {}, {}},
     {"fraud-detector", {}, {{"model", "actors/fraud_detector/model/fraud.json"}}},
     {"alerter", {}, {{"threshold", "0.5"}, {"topic", "fraud-alerts"}}},

@@ -340,19 +340,35 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   groups_spec.intensity = 10;
   groups_spec.period = std::chrono::seconds(60);
   auto groups = spawn_supervisor(sys, groups_spec);
+  // What the domains' workers get from this node: Kafka, Redis, and the
+  // cluster routers of the other stages, by domain (filled below; workers
+  // look them up when they send).
+  auto by_domain = std::make_shared<group_directory>();
+  actors::domain_context ctx;
+  ctx.node = opt.name;
+  ctx.kafka = opt.kafka.empty() ? topo->cluster.kafka : opt.kafka;
+  ctx.redis = opt.redis.empty() ? topo->cluster.redis : opt.redis;
+  ctx.router_of = [by_domain](const std::string& domain) { return by_domain->get(domain); };
+  ctx.log = log;
+  auto factory = [ctx](const topology::group_decl& d, uint32_t n) {
+    return actors::make_group(d, n, ctx);
+  };
   auto manager = cluster::spawn_placement_manager(sys, *topo, opt.name, *agent, *groups,
-                                                  actors::make_group, directory, log);
+                                                  factory, directory, log);
   // One cluster router per group this build can run: the address local
   // callers use, wherever the group's instances are.
   std::map<std::string, caf::actor> routers;
   for (auto& g : topo->groups) {
-    auto spec = actors::make_group(g, g.instances);
+    auto spec = actors::make_group(g, g.instances, ctx);
     if (!spec)
       continue; // the placement manager logs why it cannot host it
     auto r = cluster::spawn_cluster_router(sys, *topo, g.name, opt.name, *agent, directory,
                                            *spec);
-    if (r)
+    if (r) {
       routers[g.name] = *r;
+      if (!by_domain->get(g.domain))
+        by_domain->put(g.domain, *r);
+    }
   }
   caf::scoped_actor self{sys};
   self->monitor(*agent);

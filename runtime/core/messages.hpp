@@ -256,4 +256,45 @@ typename Inspector::result_type inspect(Inspector& f, enriched_transaction& x) {
   return f(caf::meta::type_name("troupe.enriched_transaction"), x.tx, x.features, x.degraded);
 }
 
+/// A transaction with its fraud score: the probability, the model version
+/// that gave it, and the features that pushed it most (names and SHAP
+/// contributions in log-odds, largest first).
+struct scored_transaction {
+  enriched_transaction item;
+  float probability = 0;
+  std::string model_version;
+  std::vector<std::string> top_features;
+  std::vector<float> top_contributions;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, scored_transaction& x) {
+  return f(caf::meta::type_name("troupe.scored_transaction"), x.item, x.probability,
+           x.model_version, x.top_features, x.top_contributions);
+}
+
+/// `(enrich_atom, std::vector<transaction>) -> std::vector<enriched_transaction>`:
+/// a feature-enricher's features for a batch, in order.
+using enrich_atom = caf::atom_constant<caf::atom("enrich")>;
+/// `(score_atom, std::vector<enriched_transaction>) -> std::vector<scored_transaction>`.
+using score_atom = caf::atom_constant<caf::atom("score")>;
+/// `(alert_atom, std::vector<scored_transaction>) -> uint64_t`: raises the
+/// alerts of a batch (each at most once) and answers how many were new.
+using alert_atom = caf::atom_constant<caf::atom("alert")>;
+/// `(model_load_atom, path) -> std::string version`: a fraud-detector loads
+/// and checks a model; every worker of the group scores with it from its next
+/// batch on (a batch is scored by one model, never by two).
+using model_load_atom = caf::atom_constant<caf::atom("modelload")>;
+/// `(model_status_atom) -> std::string`: "version (path)" of the current model.
+using model_status_atom = caf::atom_constant<caf::atom("modelstat")>;
+
+/// Internal to an ingestor worker: read the next records, `(poll_atom)`.
+using poll_atom = caf::atom_constant<caf::atom("poll")>;
+/// Internal to an ingestor worker: Kafka confirmed (or refused) a dead
+/// letter, `(dead_letter_done_atom, topic, partition, offset, epoch, ok)`.
+using dead_letter_done_atom = caf::atom_constant<caf::atom("dl_done")>;
+/// Internal to an ingestor worker: send a batch down the pipeline again,
+/// `(retry_atom, batch id)`.
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+
 } // namespace troupe

@@ -21,6 +21,9 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<enriched_transaction>("troupe.enriched_transaction");
   cfg.add_message_type<std::vector<enriched_transaction>>(
     "std::vector<troupe.enriched_transaction>");
+  cfg.add_message_type<std::vector<transaction>>("std::vector<troupe.transaction>");
+  cfg.add_message_type<scored_transaction>("troupe.scored_transaction");
+  cfg.add_message_type<std::vector<scored_transaction>>("std::vector<troupe.scored_transaction>");
   cfg.add_error_category(ec_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
     return render(caf::error{code, ec_category, ctx});
   });

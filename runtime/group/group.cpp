@@ -25,6 +25,15 @@ namespace {
 caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t index) {
   report_exceptions(self);
   auto inner = std::make_shared<caf::behavior>(fn(self, index));
+  // What a worker sends itself (timers, its own polling loop) goes to its
+  // behaviour directly; only the router's messages come in envelopes.
+  self->set_default_handler(
+    [inner](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
+      auto msg = x.move_content_to_message();
+      if (auto result = (*inner)(msg))
+        return std::move(*result);
+      return caf::sec::unexpected_message;
+    });
   return {
     [inner](envelope& e) -> caf::result<reply> {
       auto result = (*inner)(e.content);
@@ -107,9 +116,10 @@ struct router_state {
       child_spec c;
       c.name = spec.name + "/" + std::to_string(i);
       c.shutdown = spec.worker_shutdown;
-      c.start = [fn = spec.worker, i, router,
-                 gen = generation](caf::actor_system& sys) -> caf::expected<caf::actor> {
-        auto w = sys.spawn(worker_impl, fn, i);
+      c.start = [fn = spec.worker, i, router, gen = generation,
+                 detached = spec.detached](caf::actor_system& sys) -> caf::expected<caf::actor> {
+        auto w = detached ? sys.spawn<caf::detached>(worker_impl, fn, i)
+                          : sys.spawn(worker_impl, fn, i);
         caf::anon_send(caf::actor_cast<caf::actor>(router), worker_up_atom::value, gen,
                        static_cast<uint64_t>(i), w);
         return w;

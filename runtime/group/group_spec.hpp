@@ -54,6 +54,9 @@ struct group_spec {
   caf::timespan period = std::chrono::seconds(5);
   std::optional<backoff_spec> backoff;
   shutdown_spec worker_shutdown = shutdown_spec::after(std::chrono::seconds(5));
+  /// The workers do blocking I/O (Redis, Kafka): each runs on a thread of
+  /// its own (CAF's detached actors), never on a scheduler thread.
+  bool detached = false;
 
   // -- degradation -----------------------------------------------------------------
   /// Optional; without it, requests get `ec::group_down` / `ec::call_timeout`.

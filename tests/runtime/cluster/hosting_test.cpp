@@ -26,7 +26,7 @@ struct hosting_file : cluster_file {
                    "[[group]]\nname = \"probe\"\ndomain = \"echo\"\ninstances = 3\n"
                    "[[group]]\nname = \"single\"\ndomain = \"echo\"\ninstances = 1\n"
                    "nodes = [\"n3\", \"n1\", \"n2\"]\n"
-                   "[[group]]\nname = \"pipeline\"\ndomain = \"ingestor\"\nnodes = [\"n1\"]\n") {
+                   "[[group]]\nname = \"news\"\ndomain = \"ranker\"\nnodes = [\"n1\"]\n") {
   }
 };
 
@@ -70,7 +70,7 @@ TEST_CASE("nodes host nothing until a majority is up, then each hosts its home i
   CHECK(n3->wait_for("[n3] hosting probe: #2", join_timeout));
   CHECK(n2->wait_for("[n2] hosting probe: #1", join_timeout));
   CHECK(n1->wait_for("[n1] hosting probe: #0", join_timeout));
-  CHECK(n1->wait_for("[n1] cannot host pipeline: invalid_argument: domain ingestor is not in "
+  CHECK(n1->wait_for("[n1] cannot host news: invalid_argument: domain ranker is not in "
                      "this build yet",
                      join_timeout));
 }

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <caf/actor.hpp>
+
+namespace troupe::actors {
+
+/// What a domain's workers may need from the node that hosts them.
+struct domain_context {
+  /// The node's name, for logs.
+  std::string node;
+  /// Kafka's bootstrap list and Redis's URL (`redis://host:port`), as the
+  /// node was started with them (the topology's, or `troupe up`'s embedded
+  /// ones).
+  std::string kafka;
+  std::string redis;
+  /// The address through which this node reaches the group running
+  /// `domain` anywhere in the cluster (its cluster router; a local group
+  /// router on a standalone node). Invalid while there is none.
+  std::function<caf::actor(const std::string& domain)> router_of;
+  /// One log line; the node prefixes its name.
+  std::function<void(const std::string&)> log;
+};
+
+} // namespace troupe::actors

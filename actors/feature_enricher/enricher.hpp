@@ -1,0 +1,22 @@
+#pragma once
+
+#include <string>
+
+#include <caf/timespan.hpp>
+
+#include "runtime/group/group_spec.hpp"
+
+namespace troupe::enrich {
+
+/// The `feature-enricher` group: detached workers, each with its own Redis
+/// connection (`feature_store`).
+///
+/// `(enrich_atom, std::vector<transaction>)` answers the batch's features in
+/// one pipelined round trip. While Redis is unreachable it answers at once
+/// with degraded vectors (`enriched_transaction::degraded`), and tries to
+/// reconnect at most every `retry` (with a short connect timeout) until Redis
+/// is back; then it answers with real features again by itself.
+group_spec make_group(const std::string& name, size_t instances, const std::string& redis_url,
+                      caf::timespan retry = std::chrono::seconds(1));
+
+} // namespace troupe::enrich

@@ -1,0 +1,25 @@
+#pragma once
+
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "runtime/group/group_spec.hpp"
+
+namespace troupe::fraud {
+
+/// The `fraud-detector` group. Each worker owns its own copy of the current
+/// model (an XGBoost booster is not shared between threads).
+///
+/// - `(score_atom, std::vector<enriched_transaction>)`: scores the batch with
+///   one model, with each score's top three features.
+/// - `(model_load_atom, path)`: loads and checks the model; answers its
+///   version, or an error and the old model stays. Every worker switches at
+///   its next batch, so no batch is scored by two models and none is lost.
+/// - `(model_status_atom)`: "version (path)".
+///
+/// Fails (and so refuses to host the group) when the model cannot be loaded.
+caf::expected<group_spec> make_group(const std::string& name, size_t instances,
+                                     const std::string& model_path);
+
+} // namespace troupe::fraud

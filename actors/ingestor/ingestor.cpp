@@ -1,0 +1,364 @@
+#include "actors/ingestor/ingestor.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/ingestor/transaction_json.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/kafka/client.hpp"
+
+using namespace std::chrono_literals;
+
+namespace troupe::ingest {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using partition_key = std::pair<std::string, int32_t>;
+
+std::string base64(const std::string& in) {
+  static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    auto n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += {abc[n >> 18], abc[(n >> 12) & 63], abc[(n >> 6) & 63], abc[n & 63]};
+  }
+  if (i + 1 == in.size()) {
+    auto n = uint8_t(in[i]) << 16;
+    out += {abc[n >> 18], abc[(n >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    auto n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += {abc[n >> 18], abc[(n >> 12) & 63], abc[(n >> 6) & 63], '='};
+  }
+  return out;
+}
+
+/// One partition this worker owns.
+struct partition_state {
+  /// Parsed and waiting for a batch, in offset order.
+  std::deque<std::pair<int64_t, transaction>> queue;
+  bool in_flight = false;
+  /// Offsets read and not yet committed: finished or not.
+  std::map<int64_t, bool> open;
+  /// The next offset to read, as committed / as it may be committed now.
+  int64_t committed = -1;
+  int64_t to_commit = -1;
+  /// Results for an older assignment of the partition are ignored.
+  uint64_t epoch = 0;
+};
+
+/// A batch on its way down the pipeline.
+struct batch_state {
+  partition_key key;
+  uint64_t epoch = 0;
+  std::vector<transaction> txs;
+  std::vector<int64_t> offsets;
+  int attempts = 0;
+};
+
+struct worker_state {
+  caf::event_based_actor* self = nullptr;
+  ingestor_settings cfg;
+  std::string name;
+  std::unique_ptr<kafka::consumer> consumer;
+  std::unique_ptr<kafka::producer> dead_letters;
+  std::map<partition_key, partition_state> parts;
+  std::map<uint64_t, batch_state> batches;
+  uint64_t next_batch = 0;
+  uint64_t next_epoch = 0;
+  size_t pending = 0;
+  bool paused = false;
+  clock_type::time_point last_commit = clock_type::now();
+  clock_type::time_point last_report = clock_type::now();
+  clock_type::time_point last_stage_log;
+  // counters
+  uint64_t read = 0, scored = 0, degraded = 0, alerts = 0, dead = 0, retries = 0;
+
+  void log(const std::string& line) {
+    if (cfg.log)
+      cfg.log(name + ": " + line);
+  }
+
+  bool connect() {
+    if (consumer)
+      return true;
+    auto conf = kafka::defaults(cfg.kafka);
+    auto c = kafka::consumer::make(conf, cfg.consumer_group, {cfg.topic});
+    if (!c) {
+      log("cannot join consumer group " + cfg.consumer_group + ": " + render(c.error()));
+      return false;
+    }
+    auto p = kafka::producer::make(conf);
+    if (!p) {
+      log("cannot produce dead letters: " + render(p.error()));
+      return false;
+    }
+    consumer = std::move(*c);
+    dead_letters = std::move(*p);
+    log("member of consumer group " + cfg.consumer_group + " on " + cfg.topic);
+    return true;
+  }
+
+  partition_state& partition(const partition_key& k) {
+    auto i = parts.find(k);
+    if (i == parts.end()) {
+      i = parts.emplace(k, partition_state{}).first;
+      i->second.epoch = ++next_epoch;
+    }
+    return i->second;
+  }
+
+  void drop_revoked() {
+    for (auto& r : consumer->take_revoked()) {
+      auto i = parts.find({r.topic, r.partition});
+      if (i == parts.end())
+        continue;
+      // Its unfinished events are read again by the partition's new owner.
+      pending -= i->second.open.size();
+      parts.erase(i);
+    }
+  }
+
+  void on_poll() {
+    if (!connect()) {
+      self->delayed_send(self, 1s, poll_atom::value);
+      return;
+    }
+    drop_revoked();
+    auto busy = !batches.empty();
+    auto recs = consumer->poll(500, busy ? 1ms : 5ms);
+    for (auto& r : recs) {
+      ++read;
+      auto& p = partition({r.topic, r.partition});
+      p.open[r.offset] = false;
+      ++pending;
+      auto tx = parse_transaction(r.value);
+      if (!tx) {
+        send_dead_letter(r, render(tx.error()), p.epoch);
+        continue;
+      }
+      p.queue.emplace_back(r.offset, std::move(*tx));
+    }
+    for (auto& [k, p] : parts)
+      if (!p.in_flight && !p.queue.empty())
+        launch(k, p);
+    auto now = clock_type::now();
+    if (now - last_commit >= cfg.commit_every) {
+      commit();
+      last_commit = now;
+    }
+    flow_control();
+    if (cfg.report_every.count() > 0 && now - last_report >= cfg.report_every) {
+      report();
+      last_report = now;
+    }
+    self->send(self, poll_atom::value);
+  }
+
+  void send_dead_letter(const kafka::record& r, const std::string& reason, uint64_t epoch) {
+    ++dead;
+    auto handle = caf::actor{self};
+    auto topic = r.topic;
+    auto part = r.partition;
+    auto off = r.offset;
+    auto err = dead_letters->produce(
+      cfg.dead_letter_topic, r.key,
+      dead_letter_json(reason, r.topic, r.partition, r.offset, r.key, r.value),
+      [handle, topic, part, off, epoch](const caf::error& e) {
+        caf::anon_send(handle, dead_letter_done_atom::value, topic, part, off, epoch, !e);
+      });
+    if (err) {
+      log("cannot queue a dead letter: " + render(err));
+      self->delayed_send(self, 100ms, dead_letter_done_atom::value, topic, part, off, epoch,
+                         false);
+    }
+  }
+
+  void launch(const partition_key& k, partition_state& p) {
+    auto id = next_batch++;
+    auto& b = batches[id];
+    b.key = k;
+    b.epoch = p.epoch;
+    auto n = std::min(cfg.batch, p.queue.size());
+    for (size_t i = 0; i < n; ++i) {
+      b.offsets.push_back(p.queue.front().first);
+      b.txs.push_back(std::move(p.queue.front().second));
+      p.queue.pop_front();
+    }
+    p.in_flight = true;
+    run(id);
+  }
+
+  /// Stage failed: log now and then, try the whole batch again shortly
+  /// (every stage is safe to repeat).
+  void stage_failed(uint64_t id, const std::string& stage, const caf::error& err) {
+    ++retries;
+    auto now = clock_type::now();
+    if (now - last_stage_log >= 1s) {
+      log(stage + " failed (" + render(err) + "), retrying");
+      last_stage_log = now;
+    }
+    self->delayed_send(self, 200ms, retry_atom::value, id);
+  }
+
+  void run(uint64_t id) {
+    auto i = batches.find(id);
+    if (i == batches.end())
+      return;
+    auto& b = i->second;
+    auto pi = parts.find(b.key);
+    if (pi == parts.end() || pi->second.epoch != b.epoch) {
+      batches.erase(i); // the partition moved away meanwhile
+      return;
+    }
+    ++b.attempts;
+    auto enricher = cfg.router_of ? cfg.router_of("feature-enricher") : caf::actor{};
+    if (!enricher)
+      return stage_failed(id, "feature-enricher", caf::make_error(ec::group_down));
+    self->request(enricher, cfg.stage_timeout, enrich_atom::value, b.txs)
+      .then(
+        [this, id](std::vector<enriched_transaction>& enriched) {
+          auto detector = cfg.router_of("fraud-detector");
+          if (!detector)
+            return stage_failed(id, "fraud-detector", caf::make_error(ec::group_down));
+          self->request(detector, cfg.stage_timeout, score_atom::value, std::move(enriched))
+            .then(
+              [this, id](std::vector<scored_transaction>& scores) {
+                auto alerter = cfg.router_of("alerter");
+                if (!alerter)
+                  return stage_failed(id, "alerter", caf::make_error(ec::group_down));
+                auto n = scores.size();
+                auto deg = static_cast<uint64_t>(
+                  std::count_if(scores.begin(), scores.end(),
+                                [](const scored_transaction& s) { return s.item.degraded; }));
+                self->request(alerter, cfg.stage_timeout, alert_atom::value, std::move(scores))
+                  .then(
+                    [this, id, n, deg](uint64_t fresh) {
+                      scored += n;
+                      degraded += deg;
+                      alerts += fresh;
+                      finish(id);
+                    },
+                    [this, id](caf::error& err) { stage_failed(id, "alerter", err); });
+              },
+              [this, id](caf::error& err) { stage_failed(id, "fraud-detector", err); });
+        },
+        [this, id](caf::error& err) { stage_failed(id, "feature-enricher", err); });
+  }
+
+  void finish(uint64_t id) {
+    auto i = batches.find(id);
+    if (i == batches.end())
+      return;
+    auto pi = parts.find(i->second.key);
+    if (pi != parts.end() && pi->second.epoch == i->second.epoch) {
+      auto& p = pi->second;
+      for (auto off : i->second.offsets)
+        mark_done(p, off);
+      p.in_flight = false;
+      if (!p.queue.empty())
+        launch(pi->first, p);
+    }
+    batches.erase(i);
+  }
+
+  void mark_done(partition_state& p, int64_t offset) {
+    auto j = p.open.find(offset);
+    if (j != p.open.end())
+      j->second = true;
+    while (!p.open.empty() && p.open.begin()->second) {
+      p.to_commit = p.open.begin()->first + 1;
+      p.open.erase(p.open.begin());
+      --pending;
+    }
+  }
+
+  void on_dead_letter_done(const std::string& topic, int32_t part, int64_t off, uint64_t epoch,
+                           bool ok) {
+    auto pi = parts.find({topic, part});
+    if (pi == parts.end() || pi->second.epoch != epoch)
+      return;
+    if (!ok) {
+      // Never skip an event: its dead letter is produced again.
+      log("dead letter for " + topic + "/" + std::to_string(part) + "@" + std::to_string(off)
+          + " not confirmed; the event will be read again");
+      return; // stays unfinished, so its offset is never committed
+    }
+    mark_done(pi->second, off);
+  }
+
+  void commit() {
+    std::vector<kafka::partition_offset> next;
+    for (auto& [k, p] : parts)
+      if (p.to_commit > p.committed)
+        next.push_back({k.first, k.second, p.to_commit});
+    if (next.empty())
+      return;
+    if (auto err = consumer->commit(next)) {
+      log("commit failed: " + render(err));
+      return;
+    }
+    for (auto& n : next)
+      parts[{n.topic, n.partition}].committed = n.offset;
+  }
+
+  void flow_control() {
+    if (!paused && pending > cfg.max_pending) {
+      if (!consumer->pause(consumer->assignment()))
+        paused = true;
+    } else if (paused && pending < cfg.max_pending / 2) {
+      if (!consumer->resume(consumer->assignment()))
+        paused = false;
+    }
+  }
+
+  void report() {
+    log("read " + std::to_string(read) + ", scored " + std::to_string(scored) + " ("
+        + std::to_string(degraded) + " degraded), alerts " + std::to_string(alerts)
+        + ", dead letters " + std::to_string(dead) + ", retries " + std::to_string(retries)
+        + ", pending " + std::to_string(pending) + (paused ? " (paused)" : "") + ", partitions "
+        + std::to_string(parts.size()));
+  }
+};
+
+} // namespace
+
+std::string dead_letter_json(const std::string& reason, const std::string& topic,
+                             int32_t partition, int64_t offset, const std::string& key,
+                             const std::string& value) {
+  nlohmann::json j{{"reason", reason},     {"topic", topic}, {"partition", partition},
+                   {"offset", offset},     {"key", key},     {"value", value},
+                   {"value_base64", base64(value)}};
+  // Bytes that are not UTF-8 are replaced in "value"; "value_base64" keeps them.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+group_spec make_group(const std::string& name, size_t instances, ingestor_settings cfg) {
+  group_spec g;
+  g.name = name;
+  g.instances = instances;
+  g.detached = true;
+  g.worker = [cfg, name](caf::event_based_actor* self, size_t index) -> caf::behavior {
+    auto st = std::make_shared<worker_state>();
+    st->self = self;
+    st->cfg = cfg;
+    st->name = name + "/" + std::to_string(index);
+    self->send(self, poll_atom::value);
+    return {
+      [st](poll_atom) { st->on_poll(); },
+      [st](retry_atom, uint64_t id) { st->run(id); },
+      [st](dead_letter_done_atom, std::string& topic, int32_t part, int64_t off, uint64_t epoch,
+           bool ok) { st->on_dead_letter_done(topic, part, off, epoch, ok); },
+    };
+  };
+  return g;
+}
+
+} // namespace troupe::ingest

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/timespan.hpp>
+
+#include "runtime/group/group_spec.hpp"
+
+namespace troupe::ingest {
+
+/// Settings of the `ingestor` group.
+struct ingestor_settings {
+  std::string kafka;
+  std::string topic = "transactions";
+  std::string dead_letter_topic = "dead-letters";
+  /// The consumer group every ingestor instance of the cluster joins.
+  std::string consumer_group = "troupe-ingestor";
+  /// Transactions per batch sent down the pipeline.
+  size_t batch = 100;
+  /// Read but unfinished events; past it the partitions are paused, below
+  /// half of it resumed.
+  size_t max_pending = 5000;
+  /// How long a stage may take before the batch is tried again.
+  caf::timespan stage_timeout = std::chrono::seconds(10);
+  /// How often finished offsets are committed.
+  caf::timespan commit_every = std::chrono::milliseconds(100);
+  /// How often each instance logs its counters (0: never).
+  caf::timespan report_every = std::chrono::seconds(10);
+  /// The routers of the next stages, by domain (`feature-enricher`,
+  /// `fraud-detector`, `alerter`).
+  std::function<caf::actor(const std::string&)> router_of;
+  std::function<void(const std::string&)> log;
+};
+
+/// The `ingestor` group: each worker is a detached member of the Kafka
+/// consumer group `consumer_group`, so Kafka spreads the partitions over the
+/// instances of the whole cluster and moves them when one is lost.
+///
+/// - Each event is parsed (`parse_transaction`). A bad one goes to the
+///   dead-letter topic as JSON with its reason, where it was read, and its
+///   original bytes; the stream never stops for it.
+/// - Good events of one partition go down the pipeline in order, one batch
+///   in flight per partition (so a user's transactions, which share a
+///   partition, are enriched in order): feature-enricher, fraud-detector,
+///   alerter. A stage that fails or times out is tried again.
+/// - An event is finished when the alerter answered for its batch (or its
+///   dead letter was confirmed). Per partition, the offset after the
+///   contiguous finished prefix is committed: at-least-once from Kafka to
+///   alert, across worker crashes, node loss and rebalances.
+/// - Past `max_pending` unfinished events the partitions are paused, instead
+///   of buffering without bound; below half of it they are resumed.
+group_spec make_group(const std::string& name, size_t instances, ingestor_settings settings);
+
+/// The JSON of a dead letter: `{"reason", "topic", "partition", "offset",
+/// "key", "value"}` (key and value as read, as strings).
+std::string dead_letter_json(const std::string& reason, const std::string& topic,
+                             int32_t partition, int64_t offset, const std::string& key,
+                             const std::string& value);
+
+} // namespace troupe::ingest
