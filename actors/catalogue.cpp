@@ -1,5 +1,8 @@
 #include "actors/catalogue.hpp"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "actors/alerter/alerter.hpp"
 #include "actors/echo/echo.hpp"
 #include "actors/feature_enricher/enricher.hpp"
@@ -26,6 +29,18 @@ std::string setting(const topology::group_decl& decl, const std::string& key) {
   return {};
 }
 
+/// A numeric setting, or an error naming the group and the key.
+caf::expected<double> number(const topology::group_decl& decl, const std::string& key) {
+  auto text = setting(decl, key);
+  char* end = nullptr;
+  auto x = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size())
+    return caf::make_error(ec::invalid_argument,
+                           "group " + decl.name + ": " + key + " must be a number, not '" + text
+                             + "'");
+  return x;
+}
+
 } // namespace
 
 caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t instances,
@@ -50,13 +65,20 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
   } else if (decl.domain == "feature-enricher") {
     g = enrich::make_group(decl.name, instances, ctx.redis);
   } else if (decl.domain == "fraud-detector") {
-    auto spec = fraud::make_group(decl.name, instances, setting(decl, "model"));
+    auto crash_every = number(decl, "crash_every");
+    if (!crash_every)
+      return crash_every.error();
+    auto spec = fraud::make_group(decl.name, instances, setting(decl, "model"),
+                                  static_cast<uint64_t>(std::max(0.0, *crash_every)));
     if (!spec)
       return spec.error();
     g = std::move(*spec);
   } else if (decl.domain == "alerter") {
     alert::alerter_settings s;
-    s.threshold = std::stod(setting(decl, "threshold"));
+    auto threshold = number(decl, "threshold");
+    if (!threshold)
+      return threshold.error();
+    s.threshold = *threshold;
     s.topic = setting(decl, "topic");
     s.kafka = ctx.kafka;
     s.redis = ctx.redis;

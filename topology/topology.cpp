@@ -31,7 +31,7 @@ const std::vector<domain_info>& domains() {
   static const std::vector<domain_info> result = {
     {"ingestor", {}, {{"topic", "transactions"}, {"dead_letter_topic", "dead-letters"}, {"report_every", "10s"}}},
     {"feature-enricher", {}, {}},
-    {"fraud-detector", {}, {{"model", "actors/fraud_detector/model/fraud.json"}}},
+    {"fraud-detector", {}, {{"model", "actors/fraud_detector/model/fraud.json"}, {"crash_every", "0"}}},
     {"alerter", {}, {{"threshold", "0.5"}, {"topic", "fraud-alerts"}}},
     {"ranker", {"trending"}, {{"top_k", "10"}}},
     {"websocket-broadcaster", {}, {}},

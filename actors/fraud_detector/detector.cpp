@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 
 #include "actors/fraud_detector/model.hpp"
 #include "runtime/core/error.hpp"
@@ -33,12 +34,13 @@ struct current_model {
 struct worker_state {
   std::unique_ptr<model> m;
   uint64_t generation = 0;
+  uint64_t batches = 0;
 };
 
 } // namespace
 
 caf::expected<group_spec> make_group(const std::string& name, size_t instances,
-                                     const std::string& model_path) {
+                                     const std::string& model_path, uint64_t crash_every) {
   auto probe = model::make(model_path);
   if (!probe)
     return probe.error();
@@ -47,7 +49,7 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
   group_spec g;
   g.name = name;
   g.instances = instances;
-  g.worker = [shared](caf::event_based_actor*, size_t) -> caf::behavior {
+  g.worker = [shared, crash_every](caf::event_based_actor*, size_t) -> caf::behavior {
     auto st = std::make_shared<worker_state>();
     auto ensure = [st, shared]() -> caf::error {
       auto [path, gen] = shared->get();
@@ -61,8 +63,11 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
       return caf::none;
     };
     return {
-      [st, ensure](score_atom, std::vector<enriched_transaction>& batch)
+      [st, ensure, crash_every](score_atom, std::vector<enriched_transaction>& batch)
         -> caf::result<std::vector<scored_transaction>> {
+        if (crash_every > 0 && ++st->batches % crash_every == 0)
+          throw std::runtime_error("injected fault (crash_every " + std::to_string(crash_every)
+                                   + ")");
         if (auto err = ensure())
           return err;
         auto cols = feature_names().size();

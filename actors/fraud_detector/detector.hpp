@@ -19,7 +19,10 @@ namespace troupe::fraud {
 /// - `(model_status_atom)`: "version (path)".
 ///
 /// Fails (and so refuses to host the group) when the model cannot be loaded.
+/// `crash_every` > 0 injects faults: each worker throws on every
+/// `crash_every`-th batch it gets (to watch supervision and redelivery work;
+/// the `crash_every` group setting, 0 in production).
 caf::expected<group_spec> make_group(const std::string& name, size_t instances,
-                                     const std::string& model_path);
+                                     const std::string& model_path, uint64_t crash_every = 0);
 
 } // namespace troupe::fraud

@@ -270,4 +270,40 @@ std::vector<std::string> consumer::take_errors() {
   return std::exchange(errors_, {});
 }
 
+caf::expected<std::vector<std::pair<int64_t, int64_t>>>
+group_progress(const settings& conf, const std::string& group, const std::string& topic,
+               int partitions, caf::timespan timeout) {
+  auto all = conf;
+  all["group.id"] = group;
+  auto c = make_conf(all);
+  if (!c)
+    return c.error();
+  char err[512];
+  auto rk = rd_kafka_new(RD_KAFKA_CONSUMER, *c, err, sizeof(err));
+  if (!rk) {
+    rd_kafka_conf_destroy(*c);
+    return caf::make_error(ec::invalid_argument, std::string{"cannot create a client: "} + err);
+  }
+  std::vector<partition_offset> parts;
+  for (int p = 0; p < partitions; ++p)
+    parts.push_back({topic, p, RD_KAFKA_OFFSET_INVALID});
+  auto list = to_list(parts);
+  auto rc = rd_kafka_committed(rk, list, to_ms(timeout));
+  std::vector<std::pair<int64_t, int64_t>> result;
+  if (!rc) {
+    for (int p = 0; p < partitions; ++p) {
+      int64_t low = 0, high = 0;
+      rc = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, to_ms(timeout));
+      if (rc)
+        break;
+      result.emplace_back(list->elems[p].offset, high);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  if (rc)
+    return kafka_error("group progress", rc);
+  return result;
+}
+
 } // namespace troupe::kafka

@@ -142,4 +142,12 @@ private:
   std::vector<std::string> errors_;
 };
 
+/// For each partition of `topic` (0 .. partitions-1): the offset the
+/// consumer group `group` committed (-1001 when none) and the partition's
+/// end (the offset the next record will get). Joins no group: safe to ask
+/// while the group runs.
+caf::expected<std::vector<std::pair<int64_t, int64_t>>>
+group_progress(const settings& conf, const std::string& group, const std::string& topic,
+               int partitions, caf::timespan timeout);
+
 } // namespace troupe::kafka

@@ -6,7 +6,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
+#include <thread>
+#include <algorithm>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -80,6 +83,31 @@ std::vector<kafka::record> read_all(const std::string& bootstrap, const std::str
   auto extra = (*c)->poll(1000, 500ms);
   got.insert(got.end(), extra.begin(), extra.end());
   return got;
+}
+
+/// Waits until the ingestors' consumer group has committed every partition
+/// of `transactions` up to its end.
+bool all_committed(const std::string& bootstrap, std::chrono::seconds deadline) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    auto progress = kafka::group_progress(kafka::defaults(bootstrap), "troupe.ingestor",
+                                          "transactions", 12, 5s);
+    auto done = progress && std::all_of(progress->begin(), progress->end(), [](auto& p) {
+                  return p.first == p.second;
+                });
+    if (done || std::chrono::steady_clock::now() >= until)
+      return done;
+  }
+}
+
+/// Produces every event with its user as key (a user's events share a
+/// partition, so they stay in order).
+void produce(const std::string& bootstrap, const expectation& want) {
+  auto p = kafka::producer::make(kafka::defaults(bootstrap));
+  REQUIRE(p);
+  for (auto& [user, json] : want.events)
+    REQUIRE(!(*p)->produce("transactions", user, json));
+  REQUIRE(!(*p)->flush(30s));
 }
 
 } // namespace
@@ -162,6 +190,105 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
     node->wait_for("\n", 200ms, node->mark()); // the next report line
   CHECK(counters().first == want.events.size());
   CHECK(counters().second == bad.size());
+  // ... and committed: the group's offsets reach the end of every partition.
+  CHECK(all_committed(bootstrap, 15s));
+  node->signal(SIGTERM);
+  CHECK(node->wait_exit(10000ms) == 0);
+}
+
+TEST_CASE("workers crashing and a node killed with kill -9 mid-stream lose no transaction and raise no alert twice") {
+  auto want = expected(2027, 600, 3.0);
+  REQUIRE(want.events.size() > 6000);
+  auto mock = kafka::embedded_kafka::make(
+    3, {{"transactions", 12}, {"dead-letters", 1}, {"fraud-alerts", 4}});
+  REQUIRE(mock);
+  auto bootstrap = (*mock)->bootstrap();
+  redis_server redis;
+  // Every stage on every node, the detector's workers crashing on every 7th
+  // batch; the alerter at home on n1, so that n3's loss replays into it.
+  auto all = std::string{"[\"n1\", \"n2\", \"n3\"]"};
+  std::string groups =
+    "[[group]]\nname = \"ingestor\"\ndomain = \"ingestor\"\ninstances = 3\nnodes = " + all
+    + "\nsettings = { report_every = \"1s\" }\n"
+      "[[group]]\nname = \"feature-enricher\"\ndomain = \"feature-enricher\"\ninstances = 3\n"
+      "nodes = " + all + "\n"
+      "[[group]]\nname = \"fraud-detector\"\ndomain = \"fraud-detector\"\ninstances = 3\n"
+      "nodes = " + all + "\nsettings = { model = \"" + model + "\", crash_every = 7 }\n"
+      "[[group]]\nname = \"alerter\"\ndomain = \"alerter\"\ninstances = 1\n"
+      "nodes = [\"n1\", \"n2\"]\n";
+  cluster_file f{"pipeline", "a-shared-secret",
+                 "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n", groups};
+  std::map<std::string, std::unique_ptr<child_process>> nodes;
+  for (auto name : {"n1", "n2", "n3"}) {
+    nodes[name] = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", name,
+                                        "--kafka", bootstrap, "--redis", redis.url()});
+    REQUIRE(nodes[name]);
+  }
+  for (auto name : {"n1", "n2", "n3"})
+    REQUIRE(nodes[name]->wait_for("member of consumer group", 20000ms));
+  produce(bootstrap, want);
+  // Read alerts as they come; kill n3 once a third of them arrived.
+  auto reader = kafka::consumer::make(kafka::defaults(bootstrap), "test-reader", {"fraud-alerts"});
+  REQUIRE(reader);
+  std::multiset<std::string> ids;
+  bool killed = false;
+  auto until = std::chrono::steady_clock::now() + 120s;
+  while (std::set<std::string>(ids.begin(), ids.end()).size() < want.alerts.size()
+         && std::chrono::steady_clock::now() < until) {
+    for (auto& r : (*reader)->poll(1000, 100ms))
+      ids.insert(r.key);
+    if (!killed && ids.size() >= want.alerts.size() / 3) {
+      nodes["n3"]->signal(SIGKILL);
+      killed = true;
+    }
+  }
+  for (auto& r : (*reader)->poll(1000, 1000ms)) // late duplicates, if any
+    ids.insert(r.key);
+  REQUIRE(killed);
+  std::set<std::string> unique(ids.begin(), ids.end());
+  CHECK(ids.size() == unique.size());
+  CHECK(unique == want.alerts);
+  CHECK(all_committed(bootstrap, 30s));
+  auto out = nodes["n1"]->output() + nodes["n2"]->output();
+  MESSAGE(want.events.size() << " transactions, " << unique.size() << " of "
+                             << want.alerts.size() << " alerts, " << ids.size() - unique.size()
+                             << " duplicates");
+}
+
+TEST_CASE("Redis stopped and started again mid-stream: no crash, degraded features meanwhile, full recovery") {
+  auto want = expected(2028, 400, 3.0);
+  auto mock = kafka::embedded_kafka::make(
+    3, {{"transactions", 12}, {"dead-letters", 1}, {"fraud-alerts", 4}});
+  REQUIRE(mock);
+  auto bootstrap = (*mock)->bootstrap();
+  redis_server redis;
+  cluster_file f{"pipeline", "a-shared-secret", "", pipeline_groups("[\"n1\"]"), {"n1"}};
+  auto node = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", "n1",
+                                    "--kafka", bootstrap, "--redis", redis.url()});
+  REQUIRE(node);
+  REQUIRE(node->wait_for("member of consumer group", 20000ms));
+  redis.stop();
+  produce(bootstrap, want);
+  // Events are still scored, with degraded features, while Redis is away
+  // (alerts wait: their dedupe needs Redis, so their batches are retried).
+  auto degraded = [&] {
+    std::smatch m;
+    auto out = node->output();
+    uint64_t most = 0;
+    std::regex pattern{"\\(([0-9]+) degraded\\)"};
+    for (std::sregex_iterator i{out.begin(), out.end(), pattern}, end; i != end; ++i)
+      most = std::max<uint64_t>(most, std::stoull((*i)[1]));
+    return most;
+  };
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (degraded() == 0 && std::chrono::steady_clock::now() < until)
+    node->wait_for("degraded)", 500ms, node->mark());
+  CHECK(degraded() > 0);
+  redis.start();
+  // Back: every event ends finished and committed, and the node never died.
+  CHECK(all_committed(bootstrap, 60s));
+  auto alerts = read_all(bootstrap, "fraud-alerts", 1, 10s);
+  CHECK(!alerts.empty());
   node->signal(SIGTERM);
   CHECK(node->wait_exit(10000ms) == 0);
 }
