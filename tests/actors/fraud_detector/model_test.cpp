@@ -11,7 +11,15 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "actors/fraud_detector/detector.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/core/types.hpp"
+#include "runtime/group/group.hpp"
+
+#include <caf/all.hpp>
+#include <map>
+#include <set>
 
 using namespace troupe;
 
@@ -99,4 +107,79 @@ TEST_CASE("a missing or broken model file is an error, not a crash") {
   auto m = fraud::model::make(model_path);
   REQUIRE(m);
   CHECK(!(*m)->predict({1.f, 2.f}, 1)); // wrong width
+}
+
+TEST_CASE("a model swapped by a message to the group while batches flow scores each batch with exactly one model and loses none") {
+  // A second model: the same trees under another version.
+  char tmpl[] = "/tmp/troupe-model-v2-XXXXXX";
+  auto fd = mkstemp(tmpl);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::string v2 = tmpl;
+  auto cmd = "/usr/bin/python3 -c \"import xgboost as x; b = x.Booster(model_file='" + model_path
+             + "'); b.set_attr(version='fraud-v2'); b.save_model('" + v2 + ".json')\"";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  v2 += ".json";
+  troupe::config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto spec = fraud::make_group("fraud-detector", 3, model_path);
+  REQUIRE(spec);
+  auto router = spawn_group(sys, *spec);
+  REQUIRE(router);
+  // 300 batches of 10 in flight at once; the swap lands in the middle.
+  enriched_transaction e;
+  e.features = {25.f, 0.f, 2.f, 0.1f, 2.f, 30000.f, 0.f, 0.f, 40.f, 14.f, 0.f};
+  std::vector<enriched_transaction> batch(10, e);
+  std::map<std::string, int> batches_by_version;
+  int answered = 0, mixed = 0;
+  // A driver sends 300 requests at once, the swap among them, and reports.
+  auto observer = caf::actor{self};
+  auto target = *router;
+  sys.spawn([=](caf::event_based_actor* d) {
+    auto result = std::make_shared<std::map<std::string, int>>();
+    auto left = std::make_shared<int>(300);
+    for (int i = 0; i < 300; ++i) {
+      if (i == 150)
+        d->request(target, std::chrono::seconds(10), model_load_atom::value, v2)
+          .then([](std::string&) {}, [](caf::error&) {});
+      d->request(target, std::chrono::seconds(10), score_atom::value, batch)
+        .then(
+          [=](std::vector<scored_transaction>& scores) {
+            std::set<std::string> versions;
+            for (auto& s : scores)
+              versions.insert(s.model_version);
+            ++(*result)[versions.size() == 1 ? *versions.begin() : "mixed"];
+            if (--*left == 0)
+              d->send(observer, *result);
+          },
+          [=](caf::error&) {
+            ++(*result)["failed"];
+            if (--*left == 0)
+              d->send(observer, *result);
+          });
+    }
+  });
+  self->receive(
+    [&](std::map<std::string, int>& r) {
+      batches_by_version = r;
+      answered = 300 - r["failed"];
+      mixed = r["mixed"];
+    },
+    caf::after(std::chrono::seconds(30)) >> [&] { FAIL("the driver did not finish"); });
+  CHECK(answered == 300);
+  CHECK(mixed == 0);
+  CHECK(batches_by_version["fraud-v1"] > 0);
+  CHECK(batches_by_version["fraud-v2"] > 0);
+  self->request(*router, std::chrono::seconds(5), model_status_atom::value)
+    .receive([&](std::string& status) { CHECK(status.find("fraud-v2") == 0); },
+             [&](caf::error& err) { FAIL(render(err)); });
+  // A file that does not load is refused, and the current model stays.
+  self->request(*router, std::chrono::seconds(5), model_load_atom::value,
+                std::string{"/nonexistent.json"})
+    .receive([&](std::string&) { FAIL("a missing model was accepted"); },
+             [&](caf::error& err) { CHECK(render(err).find("cannot load model") != std::string::npos); });
+  self->send_exit(*router, caf::exit_reason::user_shutdown);
+  std::remove(v2.c_str());
+  std::remove(v2.substr(0, v2.size() - 5).c_str());
 }
