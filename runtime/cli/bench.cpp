@@ -351,6 +351,12 @@ int run_bench(const bench_options& opt) {
     return bench_remote_server(opt);
   if (opt.what == "remote")
     return bench_remote(opt);
+  if (opt.what == "kafka-consume")
+    return bench_kafka_consume(opt);
+  if (opt.what == "redis-features")
+    return bench_redis_features(opt);
+  if (opt.what == "pipeline")
+    return bench_pipeline(opt);
   return bench_raw(opt);
 }
 

@@ -14,10 +14,22 @@ struct bench_options {
   /// `remote`: plain CAF round trips to it (window 1 and `window`).
   std::string what;
   uint16_t port = 0;
+  /// kafka-consume, redis-features, pipeline: the running cluster's parts.
+  std::string kafka;
+  std::string redis;
+  std::string topic = "transactions";
+  /// A file of transactions, one JSON event per line.
+  std::string events;
+  /// pipeline: transactions per second (0: as fast as possible).
+  double rate = 0;
   uint64_t count = 10000;
   size_t workers = 1;
   size_t window = 64;
 };
+
+int bench_kafka_consume(const bench_options& opt);
+int bench_redis_features(const bench_options& opt);
+int bench_pipeline(const bench_options& opt);
 
 /// Runs one measurement and prints its figures as `name value` lines.
 int run_bench(const bench_options& opt);

@@ -621,10 +621,20 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(1, 16));
 
   troupe::cli::bench_options bopt;
-  auto* bench_cmd = app.add_subcommand("bench", "micro-benchmarks (scripts/bench-supervision, bench-cluster)");
-  bench_cmd->add_option("what", bopt.what, "restart | router | raw | remote-server | remote")
+  auto* bench_cmd = app.add_subcommand("bench", "benchmarks (scripts/bench-supervision, bench-cluster, bench-pipeline)");
+  bench_cmd
+    ->add_option("what", bopt.what,
+                 "restart | router | raw | remote-server | remote | kafka-consume | "
+                 "redis-features | pipeline")
     ->required()
-    ->check(CLI::IsMember({"restart", "router", "raw", "remote-server", "remote"}));
+    ->check(CLI::IsMember({"restart", "router", "raw", "remote-server", "remote",
+                           "kafka-consume", "redis-features", "pipeline"}));
+  bench_cmd->add_option("--kafka", bopt.kafka, "kafka-consume, pipeline: bootstrap list");
+  bench_cmd->add_option("--redis", bopt.redis, "redis-features: redis://host:port");
+  bench_cmd->add_option("--topic", bopt.topic, "kafka-consume: topic")->capture_default_str();
+  bench_cmd->add_option("--events", bopt.events, "redis-features, pipeline: events file");
+  bench_cmd->add_option("--rate", bopt.rate, "pipeline: transactions/s (0: flat out)")
+    ->capture_default_str();
   bench_cmd->add_option("--port", bopt.port, "remote, remote-server: the echo actor's port");
   bench_cmd->add_option("--count", bopt.count, "crashes or messages")->capture_default_str();
   bench_cmd->add_option("--workers", bopt.workers, "router: workers in the group")

@@ -338,6 +338,13 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       if (!self->state.sender_trusted())
         return caf::make_error(ec::not_authenticated);
       self->state.listeners.push_back(listener);
+      // The members already up, as events (Akka's InitialStateAsEvents): a
+      // listener that subscribes late must not miss them. The cluster routers
+      // subscribe after their groups' specs are built, which for some domains
+      // (a model to load) takes longer than peers take to join.
+      for (auto& [name, p] : self->state.peers)
+        if (p.state == "up")
+          self->send(listener, member_up_atom::value, name, p.agent);
       return caf::unit;
     },
     [self](manager_atom, caf::actor& manager) -> caf::result<void> {

@@ -57,8 +57,9 @@ using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using auth_atom = caf::atom_constant<caf::atom("auth")>;
 /// `(members_atom) -> std::vector<member_info>`: a node agent's view of the cluster.
 using members_atom = caf::atom_constant<caf::atom("members")>;
-/// `(subscribe_atom, listener)`: the agent sends the listener `member_up_atom`
-/// and `member_down_atom` events.
+/// `(subscribe_atom, listener)`: the agent sends the listener a
+/// `member_up_atom` for each peer up now, then `member_up_atom` and
+/// `member_down_atom` events as they happen.
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 /// `(member_up_atom, node_name, peer_agent)`: a peer joined (both ways authenticated).
 using member_up_atom = caf::atom_constant<caf::atom("member_up")>;

@@ -107,3 +107,48 @@ TEST_CASE("a frozen hosting node's requests go to the survivor, none lost, and i
   CHECK(routed(*n1, "resent") > 0); // what the frozen node held was sent again
   MESSAGE(n1->output().substr(n1->output().find("[n1] traffic: sent")));
 }
+
+TEST_CASE("requests reach an instance that went home after it ran elsewhere while its node was away") {
+  routing_file f;
+  // n2 starts late: n3 first hosts n2's instance (#0, moved), then hands it
+  // home; n1's traffic must follow it there.
+  auto n3 = start(f, "n3");
+  auto n1 = start(f, "n1",
+                  {"--rate", "500", "--group", "remote", "--duration", "10s", "--expect-no-loss"});
+  REQUIRE(n3->wait_for("[n3] hosting remote: #0 (moved), #1", join_timeout));
+  auto m1 = n1->mark();
+  CHECK(!n1->wait_for("lost", 1500ms, m1));
+  auto n2 = start(f, "n2");
+  CHECK(n2->wait_for("[n2] hosting remote: #0", join_timeout));
+  CHECK(n1->wait_exit(30000ms) == 0);
+  CHECK(n1->output().find(", lost 0;") != std::string::npos);
+  CHECK(routed(*n1, "n2") > 0);
+  MESSAGE(n1->output().substr(n1->output().find("[n1] traffic: sent")));
+}
+
+TEST_CASE("a caller that hosted an instance while its home was away follows it home") {
+  cluster_file f{"routing", "a-shared-secret",
+                 "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n",
+                 "[[group]]\nname = \"single\"\ndomain = \"echo\"\ninstances = 1\n"
+                 "nodes = [\"n3\", \"n1\", \"n2\"]\n"};
+  std::vector<std::string> argv{TROUPE_BINARY, "node", "--config", f.path, "--name", "n1",
+                                "--rate", "500", "--group", "single", "--duration", "10s",
+                                "--expect-no-loss"};
+  auto n1 = child_process::start(argv);
+  REQUIRE(n1);
+  argv[5] = "n2";
+  auto n2 = child_process::start(argv);
+  REQUIRE(n2);
+  REQUIRE(n1->wait_for("[n1] hosting single: #0 (moved)", join_timeout));
+  auto m1 = n1->mark();
+  CHECK(!n1->wait_for("lost", 1500ms, m1));
+  auto n3 = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", "n3"});
+  REQUIRE(n3);
+  CHECK(n3->wait_for("[n3] hosting single: #0", join_timeout));
+  CHECK(n1->wait_exit(30000ms) == 0);
+  CHECK(n2->wait_exit(30000ms) == 0);
+  CHECK(n1->output().find(", lost 0;") != std::string::npos);
+  CHECK(n2->output().find(", lost 0;") != std::string::npos);
+  MESSAGE(n1->output().substr(n1->output().find("[n1] traffic: sent")));
+  MESSAGE(n2->output().substr(n2->output().find("[n2] traffic: sent")));
+}

@@ -1,0 +1,185 @@
+// `troupe bench kafka-consume | redis-features | pipeline`: the figures of
+// scripts/bench-pipeline, against a running local cluster's embedded Kafka
+// and Redis.
+
+#include "runtime/cli/bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "actors/feature_enricher/feature_store.hpp"
+#include "actors/ingestor/transaction_json.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/kafka/client.hpp"
+
+using namespace std::chrono_literals;
+
+namespace troupe::cli {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double pct(std::vector<double> xs, double p) {
+  if (xs.empty())
+    return 0;
+  std::sort(xs.begin(), xs.end());
+  return xs[static_cast<size_t>(p * static_cast<double>(xs.size() - 1) + 0.5)];
+}
+
+/// The events of `path` (one JSON transaction per line), each id and user
+/// tagged with `tag` so that a run never meets the features or alert claims
+/// of an earlier one.
+caf::expected<std::vector<transaction>> load_events(const std::string& path,
+                                                    const std::string& tag, uint64_t count) {
+  std::ifstream in{path};
+  if (!in)
+    return caf::make_error(ec::invalid_argument, "cannot read " + path);
+  std::vector<transaction> txs;
+  for (std::string line; std::getline(in, line) && txs.size() < count;) {
+    auto tx = ingest::parse_transaction(line);
+    if (!tx)
+      return caf::make_error(ec::invalid_argument, path + ": " + render(tx.error()));
+    tx->id += "-" + tag;
+    tx->user += "-" + tag;
+    txs.push_back(std::move(*tx));
+  }
+  return txs;
+}
+
+int fail(const caf::error& err) {
+  std::fprintf(stderr, "troupe bench: %s\n", render(err).c_str());
+  return 1;
+}
+
+} // namespace
+
+/// Raw librdkafka consume rate: a fresh group reads `count` records of the
+/// topic from the start.
+int bench_kafka_consume(const bench_options& opt) {
+  auto c = kafka::consumer::make(kafka::defaults(opt.kafka),
+                                 "bench-raw-" + std::to_string(::getpid()), {opt.topic});
+  if (!c)
+    return fail(c.error());
+  uint64_t got = 0;
+  clock_type::time_point first;
+  auto until = clock_type::now() + 120s;
+  while (got < opt.count && clock_type::now() < until) {
+    auto batch = (*c)->poll(10000, 100ms);
+    if (got == 0 && !batch.empty())
+      first = clock_type::now();
+    got += batch.size();
+  }
+  auto secs = std::chrono::duration<double>(clock_type::now() - first).count();
+  std::printf("raw_consume_per_s %.0f\n", static_cast<double>(got) / secs);
+  return got >= opt.count ? 0 : 1;
+}
+
+/// Raw pipelined Redis rate of the feature updates: the feature script over
+/// the events, batches of 100, one connection.
+int bench_redis_features(const bench_options& opt) {
+  auto txs = load_events(opt.events, "r" + std::to_string(::getpid()), opt.count);
+  if (!txs)
+    return fail(txs.error());
+  auto store = enrich::feature_store::make(opt.redis, 2s);
+  if (!store)
+    return fail(store.error());
+  auto t0 = clock_type::now();
+  for (size_t at = 0; at < txs->size(); at += 100) {
+    std::vector<transaction> batch(txs->begin() + at,
+                                   txs->begin() + std::min(at + 100, txs->size()));
+    auto f = (*store)->features(batch);
+    if (!f)
+      return fail(f.error());
+  }
+  auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  std::printf("raw_redis_features_per_s %.0f\n", static_cast<double>(txs->size()) / secs);
+  return 0;
+}
+
+/// The pipeline end to end on the running cluster: produce the events at
+/// `rate` (0: as fast as possible), then time until the ingestors' group
+/// committed every partition to its end; meanwhile read the alerts and time
+/// each from its transaction's produce to its arrival.
+int bench_pipeline(const bench_options& opt) {
+  auto tag = "p" + std::to_string(::getpid()) + "-" + std::to_string(opt.rate);
+  auto txs = load_events(opt.events, tag, opt.count);
+  if (!txs)
+    return fail(txs.error());
+  auto conf = kafka::defaults(opt.kafka);
+  auto producer = kafka::producer::make(conf);
+  if (!producer)
+    return fail(producer.error());
+  auto reader = kafka::consumer::make(conf, "bench-alerts-" + tag, {"fraud-alerts"});
+  if (!reader)
+    return fail(reader.error());
+  // Join and skip what is there before producing.
+  for (auto until = clock_type::now() + 15s;
+       (*reader)->assignment().empty() && clock_type::now() < until;)
+    (*reader)->poll(1000, 100ms);
+  std::mutex mtx;
+  std::unordered_map<std::string, clock_type::time_point> sent_at;
+  sent_at.reserve(txs->size());
+  std::vector<double> latency_ms;
+  // The reader stops half a second after `stop_at` is set (the last alerts
+  // in flight), or at once if it is never set and the bench fails.
+  std::atomic<int64_t> stop_at{std::numeric_limits<int64_t>::max()};
+  std::thread alerts{[&] {
+    while (clock_type::now().time_since_epoch().count() < stop_at.load()) {
+      for (auto& r : (*reader)->poll(1000, 50ms)) {
+        auto now = clock_type::now();
+        std::lock_guard<std::mutex> guard{mtx};
+        auto i = sent_at.find(r.key);
+        if (i != sent_at.end())
+          latency_ms.push_back(std::chrono::duration<double, std::milli>(now - i->second).count());
+      }
+    }
+  }};
+  auto t0 = clock_type::now();
+  for (size_t i = 0; i < txs->size(); ++i) {
+    if (opt.rate > 0) {
+      auto due = t0 + std::chrono::microseconds(static_cast<int64_t>(i * 1e6 / opt.rate));
+      while (clock_type::now() < due)
+        std::this_thread::yield();
+    }
+    auto& tx = (*txs)[i];
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      sent_at[tx.id] = clock_type::now();
+    }
+    while (auto err = (*producer)->produce("transactions", tx.user, ingest::to_json(tx))) {
+      (void) err; // local queue full: let it drain
+      std::this_thread::yield();
+    }
+  }
+  (*producer)->flush(30s);
+  auto produced = std::chrono::duration<double>(clock_type::now() - t0).count();
+  // Finished when every partition's committed offset reached its end.
+  bool finished = false;
+  for (auto until = clock_type::now() + 300s; !finished && clock_type::now() < until;) {
+    auto p = kafka::group_progress(conf, "troupe.ingestor", "transactions", 12, 5s);
+    finished = p && std::all_of(p->begin(), p->end(), [](auto& x) { return x.first == x.second; });
+  }
+  auto total = std::chrono::duration<double>(clock_type::now() - t0).count();
+  stop_at = (clock_type::now() + 500ms).time_since_epoch().count();
+  alerts.join();
+  std::printf("pipeline_produced_per_s %.0f\n", static_cast<double>(txs->size()) / produced);
+  std::printf("pipeline_tx_per_s %.0f\n", static_cast<double>(txs->size()) / total);
+  std::lock_guard<std::mutex> guard{mtx};
+  std::printf("pipeline_alerts %zu\n", latency_ms.size());
+  std::printf("pipeline_alert_p50_ms %.2f\n", pct(latency_ms, 0.5));
+  std::printf("pipeline_alert_p99_ms %.2f\n", pct(latency_ms, 0.99));
+  return finished ? 0 : 1;
+}
+
+} // namespace troupe::cli
