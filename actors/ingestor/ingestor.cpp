@@ -134,7 +134,11 @@ struct worker_state {
     drop_revoked();
     auto busy = !batches.empty();
     auto recs = consumer->poll(500, busy ? 1ms : 5ms);
-    for (auto& r : recs) {
+    auto cut = consumer->rebalanced_at();
+    for (size_t n = 0; n < recs.size(); ++n) {
+      if (n == cut)
+        drop_revoked(); // records from here on belong to the new assignment
+      auto& r = recs[n];
       ++read;
       auto& p = partition({r.topic, r.partition});
       p.open[r.offset] = false;
@@ -146,6 +150,8 @@ struct worker_state {
       }
       p.queue.emplace_back(r.offset, std::move(*tx));
     }
+    if (cut != std::string::npos && cut >= recs.size())
+      drop_revoked();
     for (auto& [k, p] : parts)
       if (!p.in_flight && !p.queue.empty())
         launch(k, p);

@@ -139,6 +139,7 @@ void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partiti
   auto err = static_cast<rd_kafka_resp_err_t>(err_code);
   auto cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   auto xs = from_list(parts);
+  self->rebalanced_ = true;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     if (cooperative)
       rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
@@ -203,8 +204,12 @@ consumer::~consumer() {
 std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
   std::vector<record> out;
   auto wait = to_ms(timeout);
+  rebalanced_at_ = std::string::npos;
   while (out.size() < max) {
+    rebalanced_ = false;
     auto m = rd_kafka_consumer_poll(rk_, out.empty() ? wait : 0);
+    if (rebalanced_ && rebalanced_at_ == std::string::npos)
+      rebalanced_at_ = out.size();
     if (!m)
       break;
     if (m->err) {
@@ -222,6 +227,8 @@ std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
       out.push_back(std::move(r));
     }
     rd_kafka_message_destroy(m);
+    if (rebalanced_at_ != std::string::npos)
+      break; // the rest in the next poll, after the owner caught up
   }
   return out;
 }

@@ -106,8 +106,18 @@ public:
   consumer& operator=(const consumer&) = delete;
 
   /// Up to `max` records: waits at most `timeout` for the first, then takes
-  /// what is already there. Serves rebalances as they come.
+  /// what is already there. Serves rebalances as they come, and stops at the
+  /// first one: records from `rebalanced_at()` on belong to the new
+  /// assignment, those before it to the old one.
   std::vector<record> poll(size_t max, caf::timespan timeout);
+
+  /// Where in the last `poll`'s records a rebalance happened (npos: none).
+  /// An owner drops the revoked partitions' state there, before taking the
+  /// records after it (a partition revoked and assigned again within one
+  /// poll would otherwise lose what was read after its reassignment).
+  size_t rebalanced_at() const {
+    return rebalanced_at_;
+  }
 
   /// Commits, per partition, the next offset to read (synchronously).
   caf::error commit(const std::vector<partition_offset>& next);
@@ -140,6 +150,8 @@ private:
   std::vector<partition_offset> assigned_;
   std::vector<partition_offset> revoked_;
   std::vector<std::string> errors_;
+  bool rebalanced_ = false;
+  size_t rebalanced_at_ = std::string::npos;
 };
 
 /// For each partition of `topic` (0 .. partitions-1): the offset the
