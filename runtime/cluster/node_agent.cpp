@@ -216,6 +216,22 @@ struct agent_state {
         [fail](caf::error& err) { fail("connect", render(err)); });
   }
 
+  /// Forgets what was agreed with `p` (both proofs, its agent) and, if it
+  /// was up, logs its loss and tells the listeners.
+  void lose(const std::string& name, peer& p, const std::string& reason) {
+    auto was_up = p.state == "up";
+    trusted.erase(p.nid);
+    p.agent = nullptr;
+    p.nid = caf::node_id{};
+    p.accepted_us = false;
+    p.state = "down";
+    p.since_ms = now_ms();
+    if (was_up) {
+      log("member " + name + " down (" + reason + ")");
+      notify_down(name, reason);
+    }
+  }
+
   /// This process did not run for longer than the failure timeout (SIGSTOP,
   /// a VM pause, a starved host): its peers have declared it down and moved
   /// its instances, while its own view never changed. It leaves the cluster
@@ -228,18 +244,8 @@ struct agent_state {
     for (auto& [name, p] : peers) {
       if (p.agent)
         self->demonitor(p.agent);
-      auto was_up = p.state == "up";
-      trusted.erase(p.nid);
-      p.agent = nullptr;
-      p.nid = caf::node_id{};
-      p.accepted_us = false;
-      p.state = "down";
-      p.since_ms = now_ms();
       p.next_attempt = {};
-      if (was_up) {
-        log("member " + name + " down (this node paused)");
-        notify_down(name, "this node paused");
-      }
+      lose(name, p, "this node paused");
     }
   }
 
@@ -264,18 +270,7 @@ struct agent_state {
   void on_down(caf::down_msg& msg) {
     for (auto& [name, p] : peers) {
       if (p.agent && p.agent.address() == msg.source) {
-        auto was_up = p.state == "up";
-        trusted.erase(p.nid);
-        p.agent = nullptr;
-        p.nid = caf::node_id{};
-        p.accepted_us = false;
-        p.state = "down";
-        p.since_ms = now_ms();
-        if (was_up) {
-          auto reason = render(msg.reason);
-          log("member " + name + " down (" + reason + ")");
-          notify_down(name, reason);
-        }
+        lose(name, p, render(msg.reason));
         return;
       }
     }

@@ -12,6 +12,8 @@
 
 #include <unistd.h>
 
+#include <doctest/doctest.h>
+
 #include "tests/support/process.hpp"
 
 namespace troupe::test {
@@ -62,5 +64,15 @@ private:
     out << groups;
   }
 };
+
+/// Starts `troupe node --config f --name name` with `extra` arguments.
+inline std::unique_ptr<child_process> start_node(const cluster_file& f, const std::string& name,
+                                                 std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{TROUPE_BINARY, "node", "--config", f.path, "--name", name};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = child_process::start(argv);
+  REQUIRE(p);
+  return p;
+}
 
 } // namespace troupe::test

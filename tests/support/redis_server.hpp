@@ -11,6 +11,8 @@
 
 #include <unistd.h>
 
+#include <doctest/doctest.h>
+
 #include "tests/support/process.hpp"
 
 namespace troupe::test {

@@ -12,6 +12,7 @@
 
 #include "actors/ingestor/transaction_json.hpp"
 #include "runtime/core/error.hpp"
+#include "tests/support/python_reference.hpp"
 #include "tests/support/redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -26,18 +27,8 @@ struct stream {
 };
 
 stream reference(int seed, int users, double days) {
-  char tmpl[] = "/tmp/troupe-features-XXXXXX";
-  auto fd = mkstemp(tmpl);
-  REQUIRE(fd >= 0);
-  close(fd);
-  std::string out = tmpl;
-  auto cmd = "cd " + std::string{TROUPE_SOURCE_DIR}
-             + "/scripts/fraud && /usr/bin/python3 reference_features.py " + std::to_string(seed)
-             + " " + std::to_string(users) + " " + std::to_string(days) + " " + out;
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  std::ifstream in{out};
-  auto j = nlohmann::json::parse(in);
-  std::remove(out.c_str());
+  auto j = test::python_reference(
+    "reference_features.py", {std::to_string(seed), std::to_string(users), std::to_string(days)});
   stream s;
   for (auto& e : j["events"]) {
     auto tx = ingest::parse_transaction(e.get<std::string>());

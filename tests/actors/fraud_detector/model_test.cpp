@@ -15,6 +15,7 @@
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
+#include "tests/support/python_reference.hpp"
 #include "runtime/group/group.hpp"
 
 #include <caf/all.hpp>
@@ -29,19 +30,8 @@ const std::string model_path = std::string{TROUPE_SOURCE_DIR} + "/actors/fraud_d
 
 /// Rows and python3-xgboost's predictions for them (seed, users).
 nlohmann::json reference(int seed, int users) {
-  char tmpl[] = "/tmp/troupe-scores-XXXXXX";
-  auto fd = mkstemp(tmpl);
-  REQUIRE(fd >= 0);
-  close(fd);
-  std::string out = tmpl;
-  auto cmd = "cd " + std::string{TROUPE_SOURCE_DIR} + "/scripts/fraud && /usr/bin/python3 "
-             + "reference_scores.py " + model_path + " " + std::to_string(seed) + " "
-             + std::to_string(users) + " " + out;
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  std::ifstream in{out};
-  auto j = nlohmann::json::parse(in);
-  std::remove(out.c_str());
-  return j;
+  return test::python_reference("reference_scores.py",
+                                {model_path, std::to_string(seed), std::to_string(users)});
 }
 
 } // namespace

@@ -19,6 +19,7 @@
 #include "runtime/kafka/client.hpp"
 #include "runtime/kafka/embedded_kafka.hpp"
 #include "tests/support/cluster_file.hpp"
+#include "tests/support/python_reference.hpp"
 #include "tests/support/redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -37,18 +38,8 @@ struct expectation {
 };
 
 expectation expected(int seed, int users, double days) {
-  char tmpl[] = "/tmp/troupe-expected-XXXXXX";
-  auto fd = mkstemp(tmpl);
-  REQUIRE(fd >= 0);
-  close(fd);
-  std::string out = tmpl;
-  auto cmd = "cd " + source_dir + "/scripts/fraud && /usr/bin/python3 expected_alerts.py "
-             + std::to_string(seed) + " " + std::to_string(users) + " " + std::to_string(days)
-             + " " + model + " 0.5 " + out;
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  std::ifstream in{out};
-  auto j = nlohmann::json::parse(in);
-  std::remove(out.c_str());
+  auto j = python_reference("expected_alerts.py", {std::to_string(seed), std::to_string(users),
+                                                   std::to_string(days), model, "0.5"});
   expectation e;
   for (auto& ev : j["events"])
     e.events.emplace_back(ev[0].get<std::string>(), ev[1].get<std::string>());
@@ -67,6 +58,22 @@ std::string pipeline_groups(const std::string& nodes) {
            "[[group]]\nname = \"alerter\"\ndomain = \"alerter\"\ninstances = 1\n"
            "nodes = " + nodes + "\n";
 }
+
+/// What every case runs against: librdkafka's mock cluster (3 brokers) with
+/// the pipeline's topics, and a private redis-server.
+struct parts {
+  std::unique_ptr<kafka::embedded_kafka> mock;
+  std::string bootstrap;
+  redis_server redis;
+
+  parts() {
+    auto m = kafka::embedded_kafka::make(
+      3, {{"transactions", 12}, {"dead-letters", 1}, {"fraud-alerts", 4}});
+    REQUIRE(m);
+    mock = std::move(*m);
+    bootstrap = mock->bootstrap();
+  }
+};
 
 /// Reads `topic` from the start until `n` records arrived or `deadline`.
 std::vector<kafka::record> read_all(const std::string& bootstrap, const std::string& topic,
@@ -116,11 +123,9 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
   auto want = expected(2026, 920, 3.0);
   REQUIRE(want.events.size() >= 10000);
   REQUIRE(want.alerts.size() > 50);
-  auto mock = kafka::embedded_kafka::make(
-    3, {{"transactions", 12}, {"dead-letters", 1}, {"fraud-alerts", 4}});
-  REQUIRE(mock);
-  auto bootstrap = (*mock)->bootstrap();
-  redis_server redis;
+  parts env;
+  auto& bootstrap = env.bootstrap;
+  auto& redis = env.redis;
   cluster_file f{"pipeline", "a-shared-secret", "", pipeline_groups("[\"n1\"]"), {"n1"}};
   auto node = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", "n1",
                                     "--kafka", bootstrap, "--redis", redis.url()});
@@ -199,11 +204,9 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
 TEST_CASE("workers crashing and a node killed with kill -9 mid-stream lose no transaction and raise no alert twice") {
   auto want = expected(2027, 600, 3.0);
   REQUIRE(want.events.size() > 6000);
-  auto mock = kafka::embedded_kafka::make(
-    3, {{"transactions", 12}, {"dead-letters", 1}, {"fraud-alerts", 4}});
-  REQUIRE(mock);
-  auto bootstrap = (*mock)->bootstrap();
-  redis_server redis;
+  parts env;
+  auto& bootstrap = env.bootstrap;
+  auto& redis = env.redis;
   // Every stage on every node, the detector's workers crashing on every 7th
   // batch; the alerter at home on n1, so that n3's loss replays into it.
   auto all = std::string{"[\"n1\", \"n2\", \"n3\"]"};
@@ -257,11 +260,9 @@ TEST_CASE("workers crashing and a node killed with kill -9 mid-stream lose no tr
 
 TEST_CASE("Redis stopped and started again mid-stream: no crash, degraded features meanwhile, full recovery") {
   auto want = expected(2028, 400, 3.0);
-  auto mock = kafka::embedded_kafka::make(
-    3, {{"transactions", 12}, {"dead-letters", 1}, {"fraud-alerts", 4}});
-  REQUIRE(mock);
-  auto bootstrap = (*mock)->bootstrap();
-  redis_server redis;
+  parts env;
+  auto& bootstrap = env.bootstrap;
+  auto& redis = env.redis;
   cluster_file f{"pipeline", "a-shared-secret", "", pipeline_groups("[\"n1\"]"), {"n1"}};
   auto node = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", "n1",
                                     "--kafka", bootstrap, "--redis", redis.url()});

@@ -30,12 +30,6 @@ struct hosting_file : cluster_file {
   }
 };
 
-std::unique_ptr<child_process> start_node(const hosting_file& f, const std::string& name) {
-  auto p = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", name});
-  REQUIRE(p);
-  return p;
-}
-
 /// The last line of `out` that starts with `prefix`, or "".
 std::string last_hosting(const std::string& out, const std::string& prefix) {
   auto i = out.rfind(prefix);

@@ -22,12 +22,6 @@ constexpr auto join_timeout = 15000ms;
 
 const std::string timing = "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n";
 
-std::unique_ptr<child_process> start_node(const cluster_file& f, const std::string& name) {
-  auto p = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", name});
-  REQUIRE(p);
-  return p;
-}
-
 } // namespace
 
 TEST_CASE("proofs match only for the same secret, cluster, name and nonce") {

@@ -27,15 +27,6 @@ struct routing_file : cluster_file {
   }
 };
 
-std::unique_ptr<child_process> start(const routing_file& f, const std::string& name,
-                                     std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv{TROUPE_BINARY, "node", "--config", f.path, "--name", name};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto p = child_process::start(argv);
-  REQUIRE(p);
-  return p;
-}
-
 /// The count n1's traffic summary reports for `key` ("n2", "resent", ...).
 long routed(child_process& n1, const std::string& key) {
   std::smatch m;
@@ -52,9 +43,9 @@ long routed(child_process& n1, const std::string& key) {
 
 TEST_CASE("requests reach a group on other nodes, and none is lost when one is killed") {
   routing_file f;
-  auto n2 = start(f, "n2");
-  auto n3 = start(f, "n3");
-  auto n1 = start(f, "n1",
+  auto n2 = start_node(f, "n2");
+  auto n3 = start_node(f, "n3");
+  auto n1 = start_node(f, "n1",
                   {"--rate", "1000", "--group", "remote", "--duration", "6s", "--expect-no-loss"});
   REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
   REQUIRE(n1->wait_for("[n1] member n3 up", join_timeout));
@@ -75,9 +66,9 @@ TEST_CASE("requests reach a group on other nodes, and none is lost when one is k
 
 TEST_CASE("a frozen hosting node's requests go to the survivor, none lost, and it rejoins") {
   routing_file f;
-  auto n2 = start(f, "n2");
-  auto n3 = start(f, "n3");
-  auto n1 = start(f, "n1",
+  auto n2 = start_node(f, "n2");
+  auto n3 = start_node(f, "n3");
+  auto n1 = start_node(f, "n1",
                   {"--rate", "1000", "--group", "remote", "--duration", "12s", "--expect-no-loss"});
   REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
   REQUIRE(n1->wait_for("[n1] member n3 up", join_timeout));
@@ -112,13 +103,13 @@ TEST_CASE("requests reach an instance that went home after it ran elsewhere whil
   routing_file f;
   // n2 starts late: n3 first hosts n2's instance (#0, moved), then hands it
   // home; n1's traffic must follow it there.
-  auto n3 = start(f, "n3");
-  auto n1 = start(f, "n1",
+  auto n3 = start_node(f, "n3");
+  auto n1 = start_node(f, "n1",
                   {"--rate", "500", "--group", "remote", "--duration", "10s", "--expect-no-loss"});
   REQUIRE(n3->wait_for("[n3] hosting remote: #0 (moved), #1", join_timeout));
   auto m1 = n1->mark();
   CHECK(!n1->wait_for("lost", 1500ms, m1));
-  auto n2 = start(f, "n2");
+  auto n2 = start_node(f, "n2");
   CHECK(n2->wait_for("[n2] hosting remote: #0", join_timeout));
   CHECK(n1->wait_exit(30000ms) == 0);
   CHECK(n1->output().find(", lost 0;") != std::string::npos);

@@ -64,15 +64,6 @@ const std::string timing = "heartbeat_interval = \"100ms\"\nfailure_timeout = \"
 const std::string remote_group = "[[group]]\nname = \"remote\"\ndomain = \"echo\"\n"
                                  "instances = 2\nnodes = [\"n2\", \"n3\"]\n";
 
-std::unique_ptr<child_process> start(const cluster_file& f, const std::string& name,
-                                     std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv{TROUPE_BINARY, "node", "--config", f.path, "--name", name};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto p = child_process::start(argv);
-  REQUIRE(p);
-  return p;
-}
-
 /// What a plain TCP client reads from `port` within 500 ms (a CAF node sends
 /// its BASP handshake at once; a TLS server waits for the client's hello).
 ssize_t plain_bytes_from(uint16_t port) {
@@ -98,9 +89,9 @@ ssize_t plain_bytes_from(uint16_t port) {
 TEST_CASE("nodes with certificates from the cluster's CA talk over TLS, and lose nothing when one is killed") {
   certificates certs;
   cluster_file f{"tls", "a-shared-secret", timing + certs.keys("good"), remote_group};
-  auto n2 = start(f, "n2");
-  auto n3 = start(f, "n3");
-  auto n1 = start(f, "n1",
+  auto n2 = start_node(f, "n2");
+  auto n3 = start_node(f, "n3");
+  auto n1 = start_node(f, "n1",
                   {"--rate", "1000", "--group", "remote", "--duration", "6s", "--expect-no-loss"});
   REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
   REQUIRE(n1->wait_for("[n1] member n3 up", join_timeout));
@@ -127,11 +118,11 @@ TEST_CASE("a node whose certificate another CA signed is refused, and the refusa
   certificates certs;
   cluster_file f{"tls", "a-shared-secret", timing + certs.keys("good")};
   cluster_file rogue{f, "tls", "a-shared-secret", timing + certs.keys("rogue")};
-  auto n1 = start(f, "n1");
-  auto n2 = start(f, "n2");
+  auto n1 = start_node(f, "n1");
+  auto n2 = start_node(f, "n2");
   REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
   auto mark = n1->mark();
-  auto n3 = start(rogue, "n3");
+  auto n3 = start_node(rogue, "n3");
   CHECK(n1->wait_for("refused (TLS: ", 5000ms, mark));
   CHECK(n3->wait_for("refused (TLS: ", 5000ms));
   CHECK(!n1->wait_for("[n1] member n3 up", 2000ms, mark));
@@ -143,7 +134,7 @@ TEST_CASE("a TLS file that cannot be read is refused before the node starts") {
   cluster_file f{"tls", "a-shared-secret",
                  "tls = { certificate = \"" + certs.dir + "/missing.pem\", key = \"" + certs.dir
                    + "/good.key\", ca_file = \"" + certs.dir + "/ca.pem\" }\n"};
-  auto n1 = start(f, "n1");
+  auto n1 = start_node(f, "n1");
   CHECK(n1->wait_exit(5000ms) == 2);
   CHECK(n1->output().find("cluster.tls.certificate: cannot read certificate") != std::string::npos);
 }
