@@ -88,6 +88,10 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
     return caf::make_error(ec::invalid_argument,
                            "domain " + decl.domain + " is not in this build yet");
   }
+  if (decl.domain != "echo")
+    // A pipeline stage's request may wait behind a backlog of batches: the
+    // ingestor's own stage timeout decides when to try again.
+    g.call_timeout = std::chrono::seconds(30);
   g.instances = instances;
   g.strat = decl.strat;
   g.intensity = decl.intensity;

@@ -153,7 +153,7 @@ struct worker_state {
     if (cut != std::string::npos && cut >= recs.size())
       drop_revoked();
     for (auto& [k, p] : parts)
-      if (!p.in_flight && !p.queue.empty())
+      if (!p.in_flight && !p.queue.empty() && batches.size() < cfg.max_batches)
         launch(k, p);
     auto now = clock_type::now();
     if (now - last_commit >= cfg.commit_every) {
@@ -211,7 +211,11 @@ struct worker_state {
       log(stage + " failed (" + render(err) + "), retrying");
       last_stage_log = now;
     }
-    self->delayed_send(self, 200ms, retry_atom::value, id);
+    // Back off: 200 ms doubling per attempt, at most 5 s.
+    auto i = batches.find(id);
+    auto attempts = i == batches.end() ? 1 : std::min(i->second.attempts, 5);
+    self->delayed_send(self, std::min<caf::timespan>(200ms * (1 << (attempts - 1)), 5s),
+                       retry_atom::value, id);
   }
 
   void run(uint64_t id) {
@@ -269,10 +273,13 @@ struct worker_state {
       for (auto off : i->second.offsets)
         mark_done(p, off);
       p.in_flight = false;
-      if (!p.queue.empty())
-        launch(pi->first, p);
     }
     batches.erase(i);
+    // Give the freed slot to the partition that waited longest (the poll
+    // loop fills the others).
+    for (auto& [k, q] : parts)
+      if (!q.in_flight && !q.queue.empty() && batches.size() < cfg.max_batches)
+        launch(k, q);
   }
 
   void mark_done(partition_state& p, int64_t offset) {

@@ -23,7 +23,11 @@ struct ingestor_settings {
   /// half of it resumed.
   size_t max_pending = 5000;
   /// How long a stage may take before the batch is tried again.
-  caf::timespan stage_timeout = std::chrono::seconds(10);
+  caf::timespan stage_timeout = std::chrono::seconds(30);
+  /// Batches of this instance in the pipeline at once (over all its
+  /// partitions): more only queue inside the stages, where they would time
+  /// out and be retried, multiplying the work under load.
+  size_t max_batches = 4;
   /// How often finished offsets are committed.
   caf::timespan commit_every = std::chrono::milliseconds(100);
   /// How often each instance logs its counters (0: never).
