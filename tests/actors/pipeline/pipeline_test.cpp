@@ -195,6 +195,10 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
     node->wait_for("\n", 200ms, node->mark()); // the next report line
   CHECK(counters().first == want.events.size());
   CHECK(counters().second == bad.size());
+  if (counters().first != want.events.size()) {
+    auto out = node->output();
+    MESSAGE("the node's last lines:\n" << out.substr(out.size() > 4000 ? out.size() - 4000 : 0));
+  }
   // ... and committed: the group's offsets reach the end of every partition.
   CHECK(all_committed(bootstrap, 15s));
   node->signal(SIGTERM);
