@@ -93,8 +93,11 @@ TEST_CASE("nodes with certificates from the cluster's CA talk over TLS, and lose
   auto n3 = start_node(f, "n3");
   auto n1 = start_node(f, "n1",
                   {"--rate", "1000", "--group", "remote", "--duration", "6s", "--expect-no-loss"});
-  REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
-  REQUIRE(n1->wait_for("[n1] member n3 up", join_timeout));
+  auto joined = n1->wait_for("[n1] member n2 up", join_timeout)
+                && n1->wait_for("[n1] member n3 up", join_timeout);
+  if (!joined)
+    MESSAGE("n1:\n" << n1->output() << "n2:\n" << n2->output() << "n3:\n" << n3->output());
+  REQUIRE(joined);
   CHECK(n1->output().find("(TLS)") != std::string::npos);
   // The cluster port speaks TLS only: a plain client gets no BASP handshake,
   // and the node logs the refused connection.
