@@ -121,32 +121,21 @@ private:
     error_code ignored;
     plain_.set_option(tcp::no_delay{true}, ignored);
     tls_.lowest_layer().set_option(tcp::no_delay{true}, ignored);
-    pump_plain_to_tls();
-    pump_tls_to_plain();
+    pump(plain_, tls_, up_);
+    pump(tls_, plain_, down_);
   }
 
-  void pump_plain_to_tls() {
+  /// Copies what `from` reads to `to`, until either side fails or closes.
+  template <class From, class To>
+  void pump(From& from, To& to, std::array<char, 16384>& buf) {
     auto self = shared_from_this();
-    plain_.async_read_some(asio::buffer(up_), [this, self](error_code ec, size_t n) {
+    from.async_read_some(asio::buffer(buf), [this, self, &from, &to, &buf](error_code ec, size_t n) {
       if (ec)
         return close();
-      asio::async_write(tls_, asio::buffer(up_, n), [this, self](error_code ec, size_t) {
+      asio::async_write(to, asio::buffer(buf, n), [this, self, &from, &to, &buf](error_code ec, size_t) {
         if (ec)
           return close();
-        pump_plain_to_tls();
-      });
-    });
-  }
-
-  void pump_tls_to_plain() {
-    auto self = shared_from_this();
-    tls_.async_read_some(asio::buffer(down_), [this, self](error_code ec, size_t n) {
-      if (ec)
-        return close();
-      asio::async_write(plain_, asio::buffer(down_, n), [this, self](error_code ec, size_t) {
-        if (ec)
-          return close();
-        pump_tls_to_plain();
+        pump(from, to, buf);
       });
     });
   }

@@ -127,9 +127,7 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
   auto& bootstrap = env.bootstrap;
   auto& redis = env.redis;
   cluster_file f{"pipeline", "a-shared-secret", "", pipeline_groups("[\"n1\"]"), {"n1"}};
-  auto node = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", "n1",
-                                    "--kafka", bootstrap, "--redis", redis.url()});
-  REQUIRE(node);
+  auto node = start_node(f, "n1", {"--kafka", bootstrap, "--redis", redis.url()});
   auto p = kafka::producer::make(kafka::defaults(bootstrap));
   REQUIRE(p);
   for (auto& [user, json] : want.events)
@@ -227,9 +225,7 @@ TEST_CASE("workers crashing and a node killed with kill -9 mid-stream lose no tr
                  "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n", groups};
   std::map<std::string, std::unique_ptr<child_process>> nodes;
   for (auto name : {"n1", "n2", "n3"}) {
-    nodes[name] = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", name,
-                                        "--kafka", bootstrap, "--redis", redis.url()});
-    REQUIRE(nodes[name]);
+    nodes[name] = start_node(f, name, {"--kafka", bootstrap, "--redis", redis.url()});
   }
   for (auto name : {"n1", "n2", "n3"})
     REQUIRE(nodes[name]->wait_for("member of consumer group", 20000ms));
@@ -268,9 +264,7 @@ TEST_CASE("Redis stopped and started again mid-stream: no crash, degraded featur
   auto& bootstrap = env.bootstrap;
   auto& redis = env.redis;
   cluster_file f{"pipeline", "a-shared-secret", "", pipeline_groups("[\"n1\"]"), {"n1"}};
-  auto node = child_process::start({TROUPE_BINARY, "node", "--config", f.path, "--name", "n1",
-                                    "--kafka", bootstrap, "--redis", redis.url()});
-  REQUIRE(node);
+  auto node = start_node(f, "n1", {"--kafka", bootstrap, "--redis", redis.url()});
   REQUIRE(node->wait_for("member of consumer group", 20000ms));
   redis.stop();
   produce(bootstrap, want);
