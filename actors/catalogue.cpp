@@ -80,6 +80,13 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
       return threshold.error();
     s.threshold = *threshold;
     s.topic = setting(decl, "topic");
+    auto remember = parse_duration(setting(decl, "remember"));
+    if (!remember || *remember < std::chrono::seconds(1))
+      return caf::make_error(ec::invalid_argument,
+                             "group " + decl.name + ": remember: "
+                               + (remember ? std::string{"must be at least 1s"}
+                                           : render(remember.error())));
+    s.remember = std::chrono::duration_cast<std::chrono::seconds>(*remember);
     s.kafka = ctx.kafka;
     s.redis = ctx.redis;
     s.node = ctx.node;

@@ -32,7 +32,7 @@ const std::vector<domain_info>& domains() {
     {"ingestor", {}, {{"topic", "transactions"}, {"dead_letter_topic", "dead-letters"}, {"report_every", "10s"}}},
     {"feature-enricher", {}, {}},
     {"fraud-detector", {}, {{"model", "actors/fraud_detector/model/fraud.json"}, {"crash_every", "0"}}},
-    {"alerter", {}, {{"threshold", "0.5"}, {"topic", "fraud-alerts"}}},
+    {"alerter", {}, {{"threshold", "0.5"}, {"topic", "fraud-alerts"}, {"remember", "168h"}}},
     {"ranker", {"trending"}, {{"top_k", "10"}}},
     {"websocket-broadcaster", {}, {}},
     {"echo", {}, {}},
@@ -295,7 +295,7 @@ std::vector<node_spec> read_nodes(const std::string& source, const toml::table& 
   std::map<std::pair<std::string, int64_t>, std::string> ports;
   for (auto& item : *arr->as_array()) {
     reader r{source, *item.as_table(), "node[" + std::to_string(i++) + "]"};
-    r.only({"name", "host", "cluster_port", "http_port"});
+    r.only({"name", "host", "cluster_port", "http_port", "threads"});
     node_spec n;
     n.line = r.line();
     n.name = r.unique_name("node", result);
@@ -313,6 +313,7 @@ std::vector<node_spec> read_nodes(const std::string& source, const toml::table& 
       (std::string{key} == "cluster_port" ? n.cluster_port : n.http_port)
         = static_cast<uint16_t>(port);
     }
+    n.threads = static_cast<size_t>(r.integer("threads", int64_t{0}, 0, 256));
     result.push_back(std::move(n));
   }
   return result;

@@ -45,6 +45,8 @@ struct node_spec {
   std::string host = "127.0.0.1";
   uint16_t cluster_port = 0;
   uint16_t http_port = 0;
+  /// Scheduler threads of the node's actor system; 0: one per core.
+  size_t threads = 0;
   /// The line of the `[[node]]` header, for messages.
   int line = 0;
 };

@@ -35,8 +35,10 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
 /// once Kafka confirmed it the claim becomes `sent`. A replay after that finds
 /// `sent` and raises nothing; one that finds `pending` (a crash between the
 /// claim and the confirmation) produces again, the only window in which a
-/// consumer may see an alert twice. Answers how many alerts were new; fails
+/// consumer may see an alert twice. Answers how many alerts were new, once
+/// Kafka confirmed them (the worker takes other batches meanwhile); fails
 /// (so that the caller retries) while Redis or Kafka cannot be reached.
+/// Each worker connects when it starts, so the first alert does not wait.
 group_spec make_group(const std::string& name, size_t instances, alerter_settings settings);
 
 } // namespace troupe::alert

@@ -28,17 +28,22 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
   g.detached = true;
   g.worker = [redis_url, retry](caf::event_based_actor*, size_t) -> caf::behavior {
     auto st = std::make_shared<worker_state>();
+    auto connect = [st, redis_url, retry] {
+      auto now = std::chrono::steady_clock::now();
+      if ((!st->store || !st->store->alive()) && now >= st->next_try) {
+        st->store.reset();
+        auto s = feature_store::make(redis_url, 200ms);
+        if (s)
+          st->store = std::move(*s);
+        else
+          st->next_try = now + retry;
+      }
+    };
+    connect(); // now, so that the first batch does not wait for it
     return {
-      [st, redis_url, retry](enrich_atom, std::vector<transaction>& batch) {
+      [st, connect, retry](enrich_atom, std::vector<transaction>& batch) {
         auto now = std::chrono::steady_clock::now();
-        if ((!st->store || !st->store->alive()) && now >= st->next_try) {
-          st->store.reset();
-          auto s = feature_store::make(redis_url, 200ms);
-          if (s)
-            st->store = std::move(*s);
-          else
-            st->next_try = now + retry;
-        }
+        connect();
         std::vector<enriched_transaction> out;
         out.reserve(batch.size());
         if (st->store) {

@@ -9,6 +9,7 @@
 
 #include "actors/ingestor/transaction_json.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/core/histogram.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/kafka/client.hpp"
 
@@ -40,10 +41,17 @@ std::string base64(const std::string& in) {
   return out;
 }
 
+/// An event read and parsed, waiting for its batch.
+struct queued {
+  int64_t offset;
+  transaction tx;
+  clock_type::time_point read_at;
+};
+
 /// One partition this worker owns.
 struct partition_state {
   /// Parsed and waiting for a batch, in offset order.
-  std::deque<std::pair<int64_t, transaction>> queue;
+  std::deque<queued> queue;
   bool in_flight = false;
   /// Offsets read and not yet committed: finished or not.
   std::map<int64_t, bool> open;
@@ -61,6 +69,20 @@ struct batch_state {
   std::vector<transaction> txs;
   std::vector<int64_t> offsets;
   int attempts = 0;
+  /// When its oldest event was read, and when its current stage began.
+  clock_type::time_point oldest;
+  clock_type::time_point stage_start;
+};
+
+/// Where a batch's time goes, since the last report.
+struct stage_times {
+  histogram queued, enrich, score, alert, total;
+
+  std::string summary() const {
+    return "queued " + queued.summary() + "; enrich " + enrich.summary() + "; score "
+           + score.summary() + "; alert " + alert.summary() + "; read to finished "
+           + total.summary();
+  }
 };
 
 struct worker_state {
@@ -80,6 +102,7 @@ struct worker_state {
   clock_type::time_point last_stage_log;
   // counters
   uint64_t read = 0, scored = 0, degraded = 0, alerts = 0, dead = 0, retries = 0;
+  stage_times times;
 
   void log(const std::string& line) {
     if (cfg.log)
@@ -135,6 +158,7 @@ struct worker_state {
     auto busy = !batches.empty();
     auto recs = consumer->poll(500, busy ? 1ms : 5ms);
     auto cut = consumer->rebalanced_at();
+    auto read_at = clock_type::now();
     for (size_t n = 0; n < recs.size(); ++n) {
       if (n == cut)
         drop_revoked(); // records from here on belong to the new assignment
@@ -148,7 +172,7 @@ struct worker_state {
         send_dead_letter(r, render(tx.error()), p.epoch);
         continue;
       }
-      p.queue.emplace_back(r.offset, std::move(*tx));
+      p.queue.push_back({r.offset, std::move(*tx), read_at});
     }
     if (cut != std::string::npos && cut >= recs.size())
       drop_revoked();
@@ -193,9 +217,11 @@ struct worker_state {
     b.key = k;
     b.epoch = p.epoch;
     auto n = std::min(cfg.batch, p.queue.size());
+    b.oldest = p.queue.front().read_at;
+    times.queued.record(clock_type::now() - b.oldest);
     for (size_t i = 0; i < n; ++i) {
-      b.offsets.push_back(p.queue.front().first);
-      b.txs.push_back(std::move(p.queue.front().second));
+      b.offsets.push_back(p.queue.front().offset);
+      b.txs.push_back(std::move(p.queue.front().tx));
       p.queue.pop_front();
     }
     p.in_flight = true;
@@ -229,18 +255,21 @@ struct worker_state {
       return;
     }
     ++b.attempts;
+    b.stage_start = clock_type::now();
     auto enricher = cfg.router_of ? cfg.router_of("feature-enricher") : caf::actor{};
     if (!enricher)
       return stage_failed(id, "feature-enricher", caf::make_error(ec::group_down));
     self->request(enricher, cfg.stage_timeout, enrich_atom::value, b.txs)
       .then(
         [this, id](std::vector<enriched_transaction>& enriched) {
+          lap(id, times.enrich);
           auto detector = cfg.router_of("fraud-detector");
           if (!detector)
             return stage_failed(id, "fraud-detector", caf::make_error(ec::group_down));
           self->request(detector, cfg.stage_timeout, score_atom::value, std::move(enriched))
             .then(
               [this, id](std::vector<scored_transaction>& scores) {
+                lap(id, times.score);
                 auto alerter = cfg.router_of("alerter");
                 if (!alerter)
                   return stage_failed(id, "alerter", caf::make_error(ec::group_down));
@@ -251,6 +280,7 @@ struct worker_state {
                 self->request(alerter, cfg.stage_timeout, alert_atom::value, std::move(scores))
                   .then(
                     [this, id, n, deg](uint64_t fresh) {
+                      lap(id, times.alert);
                       scored += n;
                       degraded += deg;
                       alerts += fresh;
@@ -263,10 +293,21 @@ struct worker_state {
         [this, id](caf::error& err) { stage_failed(id, "feature-enricher", err); });
   }
 
+  /// Records the stage that just ended and starts the next one's clock.
+  void lap(uint64_t id, histogram& h) {
+    auto i = batches.find(id);
+    if (i == batches.end())
+      return;
+    auto now = clock_type::now();
+    h.record(now - i->second.stage_start);
+    i->second.stage_start = now;
+  }
+
   void finish(uint64_t id) {
     auto i = batches.find(id);
     if (i == batches.end())
       return;
+    times.total.record(clock_type::now() - i->second.oldest);
     auto pi = parts.find(i->second.key);
     if (pi != parts.end() && pi->second.epoch == i->second.epoch) {
       auto& p = pi->second;
@@ -338,6 +379,9 @@ struct worker_state {
         + ", dead letters " + std::to_string(dead) + ", retries " + std::to_string(retries)
         + ", pending " + std::to_string(pending) + (paused ? " (paused)" : "") + ", partitions "
         + std::to_string(parts.size()));
+    if (times.total.count() > 0)
+      log("batches: " + times.summary());
+    times = stage_times{};
   }
 };
 

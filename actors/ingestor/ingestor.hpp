@@ -17,8 +17,10 @@ struct ingestor_settings {
   std::string dead_letter_topic = "dead-letters";
   /// The consumer group every ingestor instance of the cluster joins.
   std::string consumer_group = "troupe-ingestor";
-  /// Transactions per batch sent down the pipeline.
-  size_t batch = 100;
+  /// At most this many transactions per batch sent down the pipeline (a batch
+  /// takes what its partition has queued: small under light load, for
+  /// latency; large under heavy load, for throughput).
+  size_t batch = 500;
   /// Read but unfinished events; past it the partitions are paused, below
   /// half of it resumed.
   size_t max_pending = 5000;

@@ -353,6 +353,8 @@ int run_bench(const bench_options& opt) {
     return bench_remote(opt);
   if (opt.what == "kafka-consume")
     return bench_kafka_consume(opt);
+  if (opt.what == "kafka-latency")
+    return bench_kafka_latency(opt);
   if (opt.what == "redis-features")
     return bench_redis_features(opt);
   if (opt.what == "pipeline")

@@ -20,7 +20,8 @@ struct bench_options {
   std::string topic = "transactions";
   /// A file of transactions, one JSON event per line.
   std::string events;
-  /// pipeline: transactions per second (0: as fast as possible).
+  /// pipeline: transactions per second (0: as fast as possible);
+  /// kafka-latency: records per second.
   double rate = 0;
   uint64_t count = 10000;
   size_t workers = 1;
@@ -28,6 +29,7 @@ struct bench_options {
 };
 
 int bench_kafka_consume(const bench_options& opt);
+int bench_kafka_latency(const bench_options& opt);
 int bench_redis_features(const bench_options& opt);
 int bench_pipeline(const bench_options& opt);
 

@@ -5,6 +5,8 @@
 #include "runtime/cli/bench.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -57,6 +59,24 @@ caf::expected<std::vector<transaction>> load_events(const std::string& path,
   return txs;
 }
 
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Waits until the ingestors' consumer group committed every partition of
+/// `transactions` to its end.
+bool all_committed(const kafka::settings& conf, caf::timespan timeout) {
+  for (auto until = clock_type::now() + timeout; clock_type::now() < until;) {
+    auto p = kafka::group_progress(conf, "troupe.ingestor", "transactions", 12, 5s);
+    if (p && std::all_of(p->begin(), p->end(), [](auto& x) { return x.first == x.second; }))
+      return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
 int fail(const caf::error& err) {
   std::fprintf(stderr, "troupe bench: %s\n", render(err).c_str());
   return 1;
@@ -83,6 +103,68 @@ int bench_kafka_consume(const bench_options& opt) {
   auto secs = std::chrono::duration<double>(clock_type::now() - first).count();
   std::printf("raw_consume_per_s %.0f\n", static_cast<double>(got) / secs);
   return got >= opt.count ? 0 : 1;
+}
+
+/// Raw Kafka hop latency: records produced at `rate` to `topic` (with the
+/// transactions' producer settings) and read by a fresh consumer group (with
+/// the ingestors' settings), each timed from produce to read. The pipeline
+/// has two such hops (transactions in, alerts out).
+int bench_kafka_latency(const bench_options& opt) {
+  auto conf = kafka::defaults(opt.kafka);
+  auto producer = kafka::producer::make(conf);
+  if (!producer)
+    return fail(producer.error());
+  auto c = kafka::consumer::make(conf, "bench-hop-" + std::to_string(::getpid()), {opt.topic});
+  if (!c)
+    return fail(c.error());
+  // Warm up, untimed: the topic exists, the consumer joined and read a
+  // record of the producer's (so both have their connections).
+  bool warm = false;
+  for (auto until = clock_type::now() + 20s; !warm && clock_type::now() < until;) {
+    (*producer)->produce(opt.topic, "warm-up", "warm-up");
+    for (auto& r : (*c)->poll(10000, 100ms))
+      warm = warm || r.value == "warm-up";
+  }
+  if (!warm)
+    return fail(caf::make_error(ec::invalid_argument, "no warm-up record read in 20 s"));
+  std::vector<double> latency_ms;
+  latency_ms.reserve(opt.count);
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> got{0};
+  std::thread reader{[&] {
+    while (!done.load() && got.load() < opt.count)
+      for (auto& r : (*c)->poll(1000, 50ms)) {
+        int64_t sent = 0;
+        if (r.value.size() == sizeof(sent)) {
+          std::memcpy(&sent, r.value.data(), sizeof(sent));
+          auto now = clock_type::now().time_since_epoch().count();
+          latency_ms.push_back(static_cast<double>(now - sent) / 1e6);
+          ++got;
+        }
+      }
+  }};
+  auto rate = opt.rate > 0 ? opt.rate : 1000;
+  auto t0 = clock_type::now();
+  for (uint64_t i = 0; i < opt.count; ++i) {
+    std::this_thread::sleep_until(t0 + std::chrono::microseconds(static_cast<int64_t>(i * 1e6 / rate)));
+    int64_t now = clock_type::now().time_since_epoch().count();
+    std::string value(sizeof(now), '\0');
+    std::memcpy(value.data(), &now, sizeof(now));
+    while ((*producer)->produce(opt.topic, "k" + std::to_string(i % 1000), value))
+      std::this_thread::sleep_for(1ms);
+  }
+  (*producer)->flush(10s);
+  for (auto until = clock_type::now() + 10s; clock_type::now() < until;) {
+    if (got.load() >= opt.count)
+      break;
+    std::this_thread::sleep_for(20ms);
+  }
+  done = true;
+  reader.join();
+  std::printf("raw_kafka_hop_records %zu\n", latency_ms.size());
+  std::printf("raw_kafka_hop_p50_ms %.2f\n", pct(latency_ms, 0.5));
+  std::printf("raw_kafka_hop_p99_ms %.2f\n", pct(latency_ms, 0.99));
+  return latency_ms.size() >= opt.count ? 0 : 1;
 }
 
 /// Raw pipelined Redis rate of the feature updates: the feature script over
@@ -127,10 +209,28 @@ int bench_pipeline(const bench_options& opt) {
   for (auto until = clock_type::now() + 15s;
        (*reader)->assignment().empty() && clock_type::now() < until;)
     (*reader)->poll(1000, 100ms);
+  // Warm up, untimed: the producer's connections to every partition leader
+  // and the pipeline's first batches (a cold producer holds its first
+  // records until it has the metadata, which is not the pipeline's time).
+  auto warm = load_events(opt.events, "w" + tag, 300);
+  if (!warm)
+    return fail(warm.error());
+  for (auto& tx : *warm)
+    while ((*producer)->produce("transactions", tx.user, ingest::to_json(tx)))
+      std::this_thread::sleep_for(1ms);
+  (*producer)->flush(30s);
+  if (!all_committed(conf, 60s))
+    return fail(caf::make_error(ec::invalid_argument, "the warm-up was not finished in 60 s"));
   std::mutex mtx;
-  std::unordered_map<std::string, clock_type::time_point> sent_at;
+  struct sent_times {
+    clock_type::time_point steady;
+    int64_t wall_ms;
+  };
+  std::unordered_map<std::string, sent_times> sent_at;
   sent_at.reserve(txs->size());
-  std::vector<double> latency_ms;
+  // Produce to alert read; and its two parts, produce to `raised_at` (the
+  // alerter's wall clock, same machine) and `raised_at` to read.
+  std::vector<double> latency_ms, raised_ms, delivered_ms;
   // The reader stops half a second after `stop_at` is set (the last alerts
   // in flight), or at once if it is never set and the bench fails.
   std::atomic<int64_t> stop_at{std::numeric_limits<int64_t>::max()};
@@ -138,10 +238,18 @@ int bench_pipeline(const bench_options& opt) {
     while (clock_type::now().time_since_epoch().count() < stop_at.load()) {
       for (auto& r : (*reader)->poll(1000, 50ms)) {
         auto now = clock_type::now();
+        auto wall = wall_ms();
+        auto j = nlohmann::json::parse(r.value, nullptr, false);
         std::lock_guard<std::mutex> guard{mtx};
         auto i = sent_at.find(r.key);
-        if (i != sent_at.end())
-          latency_ms.push_back(std::chrono::duration<double, std::milli>(now - i->second).count());
+        if (i == sent_at.end())
+          continue;
+        latency_ms.push_back(std::chrono::duration<double, std::milli>(now - i->second.steady).count());
+        if (j.is_object() && j["raised_at"].is_number_integer()) {
+          auto raised = j["raised_at"].get<int64_t>();
+          raised_ms.push_back(static_cast<double>(raised - i->second.wall_ms));
+          delivered_ms.push_back(static_cast<double>(wall - raised));
+        }
       }
     }
   }};
@@ -149,13 +257,15 @@ int bench_pipeline(const bench_options& opt) {
   for (size_t i = 0; i < txs->size(); ++i) {
     if (opt.rate > 0) {
       auto due = t0 + std::chrono::microseconds(static_cast<int64_t>(i * 1e6 / opt.rate));
-      while (clock_type::now() < due)
-        std::this_thread::yield();
+      // Sleep, not spin: a spinning producer would take one of the
+      // cores the cluster under test runs on.
+      if (due > clock_type::now())
+        std::this_thread::sleep_until(due);
     }
     auto& tx = (*txs)[i];
     {
       std::lock_guard<std::mutex> guard{mtx};
-      sent_at[tx.id] = clock_type::now();
+      sent_at[tx.id] = {clock_type::now(), wall_ms()};
     }
     while (auto err = (*producer)->produce("transactions", tx.user, ingest::to_json(tx))) {
       (void) err; // local queue full: let it drain
@@ -164,12 +274,7 @@ int bench_pipeline(const bench_options& opt) {
   }
   (*producer)->flush(30s);
   auto produced = std::chrono::duration<double>(clock_type::now() - t0).count();
-  // Finished when every partition's committed offset reached its end.
-  bool finished = false;
-  for (auto until = clock_type::now() + 300s; !finished && clock_type::now() < until;) {
-    auto p = kafka::group_progress(conf, "troupe.ingestor", "transactions", 12, 5s);
-    finished = p && std::all_of(p->begin(), p->end(), [](auto& x) { return x.first == x.second; });
-  }
+  auto finished = all_committed(conf, 300s);
   auto total = std::chrono::duration<double>(clock_type::now() - t0).count();
   stop_at = (clock_type::now() + 500ms).time_since_epoch().count();
   alerts.join();
@@ -179,6 +284,10 @@ int bench_pipeline(const bench_options& opt) {
   std::printf("pipeline_alerts %zu\n", latency_ms.size());
   std::printf("pipeline_alert_p50_ms %.2f\n", pct(latency_ms, 0.5));
   std::printf("pipeline_alert_p99_ms %.2f\n", pct(latency_ms, 0.99));
+  std::printf("pipeline_raised_p50_ms %.2f\n", pct(raised_ms, 0.5));
+  std::printf("pipeline_raised_p99_ms %.2f\n", pct(raised_ms, 0.99));
+  std::printf("pipeline_delivered_p50_ms %.2f\n", pct(delivered_ms, 0.5));
+  std::printf("pipeline_delivered_p99_ms %.2f\n", pct(delivered_ms, 0.99));
   return finished ? 0 : 1;
 }
 

@@ -286,7 +286,7 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
     std::fflush(stdout);
   };
   config cfg;
-  cluster::configure_middleman(cfg, topo->cluster);
+  cluster::configure_system(cfg, topo->cluster, spec);
   caf::actor_system sys{cfg};
   auto directory = std::make_shared<group_directory>();
   // With [cluster.tls], nodes talk through TLS tunnels: every peer is dialled
@@ -625,15 +625,16 @@ int main(int argc, char** argv) {
   bench_cmd
     ->add_option("what", bopt.what,
                  "restart | router | raw | remote-server | remote | kafka-consume | "
-                 "redis-features | pipeline")
+                 "kafka-latency | redis-features | pipeline")
     ->required()
     ->check(CLI::IsMember({"restart", "router", "raw", "remote-server", "remote",
-                           "kafka-consume", "redis-features", "pipeline"}));
-  bench_cmd->add_option("--kafka", bopt.kafka, "kafka-consume, pipeline: bootstrap list");
+                           "kafka-consume", "kafka-latency", "redis-features",
+                           "pipeline"}));
+  bench_cmd->add_option("--kafka", bopt.kafka, "kafka-consume, kafka-latency, pipeline: bootstrap list");
   bench_cmd->add_option("--redis", bopt.redis, "redis-features: redis://host:port");
-  bench_cmd->add_option("--topic", bopt.topic, "kafka-consume: topic")->capture_default_str();
+  bench_cmd->add_option("--topic", bopt.topic, "kafka-consume, kafka-latency: topic")->capture_default_str();
   bench_cmd->add_option("--events", bopt.events, "redis-features, pipeline: events file");
-  bench_cmd->add_option("--rate", bopt.rate, "pipeline: transactions/s (0: flat out)")
+  bench_cmd->add_option("--rate", bopt.rate, "pipeline: transactions/s (0: flat out); kafka-latency: records/s")
     ->capture_default_str();
   bench_cmd->add_option("--port", bopt.port, "remote, remote-server: the echo actor's port");
   bench_cmd->add_option("--count", bopt.count, "crashes or messages")->capture_default_str();

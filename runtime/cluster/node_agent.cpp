@@ -12,6 +12,7 @@
 
 #include "runtime/cluster/auth.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/core/types.hpp"
 #include "runtime/core/messages.hpp"
 
 namespace troupe::cluster {
@@ -392,7 +393,10 @@ caf::error publish(caf::actor_system& sys, const caf::actor& agent,
   return caf::none;
 }
 
-void configure_middleman(caf::actor_system_config& cfg, const topology::cluster_settings& c) {
+void configure_system(caf::actor_system_config& cfg, const topology::cluster_settings& c,
+                      const topology::node_spec& node) {
+  if (node.threads > 0)
+    configure_scheduler(cfg, node.threads);
   cfg.load<caf::io::middleman>();
   cfg.set("middleman.heartbeat-interval", c.heartbeat_interval);
   cfg.set("middleman.connection-timeout", c.failure_timeout);

@@ -54,8 +54,11 @@ caf::error publish(caf::actor_system& sys, const caf::actor& agent,
 /// port, for the TLS tunnel (`tls_tunnel.hpp`) to relay to; returns the port.
 caf::expected<uint16_t> publish_on_loopback(caf::actor_system& sys, const caf::actor& agent);
 
-/// Sets the middleman's heartbeat and connection timeout from the topology.
+/// Configures a node's actor system from the topology: the middleman's
+/// heartbeat and connection timeout, and `node.threads` scheduler threads
+/// when set (`config` already chose one per core).
 /// Call on the configuration before the actor system starts.
-void configure_middleman(caf::actor_system_config& cfg, const topology::cluster_settings& c);
+void configure_system(caf::actor_system_config& cfg, const topology::cluster_settings& c,
+                      const topology::node_spec& node);
 
 } // namespace troupe::cluster

@@ -297,5 +297,8 @@ using dead_letter_done_atom = caf::atom_constant<caf::atom("dl_done")>;
 /// Internal to an ingestor worker: send a batch down the pipeline again,
 /// `(retry_atom, batch id)`.
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
+/// Internal to an alerter worker: Kafka confirmed (or refused) one alert of
+/// a batch, `(alert_sent_atom, batch id, ok)`.
+using alert_sent_atom = caf::atom_constant<caf::atom("alertsent")>;
 
 } // namespace troupe

@@ -1,9 +1,20 @@
 #include "runtime/core/types.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 
 namespace troupe {
+
+void configure_scheduler(caf::actor_system_config& cfg, size_t threads) {
+  if (threads == 0)
+    threads = std::max(1u, std::thread::hardware_concurrency());
+  cfg.set("scheduler.max-threads", threads);
+  cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
+  cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::milliseconds(1)});
+}
 
 void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<child_info>("troupe.child_info");

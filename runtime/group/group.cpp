@@ -14,6 +14,29 @@
 
 namespace troupe {
 
+// -- answers given later ---------------------------------------------------------
+
+answer_later answer_later::take(caf::event_based_actor* self) {
+  answer_later a;
+  a.wrapped_ = self->current_mailbox_element()->content().match_elements<envelope>();
+  a.rp_ = self->make_response_promise();
+  return a;
+}
+
+void answer_later::deliver(caf::error err) {
+  if (rp_.pending())
+    rp_.deliver(std::move(err));
+}
+
+void answer_later::deliver_message(caf::message msg) {
+  if (!rp_.pending())
+    return;
+  if (wrapped_)
+    rp_.deliver(reply{std::move(msg)});
+  else
+    rp_.deliver(std::move(msg));
+}
+
 namespace {
 
 // -- workers -------------------------------------------------------------------
@@ -35,10 +58,13 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
       return caf::sec::unexpected_message;
     });
   return {
-    [inner](envelope& e) -> caf::result<reply> {
+    [self, inner](envelope& e) -> caf::result<reply> {
       auto result = (*inner)(e.content);
       if (!result)
         return caf::make_error(caf::sec::unexpected_message);
+      // The handler took the request to answer it later (answer_later).
+      if (self->current_mailbox_element()->mid.is_answered())
+        return caf::delegated<reply>{};
       return reply{std::move(*result)};
     },
   };

@@ -10,7 +10,9 @@
 #include <caf/error.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/expected.hpp>
+#include <caf/make_message.hpp>
 #include <caf/message.hpp>
+#include <caf/response_promise.hpp>
 #include <caf/timespan.hpp>
 
 #include "runtime/supervision/spec.hpp"
@@ -28,8 +30,41 @@ enum class routing : uint8_t {
 
 /// Builds the behaviour of worker `index` (0-based); called again for each
 /// restart, so state captured in the behaviour starts afresh (as in OTP).
-/// Handlers answer synchronously: the value they return is the answer.
+/// The value a handler returns is the answer; a handler that answers later
+/// takes the request with `answer_later::take` and returns
+/// `caf::delegated<T...>{}`.
 using worker_fn = std::function<caf::behavior(caf::event_based_actor* self, size_t index)>;
+
+/// A request a worker answers later, as a gen_server returns `{noreply, S}`
+/// and calls `gen_server:reply/2` when the answer is ready (for example once
+/// Kafka confirmed a delivery): the worker takes other messages meanwhile.
+/// Deliver exactly once, from the worker's own handlers. A worker that dies
+/// first never answers; the group's call timeout and restart deal with it.
+class answer_later {
+public:
+  answer_later() = default;
+
+  /// Takes the request being handled (inside a worker's handler only).
+  static answer_later take(caf::event_based_actor* self);
+
+  template <class... Ts>
+  void deliver(Ts&&... xs) {
+    deliver_message(caf::make_message(std::forward<Ts>(xs)...));
+  }
+
+  void deliver(caf::error err);
+
+  bool pending() const {
+    return rp_.pending();
+  }
+
+private:
+  void deliver_message(caf::message msg);
+
+  caf::response_promise rp_;
+  /// Came through the group's router (answered with a `reply`).
+  bool wrapped_ = false;
+};
 
 /// The routing key's hash of a message (`routing::key_hash`).
 using key_fn = std::function<uint64_t(const caf::message&)>;

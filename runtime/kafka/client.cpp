@@ -52,7 +52,7 @@ std::vector<partition_offset> from_list(const rd_kafka_topic_partition_list_t* l
 settings defaults(const std::string& bootstrap) {
   return {{"bootstrap.servers", bootstrap},
           {"linger.ms", "1"},
-          {"fetch.wait.max.ms", "5"},
+          {"fetch.wait.max.ms", "1"},
           // A lost member's partitions move after this long (librdkafka's
           // default is 45 s).
           {"session.timeout.ms", "6000"},

@@ -156,14 +156,14 @@ int run_up(const up_options& opt) {
   std::unique_ptr<kafka::embedded_kafka> mock;
   auto bootstrap = topo->cluster.kafka;
   if (bootstrap == "embedded") {
-    auto k = kafka::embedded_kafka::make(3, topics_of(*topo));
+    auto k = kafka::embedded_kafka::make(1, topics_of(*topo));
     if (!k) {
       std::fprintf(stderr, "troupe up: %s\n", render(k.error()).c_str());
       return 1;
     }
     mock = std::move(*k);
     bootstrap = mock->bootstrap();
-    print("up", "kafka (embedded mock cluster, 3 brokers) at " + bootstrap);
+    print("up", "kafka (embedded mock cluster, 1 broker) at " + bootstrap);
   }
   // -- embedded Redis --------------------------------------------------------------
   auto redis = topo->cluster.redis;

@@ -52,14 +52,14 @@ case "$case_name" in
     run "$troupe" check "$src/cluster.conf"
     expect_rc 0
     expect_text "$src/cluster.conf: ok: cluster troupe-local, 3 nodes, 6 groups"
-    expect_line "  fraud-detector (fraud-detector, 2 instances): #0@n2, #1@n3"
-    expect_line "  alerter (alerter, 1 instance): #0@n3"
+    expect_line "  fraud-detector (fraud-detector, 3 instances): #0@n2, #1@n3, #2@n1"
+    expect_line "  alerter (alerter, 3 instances): #0@n3, #1@n1, #2@n2"
     ;;
   check_without)
     run "$troupe" check "$src/cluster.conf" --without n2,n3
     expect_rc 0
-    expect_line "  fraud-detector (fraud-detector, 2 instances): #0@n1 (moved), #1@n1 (moved)"
-    expect_line "  alerter (alerter, 1 instance): #0@n1 (moved)"
+    expect_line "  fraud-detector (fraud-detector, 3 instances): #0@n1 (moved), #1@n1 (moved), #2@n1"
+    expect_line "  alerter (alerter, 3 instances): #0@n1 (moved), #1@n1, #2@n1 (moved)"
     ;;
   check_unplaceable)
     run "$troupe" check "$src/cluster.conf" --without n1,n2

@@ -184,13 +184,27 @@ TEST_CASE("domains, strategies, routing, fallbacks and settings are checked agai
         != std::string::npos);
   CHECK(problem(group("domain = \"ranker\"\nfallback = \"trending\"\n")).empty());
   CHECK(problem(group("domain = \"alerter\"\nsettings = { treshold = 0.9 }\n"))
-          .find("group[0].settings.treshold: unknown setting of alerter (known: threshold, topic)")
+          .find("group[0].settings.treshold: unknown setting of alerter (known: remember, threshold, topic)")
         != std::string::npos);
   CHECK(problem(group("domain = \"echo\"\nbackoff = { min = \"1s\", max = \"10ms\" }\n"))
           .find("group[0].backoff.max: is below min")
         != std::string::npos);
   CHECK(problem(group("domain = \"echo\"\ninstances = 0\n"))
           .find("group[0].instances: 0 is out of range [1, 1024]")
+        != std::string::npos);
+}
+
+TEST_CASE("a node's scheduler threads default to one per core and are range-checked") {
+  auto t = parse(header, "test.conf");
+  REQUIRE_MESSAGE(t, render(t.error()));
+  CHECK(t->nodes[0].threads == 0);
+  std::string with_threads = header;
+  with_threads.replace(with_threads.find("http_port = 8001"), 16, "http_port = 8001\nthreads = 3");
+  auto t3 = parse(with_threads, "test.conf");
+  REQUIRE_MESSAGE(t3, render(t3.error()));
+  CHECK(t3->nodes[0].threads == 3);
+  with_threads.replace(with_threads.find("threads = 3"), 11, "threads = 999");
+  CHECK(problem(with_threads).find("node[0].threads: 999 is out of range [0, 256]")
         != std::string::npos);
 }
 

@@ -341,3 +341,71 @@ TEST_CASE_FIXTURE(fixture, "a group answers an envelope from a cluster router wi
   CHECK(ask_error<reply>(g2, envelope{caf::make_message(std::string{"poison"})})
         == ec::poison_message);
 }
+
+TEST_CASE_FIXTURE(fixture,
+                  "a worker that answers later takes other messages meanwhile, and its "
+                  "answers and errors reach the caller, in a reply when they came in an "
+                  "envelope") {
+  using later_atom = caf::atom_constant<caf::atom("later")>;
+  using release_atom = caf::atom_constant<caf::atom("release")>;
+  group_spec g;
+  g.name = "deferring";
+  g.instances = 1;
+  // `later` requests wait until `release`, which answers them all (x * 10,
+  // or an error for a negative x) and itself with how many it answered.
+  g.worker = [](caf::event_based_actor* self, size_t) -> caf::behavior {
+    auto held = std::make_shared<std::vector<std::pair<int, answer_later>>>();
+    return {
+      [self, held](later_atom, int x) -> caf::result<int> {
+        held->emplace_back(x, answer_later::take(self));
+        return caf::delegated<int>{};
+      },
+      [held](release_atom) -> int {
+        auto n = static_cast<int>(held->size());
+        for (auto& [x, answer] : *held) {
+          if (x < 0)
+            answer.deliver(caf::make_error(ec::invalid_argument, "negative"));
+          else
+            answer.deliver(x * 10);
+        }
+        held->clear();
+        return n;
+      },
+    };
+  };
+  auto group = start_group(*this, g);
+  auto answers = std::make_shared<std::vector<std::string>>();
+  auto mtx = std::make_shared<std::mutex>();
+  auto note = [=](std::string x) {
+    std::lock_guard<std::mutex> guard{*mtx};
+    answers->push_back(std::move(x));
+  };
+  auto caller = sys.spawn([=](caf::event_based_actor* c) {
+    for (int x : {1, 2, -3})
+      c->request(group, 10s, later_atom::value, x)
+        .then([=](int y) { note(std::to_string(y)); },
+              [=](caf::error& err) { note(render(err)); });
+    c->request(group, 10s, envelope{caf::make_message(later_atom::value, 7)})
+      .then(
+        [=](reply& r) {
+          note(r.content.match_elements<int>() ? "reply " + std::to_string(r.content.get_as<int>(0))
+                                               : "reply of another type");
+        },
+        [=](caf::error& err) { note("envelope: " + render(err)); });
+  });
+  cleanup.push_back(caller);
+  // The worker answers `release` while the four requests wait for it.
+  int released = 0;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       released < 4 && std::chrono::steady_clock::now() < deadline;)
+    released += ask<int>(group, release_atom::value);
+  CHECK(released == 4);
+  CHECK(eventually(*this, [&] {
+    std::lock_guard<std::mutex> guard{*mtx};
+    return answers->size() == 4;
+  }));
+  std::lock_guard<std::mutex> guard{*mtx};
+  std::sort(answers->begin(), answers->end());
+  CHECK(*answers
+        == std::vector<std::string>{"10", "20", "invalid_argument: negative", "reply 70"});
+}
