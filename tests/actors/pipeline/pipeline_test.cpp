@@ -258,6 +258,36 @@ TEST_CASE("workers crashing and a node killed with kill -9 mid-stream lose no tr
                              << " duplicates");
 }
 
+TEST_CASE("an independent client (python3-kafka, scripts/load-transactions) produces transactions and reads exactly the alerts the model decided") {
+  constexpr int seed = 3031;
+  auto want = expected(seed, 300, 3.0);
+  parts env;
+  cluster_file f{"pipeline", "a-shared-secret", "", pipeline_groups("[\"n1\"]"), {"n1"}};
+  auto node = start_node(f, "n1", {"--kafka", env.bootstrap, "--redis", env.redis.url()});
+  REQUIRE(node->wait_for("member of consumer group", 20000ms));
+  // The whole 3-day stream of 300 users (so the script generates exactly
+  // `want`'s events), at 3,000/s; the script waits for the last alerts.
+  auto cmd = "/usr/bin/python3 " + source_dir + "/scripts/load-transactions --bootstrap "
+             + env.bootstrap + " --seed " + std::to_string(seed) + " --users 300 --count "
+             + std::to_string(want.events.size()) + " --rate 3000 --wait 30 --show 1 2>&1";
+  auto pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buf[4096];
+  while (auto n = fread(buf, 1, sizeof(buf), pipe))
+    out.append(buf, n);
+  auto rc = pclose(pipe);
+  INFO(out);
+  CHECK(rc == 0);
+  std::smatch m;
+  REQUIRE(std::regex_search(out, m, std::regex{"alerts ([0-9]+); precision ([0-9.]+), recall"}));
+  CHECK(std::stoul(m[1]) == want.alerts.size());
+  // It printed an alert as it came, with its score and top features.
+  CHECK(std::regex_search(out, std::regex{"alert [^ ]+: user .* score 0\\.[0-9]+ by fraud-v1 on n1; top features: "}));
+  node->signal(SIGTERM);
+  CHECK(node->wait_exit(10000ms) == 0);
+}
+
 TEST_CASE("Redis stopped and started again mid-stream: no crash, degraded features meanwhile, full recovery") {
   auto want = expected(2028, 400, 3.0);
   parts env;
