@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/kafka/client.hpp"
 #include "runtime/redis/connection.hpp"
@@ -15,12 +16,6 @@ using namespace std::chrono_literals;
 namespace troupe::alert {
 
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 /// A batch whose alerts Kafka has not confirmed yet.
 struct unconfirmed {
@@ -176,7 +171,7 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
     {"threshold", threshold},
     {"top_features", top},
     {"degraded", s.item.degraded},
-    {"raised_at", now_ms()},
+    {"raised_at", unix_ms()},
     {"node", node}};
   return j.dump();
 }

@@ -21,6 +21,7 @@
 
 #include "actors/feature_enricher/feature_store.hpp"
 #include "actors/ingestor/transaction_json.hpp"
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/kafka/client.hpp"
 
@@ -57,12 +58,6 @@ caf::expected<std::vector<transaction>> load_events(const std::string& path,
     txs.push_back(std::move(*tx));
   }
   return txs;
-}
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
 }
 
 /// Waits until the ingestors' consumer group committed every partition of
@@ -238,7 +233,7 @@ int bench_pipeline(const bench_options& opt) {
     while (clock_type::now().time_since_epoch().count() < stop_at.load()) {
       for (auto& r : (*reader)->poll(1000, 50ms)) {
         auto now = clock_type::now();
-        auto wall = wall_ms();
+        auto wall = unix_ms();
         auto j = nlohmann::json::parse(r.value, nullptr, false);
         std::lock_guard<std::mutex> guard{mtx};
         auto i = sent_at.find(r.key);
@@ -265,7 +260,7 @@ int bench_pipeline(const bench_options& opt) {
     auto& tx = (*txs)[i];
     {
       std::lock_guard<std::mutex> guard{mtx};
-      sent_at[tx.id] = {clock_type::now(), wall_ms()};
+      sent_at[tx.id] = {clock_type::now(), unix_ms()};
     }
     while (auto err = (*producer)->produce("transactions", tx.user, ingest::to_json(tx))) {
       (void) err; // local queue full: let it drain

@@ -11,6 +11,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "runtime/cluster/auth.hpp"
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/types.hpp"
 #include "runtime/core/messages.hpp"
@@ -18,12 +19,6 @@
 namespace troupe::cluster {
 
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 /// A peer as the agent tracks it.
 struct peer {
@@ -70,7 +65,7 @@ struct agent_state {
   caf::actor manager;
   /// The routers of the groups this node hosts.
   std::shared_ptr<group_directory> directory;
-  int64_t started_ms = now_ms();
+  int64_t started_ms = unix_ms();
   std::minstd_rand rng{std::random_device{}()};
   /// When `on_tick` last ran: a longer gap than the failure timeout means this
   /// process was paused.
@@ -206,7 +201,7 @@ struct agent_state {
                       self->monitor(agent);
                       if (p.state == "down") {
                         p.state = "joining";
-                        p.since_ms = now_ms();
+                        p.since_ms = unix_ms();
                       }
                       maybe_up(name);
                     },
@@ -226,7 +221,7 @@ struct agent_state {
     p.nid = caf::node_id{};
     p.accepted_us = false;
     p.state = "down";
-    p.since_ms = now_ms();
+    p.since_ms = unix_ms();
     if (was_up) {
       log("member " + name + " down (" + reason + ")");
       notify_down(name, reason);
@@ -262,7 +257,7 @@ struct agent_state {
     if (t == trusted.end() || t->second != name)
       return;
     p.state = "up";
-    p.since_ms = now_ms();
+    p.since_ms = unix_ms();
     p.failures = 0;
     log("member " + name + " up");
     notify_up(name);

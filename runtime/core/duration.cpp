@@ -43,4 +43,10 @@ std::string to_duration_string(caf::timespan x) {
   return std::to_string(ns) + "ns";
 }
 
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 } // namespace troupe

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <caf/expected.hpp>
@@ -14,5 +15,8 @@ caf::expected<caf::timespan> parse_duration(const std::string& text);
 
 /// Renders a duration in the largest unit that divides it ("1500ms", "2s").
 std::string to_duration_string(caf::timespan x);
+
+/// The wall clock as Unix milliseconds (for timestamps other processes read).
+int64_t unix_ms();
 
 } // namespace troupe
