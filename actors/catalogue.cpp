@@ -8,37 +8,31 @@
 #include "actors/feature_enricher/enricher.hpp"
 #include "actors/fraud_detector/detector.hpp"
 #include "actors/ingestor/ingestor.hpp"
+#include "actors/ranker/ranker.hpp"
+#include "actors/websocket_broadcaster/broadcaster.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 
 namespace troupe::actors {
 
+using topology::number;
+using topology::setting;
+
 namespace {
 
-/// A setting of the group, or the domain's default.
-std::string setting(const topology::group_decl& decl, const std::string& key) {
-  auto i = decl.settings.find(key);
-  if (i != decl.settings.end())
-    return i->second;
-  for (auto& d : topology::domains())
-    if (d.name == decl.domain) {
-      auto j = d.settings.find(key);
-      if (j != d.settings.end())
-        return j->second;
-    }
-  return {};
-}
-
-/// A numeric setting, or an error naming the group and the key.
-caf::expected<double> number(const topology::group_decl& decl, const std::string& key) {
-  auto text = setting(decl, key);
-  char* end = nullptr;
-  auto x = std::strtod(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size())
+/// A duration setting in milliseconds, at least `min_ms`.
+caf::expected<int64_t> millis(const topology::group_decl& decl, const std::string& key,
+                              int64_t min_ms = 1) {
+  auto d = parse_duration(setting(decl, key));
+  if (!d)
     return caf::make_error(ec::invalid_argument,
-                           "group " + decl.name + ": " + key + " must be a number, not '" + text
-                             + "'");
-  return x;
+                           "group " + decl.name + ": " + key + ": " + render(d.error()));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
+  if (ms < min_ms)
+    return caf::make_error(ec::invalid_argument, "group " + decl.name + ": " + key
+                                                   + " must be at least "
+                                                   + std::to_string(min_ms) + " ms");
+  return ms;
 }
 
 } // namespace
@@ -91,6 +85,40 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
     s.redis = ctx.redis;
     s.node = ctx.node;
     g = alert::make_group(decl.name, instances, s);
+  } else if (decl.domain == "ranker") {
+    rank::ranker_settings s;
+    s.redis = ctx.redis;
+    s.store = ctx.articles ? ctx.articles : std::make_shared<news::article_store>();
+    auto k = number(decl, "top_k");
+    if (!k)
+      return k.error();
+    if (*k < 1 || *k > 100)
+      return caf::make_error(ec::invalid_argument,
+                             "group " + decl.name + ": top_k must be from 1 to 100");
+    s.top_k = static_cast<size_t>(*k);
+    auto age = millis(decl, "max_age");
+    if (!age)
+      return age.error();
+    s.max_age_ms = *age;
+    auto window = millis(decl, "trending_window");
+    if (!window)
+      return window.error();
+    s.trending_window_ms = *window;
+    g = rank::make_group(decl.name, instances, s);
+    if (decl.fallback != "trending")
+      g.fallback = nullptr;
+  } else if (decl.domain == "websocket-broadcaster") {
+    ws::broadcaster_settings s;
+    s.kafka = ctx.kafka;
+    s.articles_topic = setting(decl, "articles_topic");
+    s.alerts_topic = setting(decl, "alerts_topic");
+    s.dead_letter_topic = setting(decl, "dead_letter_topic");
+    s.consumer_group = "troupe." + decl.name;
+    s.gw = ctx.gateway;
+    s.hub = ctx.hub;
+    s.router_of = ctx.router_of;
+    s.log = ctx.log;
+    g = ws::make_group(decl.name, instances, s);
   } else {
     return caf::make_error(ec::invalid_argument,
                            "domain " + decl.domain + " is not in this build yet");
@@ -109,12 +137,14 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
     // Messages carry their key first: a string (a user id) or a number.
     g.route = routing::key_hash;
     g.key = [](const caf::message& m) -> uint64_t {
-      if (m.empty())
+      // The key is the first element, or the second after a leading atom.
+      size_t i = !m.empty() && m.match_element<caf::atom_value>(0) ? 1 : 0;
+      if (m.size() <= i)
         return 0;
-      if (m.match_element<std::string>(0))
-        return std::hash<std::string>{}(m.get_as<std::string>(0));
-      if (m.match_element<uint64_t>(0))
-        return m.get_as<uint64_t>(0);
+      if (m.match_element<std::string>(i))
+        return std::hash<std::string>{}(m.get_as<std::string>(i));
+      if (m.match_element<uint64_t>(i))
+        return m.get_as<uint64_t>(i);
       return 0;
     };
   }

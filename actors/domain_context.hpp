@@ -1,9 +1,18 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <caf/actor.hpp>
+
+namespace troupe::news {
+class article_store;
+} // namespace troupe::news
+
+namespace troupe::ws {
+class gateway;
+} // namespace troupe::ws
 
 namespace troupe::actors {
 
@@ -22,6 +31,12 @@ struct domain_context {
   std::function<caf::actor(const std::string& domain)> router_of;
   /// One log line; the node prefixes its name.
   std::function<void(const std::string&)> log;
+  /// The node's window of recent articles (ranker candidates, trending).
+  std::shared_ptr<news::article_store> articles;
+  /// The node's WebSocket gateway (null: the node serves no HTTP port).
+  std::shared_ptr<ws::gateway> gateway;
+  /// The node's news hub.
+  std::function<caf::actor()> hub;
 };
 
 } // namespace troupe::actors

@@ -33,12 +33,40 @@ const std::vector<domain_info>& domains() {
     {"feature-enricher", {}, {}},
     {"fraud-detector", {}, {{"model", "actors/fraud_detector/model/fraud.json"}, {"crash_every", "0"}}},
     {"alerter", {}, {{"threshold", "0.5"}, {"topic", "fraud-alerts"}, {"remember", "168h"}}},
-    {"ranker", {"trending"}, {{"top_k", "10"}}},
-    {"websocket-broadcaster", {}, {}},
+    {"ranker", {"trending"}, {{"top_k", "10"}, {"max_age", "48h"}, {"trending_window", "24h"}}},
+    {"websocket-broadcaster", {}, {{"articles_topic", "articles"}, {"alerts_topic", "fraud-alerts"},
+                                   {"dead_letter_topic", "dead-letters"}, {"operators", "operator"},
+                                   {"rate_limit", "20"}, {"send_queue", "1024"},
+                                   {"max_message", "65536"}}},
     {"echo", {}, {}},
   };
   return result;
 }
+
+std::string setting(const group_decl& decl, const std::string& key) {
+  auto i = decl.settings.find(key);
+  if (i != decl.settings.end())
+    return i->second;
+  for (auto& d : domains())
+    if (d.name == decl.domain) {
+      auto j = d.settings.find(key);
+      if (j != d.settings.end())
+        return j->second;
+    }
+  return {};
+}
+
+caf::expected<double> number(const group_decl& decl, const std::string& key) {
+  auto text = setting(decl, key);
+  char* end = nullptr;
+  auto x = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size())
+    return caf::make_error(ec::invalid_argument,
+                           "group " + decl.name + ": " + key + " must be a number, not '" + text
+                             + "'");
+  return x;
+}
+
 
 namespace {
 

@@ -102,6 +102,12 @@ struct domain_info {
 /// Every domain, in a fixed order.
 const std::vector<domain_info>& domains();
 
+/// A setting of the group, or its domain's default ("" when neither has it).
+std::string setting(const group_decl& decl, const std::string& key);
+
+/// A numeric setting, or an error naming the group and the key.
+caf::expected<double> number(const group_decl& decl, const std::string& key);
+
 /// Parses and validates `text` as the topology file `source`. Errors have
 /// code `ec::invalid_topology` and read `FILE:LINE: KEY: PROBLEM`.
 caf::expected<topology> parse(const std::string& text, const std::string& source);

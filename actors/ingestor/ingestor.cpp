@@ -11,6 +11,7 @@
 #include "runtime/core/error.hpp"
 #include "runtime/core/histogram.hpp"
 #include "runtime/core/messages.hpp"
+#include "runtime/kafka/dead_letter.hpp"
 #include "runtime/kafka/client.hpp"
 
 using namespace std::chrono_literals;
@@ -22,24 +23,6 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using partition_key = std::pair<std::string, int32_t>;
 
-std::string base64(const std::string& in) {
-  static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    auto n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += {abc[n >> 18], abc[(n >> 12) & 63], abc[(n >> 6) & 63], abc[n & 63]};
-  }
-  if (i + 1 == in.size()) {
-    auto n = uint8_t(in[i]) << 16;
-    out += {abc[n >> 18], abc[(n >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    auto n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += {abc[n >> 18], abc[(n >> 12) & 63], abc[(n >> 6) & 63], '='};
-  }
-  return out;
-}
 
 /// An event read and parsed, waiting for its batch.
 struct queued {
@@ -200,7 +183,7 @@ struct worker_state {
     auto off = r.offset;
     auto err = dead_letters->produce(
       cfg.dead_letter_topic, r.key,
-      dead_letter_json(reason, r.topic, r.partition, r.offset, r.key, r.value),
+      kafka::dead_letter_json(reason, r.topic, r.partition, r.offset, r.key, r.value),
       [handle, topic, part, off, epoch](const caf::error& e) {
         caf::anon_send(handle, dead_letter_done_atom::value, topic, part, off, epoch, !e);
       });
@@ -387,15 +370,6 @@ struct worker_state {
 
 } // namespace
 
-std::string dead_letter_json(const std::string& reason, const std::string& topic,
-                             int32_t partition, int64_t offset, const std::string& key,
-                             const std::string& value) {
-  nlohmann::json j{{"reason", reason},     {"topic", topic}, {"partition", partition},
-                   {"offset", offset},     {"key", key},     {"value", value},
-                   {"value_base64", base64(value)}};
-  // Bytes that are not UTF-8 are replaced in "value"; "value_base64" keeps them.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
 
 group_spec make_group(const std::string& name, size_t instances, ingestor_settings cfg) {
   group_spec g;

@@ -59,10 +59,5 @@ struct ingestor_settings {
 ///   of buffering without bound; below half of it they are resumed.
 group_spec make_group(const std::string& name, size_t instances, ingestor_settings settings);
 
-/// The JSON of a dead letter: `{"reason", "topic", "partition", "offset",
-/// "key", "value"}` (key and value as read, as strings).
-std::string dead_letter_json(const std::string& reason, const std::string& topic,
-                             int32_t partition, int64_t offset, const std::string& key,
-                             const std::string& value);
 
 } // namespace troupe::ingest

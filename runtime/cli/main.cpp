@@ -4,7 +4,8 @@
 //   troupe up      launch the local cluster (node processes, embedded Kafka and Redis)
 //   troupe kafka   run the embedded Kafka (librdkafka's mock cluster) alone
 //   troupe bench   the runtime's micro-benchmarks (scripts/bench-supervision)
-// Later issues add `up`, `shell`, `kafka` and `load`.
+//   troupe token   print a WebSocket client's token for a user
+// Issue 6 adds `shell`.
 
 #include <algorithm>
 #include <atomic>
@@ -28,6 +29,8 @@
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
 #include "actors/catalogue.hpp"
+#include "actors/websocket_broadcaster/node_services.hpp"
+#include "runtime/cluster/auth.hpp"
 #include "runtime/cluster/cluster_router.hpp"
 #include "runtime/cluster/node_agent.hpp"
 #include "runtime/cluster/placement_manager.hpp"
@@ -334,6 +337,17 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
       + topo->cluster.name + (tunnel ? " (TLS)" : ""));
   log("kafka at " + (opt.kafka.empty() ? topo->cluster.kafka : opt.kafka) + ", redis at "
       + (opt.redis.empty() ? topo->cluster.redis : opt.redis));
+  // The news groups' node services: the article window, the news hub, the
+  // WebSocket gateway and the HTTP server on http_port.
+  auto services = ws::node_services::make(sys, *topo, spec, *agent, directory, log);
+  if (!services) {
+    std::cerr << "troupe node: " << render(services.error()) << "\n";
+    caf::anon_send_exit(*agent, caf::exit_reason::kill);
+    return 2;
+  }
+  if ((*services)->http_port() != 0)
+    log("http on " + spec.host + ":" + std::to_string((*services)->http_port())
+        + " (live page /, /healthz, WebSocket /ws)");
   supervisor_spec groups_spec;
   groups_spec.name = opt.name + ".groups";
   groups_spec.dynamic = true;
@@ -350,6 +364,7 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   ctx.redis = opt.redis.empty() ? topo->cluster.redis : opt.redis;
   ctx.router_of = [by_domain](const std::string& domain) { return by_domain->get(domain); };
   ctx.log = log;
+  (*services)->fill(ctx);
   auto factory = [ctx](const topology::group_decl& d, uint32_t n) {
     return actors::make_group(d, n, ctx);
   };
@@ -437,6 +452,7 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   self->send_exit(*manager, caf::exit_reason::user_shutdown);
   self->send_exit(*groups, caf::exit_reason::user_shutdown);
   self->send_exit(*agent, caf::exit_reason::user_shutdown);
+  services->reset();
   if (!tunnel)
     sys.middleman().unpublish(*agent, spec.cluster_port);
   return rc;
@@ -571,6 +587,23 @@ int run_check(const std::string& path, const std::string& without) {
   return 0;
 }
 
+/// `troupe token USER [--config FILE]`: the WebSocket token of USER in that
+/// cluster (hex HMAC-SHA256 of "cluster|client|USER" keyed by its secret).
+int run_token(const std::string& user, const std::string& path) {
+  auto t = topology::load(path);
+  if (!t) {
+    auto text = render(t.error());
+    std::cerr << text.substr(text.find(": ") + 2) << "\n";
+    return 2;
+  }
+  if (user.empty() || user.size() > 128) {
+    std::cerr << "troupe token: a user id has 1 to 128 bytes\n";
+    return 2;
+  }
+  std::cout << cluster::client_token(t->cluster.secret, t->cluster.name, user) << "\n";
+  return 0;
+}
+
 } // namespace
 
 } // namespace troupe::cli
@@ -614,6 +647,13 @@ int main(int argc, char** argv) {
   troupe::launcher::up_options uopt;
   auto* up_cmd = app.add_subcommand("up", "launch the local cluster of a topology file");
   up_cmd->add_option("file", uopt.config, "the topology file")->capture_default_str();
+
+  std::string token_user;
+  std::string token_file = "cluster.conf";
+  auto* token_cmd = app.add_subcommand("token", "print a WebSocket client's token for a user");
+  token_cmd->add_option("user", token_user, "the user id")->required();
+  token_cmd->add_option("--config", token_file, "the topology file (its cluster and secret)")
+    ->capture_default_str();
 
   int brokers = 3;
   auto* kafka_cmd = app.add_subcommand("kafka", "run the embedded Kafka alone, print its bootstrap");
@@ -659,5 +699,7 @@ int main(int argc, char** argv) {
   }
   if (*kafka_cmd)
     return troupe::launcher::run_kafka(brokers);
+  if (*token_cmd)
+    return run_token(token_user, token_file);
   return run_bench(bopt);
 }

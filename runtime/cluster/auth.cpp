@@ -42,6 +42,11 @@ std::string make_proof(const std::string& secret, const std::string& cluster,
   return hex(out, len);
 }
 
+std::string client_token(const std::string& secret, const std::string& cluster,
+                         const std::string& user) {
+  return make_proof(secret, cluster, "client", user);
+}
+
 bool same_proof(const std::string& x, const std::string& y) {
   return !x.empty() && x.size() == y.size() && CRYPTO_memcmp(x.data(), y.data(), x.size()) == 0;
 }

@@ -301,4 +301,89 @@ using retry_atom = caf::atom_constant<caf::atom("retry")>;
 /// a batch, `(alert_sent_atom, batch id, ok)`.
 using alert_sent_atom = caf::atom_constant<caf::atom("alertsent")>;
 
+// -- news personalisation and push (actors/news, ranker, websocket_broadcaster) ---
+
+/// A news article, schema version 1 (JSON on the `articles` topic; parsed
+/// and checked by `parse_article()` in actors/news).
+struct article {
+  std::string id;
+  std::string headline;
+  /// Lower case, `[a-z0-9_-]{1,32}`: also the `breaking:<category>` channel.
+  std::string category;
+  /// Political bias, 0 (left) to 1 (right).
+  double bias = 0.5;
+  /// Unix time in milliseconds.
+  int64_t published_ms = 0;
+  bool breaking = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, article& x) {
+  return f(caf::meta::type_name("troupe.article"), x.id, x.headline, x.category, x.bias,
+           x.published_ms, x.breaking);
+}
+
+/// One article of a feed with the parts of its score, so that a reader sees
+/// why it is there: score = 0.40 affinity + 0.30 bias alignment + 0.30
+/// recency. A trending answer sets `reads` and leaves the parts at zero.
+struct ranked_article {
+  article item;
+  double score = 0;
+  double affinity = 0;
+  double bias_alignment = 0;
+  double recency = 0;
+  uint64_t reads = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ranked_article& x) {
+  return f(caf::meta::type_name("troupe.ranked_article"), x.item, x.score, x.affinity,
+           x.bias_alignment, x.recency, x.reads);
+}
+
+/// A user's feed, best first.
+struct feed {
+  std::string user;
+  std::vector<ranked_article> items;
+  /// `ranker` (personalised) or `trending` (the fallback while the ranker
+  /// group is down).
+  std::string source;
+  /// True when answered by the fallback.
+  bool degraded = false;
+  /// The user has no preferences in Redis (or Redis could not be reached):
+  /// the documented defaults were used.
+  bool default_preferences = false;
+  /// Articles considered.
+  uint64_t candidates = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, feed& x) {
+  return f(caf::meta::type_name("troupe.feed"), x.user, x.items, x.source, x.degraded,
+           x.default_preferences, x.candidates);
+}
+
+/// `(rank_atom, std::string user, uint32_t k) -> feed`: the ranker's top `k`
+/// for `user` (routed by user: the key follows the atom).
+using rank_atom = caf::atom_constant<caf::atom("rank")>;
+/// `(article_atom, article, bool relayed)` to a node's news hub: a new
+/// article; the hub that got it from Kafka (`relayed` false) relays it to
+/// every other node's hub.
+using article_atom = caf::atom_constant<caf::atom("article")>;
+/// `(alert_push_atom, std::string user, std::string json, bool relayed)` to
+/// a news hub: a fraud alert for the WebSocket `alerts` channels.
+using alert_push_atom = caf::atom_constant<caf::atom("alertpush")>;
+/// `(read_atom, std::string article_id, bool relayed)` to a news hub: a
+/// reader opened an article (counts for trending).
+using read_atom = caf::atom_constant<caf::atom("read")>;
+/// `(window_atom) -> std::vector<article>`: a news hub's current window (a
+/// joining node's hub fills its own from a peer's).
+using window_atom = caf::atom_constant<caf::atom("window")>;
+/// `(feed_atom, uint64_t session, std::string request_id, std::string user,
+/// uint32_t k)` from the WebSocket gateway to a broadcaster worker, which
+/// answers the session through the gateway.
+using feed_atom = caf::atom_constant<caf::atom("feed")>;
+/// Internal to a broadcaster worker: read the next records, `(consume_atom)`.
+using consume_atom = caf::atom_constant<caf::atom("consume")>;
+
 } // namespace troupe

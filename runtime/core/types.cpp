@@ -35,6 +35,11 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<transaction>>("std::vector<troupe.transaction>");
   cfg.add_message_type<scored_transaction>("troupe.scored_transaction");
   cfg.add_message_type<std::vector<scored_transaction>>("std::vector<troupe.scored_transaction>");
+  cfg.add_message_type<article>("troupe.article");
+  cfg.add_message_type<std::vector<article>>("std::vector<troupe.article>");
+  cfg.add_message_type<ranked_article>("troupe.ranked_article");
+  cfg.add_message_type<std::vector<ranked_article>>("std::vector<troupe.ranked_article>");
+  cfg.add_message_type<feed>("troupe.feed");
   cfg.add_error_category(ec_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
     return render(caf::error{code, ec_category, ctx});
   });

@@ -99,13 +99,23 @@ bool accepts(uint16_t port) {
   return ok;
 }
 
-/// The topics the groups name in their settings (`topic`, `dead_letter_topic`).
+/// The topics the groups name in their settings or their domains' defaults
+/// (every key that ends in `topic`).
 std::vector<std::pair<std::string, int>> topics_of(const topology::topology& t) {
   std::set<std::string> names;
-  for (auto& g : t.groups)
+  auto is_topic = [](const std::string& key) {
+    return key.size() >= 5 && key.compare(key.size() - 5, 5, "topic") == 0;
+  };
+  for (auto& g : t.groups) {
     for (auto& [key, value] : g.settings)
-      if (key == "topic" || key == "dead_letter_topic")
+      if (is_topic(key))
         names.insert(value);
+    for (auto& d : topology::domains())
+      if (d.name == g.domain)
+        for (auto& kv : d.settings)
+          if (is_topic(kv.first))
+            names.insert(topology::setting(g, kv.first));
+  }
   std::vector<std::pair<std::string, int>> result;
   for (auto& n : names)
     result.emplace_back(n, 12); // many partitions: the mock keeps ~5 MiB each

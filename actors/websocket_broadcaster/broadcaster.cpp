@@ -1,0 +1,174 @@
+#include "actors/websocket_broadcaster/broadcaster.hpp"
+
+#include <map>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/news/article.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/kafka/client.hpp"
+#include "runtime/kafka/dead_letter.hpp"
+
+using namespace std::chrono_literals;
+
+namespace troupe::ws {
+
+namespace {
+
+/// The reader's state: one consumer, one dead-letter producer.
+struct reader_state {
+  broadcaster_settings cfg;
+  std::string name;
+  std::unique_ptr<kafka::consumer> consumer;
+  std::unique_ptr<kafka::producer> producer;
+  uint64_t articles = 0;
+  uint64_t alerts = 0;
+  uint64_t dead = 0;
+  size_t partitions = 0;
+
+  void log(const std::string& line) {
+    if (cfg.log)
+      cfg.log(name + ": " + line);
+  }
+
+  caf::error connect() {
+    if (!producer) {
+      auto p = kafka::producer::make(kafka::defaults(cfg.kafka));
+      if (!p)
+        return p.error();
+      producer = std::move(*p);
+    }
+    if (!consumer) {
+      auto c = kafka::consumer::make(kafka::defaults(cfg.kafka), cfg.consumer_group,
+                                     {cfg.articles_topic, cfg.alerts_topic});
+      if (!c)
+        return c.error();
+      consumer = std::move(*c);
+      log("member of consumer group " + cfg.consumer_group + " on " + cfg.articles_topic + ", "
+          + cfg.alerts_topic);
+    }
+    return caf::none;
+  }
+
+  void dead_letter(const kafka::record& r, const std::string& reason) {
+    ++dead;
+    auto err = producer->produce(cfg.dead_letter_topic, r.key,
+                                 kafka::dead_letter_json(reason, r.topic, r.partition, r.offset,
+                                                         r.key, r.value));
+    if (err)
+      log("dead letter lost (" + render(err) + "): " + reason);
+  }
+
+  void take(const kafka::record& r, const caf::actor& hub) {
+    if (r.topic == cfg.articles_topic) {
+      auto a = news::parse_article(r.value);
+      if (!a) {
+        dead_letter(r, "invalid article: " + render(a.error()));
+        return;
+      }
+      ++articles;
+      caf::anon_send(hub, article_atom::value, std::move(*a), false);
+      return;
+    }
+    auto j = nlohmann::json::parse(r.value, nullptr, false);
+    const nlohmann::json* tx = nullptr;
+    if (!j.is_discarded() && j.is_object() && j.contains("transaction"))
+      tx = &j["transaction"];
+    if (!tx || !tx->is_object() || !tx->contains("id") || !(*tx)["id"].is_string()
+        || !tx->contains("user") || !(*tx)["user"].is_string()) {
+      dead_letter(r, "invalid alert: needs transaction.id and transaction.user (strings)");
+      return;
+    }
+    ++alerts;
+    caf::anon_send(hub, alert_push_atom::value, (*tx)["id"].get<std::string>(),
+                   (*tx)["user"].get<std::string>(), r.value, false);
+  }
+};
+
+caf::behavior reader(caf::event_based_actor* self, broadcaster_settings cfg, std::string name) {
+  auto st = std::make_shared<reader_state>();
+  st->cfg = std::move(cfg);
+  st->name = std::move(name);
+  self->send(self, consume_atom::value);
+  return {
+    [self, st](consume_atom) {
+      if (auto err = st->connect()) {
+        st->log("Kafka not reachable (" + render(err) + "): trying again in 1 s");
+        self->delayed_send(self, 1s, consume_atom::value);
+        return;
+      }
+      auto hub = st->cfg.hub ? st->cfg.hub() : caf::actor{};
+      if (!hub) {
+        self->delayed_send(self, 100ms, consume_atom::value);
+        return;
+      }
+      // Blocks this reader's own thread (a detached actor) for at most 100 ms.
+      auto records = st->consumer->poll(500, 100ms);
+      if (auto n = st->consumer->assignment().size(); n != st->partitions) {
+        st->partitions = n;
+        st->log("partitions assigned: " + std::to_string(n));
+      }
+      if (!records.empty()) {
+        std::map<std::pair<std::string, int32_t>, int64_t> next;
+        for (auto& r : records) {
+          st->take(r, hub);
+          next[{r.topic, r.partition}] = r.offset + 1;
+        }
+        std::vector<kafka::partition_offset> offsets;
+        for (auto& kv : next)
+          offsets.push_back({kv.first.first, kv.first.second, kv.second});
+        // A commit for a partition lost in a rebalance fails: its new owner
+        // reads those records again, and the hub drops what it has seen.
+        st->consumer->commit(offsets);
+      }
+      self->send(self, consume_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+group_spec make_group(const std::string& name, size_t instances, broadcaster_settings cfg) {
+  group_spec g;
+  g.name = name;
+  g.instances = instances;
+  g.worker = [cfg, name](caf::event_based_actor* self, size_t index) -> caf::behavior {
+    auto gw = cfg.gw;
+    if (gw) {
+      gw->attach(caf::actor{self});
+      self->attach_functor([gw, addr = self->address()] { gw->detach(addr); });
+    }
+    // Linked: a reader that dies takes its worker with it (and the
+    // supervisor restarts both); a worker that stops, for any reason, stops
+    // its reader.
+    auto r = self->spawn<caf::linked + caf::detached>(reader, cfg,
+                                                      name + "/" + std::to_string(index));
+    self->attach_functor([r] { caf::anon_send_exit(r, caf::exit_reason::user_shutdown); });
+    return {
+      [self, cfg](feed_atom, uint64_t session, std::string& rid, std::string& user, uint32_t k) {
+        auto gw = cfg.gw;
+        if (!gw)
+          return;
+        auto ranker = cfg.router_of ? cfg.router_of("ranker") : caf::actor{};
+        if (!ranker) {
+          gw->answer(session, std::make_shared<const std::string>(gateway::error_json(
+                                "unavailable", "this cluster runs no ranker group", rid)));
+          return;
+        }
+        self->request(ranker, cfg.feed_timeout, rank_atom::value, user, k)
+          .then(
+            [gw, session, rid](feed& f) {
+              gw->answer(session, std::make_shared<const std::string>(feed_json(f, rid)));
+            },
+            [gw, session, rid](caf::error& err) {
+              gw->answer(session, std::make_shared<const std::string>(
+                                    gateway::error_json("feed_failed", render(err), rid)));
+            });
+      },
+    };
+  };
+  return g;
+}
+
+} // namespace troupe::ws

@@ -1,0 +1,493 @@
+#include "actors/websocket_broadcaster/gateway.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <regex>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "runtime/cluster/auth.hpp"
+#include "runtime/core/duration.hpp"
+
+namespace troupe::ws {
+
+using json = nlohmann::json;
+
+/// One connected client.
+struct gateway::client {
+  std::weak_ptr<http::ws_session> session;
+  uint64_t id = 0;
+  std::string remote;
+  /// Authenticated user (empty: anonymous).
+  std::string user;
+  bool is_operator = false;
+  /// Channels as the client named them, and the internal ones they stand
+  /// for (`alerts` is `alerts:<user>` for a user who is not an operator).
+  std::map<std::string, std::string> subscriptions;
+  /// The last publication this client got (a client on two of a
+  /// message's channels gets it once).
+  uint64_t last_seq = 0;
+  // Token bucket, touched on the client's strand only.
+  double tokens = 0;
+  std::chrono::steady_clock::time_point refilled;
+  uint32_t refused = 0;
+};
+
+namespace {
+
+std::string url_decode(const std::string& x) {
+  std::string out;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] == '%' && i + 2 < x.size() && std::isxdigit(static_cast<unsigned char>(x[i + 1]))
+        && std::isxdigit(static_cast<unsigned char>(x[i + 2]))) {
+      out += static_cast<char>(std::stoi(x.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += x[i] == '+' ? ' ' : x[i];
+    }
+  }
+  return out;
+}
+
+/// The value of `key` in the query of `target`.
+std::string query_param(const std::string& target, const std::string& key) {
+  auto q = target.find('?');
+  if (q == std::string::npos)
+    return {};
+  auto query = target.substr(q + 1);
+  size_t pos = 0;
+  while (pos <= query.size()) {
+    auto amp = query.find('&', pos);
+    auto part = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+    auto eq = part.find('=');
+    if (eq != std::string::npos && url_decode(part.substr(0, eq)) == key)
+      return url_decode(part.substr(eq + 1));
+    if (amp == std::string::npos)
+      break;
+    pos = amp + 1;
+  }
+  return {};
+}
+
+bool valid_category(const std::string& x) {
+  static const std::regex pattern{"^[a-z0-9_-]{1,32}$"};
+  return std::regex_match(x, pattern);
+}
+
+/// Never throws: bytes that are not UTF-8 (from a query string) are replaced.
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json with_id(json j, const std::string& request_id) {
+  if (!request_id.empty())
+    j["id"] = json::parse(request_id, nullptr, false);
+  return j;
+}
+
+} // namespace
+
+gateway::gateway(gateway_settings settings) : cfg_(std::move(settings)) {
+}
+
+void gateway::log(const std::string& line) const {
+  if (cfg_.log)
+    cfg_.log(line);
+}
+
+std::string gateway::error_json(const std::string& code, const std::string& message,
+                                const std::string& request_id) {
+  return dump(with_id({{"type", "error"}, {"error", code}, {"message", message}}, request_id));
+}
+
+std::string feed_json(const feed& f, const std::string& request_id) {
+  json items = json::array();
+  for (auto& r : f.items) {
+    json item{{"id", r.item.id},
+              {"headline", r.item.headline},
+              {"category", r.item.category},
+              {"bias", r.item.bias},
+              {"published_at", r.item.published_ms},
+              {"breaking", r.item.breaking},
+              {"score", r.score}};
+    if (f.source == "trending")
+      item["reads"] = r.reads;
+    else
+      item["components"] = {{"affinity", r.affinity},
+                            {"bias_alignment", r.bias_alignment},
+                            {"recency", r.recency}};
+    items.push_back(std::move(item));
+  }
+  json j{{"type", "feed"},
+         {"user", f.user},
+         {"source", f.source},
+         {"degraded", f.degraded},
+         {"default_preferences", f.default_preferences},
+         {"candidates", f.candidates},
+         {"items", std::move(items)}};
+  return dump(with_id(std::move(j), request_id));
+}
+
+void gateway::publish(const std::vector<std::string>& channels,
+                      std::shared_ptr<const std::string> msg) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto seq = ++publish_seq_;
+  for (auto& ch : channels) {
+    auto i = channels_.find(ch);
+    if (i == channels_.end())
+      continue;
+    for (auto& kv : i->second) {
+      auto& c = *kv.second;
+      if (c.last_seq == seq)
+        continue;
+      c.last_seq = seq;
+      if (auto s = c.session.lock()) {
+        s->send(msg);
+        ++counters_.pushes;
+      }
+    }
+  }
+}
+
+void gateway::answer(uint64_t session, std::shared_ptr<const std::string> msg) {
+  std::shared_ptr<http::ws_session> s;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = clients_.find(session);
+    if (i == clients_.end())
+      return;
+    s = i->second->session.lock();
+  }
+  if (s)
+    s->send(std::move(msg));
+}
+
+void gateway::attach(const caf::actor& worker) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  workers_.push_back(worker);
+}
+
+void gateway::detach(const caf::actor_addr& worker) {
+  std::function<void(caf::timespan)> after;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    workers_.erase(std::remove_if(workers_.begin(), workers_.end(),
+                                  [&](const caf::actor& w) { return w.address() == worker; }),
+                   workers_.end());
+    if (!workers_.empty())
+      return;
+    after = after_;
+  }
+  if (after)
+    after(cfg_.detach_grace);
+  else
+    close_if_detached();
+}
+
+void gateway::close_if_detached() {
+  std::vector<std::shared_ptr<http::ws_session>> to_close;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (!workers_.empty())
+      return;
+    for (auto& kv : clients_)
+      if (auto s = kv.second->session.lock())
+        to_close.push_back(std::move(s));
+  }
+  if (!to_close.empty())
+    log("websocket-broadcaster stopped here: closing " + std::to_string(to_close.size())
+        + " WebSocket clients (1012)");
+  for (auto& s : to_close)
+    s->close(http::close_code::service_restart, "websocket-broadcaster restarting: reconnect");
+}
+
+void gateway::set_store(std::shared_ptr<const news::article_store> store) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  store_ = std::move(store);
+}
+
+void gateway::set_timer(std::function<void(caf::timespan)> after) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  after_ = std::move(after);
+}
+
+void gateway::set_hub(const caf::actor& hub) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  hub_ = hub;
+}
+
+size_t gateway::clients() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return clients_.size();
+}
+
+bool gateway::accepting(std::string& why) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!workers_.empty())
+    return true;
+  why = "no websocket-broadcaster instance runs on this node now";
+  return false;
+}
+
+void gateway::on_open(const std::shared_ptr<http::ws_session>& s, const std::string& target) {
+  auto c = std::make_shared<client>();
+  c->session = s;
+  c->id = s->id();
+  c->remote = s->remote();
+  c->tokens = cfg_.burst;
+  c->refilled = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    clients_.emplace(c->id, c);
+  }
+  auto user = query_param(target, "user");
+  auto token = query_param(target, "token");
+  if (!user.empty() || !token.empty()) {
+    if (authenticate(c, user, token))
+      reply(c, dump(json{{"type", "auth"}, {"ok", true}, {"user", c->user},
+                         {"operator", c->is_operator}}));
+    else
+      reply(c, error_json("unauthorized", "bad token for user '" + user + "'", {}));
+  }
+}
+
+void gateway::on_close(const std::shared_ptr<http::ws_session>& s, const std::string& why) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = clients_.find(s->id());
+  if (i == clients_.end())
+    return;
+  for (auto& kv : i->second->subscriptions) {
+    auto ch = channels_.find(kv.second);
+    if (ch != channels_.end()) {
+      ch->second.erase(s->id());
+      if (ch->second.empty())
+        channels_.erase(ch);
+    }
+  }
+  if (why.rfind("too slow", 0) == 0)
+    log("WebSocket client " + i->second->remote + " disconnected: " + why);
+  clients_.erase(i);
+}
+
+void gateway::on_text(const std::shared_ptr<http::ws_session>& s, std::string text) {
+  client_ptr c;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = clients_.find(s->id());
+    if (i == clients_.end())
+      return;
+    c = i->second;
+  }
+  ++counters_.requests;
+  // The rate limit: a token bucket per client.
+  auto now = std::chrono::steady_clock::now();
+  auto elapsed = std::chrono::duration<double>(now - c->refilled).count();
+  c->tokens = std::min(cfg_.burst, c->tokens + elapsed * cfg_.rate);
+  c->refilled = now;
+  if (c->tokens < 1) {
+    ++counters_.rate_limited;
+    if (++c->refused > cfg_.max_refused) {
+      s->close(http::close_code::policy_violation, "rate limit exceeded");
+      return;
+    }
+    // The answer carries the request's id, so that the client knows which
+    // one to send again.
+    std::string rid;
+    auto j = json::parse(text, nullptr, false);
+    if (j.is_object())
+      if (auto id = j.find("id"); id != j.end() && id->is_primitive() && id->dump().size() <= 128)
+        rid = dump(*id);
+    reply(c, error_json("rate_limited",
+                        "at most " + std::to_string(static_cast<int>(cfg_.rate))
+                          + " requests per second",
+                        rid));
+    return;
+  }
+  c->tokens -= 1;
+  c->refused = 0;
+  handle(c, text);
+}
+
+bool gateway::authenticate(const client_ptr& c, const std::string& user,
+                           const std::string& token) {
+  if (user.empty() || user.size() > 128
+      || !cluster::same_proof(token, cluster::client_token(cfg_.secret, cfg_.cluster, user)))
+    return false;
+  std::lock_guard<std::mutex> guard{mtx_};
+  c->user = user;
+  c->is_operator = cfg_.operators.count(user) > 0;
+  return true;
+}
+
+void gateway::reply(const client_ptr& c, const std::string& text) {
+  if (auto s = c->session.lock())
+    s->send(std::make_shared<const std::string>(text));
+}
+
+void gateway::handle(const client_ptr& c, const std::string& text) {
+  auto fail = [&](const std::string& code, const std::string& message,
+                  const std::string& request_id = {}) {
+    ++counters_.errors;
+    reply(c, error_json(code, message, request_id));
+  };
+  auto j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    fail("invalid_json", "the message is not valid JSON");
+    return;
+  }
+  if (!j.is_object()) {
+    fail("invalid_request", "a request is a JSON object with an \"op\"");
+    return;
+  }
+  std::string rid;
+  if (auto id = j.find("id"); id != j.end()) {
+    if (!id->is_primitive() || id->dump().size() > 128) {
+      fail("invalid_request", "\"id\" must be a string or a number of at most 128 bytes");
+      return;
+    }
+    rid = dump(*id);
+  }
+  auto op_it = j.find("op");
+  if (op_it == j.end() || !op_it->is_string()) {
+    fail("invalid_request", "a request needs \"op\" (a string)", rid);
+    return;
+  }
+  auto op = op_it->get<std::string>();
+  auto str = [&](const char* key) -> std::string {
+    auto i = j.find(key);
+    return i != j.end() && i->is_string() ? i->get<std::string>() : std::string{};
+  };
+  if (op == "ping") {
+    reply(c, dump(with_id({{"type", "pong"}, {"time", unix_ms()}}, rid)));
+  } else if (op == "auth") {
+    auto user = str("user");
+    if (!authenticate(c, user, str("token"))) {
+      fail("unauthorized", "bad token for user '" + user + "'", rid);
+      return;
+    }
+    reply(c, dump(with_id(
+               {{"type", "auth"}, {"ok", true}, {"user", user}, {"operator", c->is_operator}},
+               rid)));
+  } else if (op == "subscribe" || op == "unsubscribe") {
+    auto ch = str("channel");
+    std::string internal = ch;
+    if (ch == "alerts") {
+      if (c->user.empty()) {
+        fail("unauthorized", "the alerts channel needs a token (op \"auth\")", rid);
+        return;
+      }
+      if (!c->is_operator)
+        internal = "alerts:" + c->user;
+    } else if (ch != "breaking:*"
+               && !(ch.rfind("breaking:", 0) == 0 && valid_category(ch.substr(9)))) {
+      fail("unknown_channel",
+           "channels are \"breaking:<category>\", \"breaking:*\" and \"alerts\"", rid);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (op == "subscribe") {
+        if (c->subscriptions.size() >= 64 && !c->subscriptions.count(ch)) {
+          ++counters_.errors;
+          reply(c, error_json("too_many_channels", "at most 64 channels per client", rid));
+          return;
+        }
+        c->subscriptions[ch] = internal;
+        channels_[internal][c->id] = c;
+      } else {
+        auto i = c->subscriptions.find(ch);
+        if (i != c->subscriptions.end()) {
+          auto sub = channels_.find(i->second);
+          if (sub != channels_.end()) {
+            sub->second.erase(c->id);
+            if (sub->second.empty())
+              channels_.erase(sub);
+          }
+          c->subscriptions.erase(i);
+        }
+      }
+    }
+    reply(c, dump(with_id(
+               {{"type", op == "subscribe" ? "subscribed" : "unsubscribed"}, {"channel", ch}},
+               rid)));
+  } else if (op == "feed") {
+    auto user = str("user");
+    if (user.empty())
+      user = c->user;
+    if (c->user.empty() || (user != c->user && !c->is_operator)) {
+      fail("unauthorized",
+           c->user.empty() ? "a feed needs a token (op \"auth\")"
+                           : "only an operator may read another user's feed",
+           rid);
+      return;
+    }
+    uint32_t k = 0;
+    if (auto i = j.find("k"); i != j.end()) {
+      if (!i->is_number_unsigned() || i->get<uint64_t>() > 100) {
+        fail("invalid_request", "\"k\" must be an integer from 0 to 100", rid);
+        return;
+      }
+      k = i->get<uint32_t>();
+    }
+    caf::actor worker;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (!workers_.empty())
+        worker = workers_[next_worker_++ % workers_.size()];
+    }
+    if (!worker) {
+      fail("unavailable", "no websocket-broadcaster instance runs on this node now", rid);
+      return;
+    }
+    ++counters_.feeds;
+    caf::anon_send(worker, feed_atom::value, c->id, rid, user, k);
+  } else if (op == "read") {
+    auto id = str("article");
+    if (id.empty() || id.size() > 128) {
+      fail("invalid_request", "\"article\" must be an article id", rid);
+      return;
+    }
+    caf::actor hub;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      hub = hub_;
+    }
+    if (hub)
+      caf::anon_send(hub, read_atom::value, id, false);
+    reply(c, dump(with_id({{"type", "read"}, {"article", id}}, rid)));
+  } else if (op == "trending") {
+    uint32_t k = 10;
+    if (auto i = j.find("k"); i != j.end()) {
+      if (!i->is_number_unsigned() || i->get<uint64_t>() < 1 || i->get<uint64_t>() > 100) {
+        fail("invalid_request", "\"k\" must be an integer from 1 to 100", rid);
+        return;
+      }
+      k = i->get<uint32_t>();
+    }
+    std::shared_ptr<const news::article_store> store;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      store = store_;
+    }
+    feed f;
+    f.source = "trending";
+    if (store) {
+      f.candidates = store->size();
+      f.items = store->trending(k, unix_ms(), 24LL * 3600 * 1000);
+    }
+    auto j = nlohmann::json::parse(feed_json(f, rid));
+    j["type"] = "trending";
+    j.erase("user");
+    j.erase("degraded");
+    j.erase("default_preferences");
+    reply(c, dump(j));
+  } else {
+    fail("unknown_op",
+         "unknown op '" + op
+           + "' (known: auth, subscribe, unsubscribe, feed, trending, read, ping)",
+         rid);
+  }
+}
+
+} // namespace troupe::ws

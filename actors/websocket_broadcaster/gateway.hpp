@@ -1,0 +1,134 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/timespan.hpp>
+
+#include "actors/news/article_store.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/http/server.hpp"
+
+namespace troupe::ws {
+
+/// What a node's WebSocket gateway needs.
+struct gateway_settings {
+  /// The cluster's name and secret, which sign client tokens
+  /// (`cluster::client_token`).
+  std::string cluster;
+  std::string secret;
+  /// Users whose token opens every user's feed and the `alerts` channel of
+  /// all users (the live page's operator view).
+  std::set<std::string> operators = {"operator"};
+  /// Requests per second per client, and the burst allowed above it.
+  double rate = 20;
+  double burst = 40;
+  /// Requests refused by the rate limit, in a row, before the client is
+  /// closed with 1008.
+  uint32_t max_refused = 100;
+  /// How long the gateway waits, after its last worker stopped, for a new
+  /// one before it closes its clients: the placement manager restarts a
+  /// node's group whenever its instances change (a peer lost or back).
+  caf::timespan detach_grace = std::chrono::seconds(3);
+  std::function<void(const std::string&)> log;
+};
+
+/// Counters of the gateway's protocol, read with relaxed loads.
+struct gateway_counters {
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> rate_limited{0};
+  std::atomic<uint64_t> feeds{0};
+  std::atomic<uint64_t> pushes{0};
+};
+
+/// The WebSocket side of the `websocket-broadcaster` group on one node: the
+/// JSON protocol (README "WebSocket protocol"), the clients' channels, and
+/// their authentication and rate limits.
+///
+/// The node owns it (with its HTTP server); the group's workers on the node
+/// `attach` to it. It takes WebSockets only while one is attached, and asks
+/// an attached worker for feeds. When the last worker detaches and none
+/// attaches within `detach_grace` (the group's supervisor gave up here, or
+/// the group moved away) every client is closed with 1012, to reconnect
+/// where the group runs. Within the grace, feeds get `unavailable`.
+///
+/// Thread-safe: protocol handlers run on the server's I/O threads,
+/// `publish` and `answer` on any thread.
+class gateway : public http::ws_handler {
+public:
+  explicit gateway(gateway_settings settings);
+
+  /// Sends `msg`, encoded once, to every client subscribed to any of
+  /// `channels` (each client once).
+  void publish(const std::vector<std::string>& channels, std::shared_ptr<const std::string> msg);
+
+  /// Sends `msg` to one client (a feed answer), if it is still there.
+  void answer(uint64_t session, std::shared_ptr<const std::string> msg);
+
+  /// A worker of the group runs on this node: the gateway opens.
+  void attach(const caf::actor& worker);
+  void detach(const caf::actor_addr& worker);
+
+  /// Where `read` reports go: the node's news hub.
+  void set_hub(const caf::actor& hub);
+
+  /// The node's article window, for `trending` requests.
+  void set_store(std::shared_ptr<const news::article_store> store);
+
+  /// How the gateway calls `close_if_detached` later (without it, at once).
+  void set_timer(std::function<void(caf::timespan)> after);
+
+  /// Closes every client with 1012 unless a worker is attached.
+  void close_if_detached();
+
+  size_t clients() const;
+  const gateway_counters& counters() const {
+    return counters_;
+  }
+
+  /// The error answer to a request: `{"type":"error","error":code,...}`.
+  static std::string error_json(const std::string& code, const std::string& message,
+                                const std::string& request_id);
+
+  // -- http::ws_handler ------------------------------------------------------------
+  bool accepting(std::string& why) override;
+  void on_open(const std::shared_ptr<http::ws_session>& s, const std::string& target) override;
+  void on_text(const std::shared_ptr<http::ws_session>& s, std::string text) override;
+  void on_close(const std::shared_ptr<http::ws_session>& s, const std::string& why) override;
+
+  struct client;
+
+private:
+  using client_ptr = std::shared_ptr<client>;
+
+  void handle(const client_ptr& c, const std::string& text);
+  bool authenticate(const client_ptr& c, const std::string& user, const std::string& token);
+  void reply(const client_ptr& c, const std::string& json);
+  void log(const std::string& line) const;
+
+  gateway_settings cfg_;
+  gateway_counters counters_;
+  mutable std::mutex mtx_;
+  std::unordered_map<uint64_t, client_ptr> clients_;
+  /// channel -> subscribers, by session id.
+  std::unordered_map<std::string, std::unordered_map<uint64_t, client_ptr>> channels_;
+  uint64_t publish_seq_ = 0;
+  std::vector<caf::actor> workers_;
+  size_t next_worker_ = 0;
+  caf::actor hub_;
+  std::function<void(caf::timespan)> after_;
+  std::shared_ptr<const news::article_store> store_;
+};
+
+/// The JSON answer to a feed request `request_id` (JSON text, or empty).
+std::string feed_json(const feed& f, const std::string& request_id);
+
+} // namespace troupe::ws

@@ -1,0 +1,153 @@
+#include "actors/websocket_broadcaster/node_services.hpp"
+
+#include <sstream>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/news/news_hub.hpp"
+#include "actors/websocket_broadcaster/page_html.hpp"
+#include "runtime/core/error.hpp"
+
+namespace troupe::ws {
+
+namespace {
+
+/// Internal: the gateway's grace after its last worker stopped is over.
+using grace_over_atom = caf::atom_constant<caf::atom("graceover")>;
+
+caf::error bad_setting(const topology::group_decl& g, const std::string& key,
+                       const std::string& problem) {
+  return caf::make_error(ec::invalid_argument,
+                         "group " + g.name + ": " + key + " " + problem);
+}
+
+} // namespace
+
+caf::expected<std::unique_ptr<node_services>>
+node_services::make(caf::actor_system& sys, const topology::topology& topo,
+                    const topology::node_spec& node, const caf::actor& agent,
+                    std::shared_ptr<group_directory> directory,
+                    std::function<void(const std::string&)> log, route_fn extra_routes) {
+  std::unique_ptr<node_services> ptr{new node_services};
+  ptr->node_ = node.name;
+  ptr->directory_ = directory;
+  ptr->articles_ = std::make_shared<news::article_store>();
+  gateway_settings gs;
+  gs.cluster = topo.cluster.name;
+  gs.secret = topo.cluster.secret;
+  gs.log = log;
+  http::server_limits limits;
+  for (auto& g : topo.groups) {
+    if (g.domain != "websocket-broadcaster")
+      continue;
+    gs.operators.clear();
+    std::stringstream list{topology::setting(g, "operators")};
+    for (std::string name; std::getline(list, name, ',');)
+      if (!name.empty())
+        gs.operators.insert(name);
+    auto rate = topology::number(g, "rate_limit");
+    if (!rate)
+      return rate.error();
+    if (*rate <= 0)
+      return bad_setting(g, "rate_limit", "must be positive");
+    gs.rate = *rate;
+    gs.burst = 2 * *rate;
+    auto queue = topology::number(g, "send_queue");
+    if (!queue)
+      return queue.error();
+    if (*queue < 1)
+      return bad_setting(g, "send_queue", "must be at least 1");
+    limits.send_queue = static_cast<size_t>(*queue);
+    auto max = topology::number(g, "max_message");
+    if (!max)
+      return max.error();
+    if (*max < 256)
+      return bad_setting(g, "max_message", "must be at least 256 bytes");
+    limits.max_message = static_cast<size_t>(*max);
+    break;
+  }
+  ptr->gateway_ = std::make_shared<gateway>(gs);
+  ptr->timer_ = sys.spawn([w = std::weak_ptr<gateway>(ptr->gateway_)]() -> caf::behavior {
+    return {
+      [w](grace_over_atom) {
+        if (auto gw = w.lock())
+          gw->close_if_detached();
+      },
+    };
+  });
+  ptr->gateway_->set_timer([timer = ptr->timer_](caf::timespan after) {
+    caf::delayed_anon_send(timer, after, grace_over_atom::value);
+  });
+  news::hub_settings hs;
+  hs.node = node.name;
+  hs.store = ptr->articles_;
+  hs.publish = [gw = ptr->gateway_](const std::vector<std::string>& channels,
+                                    std::shared_ptr<const std::string> msg) {
+    gw->publish(channels, std::move(msg));
+  };
+  hs.agent = agent;
+  hs.log = log;
+  ptr->hub_ = news::spawn_news_hub(sys, hs);
+  ptr->gateway_->set_hub(ptr->hub_);
+  ptr->gateway_->set_store(ptr->articles_);
+  if (directory)
+    directory->put(news::hub_service, ptr->hub_);
+  if (node.http_port == 0)
+    return ptr;
+  auto* self = ptr.get();
+  auto routes = [self, extra_routes](const std::string& target) -> http::response {
+    if (extra_routes) {
+      auto r = extra_routes(target);
+      if (r.status != 0)
+        return r;
+    }
+    auto path = target.substr(0, target.find('?'));
+    if (path == "/" || path == "/index.html")
+      return {200, "text/html; charset=utf-8", page_html};
+    if (path == "/healthz") {
+      std::string why;
+      nlohmann::json groups = nlohmann::json::array();
+      if (self->directory_)
+        for (auto& name : self->directory_->names())
+          if (name[0] != '@')
+            groups.push_back(name);
+      nlohmann::json j{{"node", self->node_},
+                       {"status", "ok"},
+                       {"websocket", self->gateway_->accepting(why)},
+                       {"clients", self->gateway_->clients()},
+                       {"articles", self->articles_->size()},
+                       {"groups", groups}};
+      return {200, "application/json", j.dump() + "\n"};
+    }
+    return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
+  };
+  auto srv = http::server::make(node.host, node.http_port, 2, routes, ptr->gateway_.get(), limits);
+  if (!srv) {
+    caf::anon_send_exit(ptr->hub_, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(ptr->timer_, caf::exit_reason::user_shutdown);
+    return srv.error();
+  }
+  ptr->server_ = std::move(*srv);
+  return ptr;
+}
+
+node_services::~node_services() {
+  server_.reset();
+  if (hub_)
+    caf::anon_send_exit(hub_, caf::exit_reason::user_shutdown);
+  if (timer_)
+    caf::anon_send_exit(timer_, caf::exit_reason::user_shutdown);
+}
+
+void node_services::fill(actors::domain_context& ctx) const {
+  ctx.articles = articles_;
+  ctx.gateway = gateway_;
+  ctx.hub = [hub = hub_] { return hub; };
+}
+
+uint16_t node_services::http_port() const {
+  return server_ ? server_->port() : 0;
+}
+
+} // namespace troupe::ws

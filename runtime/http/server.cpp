@@ -1,0 +1,418 @@
+#include "runtime/http/server.hpp"
+
+#include <deque>
+#include <optional>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "runtime/core/error.hpp"
+
+namespace troupe::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace websocket = boost::beast::websocket;
+using tcp = boost::asio::ip::tcp;
+
+struct server::impl {
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  std::vector<std::thread> threads;
+  route_fn routes;
+  ws_handler* ws = nullptr;
+  server_limits limits;
+  server_counters counters;
+  std::atomic<uint64_t> next_id{1};
+  std::atomic<uint64_t> open{0};
+  std::mutex mtx;
+  /// Open WebSocket connections, to close at shutdown.
+  std::unordered_map<uint64_t, std::weak_ptr<ws_session>> live;
+
+  void accept();
+  ~impl();
+};
+
+namespace {
+
+/// The path of a request target, without its query.
+std::string path_of(const std::string& target) {
+  return target.substr(0, target.find('?'));
+}
+
+/// One WebSocket connection: a read loop, a bounded write queue, and the
+/// close handshake, all on the connection's strand.
+class ws_conn : public ws_session, public std::enable_shared_from_this<ws_conn> {
+public:
+  ws_conn(uint64_t id, beast::tcp_stream&& stream, server::impl& srv)
+    : ws_session(id), ws_(std::move(stream)), srv_(srv) {
+    beast::error_code ec;
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    remote_ = sock.remote_endpoint(ec).address().to_string() + ":"
+              + std::to_string(sock.remote_endpoint(ec).port());
+  }
+
+  void start(bhttp::request<bhttp::string_body> req) {
+    req_ = std::move(req);
+    beast::get_lowest_layer(ws_).expires_never();
+    beast::error_code ec;
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    sock.set_option(tcp::no_delay(true), ec);
+    if (srv_.limits.socket_send_buffer > 0)
+      sock.set_option(net::socket_base::send_buffer_size(srv_.limits.socket_send_buffer), ec);
+    websocket::stream_base::timeout t;
+    t.handshake_timeout = std::chrono::seconds(10);
+    t.idle_timeout = std::chrono::seconds(60);
+    t.keep_alive_pings = true;
+    ws_.set_option(t);
+    ws_.read_message_max(srv_.limits.max_message);
+    ws_.auto_fragment(false);
+    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+      res.set(bhttp::field::server, "troupe");
+    }));
+    ws_.async_accept(req_, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) {
+        self->ended_ = true; // never opened: nothing to tell the handler
+        return;
+      }
+      self->opened_ = true;
+      ++self->srv_.open;
+      ++self->srv_.counters.ws_opened;
+      {
+        std::lock_guard<std::mutex> guard{self->srv_.mtx};
+        self->srv_.live.emplace(self->id(), self);
+      }
+      self->srv_.ws->on_open(self, std::string(self->req_.target()));
+      self->read();
+    });
+  }
+
+  void send(std::shared_ptr<const std::string> text) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), text = std::move(text)]() mutable {
+      self->enqueue(std::move(text));
+    });
+  }
+
+  void close(uint16_t code, std::string reason) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)] {
+      self->begin_close(code, reason);
+    });
+  }
+
+  std::string remote() const override {
+    return remote_;
+  }
+
+  /// Ends the connection without a close frame (server shutdown).
+  void abort() {
+    net::post(ws_.get_executor(), [self = shared_from_this()] { self->end("server stopping"); });
+  }
+
+private:
+  void read() {
+    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->on_read(ec);
+    });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) {
+      if (ec == websocket::error::message_too_big || ec == websocket::error::bad_frame_payload)
+        ++srv_.counters.ws_bad_frames;
+      end(ec == websocket::error::closed ? std::string{"closed by client"} : ec.message());
+      return;
+    }
+    if (!ws_.got_text()) {
+      ++srv_.counters.ws_bad_frames;
+      buf_.consume(buf_.size());
+      begin_close(close_code::unsupported_data, "binary frames are not accepted: send JSON text");
+      read(); // for the client's close frame
+      return;
+    }
+    ++srv_.counters.ws_messages_in;
+    auto text = beast::buffers_to_string(buf_.data());
+    buf_.consume(buf_.size());
+    if (!closing_)
+      srv_.ws->on_text(shared_from_this(), std::move(text));
+    read();
+  }
+
+  void enqueue(std::shared_ptr<const std::string> text) {
+    if (ended_ || closing_)
+      return;
+    if (queue_.size() >= srv_.limits.send_queue) {
+      // The client does not read: drop it rather than buffer without bound
+      // or hold back the others. No close frame could pass the full pipe.
+      ++srv_.counters.ws_dropped_slow;
+      end("too slow: send queue full (" + std::to_string(queue_.size()) + " messages)");
+      return;
+    }
+    queue_.push_back(std::move(text));
+    if (!writing_)
+      write();
+  }
+
+  void write() {
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(net::buffer(*queue_.front()),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->on_write(ec);
+                    });
+  }
+
+  void on_write(beast::error_code ec) {
+    writing_ = false;
+    if (ec) {
+      end(ec.message());
+      return;
+    }
+    ++srv_.counters.ws_messages_out;
+    queue_.pop_front();
+    if (ended_)
+      return;
+    if (!queue_.empty())
+      write();
+    else if (close_code_ != 0)
+      send_close();
+  }
+
+  void begin_close(uint16_t code, const std::string& reason) {
+    if (ended_ || closing_)
+      return;
+    closing_ = true;
+    close_code_ = code;
+    close_reason_ = reason.substr(0, 120); // a close frame's reason has at most 123 bytes
+    queue_.clear();
+    if (!writing_)
+      send_close();
+  }
+
+  void send_close() {
+    ws_.async_close(websocket::close_reason{static_cast<websocket::close_code>(close_code_), close_reason_},
+                    [self = shared_from_this()](beast::error_code ec) {
+                      // The read loop ends with the client's answer (or the
+                      // close timeout); make sure it ends even without one.
+                      if (ec)
+                        self->end(ec.message());
+                    });
+  }
+
+  void end(const std::string& why) {
+    if (ended_)
+      return;
+    ended_ = true;
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+    if (!opened_)
+      return;
+    --srv_.open;
+    ++srv_.counters.ws_closed;
+    {
+      std::lock_guard<std::mutex> guard{srv_.mtx};
+      srv_.live.erase(id());
+    }
+    srv_.ws->on_close(shared_from_this(), why);
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  server::impl& srv_;
+  bhttp::request<bhttp::string_body> req_;
+  beast::flat_buffer buf_;
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  std::string remote_;
+  bool opened_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool ended_ = false;
+  uint16_t close_code_ = 0;
+  std::string close_reason_;
+};
+
+/// One plain HTTP connection (keep-alive), which may become a WebSocket.
+class http_conn : public std::enable_shared_from_this<http_conn> {
+public:
+  http_conn(tcp::socket&& sock, server::impl& srv) : stream_(std::move(sock)), srv_(srv) {
+  }
+
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(16 * 1024);
+    parser_->body_limit(64 * 1024);
+    stream_.expires_after(srv_.limits.request_timeout);
+    bhttp::async_read(stream_, buf_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->on_read(ec);
+                      });
+  }
+
+private:
+  void on_read(beast::error_code ec) {
+    if (ec) {
+      if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout
+          && ec != net::error::operation_aborted && ec != net::error::connection_reset) {
+        response r{400, "text/plain; charset=utf-8", "bad request: " + ec.message() + "\n"};
+        reply(r, false);
+      } else {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      }
+      return;
+    }
+    ++srv_.counters.http_requests;
+    auto req = parser_->release();
+    auto target = std::string(req.target());
+    if (websocket::is_upgrade(req)) {
+      std::string why;
+      if (path_of(target) != "/ws") {
+        reply({404, "text/plain; charset=utf-8", "WebSockets are served at /ws\n"}, false);
+      } else if (!srv_.ws || !srv_.ws->accepting(why)) {
+        reply({503, "text/plain; charset=utf-8", why + "\n"}, false);
+      } else {
+        auto conn = std::make_shared<ws_conn>(srv_.next_id++, std::move(stream_), srv_);
+        conn->start(std::move(req));
+      }
+      return;
+    }
+    if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+      reply({405, "text/plain; charset=utf-8", "only GET\n"}, req.keep_alive(), req.version());
+      return;
+    }
+    response r;
+    try {
+      r = srv_.routes ? srv_.routes(target) : response{404, "text/plain", "not found\n"};
+    } catch (std::exception& ex) {
+      r = {500, "text/plain; charset=utf-8", std::string{"internal error: "} + ex.what() + "\n"};
+    }
+    reply(r, req.keep_alive(), req.version(), req.method() == bhttp::verb::head);
+  }
+
+  void reply(const response& r, bool keep_alive, unsigned version = 11, bool head = false) {
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
+      static_cast<bhttp::status>(r.status), version);
+    res->set(bhttp::field::server, "troupe");
+    res->set(bhttp::field::content_type, r.content_type);
+    res->set(bhttp::field::cache_control, "no-store");
+    res->keep_alive(keep_alive);
+    if (!head)
+      res->body() = r.body;
+    res->prepare_payload();
+    if (head)
+      res->content_length(r.body.size());
+    stream_.expires_after(srv_.limits.request_timeout);
+    bhttp::async_write(stream_, *res,
+                       [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+                         if (!ec && keep_alive) {
+                           self->read();
+                           return;
+                         }
+                         beast::error_code ignored;
+                         self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                       });
+  }
+
+  beast::tcp_stream stream_;
+  server::impl& srv_;
+  beast::flat_buffer buf_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+};
+
+} // namespace
+
+void server::impl::accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket sock) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open())
+      return;
+    if (!ec)
+      std::make_shared<http_conn>(std::move(sock), *this)->read();
+    accept(); // a failed accept (out of files) must not stop the server
+  });
+}
+
+server::impl::~impl() {
+  beast::error_code ignored;
+  net::post(ioc, [this] {
+    beast::error_code ec;
+    acceptor.close(ec);
+  });
+  std::vector<std::shared_ptr<ws_session>> open_now;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    for (auto& kv : live)
+      if (auto s = kv.second.lock())
+        open_now.push_back(std::move(s));
+  }
+  for (auto& s : open_now)
+    static_cast<ws_conn&>(*s).abort();
+  open_now.clear();
+  // Let the aborts run (each tells the handler), at most one second.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (open.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ioc.stop();
+  for (auto& t : threads)
+    if (t.joinable())
+      t.join();
+}
+
+caf::expected<std::unique_ptr<server>> server::make(const std::string& host, uint16_t port,
+                                                    size_t threads, route_fn routes,
+                                                    ws_handler* ws, server_limits limits) {
+  auto ptr = std::make_unique<impl>();
+  ptr->routes = std::move(routes);
+  ptr->ws = ws;
+  ptr->limits = limits;
+  beast::error_code ec;
+  auto addr = net::ip::make_address(host, ec);
+  if (ec)
+    return caf::make_error(ec::invalid_argument, "HTTP server: bad address '" + host + "'");
+  tcp::endpoint ep{addr, port};
+  auto fail = [&](const char* what) {
+    return caf::make_error(ec::invalid_argument, "HTTP server: cannot " + std::string{what} + " "
+                                                   + host + ":" + std::to_string(port) + ": "
+                                                   + ec.message());
+  };
+  ptr->acceptor.open(ep.protocol(), ec);
+  if (ec)
+    return fail("open");
+  ptr->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  ptr->acceptor.bind(ep, ec);
+  if (ec)
+    return fail("bind");
+  ptr->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec)
+    return fail("listen on");
+  ptr->accept();
+  for (size_t i = 0; i < std::max<size_t>(1, threads); ++i)
+    ptr->threads.emplace_back([p = ptr.get()] { p->ioc.run(); });
+  return std::unique_ptr<server>{new server(std::move(ptr))};
+}
+
+server::server(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+}
+
+server::~server() = default;
+
+uint16_t server::port() const {
+  beast::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+uint64_t server::connections() const {
+  return impl_->open.load();
+}
+
+const server_counters& server::counters() const {
+  return impl_->counters;
+}
+
+} // namespace troupe::http

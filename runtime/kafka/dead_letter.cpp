@@ -1,0 +1,40 @@
+#include "runtime/kafka/dead_letter.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace troupe::kafka {
+
+namespace {
+
+std::string base64(const std::string& in) {
+  static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    auto n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += {abc[n >> 18], abc[(n >> 12) & 63], abc[(n >> 6) & 63], abc[n & 63]};
+  }
+  if (i + 1 == in.size()) {
+    auto n = uint8_t(in[i]) << 16;
+    out += {abc[n >> 18], abc[(n >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    auto n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += {abc[n >> 18], abc[(n >> 12) & 63], abc[(n >> 6) & 63], '='};
+  }
+  return out;
+}
+
+} // namespace
+
+std::string dead_letter_json(const std::string& reason, const std::string& topic,
+                             int32_t partition, int64_t offset, const std::string& key,
+                             const std::string& value) {
+  nlohmann::json j{{"reason", reason},     {"topic", topic}, {"partition", partition},
+                   {"offset", offset},     {"key", key},     {"value", value},
+                   {"value_base64", base64(value)}};
+  // Bytes that are not UTF-8 are replaced in "value"; "value_base64" keeps them.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+} // namespace troupe::kafka

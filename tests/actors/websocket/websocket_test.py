@@ -1,0 +1,474 @@
+#!/usr/bin/python3
+"""The WebSocket gateway, the ranker and the news flow on a real three-node
+cluster (`troupe up`, embedded Kafka, redis-server), with real clients:
+python3-websockets for WebSocket, python3-kafka for Kafka.
+
+  websocket_test.py TROUPE_BINARY CASE
+
+Each case starts its own cluster, asserts, and stops it; every wait is
+bounded.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+
+import websockets
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "support"))
+from troupe_cluster import Cluster  # noqa: E402
+
+GROUPS = """
+[[group]]
+name = "ranker"
+domain = "ranker"
+instances = 1
+nodes = ["{ranker_node}"]
+routing = "key_hash"
+key = "user"
+fallback = "trending"
+restart_delay = "1s"
+
+[[group]]
+name = "websocket-broadcaster"
+domain = "websocket-broadcaster"
+instances = 3
+settings = {{ send_queue = {send_queue}, rate_limit = {rate_limit}, max_message = 4096 }}
+"""
+
+HOUR = 3600 * 1000
+
+
+def groups(ranker_node="n1", send_queue=1024, rate_limit=20):
+    return GROUPS.format(ranker_node=ranker_node, send_queue=send_queue, rate_limit=rate_limit)
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def article(aid, category="politics", bias=0.5, age_ms=0, breaking=False, headline=None):
+    return {"schema": 1, "id": aid, "headline": headline or f"Headline {aid}",
+            "category": category, "bias": bias, "published_at": now_ms() - age_ms,
+            "breaking": breaking}
+
+
+class Kafka:
+    def __init__(self, bootstrap):
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        self.bootstrap = bootstrap
+
+    def send(self, topic, value, key=None):
+        data = value if isinstance(value, bytes) else json.dumps(value).encode()
+        self.producer.send(topic, data, key=key.encode() if key else None)
+
+    def flush(self):
+        self.producer.flush(30)
+
+    def read_all(self, topic, want, timeout=30):
+        """Records of `topic` from the start until `want(records)` holds."""
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                          consumer_timeout_ms=500)
+        parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or [])]
+        c.assign(parts)
+        c.seek_to_beginning(*parts)
+        records = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in c.poll(timeout_ms=200).values():
+                records.extend(r.value for r in batch)
+            if want(records):
+                break
+        c.close()
+        return records
+
+
+async def recv_json(ws, timeout=10):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def request(ws, msg, timeout=10):
+    """Sends `msg` and returns the answer with the same id (pushes skipped)."""
+    await ws.send(json.dumps(msg))
+    deadline = time.monotonic() + timeout
+    while True:
+        m = await recv_json(ws, max(0.1, deadline - time.monotonic()))
+        if m.get("id") == msg.get("id") or ("id" not in msg and m["type"] != "breaking"):
+            return m
+
+
+async def until(ws, pred, timeout=20):
+    """The first message for which `pred` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("no matching message in time")
+        m = await recv_json(ws, left)
+        if pred(m):
+            return m
+
+
+async def ready(kafka, clients, timeout=60):
+    """Publishes breaking probes until every client got one: the brokers,
+    consumer groups and hubs are all in place."""
+    got = [False] * len(clients)
+    deadline = time.monotonic() + timeout
+    n = 0
+    while not all(got):
+        assert time.monotonic() < deadline, "the cluster did not deliver probes in time"
+        n += 1
+        kafka.send("articles", article(f"probe-{n}", "probe", breaking=True, age_ms=47 * HOUR))
+        kafka.flush()
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end and not all(got):
+            for i, ws in enumerate(clients):
+                try:
+                    m = await recv_json(ws, 0.05)
+                    if m["type"] == "breaking" and m["article"]["category"] == "probe":
+                        got[i] = True
+                except asyncio.TimeoutError:
+                    pass
+
+
+# -- cases ---------------------------------------------------------------------------
+
+
+async def breaking_news_reaches_every_node(c):
+    kafka = Kafka(c.kafka)
+    clients = {}
+    for node, channel in (("n1", "breaking:*"), ("n2", "breaking:politics"),
+                          ("n3", "breaking:politics")):
+        ws = await websockets.connect(c.url(node))
+        await request(ws, {"op": "subscribe", "channel": channel, "id": 1})
+        await request(ws, {"op": "subscribe", "channel": "breaking:probe", "id": 2})
+        clients[node] = ws
+    sports = await websockets.connect(c.url("n2"))
+    await request(sports, {"op": "subscribe", "channel": "breaking:sports", "id": 1})
+    await ready(kafka, list(clients.values()))
+    # A breaking article is read by one node's consumer, and pushed by all.
+    kafka.send("articles", article("storm", "politics", breaking=True))
+    kafka.send("articles", article("quiet", "politics", breaking=False))
+    kafka.send("articles", b"{not json", key="bad-1")
+    kafka.send("articles", {**article("bad-2"), "bias": 3})
+    kafka.flush()
+    for node, ws in clients.items():
+        m = await until(ws, lambda m: m["type"] == "breaking" and m["article"]["id"] == "storm")
+        assert m["article"]["headline"] == "Headline storm", m
+        print(f"{node}: got breaking 'storm'")
+    # The consumer was on one node only: the others got it through CAF.
+    consumed = [n for n in ("n1", "n2", "n3")
+                if any(ln.startswith(f"[{n}] websocket-broadcaster/") and "partitions assigned: "
+                       in ln and not ln.endswith(": 0") for ln in c.lines)]
+    print("nodes with assigned partitions:", consumed)
+    # Not breaking: never pushed; other category: never pushed to sports.
+    for ws in list(clients.values()) + [sports]:
+        await ws.send(json.dumps({"op": "ping", "id": "last"}))
+        while True:
+            m = await recv_json(ws)
+            assert m.get("article", {}).get("id") != "quiet", m
+            assert ws is not sports or m["type"] != "breaking", m
+            if m.get("id") == "last":
+                break
+    # The bad articles went to the dead letters with their reasons.
+    dead = kafka.read_all("dead-letters", lambda rs: len(rs) >= 2)
+    reasons = sorted(json.loads(r)["reason"] for r in dead)
+    print("dead letters:", reasons)
+    assert any("not valid JSON" in r for r in reasons), reasons
+    assert any("'bias' must be from 0 to 1" in r for r in reasons), reasons
+
+
+async def feed_equals_the_formula(c):
+    kafka = Kafka(c.kafka)
+    c.redis_cli("HSET", "prefs:ana", "bias", "0.2", "category:politics", "0.9",
+                "category:sports", "0.3", "other", "0.1")
+    ws = await websockets.connect(c.url("n2", "ana"))
+    assert (await recv_json(ws))["type"] == "auth"
+    await request(ws, {"op": "subscribe", "channel": "breaking:probe", "id": 0})
+    await ready(kafka, [ws])
+    fixed = [article("p1", "politics", 0.1, 1 * HOUR), article("p2", "politics", 0.9, 2 * HOUR),
+             article("s1", "sports", 0.2, 0), article("w1", "weather", 0.5, 5 * HOUR),
+             article("s2", "sports", 0.6, 30 * HOUR), article("old", "politics", 0.2, 60 * HOUR)]
+    for a in fixed:
+        kafka.send("articles", a)
+    kafka.flush()
+    prefs = {"politics": 0.9, "sports": 0.3}
+    want_ids = {"p1", "p2", "s1", "w1", "s2"}  # "old" is past max_age (48h)
+    deadline = time.monotonic() + 20
+    while True:
+        before = now_ms()
+        f = await request(ws, {"op": "feed", "k": 100, "id": "f"})
+        after = now_ms()
+        # (While the groups settle after the start a feed may be refused as
+        # unavailable: ask again.)
+        got = [i for i in f.get("items", []) if i["category"] != "probe"]
+        if {i["id"] for i in got} == want_ids or time.monotonic() > deadline:
+            break
+    assert f["type"] == "feed" and f["source"] == "ranker" and not f["degraded"], f
+    assert not f["default_preferences"], f
+    assert {i["id"] for i in got} == want_ids, got
+    by_id = {a["id"]: a for a in fixed}
+    for item in got:
+        a = by_id[item["id"]]
+        comp = item["components"]
+        assert comp["affinity"] == prefs.get(a["category"], 0.1), item
+        assert comp["bias_alignment"] == 1 - abs(a["bias"] - 0.2), item
+        # Recency depends on the moment of ranking, between before and after.
+        hi = 1 / (1 + 0.1 * max(0, before - a["published_at"]) / 3600000)
+        lo = 1 / (1 + 0.1 * max(0, after - a["published_at"]) / 3600000)
+        assert lo - 1e-12 <= comp["recency"] <= hi + 1e-12, (item, lo, hi)
+        assert item["score"] == 0.40 * comp["affinity"] + 0.30 * comp["bias_alignment"] \
+            + 0.30 * comp["recency"], item
+    scores = [i["score"] for i in f["items"]]
+    assert scores == sorted(scores, reverse=True), scores
+    assert [i["id"] for i in got][:3] == ["p1", "s1", "p2"], [i["id"] for i in got]
+    # k limits the answer; a user without preferences gets the defaults.
+    f3 = await request(ws, {"op": "feed", "k": 3, "id": "k3"})
+    assert len(f3["items"]) == 3, f3
+    op = await websockets.connect(c.url("n3", "operator"))
+    await recv_json(op)
+    g = await request(op, {"op": "feed", "user": "nobody", "k": 5, "id": "g"})
+    assert g["default_preferences"] and g["user"] == "nobody", g
+    for item in g["items"]:
+        assert item["components"]["affinity"] == 0.5, item
+    print("feed:", [(i["id"], round(i["score"], 4)) for i in got])
+
+
+async def ranker_down_gives_trending_then_recovers(c):
+    kafka = Kafka(c.kafka)
+    ws = await websockets.connect(c.url("n1", "ana"))
+    await recv_json(ws)
+    await request(ws, {"op": "subscribe", "channel": "breaking:probe", "id": 0})
+    await ready(kafka, [ws])
+    for i in range(5):
+        kafka.send("articles", article(f"t{i}", "world", 0.5, i * HOUR))
+    kafka.flush()
+    # Reads make t3 the most read, then t1.
+    for aid, n in (("t3", 3), ("t1", 2)):
+        for _ in range(n):
+            await request(ws, {"op": "read", "article": aid, "id": f"r-{aid}"})
+    # Every node has the articles and the reads (relayed by the hubs).
+    deadline = time.monotonic() + 20
+    while True:
+        t = await request(ws, {"op": "trending", "k": 2, "id": "t"})
+        top = [(i["id"], i["reads"]) for i in t["items"]]
+        if top == [("t3", 3), ("t1", 2)]:
+            break
+        assert time.monotonic() < deadline, top
+    f = await request(ws, {"op": "feed", "k": 5, "id": "before"})
+    assert f["source"] == "ranker" and not f["degraded"], f
+    # Freeze the only node that may host the ranker: the group is lost.
+    os.kill(c.pids["n3"], signal.SIGSTOP)
+    stopped = time.monotonic()
+    n = 0
+    while True:
+        n += 1
+        f = await request(ws, {"op": "feed", "k": 3, "id": f"down-{n}"}, timeout=15)
+        if f.get("degraded"):
+            break
+        assert time.monotonic() - stopped < 10, f
+    took = time.monotonic() - stopped
+    print(f"degraded answer {took * 1000:.0f} ms after the stop (failure timeout 500 ms)")
+    assert f["source"] == "trending", f
+    assert [i["id"] for i in f["items"]][:2] == ["t3", "t1"], f
+    assert f["items"][0]["reads"] == 3, f
+    assert took < 5.0, took
+    os.kill(c.pids["n3"], signal.SIGCONT)
+    resumed = time.monotonic()
+    while True:
+        n += 1
+        f = await request(ws, {"op": "feed", "k": 3, "id": f"up-{n}"}, timeout=15)
+        if f["type"] == "feed" and not f["degraded"]:
+            break
+        assert time.monotonic() - resumed < 30, f
+    print(f"personalised again {(time.monotonic() - resumed) * 1000:.0f} ms after the resume")
+    assert f["source"] == "ranker" and "components" in f["items"][0], f
+
+
+async def slow_client_is_dropped_without_delaying_others(c):
+    kafka = Kafka(c.kafka)
+    fast = await websockets.connect(c.url("n1"))
+    await request(fast, {"op": "subscribe", "channel": "breaking:*", "id": 1})
+    # The slow client stops reading: its library buffers one message, then
+    # the socket fills, then its send queue on the server (256 here).
+    slow = await websockets.connect(c.url("n1"), max_queue=1, read_limit=2 ** 12,
+                                    write_limit=2 ** 12)
+    await request(slow, {"op": "subscribe", "channel": "breaking:*", "id": 1})
+    await ready(kafka, [fast])
+    mark = c.mark()
+    batches, size = 30, 100
+    headline = "x" * 900
+    took = []
+    dropped_at = None
+    for b in range(batches):
+        t0 = time.monotonic()
+        for i in range(size):
+            kafka.send("articles", article(f"b{b}-{i}", "flood", breaking=True,
+                                           headline=headline))
+        kafka.flush()
+        got = 0
+        while got < size:
+            m = await recv_json(fast, 20)
+            if m["type"] == "breaking" and m["article"]["category"] == "flood":
+                got += 1
+        took.append(time.monotonic() - t0)
+        if dropped_at is None and any("disconnected: too slow" in ln
+                                      for ln in c.lines[mark:]):
+            dropped_at = b
+    print("fast client, ms per batch of 100:", [round(t * 1000) for t in took])
+    c.wait_for(r"^\[n1\] WebSocket client .* disconnected: too slow", 10, mark)
+    assert dropped_at is not None and dropped_at < batches - 3, dropped_at
+    # The fast client got everything, and no slower once the slow one was gone.
+    before = sorted(took[1:dropped_at + 1])
+    after = sorted(took[dropped_at + 1:])
+    print(f"slow client dropped during batch {dropped_at}; median ms per batch before "
+          f"{before[len(before) // 2] * 1000:.0f}, after {after[len(after) // 2] * 1000:.0f}")
+    assert max(took) < 10, took
+    # The slow client finds its connection gone once it reads again.
+    n = 0
+    try:
+        while True:
+            await asyncio.wait_for(slow.recv(), 10)
+            n += 1
+    except websockets.ConnectionClosed:
+        pass
+    print(f"slow client read {n} messages before the end")
+    assert n < batches * size, n
+
+
+async def bad_frames_get_documented_answers(c):
+    url = c.url("n2")
+    ws = await websockets.connect(url)
+    m = await request(ws, {"op": "nope", "id": 1})
+    assert m["type"] == "error" and m["error"] == "unknown_op" and m["id"] == 1, m
+    await ws.send("{oops")
+    m = await recv_json(ws)
+    assert m["error"] == "invalid_json", m
+    await ws.send("[1,2]")
+    assert (await recv_json(ws))["error"] == "invalid_request"
+    m = await request(ws, {"op": "subscribe", "channel": "gossip", "id": 2})
+    assert m["error"] == "unknown_channel", m
+    m = await request(ws, {"op": "subscribe", "channel": "alerts", "id": 3})
+    assert m["error"] == "unauthorized", m
+    m = await request(ws, {"op": "feed", "user": "ana", "id": 4})
+    assert m["error"] == "unauthorized", m
+    m = await request(ws, {"op": "auth", "user": "ana", "token": "00" * 32, "id": 5})
+    assert m["error"] == "unauthorized", m
+    m = await request(ws, {"op": "ping", "id": 6})
+    assert m["type"] == "pong", m
+    # A user's token reads that user's feed, never another's.
+    ana = await websockets.connect(c.url("n2", "ana"))
+    assert (await recv_json(ana))["ok"]
+    m = await request(ana, {"op": "feed", "user": "bob", "id": 7})
+    assert m["error"] == "unauthorized", m
+    # Binary frame: 1003.
+    await ws.send(b"\x00\x01")
+    await until_closed(ws, 1003)
+    # Invalid UTF-8 in a text frame: 1007 (Beast checks it).
+    ws = await websockets.connect(url)
+    await ws.write_frame(True, websockets.frames.OP_TEXT, b'{"op":"ping","x":"\xff\xfe"}')
+    await until_closed(ws, 1007)
+    # Over max_message (4096 here): 1009.
+    ws = await websockets.connect(url)
+    await ws.send(json.dumps({"op": "ping", "pad": "y" * 5000}))
+    await until_closed(ws, 1009)
+    # Rate limit (20/s, burst 40): refused with an error, the client stays.
+    ws = await websockets.connect(url)
+    for i in range(80):
+        await ws.send(json.dumps({"op": "ping", "id": i}))
+    answers = [await recv_json(ws) for _ in range(80)]
+    limited = sum(1 for a in answers if a.get("error") == "rate_limited")
+    assert {a["id"] for a in answers} == set(range(80)), answers  # each answer has its id
+    print(f"rate limit: {limited} of 80 refused")
+    assert 20 <= limited <= 45, limited
+    # Past 100 refusals in a row: closed with 1008.
+    try:
+        for i in range(200):
+            await ws.send(json.dumps({"op": "ping"}))
+    except websockets.ConnectionClosed:
+        pass  # the close came while we were still sending
+    await until_closed(ws, 1008)
+    # An upgrade elsewhere than /ws is refused; the node kept serving.
+    try:
+        await websockets.connect(f"ws://127.0.0.1:{c.http['n2']}/other")
+        raise AssertionError("upgrade at /other accepted")
+    except websockets.InvalidStatusCode as e:
+        assert e.status_code == 404, e
+    ws = await websockets.connect(url)
+    assert (await request(ws, {"op": "ping", "id": "alive"}))["type"] == "pong"
+
+
+async def until_closed(ws, code, timeout=10):
+    """Reads until the server's close frame, which must carry `code`."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except websockets.ConnectionClosed as e:
+        assert e.rcvd is not None and e.rcvd.code == code, (e.rcvd, e.sent)
+        print(f"closed with {e.rcvd.code}: {e.rcvd.reason}")
+
+
+def alert(txid, user, score=0.93):
+    return {"schema": 1, "transaction": {"id": txid, "user": user, "amount": 990.0,
+                                         "currency": "EUR", "merchant": "m-1",
+                                         "category": "electronics", "country": "DE",
+                                         "device": "d-9", "timestamp": now_ms()},
+            "score": score, "model": "test", "threshold": 0.5, "top_features": [],
+            "degraded": False, "raised_at": now_ms(), "node": "n1"}
+
+
+async def alerts_reach_authorised_subscribers_only(c):
+    kafka = Kafka(c.kafka)
+    op = await websockets.connect(c.url("n1", "operator"))
+    ana = await websockets.connect(c.url("n2", "ana"))
+    bob = await websockets.connect(c.url("n3", "bob"))
+    for ws in (op, ana, bob):
+        assert (await recv_json(ws))["ok"]
+        assert (await request(ws, {"op": "subscribe", "channel": "alerts", "id": 1}))["type"] \
+            == "subscribed"
+        await request(ws, {"op": "subscribe", "channel": "breaking:probe", "id": 2})
+    await ready(kafka, [op, ana, bob])
+    kafka.send("fraud-alerts", alert("tx-ana-1", "ana"), key="tx-ana-1")
+    kafka.send("fraud-alerts", alert("tx-ana-1", "ana"), key="tx-ana-1")  # a redelivery
+    kafka.send("fraud-alerts", alert("tx-carl-1", "carl"), key="tx-carl-1")
+    kafka.flush()
+    ids = lambda m: m["alert"]["transaction"]["id"] if m["type"] == "alert" else None  # noqa
+    seen_op = [ids(await until(op, lambda m: m["type"] == "alert")) for _ in range(2)]
+    assert sorted(seen_op) == ["tx-ana-1", "tx-carl-1"], seen_op
+    m = await until(ana, lambda m: m["type"] == "alert")
+    assert ids(m) == "tx-ana-1", m
+    for ws, who in ((op, "operator"), (ana, "ana"), (bob, "bob")):
+        await ws.send(json.dumps({"op": "ping", "id": "end"}))
+        while True:
+            m = await recv_json(ws)
+            assert m["type"] != "alert", (who, m)  # no second copy, nothing for bob
+            if m.get("id") == "end":
+                break
+
+
+CASES = {
+    "breaking": (breaking_news_reaches_every_node, {}),
+    "feed": (feed_equals_the_formula, {"rate_limit": 1000}),
+    "fallback": (ranker_down_gives_trending_then_recovers,
+                 {"ranker_node": "n3", "rate_limit": 1000}),
+    "slow": (slow_client_is_dropped_without_delaying_others, {"send_queue": 256}),
+    "frames": (bad_frames_get_documented_answers, {}),
+    "alerts": (alerts_reach_authorised_subscribers_only, {}),
+}
+
+
+def main():
+    binary, case = sys.argv[1], sys.argv[2]
+    fn, opts = CASES[case]
+    with Cluster(binary, groups(**opts)) as c:
+        asyncio.run(asyncio.wait_for(fn(c), 150))
+    print(f"{case}: ok")
+
+
+if __name__ == "__main__":
+    main()

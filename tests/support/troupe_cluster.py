@@ -1,0 +1,171 @@
+"""A real local Troupe cluster for Python tests: `troupe up` on a topology
+written for the test (free loopback ports), with its embedded Kafka and its
+own redis-server. Waits on the cluster's log lines with bounded timeouts;
+stops only the processes it started, by PID.
+
+Run with Debian's python3 (/usr/bin/python3): python3-websockets, python3-kafka.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def topology(nodes=3, groups="", secret="test-secret", name="ws-test"):
+    """A topology of `nodes` nodes on free ports, with `groups` appended."""
+    text = f"""[cluster]
+name = "{name}"
+secret = "{secret}"
+heartbeat_interval = "100ms"
+failure_timeout = "500ms"
+kafka = "embedded"
+redis = "embedded"
+"""
+    http = {}
+    for i in range(1, nodes + 1):
+        http[f"n{i}"] = free_port()
+        text += f"""
+[[node]]
+name = "n{i}"
+host = "127.0.0.1"
+cluster_port = {free_port()}
+http_port = {http[f"n{i}"]}
+"""
+    return text + "\n" + groups, http
+
+
+class Cluster:
+    """`troupe up` of a topology; `http[node]` is each node's HTTP port."""
+
+    def __init__(self, binary, groups, nodes=3, timeout=60):
+        self.binary = binary
+        self.dir = tempfile.mkdtemp(prefix="troupe-test-")
+        text, self.http = topology(nodes, groups)
+        self.conf = os.path.join(self.dir, "cluster.conf")
+        with open(self.conf, "w") as f:
+            f.write(text)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen([binary, "up", self.conf], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace")
+        threading.Thread(target=self._read, daemon=True).start()
+        self.kafka = self.wait_for(r"^\[up\] kafka \(embedded mock cluster.*\) at (\S+)$",
+                                   timeout).group(1)
+        self.redis = self.wait_for(r"^\[up\] redis ready at redis://(\S+)$", timeout).group(1)
+        self.pids = {}
+        for i in range(1, nodes + 1):
+            m = self.wait_for(rf"^\[up\] n{i} started, pid (\d+)$", timeout)
+            self.pids[f"n{i}"] = int(m.group(1))
+        for i in range(1, nodes + 1):
+            self.wait_for(rf"^\[n{i}\] http on ", timeout)
+        for node in self.http:
+            self.wait_healthy(node, timeout)
+
+    def health(self, node):
+        url = f"http://127.0.0.1:{self.http[node]}/healthz"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+
+    def wait_healthy(self, node, timeout=60, websocket=True):
+        """Until the node's /healthz says it takes WebSockets (or not)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.health(node)["websocket"] == websocket:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{node}: /healthz never said websocket={websocket}")
+            with self.cond:
+                self.cond.wait(0.1)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for(self, pattern, timeout=30, start=0):
+        """The first log line from index `start` on that matches `pattern`."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None and i >= len(self.lines):
+                    raise AssertionError(f"no log line matching {pattern!r} within {timeout} s;"
+                                         f" last lines:\n" + "\n".join(self.lines[-40:]))
+                self.cond.wait(min(left, 0.5))
+
+    def mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def token(self, user):
+        out = subprocess.run([self.binary, "token", user, "--config", self.conf],
+                             capture_output=True, text=True, timeout=30, check=True)
+        return out.stdout.strip()
+
+    def url(self, node, user=None):
+        q = f"?user={user}&token={self.token(user)}" if user else ""
+        return f"ws://127.0.0.1:{self.http[node]}/ws{q}"
+
+    def redis_cli(self, *args):
+        host, port = self.redis.split(":")
+        return subprocess.run(["redis-cli", "-h", host, "-p", port, *args],
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                for pid in self.pids.values():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.proc.wait(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        # Nodes we stopped must run again to end cleanly.
+        for pid in self.pids.values():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.stop()
+        if exc[0] is not None:
+            path = os.path.join(self.dir, "cluster.log")
+            with open(path, "w") as f:
+                f.write("\n".join(self.lines) + "\n")
+            print("\n".join(self.lines[-60:]))
+            print(f"(the whole log: {path})")
+        return False
