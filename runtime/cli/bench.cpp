@@ -359,6 +359,10 @@ int run_bench(const bench_options& opt) {
     return bench_redis_features(opt);
   if (opt.what == "pipeline")
     return bench_pipeline(opt);
+  if (opt.what == "broadcast")
+    return bench_broadcast(opt);
+  if (opt.what == "feed")
+    return bench_feed(opt);
   return bench_raw(opt);
 }
 

@@ -26,12 +26,21 @@ struct bench_options {
   uint64_t count = 10000;
   size_t workers = 1;
   size_t window = 64;
+  /// broadcast, feed: the WebSocket URL (ws://HOST:PORT/PATH[?query]).
+  std::string url;
+  /// broadcast: subscribers to connect.
+  size_t subscribers = 1000;
+  /// broadcast: seconds to hold the idle connections before publishing
+  /// (the script reads the server's memory meanwhile).
+  int hold_seconds = 0;
 };
 
 int bench_kafka_consume(const bench_options& opt);
 int bench_kafka_latency(const bench_options& opt);
 int bench_redis_features(const bench_options& opt);
 int bench_pipeline(const bench_options& opt);
+int bench_broadcast(const bench_options& opt);
+int bench_feed(const bench_options& opt);
 
 /// Runs one measurement and prints its figures as `name value` lines.
 int run_bench(const bench_options& opt);

@@ -665,12 +665,19 @@ int main(int argc, char** argv) {
   bench_cmd
     ->add_option("what", bopt.what,
                  "restart | router | raw | remote-server | remote | kafka-consume | "
-                 "kafka-latency | redis-features | pipeline")
+                 "kafka-latency | redis-features | pipeline | broadcast | feed")
     ->required()
     ->check(CLI::IsMember({"restart", "router", "raw", "remote-server", "remote",
                            "kafka-consume", "kafka-latency", "redis-features",
-                           "pipeline"}));
-  bench_cmd->add_option("--kafka", bopt.kafka, "kafka-consume, kafka-latency, pipeline: bootstrap list");
+                           "pipeline", "broadcast", "feed"}));
+  bench_cmd->add_option("--url", bopt.url, "broadcast, feed: WebSocket URL");
+  bench_cmd->add_option("--subscribers", bopt.subscribers, "broadcast: subscribers")
+    ->capture_default_str();
+  bench_cmd->add_option("--hold", bopt.hold_seconds,
+                        "broadcast: seconds to hold idle connections before publishing");
+  bench_cmd->add_option("--kafka", bopt.kafka,
+                        "kafka-consume, kafka-latency, pipeline, broadcast: bootstrap list "
+                        "(broadcast without it: publish to a raw server over WebSocket)");
   bench_cmd->add_option("--redis", bopt.redis, "redis-features: redis://host:port");
   bench_cmd->add_option("--topic", bopt.topic, "kafka-consume, kafka-latency: topic")->capture_default_str();
   bench_cmd->add_option("--events", bopt.events, "redis-features, pipeline: events file");

@@ -1,0 +1,150 @@
+#!/usr/bin/python3
+"""The live page in a real browser: headless Chromium (Debian's `chromium`),
+driven over the DevTools protocol with python3-websockets, against a real
+cluster. The page must show a breaking article and a fraud alert pushed
+after it loaded, and a user's feed with each score's parts.
+
+  page_test.py TROUPE_BINARY
+"""
+
+import asyncio
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import websockets
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "support"))
+from troupe_cluster import Cluster  # noqa: E402
+from websocket_test import Kafka, alert, article, groups, ready, request, recv_json  # noqa: E402
+
+
+class Browser:
+    """Headless Chromium with one page at `url`, evaluated over DevTools."""
+
+    def __init__(self, url):
+        self.profile = tempfile.mkdtemp(prefix="troupe-chromium-")
+        binary = shutil.which("chromium") or "/usr/bin/chromium"
+        self.proc = subprocess.Popen(
+            [binary, "--headless=new", "--no-sandbox", "--disable-gpu",
+             "--disable-dev-shm-usage", "--disable-background-networking", "--no-first-run",
+             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+             f"--user-data-dir={self.profile}", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        port = None
+        for line in self.proc.stderr:
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                port = int(m.group(1))
+                break
+            assert time.monotonic() < deadline, "chromium did not start its DevTools"
+        assert port, "chromium exited before its DevTools listened"
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                pages = [t for t in json.loads(r.read()) if t["type"] == "page"]
+            if pages:
+                self.target = pages[0]["webSocketDebuggerUrl"]
+                break
+            assert time.monotonic() < deadline, "chromium opened no page"
+        self.ids = itertools.count(1)
+        self.ws = None
+
+    async def connect(self):
+        self.ws = await websockets.connect(self.target, max_size=2 ** 24)
+
+    async def eval(self, expression):
+        mid = next(self.ids)
+        await self.ws.send(json.dumps({"id": mid, "method": "Runtime.evaluate",
+                                       "params": {"expression": expression,
+                                                  "returnByValue": True}}))
+        while True:
+            m = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+            if m.get("id") == mid:
+                return m["result"]["result"].get("value")
+
+    async def until(self, expression, timeout=20):
+        """Evaluates `expression` until it is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await self.eval(expression)
+            if value:
+                return value
+            assert time.monotonic() < deadline, f"page never showed: {expression}"
+            # The page changes only on events: wait for the next one (a
+            # DevTools message) or a tenth of a second.
+            try:
+                await asyncio.wait_for(self.ws.recv(), 0.1)
+            except asyncio.TimeoutError:
+                pass
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+async def page_shows_news_alerts_and_feeds(c):
+    kafka = Kafka(c.kafka)
+    probe = await websockets.connect(c.url("n2"))
+    await request(probe, {"op": "subscribe", "channel": "breaking:probe", "id": 1})
+    await ready(kafka, [probe])
+    c.redis_cli("HSET", "prefs:ana", "bias", "0.3", "category:science", "1.0")
+    token = c.token("operator")
+    url = f"http://127.0.0.1:{c.http['n1']}/?user=operator&token={token}&feed=ana"
+    browser = Browser(url)
+    try:
+        await browser.connect()
+        assert await browser.until("document.getElementById('node').textContent === 'node n1'")
+        await browser.until("document.getElementById('status').textContent === 'connected'")
+        await browser.until("document.getElementById('alerts-note').textContent === 'subscribed'")
+        kafka.send("articles", article("page-1", "science", 0.3, breaking=True,
+                                       headline="Comet visible tonight"))
+        kafka.send("fraud-alerts", alert("tx-page-1", "ana"), key="tx-page-1")
+        kafka.flush()
+        text = await browser.until(
+            "(document.querySelector('#breaking li[data-id=\"page-1\"]') || {}).textContent")
+        assert "Comet visible tonight" in text, text
+        print("page shows breaking:", text)
+        text = await browser.until(
+            "(document.querySelector('#alerts li[data-id=\"tx-page-1\"]') || {}).textContent")
+        assert "ana" in text and "990" in text, text
+        print("page shows alert:", text)
+        # The feed of ana, with the parts of each score.
+        await browser.eval("document.getElementById('feed-go').click()")
+        row = await browser.until(
+            "Array.from(document.querySelectorAll('#feed tr')).map(r => "
+            "Array.from(r.cells).map(c => c.textContent)).find(r => r[1] === "
+            "'Comet visible tonight')")
+        print("page shows feed row:", row)
+        score, affinity, alignment, recency = (float(x) for x in row[3:7])
+        assert affinity == 1.0 and alignment == 1.0, row
+        assert abs(score - (0.4 * affinity + 0.3 * alignment + 0.3 * recency)) < 1e-3, row
+        info = await browser.eval("document.getElementById('feed-info').textContent")
+        assert "source ranker" in info, info
+    finally:
+        browser.close()
+
+
+def main():
+    binary = sys.argv[1]
+    with Cluster(binary, groups(rate_limit=1000)) as c:
+        asyncio.run(asyncio.wait_for(page_shows_news_alerts_and_feeds(c), 150))
+    print("page: ok")
+
+
+if __name__ == "__main__":
+    main()
