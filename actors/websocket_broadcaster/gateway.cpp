@@ -131,23 +131,36 @@ std::string feed_json(const feed& f, const std::string& request_id) {
 
 void gateway::publish(const std::vector<std::string>& channels,
                       std::shared_ptr<const std::string> msg) {
+  std::vector<std::shared_ptr<http::ws_session>> to;
   std::lock_guard<std::mutex> guard{mtx_};
   auto seq = ++publish_seq_;
   for (auto& ch : channels) {
     auto i = channels_.find(ch);
     if (i == channels_.end())
       continue;
+    to.reserve(to.size() + i->second.size());
     for (auto& kv : i->second) {
       auto& c = *kv.second;
       if (c.last_seq == seq)
         continue;
       c.last_seq = seq;
-      if (auto s = c.session.lock()) {
-        s->send(msg);
-        ++counters_.pushes;
-      }
+      if (auto s = c.session.lock())
+        to.push_back(std::move(s));
     }
   }
+  counters_.pushes += to.size();
+  // Under the lock: the server waits for it before it stops.
+  if (deliver_) {
+    deliver_(std::move(to), std::move(msg));
+  } else {
+    for (auto& s : to)
+      s->send(msg);
+  }
+}
+
+void gateway::set_deliver(http::deliver_fn fn) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  deliver_ = std::move(fn);
 }
 
 void gateway::answer(uint64_t session, std::shared_ptr<const std::string> msg) {

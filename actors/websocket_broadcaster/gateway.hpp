@@ -100,6 +100,7 @@ public:
 
   // -- http::ws_handler ------------------------------------------------------------
   bool accepting(std::string& why) override;
+  void set_deliver(http::deliver_fn fn) override;
   void on_open(const std::shared_ptr<http::ws_session>& s, const std::string& target) override;
   void on_text(const std::shared_ptr<http::ws_session>& s, std::string text) override;
   void on_close(const std::shared_ptr<http::ws_session>& s, const std::string& why) override;
@@ -126,6 +127,7 @@ private:
   caf::actor hub_;
   std::function<void(caf::timespan)> after_;
   std::shared_ptr<const news::article_store> store_;
+  http::deliver_fn deliver_;
 };
 
 /// The JSON answer to a feed request `request_id` (JSON text, or empty).

@@ -25,8 +25,12 @@ namespace websocket = boost::beast::websocket;
 using tcp = boost::asio::ip::tcp;
 
 struct server::impl {
-  net::io_context ioc;
-  tcp::acceptor acceptor{ioc};
+  /// One io_context per thread: a connection lives on one of them, so its
+  /// handlers need no strand, and a broadcast posts one task per thread.
+  std::vector<std::unique_ptr<net::io_context>> iocs;
+  std::atomic<size_t> next_ioc{0};
+  /// On the first io_context.
+  std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   route_fn routes;
   ws_handler* ws = nullptr;
@@ -39,6 +43,9 @@ struct server::impl {
   std::unordered_map<uint64_t, std::weak_ptr<ws_session>> live;
 
   void accept();
+  /// Queues `msg` to every session of `sessions`: one task per thread.
+  void deliver(std::vector<std::shared_ptr<ws_session>>&& sessions,
+               std::shared_ptr<const std::string> msg);
   ~impl();
 };
 
@@ -50,11 +57,11 @@ std::string path_of(const std::string& target) {
 }
 
 /// One WebSocket connection: a read loop, a bounded write queue, and the
-/// close handshake, all on the connection's strand.
+/// close handshake, all on the thread of the connection's io_context.
 class ws_conn : public ws_session, public std::enable_shared_from_this<ws_conn> {
 public:
-  ws_conn(uint64_t id, beast::tcp_stream&& stream, server::impl& srv)
-    : ws_session(id), ws_(std::move(stream)), srv_(srv) {
+  ws_conn(uint64_t id, beast::tcp_stream&& stream, server::impl& srv, size_t shard)
+    : ws_session(id), ws_(std::move(stream)), srv_(srv), shard_(shard) {
     beast::error_code ec;
     auto& sock = beast::get_lowest_layer(ws_).socket();
     remote_ = sock.remote_endpoint(ec).address().to_string() + ":"
@@ -110,6 +117,15 @@ public:
 
   std::string remote() const override {
     return remote_;
+  }
+
+  size_t shard() const {
+    return shard_;
+  }
+
+  /// Queues `text`; only on this connection's own thread.
+  void enqueue_here(std::shared_ptr<const std::string> text) {
+    enqueue(std::move(text));
   }
 
   /// Ends the connection without a close frame (server shutdown).
@@ -226,6 +242,7 @@ private:
 
   websocket::stream<beast::tcp_stream> ws_;
   server::impl& srv_;
+  size_t shard_;
   bhttp::request<bhttp::string_body> req_;
   beast::flat_buffer buf_;
   std::deque<std::shared_ptr<const std::string>> queue_;
@@ -241,7 +258,8 @@ private:
 /// One plain HTTP connection (keep-alive), which may become a WebSocket.
 class http_conn : public std::enable_shared_from_this<http_conn> {
 public:
-  http_conn(tcp::socket&& sock, server::impl& srv) : stream_(std::move(sock)), srv_(srv) {
+  http_conn(tcp::socket&& sock, server::impl& srv, size_t shard)
+    : stream_(std::move(sock)), srv_(srv), shard_(shard) {
   }
 
   void read() {
@@ -278,7 +296,7 @@ private:
       } else if (!srv_.ws || !srv_.ws->accepting(why)) {
         reply({503, "text/plain; charset=utf-8", why + "\n"}, false);
       } else {
-        auto conn = std::make_shared<ws_conn>(srv_.next_id++, std::move(stream_), srv_);
+        auto conn = std::make_shared<ws_conn>(srv_.next_id++, std::move(stream_), srv_, shard_);
         conn->start(std::move(req));
       }
       return;
@@ -322,6 +340,7 @@ private:
 
   beast::tcp_stream stream_;
   server::impl& srv_;
+  size_t shard_;
   beast::flat_buffer buf_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
 };
@@ -329,20 +348,36 @@ private:
 } // namespace
 
 void server::impl::accept() {
-  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket sock) {
-    if (ec == net::error::operation_aborted || !acceptor.is_open())
+  auto shard = next_ioc++ % iocs.size();
+  acceptor->async_accept(*iocs[shard], [this, shard](beast::error_code ec, tcp::socket sock) {
+    if (ec == net::error::operation_aborted || !acceptor->is_open())
       return;
     if (!ec)
-      std::make_shared<http_conn>(std::move(sock), *this)->read();
+      std::make_shared<http_conn>(std::move(sock), *this, shard)->read();
     accept(); // a failed accept (out of files) must not stop the server
   });
 }
 
+void server::impl::deliver(std::vector<std::shared_ptr<ws_session>>&& sessions,
+                           std::shared_ptr<const std::string> msg) {
+  std::vector<std::vector<std::shared_ptr<ws_session>>> by_shard(iocs.size());
+  for (auto& s : sessions)
+    by_shard[static_cast<ws_conn&>(*s).shard()].push_back(std::move(s));
+  for (size_t i = 0; i < iocs.size(); ++i)
+    if (!by_shard[i].empty())
+      net::post(*iocs[i], [xs = std::move(by_shard[i]), msg] {
+        for (auto& s : xs)
+          static_cast<ws_conn&>(*s).enqueue_here(msg);
+      });
+}
+
 server::impl::~impl() {
+  if (ws)
+    ws->set_deliver({});
   beast::error_code ignored;
-  net::post(ioc, [this] {
+  net::post(*iocs[0], [this] {
     beast::error_code ec;
-    acceptor.close(ec);
+    acceptor->close(ec);
   });
   std::vector<std::shared_ptr<ws_session>> open_now;
   {
@@ -358,7 +393,8 @@ server::impl::~impl() {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   while (open.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  ioc.stop();
+  for (auto& x : iocs)
+    x->stop();
   for (auto& t : threads)
     if (t.joinable())
       t.join();
@@ -368,6 +404,10 @@ caf::expected<std::unique_ptr<server>> server::make(const std::string& host, uin
                                                     size_t threads, route_fn routes,
                                                     ws_handler* ws, server_limits limits) {
   auto ptr = std::make_unique<impl>();
+  auto n = std::max<size_t>(1, threads);
+  for (size_t i = 0; i < n; ++i)
+    ptr->iocs.push_back(std::make_unique<net::io_context>(1));
+  ptr->acceptor.emplace(*ptr->iocs[0]);
   ptr->routes = std::move(routes);
   ptr->ws = ws;
   ptr->limits = limits;
@@ -381,19 +421,27 @@ caf::expected<std::unique_ptr<server>> server::make(const std::string& host, uin
                                                    + host + ":" + std::to_string(port) + ": "
                                                    + ec.message());
   };
-  ptr->acceptor.open(ep.protocol(), ec);
+  ptr->acceptor->open(ep.protocol(), ec);
   if (ec)
     return fail("open");
-  ptr->acceptor.set_option(net::socket_base::reuse_address(true), ec);
-  ptr->acceptor.bind(ep, ec);
+  ptr->acceptor->set_option(net::socket_base::reuse_address(true), ec);
+  ptr->acceptor->bind(ep, ec);
   if (ec)
     return fail("bind");
-  ptr->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  ptr->acceptor->listen(net::socket_base::max_listen_connections, ec);
   if (ec)
     return fail("listen on");
   ptr->accept();
-  for (size_t i = 0; i < std::max<size_t>(1, threads); ++i)
-    ptr->threads.emplace_back([p = ptr.get()] { p->ioc.run(); });
+  if (ws)
+    ws->set_deliver([p = ptr.get()](std::vector<std::shared_ptr<ws_session>>&& sessions,
+                                    std::shared_ptr<const std::string> msg) {
+      p->deliver(std::move(sessions), std::move(msg));
+    });
+  for (size_t i = 0; i < n; ++i)
+    ptr->threads.emplace_back([p = ptr.get(), i] {
+      auto work = net::make_work_guard(*p->iocs[i]);
+      p->iocs[i]->run();
+    });
   return std::unique_ptr<server>{new server(std::move(ptr))};
 }
 
@@ -404,7 +452,7 @@ server::~server() = default;
 
 uint16_t server::port() const {
   beast::error_code ec;
-  return impl_->acceptor.local_endpoint(ec).port();
+  return impl_->acceptor->local_endpoint(ec).port();
 }
 
 uint64_t server::connections() const {

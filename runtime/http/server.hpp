@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
@@ -69,10 +70,19 @@ private:
   uint64_t id_;
 };
 
+/// Queues one encoded message to many sessions of a server at once: one
+/// task per I/O thread, not one per session.
+using deliver_fn = std::function<void(std::vector<std::shared_ptr<ws_session>>&& sessions,
+                                      std::shared_ptr<const std::string> msg)>;
+
 /// What the server does with WebSocket connections (at path `/ws`).
 class ws_handler {
 public:
   virtual ~ws_handler() = default;
+
+  /// The server hands over its `deliver` when it starts, and an empty one
+  /// before it stops (which must wait for a call in progress).
+  virtual void set_deliver(deliver_fn fn) = 0;
 
   /// Whether to take an upgrade request for `target`; otherwise the client
   /// gets 503 with `why`.

@@ -82,6 +82,15 @@ case "$case_name" in
     expect_rc 2
     expect_line "$tmp/none.conf: cannot open the topology file"
     ;;
+  token_is_the_documented_hmac)
+    run "$troupe" token ana --config "$src/cluster.conf"
+    expect_rc 0
+    want=$(printf 'troupe-local|client|ana' \
+      | openssl dgst -sha256 -hmac 'troupe-local-development-secret' | awk '{ print $NF }')
+    expect_line "$want"
+    run "$troupe" token ana --config "$tmp/none.conf"
+    expect_rc 2
+    ;;
   *)
     echo "unknown case $case_name"
     exit 2
