@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/error.hpp"
+#include "runtime/kafka/record_json.hpp"
 
 namespace troupe::ingest {
 
@@ -17,21 +18,10 @@ caf::error bad(std::string why) {
 } // namespace
 
 caf::expected<transaction> parse_transaction(std::string_view bytes, size_t max_bytes) {
-  if (bytes.size() > max_bytes)
-    return bad("too large: " + std::to_string(bytes.size()) + " bytes (limit "
-               + std::to_string(max_bytes) + ")");
-  auto j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
-  if (j.is_discarded())
-    return bad("not valid JSON");
-  if (!j.is_object())
-    return bad("not a JSON object");
-  auto schema = j.find("schema");
-  if (schema == j.end())
-    return bad("missing field 'schema'");
-  if (!schema->is_number_integer())
-    return bad("field 'schema' must be an integer");
-  if (schema->get<int64_t>() != transaction_schema)
-    return bad("unsupported schema " + std::to_string(schema->get<int64_t>()));
+  auto parsed = kafka::parse_record_json(bytes, max_bytes, transaction_schema);
+  if (!parsed)
+    return parsed.error();
+  auto& j = *parsed;
   transaction tx;
   for (auto [name, out] : {std::pair{"id", &tx.id}, std::pair{"user", &tx.user},
                            std::pair{"currency", &tx.currency}, std::pair{"merchant", &tx.merchant},

@@ -15,6 +15,7 @@
 
 #include <unistd.h>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -265,17 +266,27 @@ struct node_options {
   std::string status_every = "1s";
 };
 
+/// The topology file at `path`, or nothing once its first problem was
+/// printed (`FILE:LINE: KEY: PROBLEM`, after `prefix`).
+std::optional<topology::topology> load_topology(const std::string& path,
+                                                const std::string& prefix) {
+  auto t = topology::load(path);
+  if (!t) {
+    auto text = render(t.error());
+    std::cerr << prefix << text.substr(text.find(": ") + 2) << "\n";
+    return std::nullopt;
+  }
+  return std::move(*t);
+}
+
 /// `troupe node --config FILE --name N`: one node of a cluster: its agent
 /// (membership, authentication, failure detection) and its placement manager,
 /// which hosts the groups the plan gives this node. It logs each member
 /// joining and leaving and each change of what it hosts.
 int run_cluster_node(const node_options& opt, caf::timespan duration) {
-  auto topo = topology::load(opt.config);
-  if (!topo) {
-    auto text = render(topo.error());
-    std::cerr << "troupe node: " << text.substr(text.find(": ") + 2) << "\n";
+  auto topo = load_topology(opt.config, "troupe node: ");
+  if (!topo)
     return 2;
-  }
   auto self_spec = topo->node(opt.name);
   if (!self_spec) {
     std::cerr << "troupe node: no node '" << opt.name << "' in " << opt.config << "\n";
@@ -556,12 +567,9 @@ int run_node(const node_options& opt) {
 /// `troupe check FILE [--without n1,n2]`: exit 0 and the plan, or exit 2 and
 /// the first problem (file:line: key: problem).
 int run_check(const std::string& path, const std::string& without) {
-  auto t = topology::load(path);
-  if (!t) {
-    auto text = render(t.error());
-    std::cerr << text.substr(text.find(": ") + 2) << "\n";
+  auto t = load_topology(path, "");
+  if (!t)
     return 2;
-  }
   std::set<std::string> alive;
   for (auto& n : t->nodes)
     alive.insert(n.name);
@@ -590,12 +598,9 @@ int run_check(const std::string& path, const std::string& without) {
 /// `troupe token USER [--config FILE]`: the WebSocket token of USER in that
 /// cluster (hex HMAC-SHA256 of "cluster|client|USER" keyed by its secret).
 int run_token(const std::string& user, const std::string& path) {
-  auto t = topology::load(path);
-  if (!t) {
-    auto text = render(t.error());
-    std::cerr << text.substr(text.find(": ") + 2) << "\n";
+  auto t = load_topology(path, "");
+  if (!t)
     return 2;
-  }
   if (user.empty() || user.size() > 128) {
     std::cerr << "troupe token: a user id has 1 to 128 bytes\n";
     return 2;

@@ -9,6 +9,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -98,7 +99,8 @@ public:
         std::lock_guard<std::mutex> guard{self->srv_.mtx};
         self->srv_.live.emplace(self->id(), self);
       }
-      self->srv_.ws->on_open(self, std::string(self->req_.target()));
+      if (!self->guarded([&] { self->srv_.ws->on_open(self, std::string(self->req_.target())); }))
+        return;
       self->read();
     });
   }
@@ -157,9 +159,25 @@ private:
     ++srv_.counters.ws_messages_in;
     auto text = beast::buffers_to_string(buf_.data());
     buf_.consume(buf_.size());
-    if (!closing_)
-      srv_.ws->on_text(shared_from_this(), std::move(text));
+    if (!closing_ && !guarded([&] { srv_.ws->on_text(shared_from_this(), std::move(text)); }))
+      return;
     read();
+  }
+
+  /// Runs a handler call; an exception (a bug: the handler must not throw)
+  /// closes this connection with 1011 instead of ending the I/O thread.
+  template <class F>
+  bool guarded(F&& f) {
+    try {
+      f();
+      return true;
+    } catch (std::exception& ex) {
+      begin_close(close_code::internal_error, std::string{"internal error: "} + ex.what());
+    } catch (...) {
+      begin_close(close_code::internal_error, "internal error");
+    }
+    read(); // for the client's close frame
+    return false;
   }
 
   void enqueue(std::shared_ptr<const std::string> text) {
@@ -352,9 +370,18 @@ void server::impl::accept() {
   acceptor->async_accept(*iocs[shard], [this, shard](beast::error_code ec, tcp::socket sock) {
     if (ec == net::error::operation_aborted || !acceptor->is_open())
       return;
-    if (!ec)
+    if (!ec) {
       std::make_shared<http_conn>(std::move(sock), *this, shard)->read();
-    accept(); // a failed accept (out of files) must not stop the server
+      accept();
+      return;
+    }
+    // A failed accept (out of files) must not stop the server, nor spin:
+    // try again in 100 ms.
+    auto timer = std::make_shared<net::steady_timer>(*iocs[0], std::chrono::milliseconds(100));
+    timer->async_wait([this, timer](beast::error_code ec) {
+      if (!ec && acceptor->is_open())
+        accept();
+    });
   });
 }
 

@@ -35,6 +35,8 @@ constexpr uint16_t bad_payload = 1007;
 constexpr uint16_t policy_violation = 1008;
 /// A message over the size limit (sent by Beast itself).
 constexpr uint16_t too_big = 1009;
+/// A handler failed (a bug); the node keeps serving.
+constexpr uint16_t internal_error = 1011;
 /// The node no longer runs the gateway (its group instance stopped).
 constexpr uint16_t service_restart = 1012;
 } // namespace close_code
