@@ -146,25 +146,14 @@ group_spec make_group(const std::string& name, size_t instances, broadcaster_set
                                                       name + "/" + std::to_string(index));
     self->attach_functor([r] { caf::anon_send_exit(r, caf::exit_reason::user_shutdown); });
     return {
-      [self, cfg](feed_atom, uint64_t session, std::string& rid, std::string& user, uint32_t k) {
-        auto gw = cfg.gw;
-        if (!gw)
-          return;
+      // Delegated: the ranker's router answers the requester itself, so a
+      // worker stopped meanwhile (its group moved, say) loses no answer.
+      [self, cfg](feed_atom, std::string& user, uint32_t k) -> caf::result<feed> {
         auto ranker = cfg.router_of ? cfg.router_of("ranker") : caf::actor{};
-        if (!ranker) {
-          gw->answer(session, std::make_shared<const std::string>(gateway::error_json(
-                                "unavailable", "this cluster runs no ranker group", rid)));
-          return;
-        }
-        self->request(ranker, cfg.feed_timeout, rank_atom::value, user, k)
-          .then(
-            [gw, session, rid](feed& f) {
-              gw->answer(session, std::make_shared<const std::string>(feed_json(f, rid)));
-            },
-            [gw, session, rid](caf::error& err) {
-              gw->answer(session, std::make_shared<const std::string>(
-                                    gateway::error_json("feed_failed", render(err), rid)));
-            });
+        if (!ranker)
+          return caf::make_error(ec::group_down, std::string{"this cluster runs no ranker group"});
+        self->delegate(ranker, rank_atom::value, std::move(user), k);
+        return caf::delegated<feed>{};
       },
     };
   };

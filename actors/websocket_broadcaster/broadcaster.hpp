@@ -26,16 +26,14 @@ struct broadcaster_settings {
   std::function<caf::actor()> hub;
   /// The cluster router of a domain (`ranker`).
   std::function<caf::actor(const std::string&)> router_of;
-  /// How long a feed request may take before the client gets an error.
-  caf::timespan feed_timeout = std::chrono::seconds(5);
   std::function<void(const std::string&)> log;
 };
 
 /// The `websocket-broadcaster` group. Each worker:
 /// - attaches to its node's WebSocket gateway (which takes clients while
-///   one is attached) and answers the gateway's feed requests by asking the
-///   `ranker` group through its cluster router (so a down ranker answers
-///   with its `trending` fallback);
+///   one is attached) and answers the feed requests of the gateway's
+///   requester by delegating them to the `ranker` group's cluster router
+///   (so a down ranker answers with its `trending` fallback);
 /// - runs, linked to it, a detached reader in the Kafka consumer group
 ///   `consumer_group` on the articles and alerts topics: Kafka spreads the
 ///   partitions over the instances of the whole cluster. Each article is

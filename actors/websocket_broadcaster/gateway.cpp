@@ -225,6 +225,18 @@ void gateway::set_timer(std::function<void(caf::timespan)> after) {
   after_ = std::move(after);
 }
 
+void gateway::set_requester(const caf::actor& requester) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  requester_ = requester;
+}
+
+caf::actor gateway::pick_worker() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (workers_.empty())
+    return {};
+  return workers_[next_worker_++ % workers_.size()];
+}
+
 void gateway::set_hub(const caf::actor& hub) {
   std::lock_guard<std::mutex> guard{mtx_};
   hub_ = hub;
@@ -443,18 +455,19 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
       }
       k = i->get<uint32_t>();
     }
-    caf::actor worker;
+    caf::actor requester;
+    bool attached = false;
     {
       std::lock_guard<std::mutex> guard{mtx_};
-      if (!workers_.empty())
-        worker = workers_[next_worker_++ % workers_.size()];
+      requester = requester_;
+      attached = !workers_.empty();
     }
-    if (!worker) {
+    if (!attached || !requester) {
       fail("unavailable", "no websocket-broadcaster instance runs on this node now", rid);
       return;
     }
     ++counters_.feeds;
-    caf::anon_send(worker, feed_atom::value, c->id, rid, user, k);
+    caf::anon_send(requester, feed_atom::value, c->id, rid, user, k);
   } else if (op == "read") {
     auto id = str("article");
     if (id.empty() || id.size() > 128) {

@@ -37,6 +37,8 @@ struct gateway_settings {
   /// one before it closes its clients: the placement manager restarts a
   /// node's group whenever its instances change (a peer lost or back).
   caf::timespan detach_grace = std::chrono::seconds(3);
+  /// How long a feed request may take before the client gets `feed_failed`.
+  caf::timespan feed_timeout = std::chrono::seconds(5);
   std::function<void(const std::string&)> log;
 };
 
@@ -60,6 +62,11 @@ struct gateway_counters {
 /// the group moved away) every client is closed with 1012, to reconnect
 /// where the group runs. Within the grace, feeds get `unavailable`.
 ///
+/// Feeds go through the node's feed requester: it asks a worker, which
+/// delegates to the ranker; an answer lost with a worker that stopped is
+/// asked again of another one, and every request is answered (a feed or an
+/// error) within `feed_timeout`.
+///
 /// Thread-safe: protocol handlers run on the server's I/O threads,
 /// `publish` and `answer` on any thread.
 class gateway : public http::ws_handler {
@@ -77,6 +84,11 @@ public:
   void attach(const caf::actor& worker);
   void detach(const caf::actor_addr& worker);
 
+  /// The actor that asks a worker for each feed and answers its session
+  /// (`node_services`): `(feed_atom, session, request_id, user, k)`.
+  void set_requester(const caf::actor& requester);
+  /// The next attached worker, round robin (invalid if none).
+  caf::actor pick_worker();
   /// Where `read` reports go: the node's news hub.
   void set_hub(const caf::actor& hub);
 
@@ -125,6 +137,7 @@ private:
   std::vector<caf::actor> workers_;
   size_t next_worker_ = 0;
   caf::actor hub_;
+  caf::actor requester_;
   std::function<void(caf::timespan)> after_;
   std::shared_ptr<const news::article_store> store_;
   http::deliver_fn deliver_;

@@ -22,6 +22,62 @@ caf::error bad_setting(const topology::group_decl& g, const std::string& key,
                          "group " + g.name + ": " + key + " " + problem);
 }
 
+/// The gateway's helper actor: its grace timer, and its feed requester.
+struct helper_state {
+  static inline const char* name = "troupe.gateway_helper";
+  caf::stateful_actor<helper_state>* self = nullptr;
+  std::weak_ptr<gateway> gw;
+  caf::timespan timeout{};
+
+  /// Asks a worker for `user`'s feed and answers `session`. A worker that
+  /// stops with the request in its mailbox (its group moved away, or
+  /// restarts) bounces it: the request goes to another worker, at most three
+  /// tries, all within `left`.
+  void ask(uint64_t session, std::string rid, std::string user, uint32_t k, int tries,
+           caf::timespan left) {
+    auto g = gw.lock();
+    if (!g)
+      return;
+    auto answer = [g, session](std::string json) {
+      g->answer(session, std::make_shared<const std::string>(std::move(json)));
+    };
+    auto worker = g->pick_worker();
+    if (!worker) {
+      answer(gateway::error_json(
+        "unavailable", "no websocket-broadcaster instance runs on this node now", rid));
+      return;
+    }
+    auto start = std::chrono::steady_clock::now();
+    self->request(worker, left, feed_atom::value, user, k)
+      .then([answer, rid](feed& f) { answer(feed_json(f, rid)); },
+            [=](caf::error& err) {
+              auto spent = std::chrono::duration_cast<caf::timespan>(
+                std::chrono::steady_clock::now() - start);
+              if (err == caf::sec::request_receiver_down && tries < 3 && spent < left) {
+                ask(session, rid, user, k, tries + 1, left - spent);
+                return;
+              }
+              answer(gateway::error_json("feed_failed", render(err), rid));
+            });
+  }
+};
+
+caf::behavior gateway_helper(caf::stateful_actor<helper_state>* self, std::weak_ptr<gateway> gw,
+                             caf::timespan timeout) {
+  self->state.self = self;
+  self->state.gw = std::move(gw);
+  self->state.timeout = timeout;
+  return {
+    [self](grace_over_atom) {
+      if (auto g = self->state.gw.lock())
+        g->close_if_detached();
+    },
+    [self](feed_atom, uint64_t session, std::string& rid, std::string& user, uint32_t k) {
+      self->state.ask(session, std::move(rid), std::move(user), k, 1, self->state.timeout);
+    },
+  };
+}
+
 } // namespace
 
 caf::expected<std::unique_ptr<node_services>>
@@ -68,15 +124,9 @@ node_services::make(caf::actor_system& sys, const topology::topology& topo,
     break;
   }
   ptr->gateway_ = std::make_shared<gateway>(gs);
-  ptr->timer_ = sys.spawn([w = std::weak_ptr<gateway>(ptr->gateway_)]() -> caf::behavior {
-    return {
-      [w](grace_over_atom) {
-        if (auto gw = w.lock())
-          gw->close_if_detached();
-      },
-    };
-  });
-  ptr->gateway_->set_timer([timer = ptr->timer_](caf::timespan after) {
+  ptr->helper_ = sys.spawn(gateway_helper, std::weak_ptr<gateway>(ptr->gateway_), gs.feed_timeout);
+  ptr->gateway_->set_requester(ptr->helper_);
+  ptr->gateway_->set_timer([timer = ptr->helper_](caf::timespan after) {
     caf::delayed_anon_send(timer, after, grace_over_atom::value);
   });
   news::hub_settings hs;
@@ -125,7 +175,7 @@ node_services::make(caf::actor_system& sys, const topology::topology& topo,
   auto srv = http::server::make(node.host, node.http_port, 2, routes, ptr->gateway_.get(), limits);
   if (!srv) {
     caf::anon_send_exit(ptr->hub_, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(ptr->timer_, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(ptr->helper_, caf::exit_reason::user_shutdown);
     return srv.error();
   }
   ptr->server_ = std::move(*srv);
@@ -136,8 +186,8 @@ node_services::~node_services() {
   server_.reset();
   if (hub_)
     caf::anon_send_exit(hub_, caf::exit_reason::user_shutdown);
-  if (timer_)
-    caf::anon_send_exit(timer_, caf::exit_reason::user_shutdown);
+  if (helper_)
+    caf::anon_send_exit(helper_, caf::exit_reason::user_shutdown);
 }
 
 void node_services::fill(actors::domain_context& ctx) const {

@@ -62,8 +62,9 @@ private:
   std::shared_ptr<news::article_store> articles_;
   std::shared_ptr<gateway> gateway_;
   caf::actor hub_;
-  /// Wakes the gateway when its grace after a detach is over.
-  caf::actor timer_;
+  /// The gateway's helper: wakes it when its grace after a detach is over,
+  /// and asks workers for feeds.
+  caf::actor helper_;
   std::unique_ptr<http::server> server_;
 };
 

@@ -379,9 +379,11 @@ using read_atom = caf::atom_constant<caf::atom("read")>;
 /// `(window_atom) -> std::vector<article>`: a news hub's current window (a
 /// joining node's hub fills its own from a peer's).
 using window_atom = caf::atom_constant<caf::atom("window")>;
-/// `(feed_atom, uint64_t session, std::string request_id, std::string user,
-/// uint32_t k)` from the WebSocket gateway to a broadcaster worker, which
-/// answers the session through the gateway.
+/// `(feed_atom, std::string user, uint32_t k) -> feed` to a broadcaster
+/// worker, which delegates it to the ranker's cluster router. The gateway
+/// asks through its node's feed requester, `(feed_atom, uint64_t session,
+/// std::string request_id, std::string user, uint32_t k)`, which answers the
+/// session when the feed (or an error) comes back.
 using feed_atom = caf::atom_constant<caf::atom("feed")>;
 /// Internal to a broadcaster worker: read the next records, `(consume_atom)`.
 using consume_atom = caf::atom_constant<caf::atom("consume")>;
