@@ -200,4 +200,43 @@ uint16_t node_services::http_port() const {
   return server_ ? server_->port() : 0;
 }
 
+void node_services::metrics(troupe::metrics::exposition& e) const {
+  troupe::metrics::labels node{{"node", node_}};
+  auto n = [](const std::atomic<uint64_t>& x) {
+    return static_cast<double>(x.load(std::memory_order_relaxed));
+  };
+  e.gauge("troupe_articles_window", "Articles in this node's window (ranking candidates).", node,
+          static_cast<double>(articles_->size()));
+  auto& gc = gateway_->counters();
+  e.gauge("troupe_ws_connections", "WebSocket clients connected to this node now.", node,
+          static_cast<double>(gateway_->clients()));
+  e.counter("troupe_ws_requests_total", "WebSocket requests (ops) received.", node,
+            n(gc.requests));
+  e.counter("troupe_ws_errors_total", "WebSocket requests answered with an error.", node,
+            n(gc.errors));
+  e.counter("troupe_ws_rate_limited_total", "WebSocket requests refused by the rate limit.",
+            node, n(gc.rate_limited));
+  e.counter("troupe_ws_feeds_total", "Feed requests sent on to the ranker.", node, n(gc.feeds));
+  e.counter("troupe_ws_pushes_total", "Breaking news and alerts pushed (one per publish).", node,
+            n(gc.pushes));
+  if (!server_)
+    return;
+  auto& sc = server_->counters();
+  e.counter("troupe_http_requests_total", "Plain HTTP requests served.", node,
+            n(sc.http_requests));
+  e.counter("troupe_ws_opened_total", "WebSocket connections opened.", node, n(sc.ws_opened));
+  e.counter("troupe_ws_closed_total", "WebSocket connections closed, for any reason.", node,
+            n(sc.ws_closed));
+  e.counter("troupe_ws_dropped_total",
+            "WebSocket clients disconnected because their send queue was full (too slow).",
+            node, n(sc.ws_dropped_slow));
+  e.counter("troupe_ws_messages_in_total", "WebSocket messages received.", node,
+            n(sc.ws_messages_in));
+  e.counter("troupe_ws_messages_out_total", "WebSocket messages sent.", node,
+            n(sc.ws_messages_out));
+  e.counter("troupe_ws_bad_frames_total",
+            "WebSocket frames refused (binary, invalid UTF-8, oversized).", node,
+            n(sc.ws_bad_frames));
+}
+
 } // namespace troupe::ws

@@ -12,6 +12,7 @@
 #include "actors/news/article_store.hpp"
 #include "actors/websocket_broadcaster/gateway.hpp"
 #include "runtime/http/server.hpp"
+#include "runtime/metrics/prometheus.hpp"
 #include "runtime/node/node.hpp"
 #include "topology/topology.hpp"
 
@@ -53,6 +54,9 @@ public:
   }
   /// The HTTP server's port (0: none).
   uint16_t http_port() const;
+  /// Adds the figures of the gateway, the HTTP server and the article
+  /// window to a node's `/metrics`.
+  void metrics(troupe::metrics::exposition& e) const;
 
 private:
   node_services() = default;

@@ -5,7 +5,7 @@
 //   troupe kafka   run the embedded Kafka (librdkafka's mock cluster) alone
 //   troupe bench   the runtime's micro-benchmarks (scripts/bench-supervision)
 //   troupe token   print a WebSocket client's token for a user
-// Issue 6 adds `shell`.
+//   troupe shell   the operator's shell: join the cluster and command it
 
 #include <algorithm>
 #include <atomic>
@@ -25,6 +25,7 @@
 
 #include "actors/echo/echo.hpp"
 #include "runtime/cli/bench.hpp"
+#include "runtime/cli/shell.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
@@ -38,6 +39,7 @@
 #include "runtime/cluster/tls_tunnel.hpp"
 #include "runtime/supervision/supervisor.hpp"
 #include "runtime/launcher/up.hpp"
+#include "runtime/metrics/collector.hpp"
 #include "runtime/node/node.hpp"
 #include "topology/placement.hpp"
 #include "topology/topology.hpp"
@@ -350,7 +352,14 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
       + (opt.redis.empty() ? topo->cluster.redis : opt.redis));
   // The news groups' node services: the article window, the news hub, the
   // WebSocket gateway and the HTTP server on http_port.
-  auto services = ws::node_services::make(sys, *topo, spec, *agent, directory, log);
+  // `/metrics` serves the collector's last rendering (Prometheus text).
+  auto metrics_text = std::make_shared<metrics::snapshot>();
+  auto metrics_route = [metrics_text](const std::string& target) -> http::response {
+    if (target.substr(0, target.find('?')) != "/metrics")
+      return {};
+    return {200, "text/plain; version=0.0.4; charset=utf-8", *metrics_text->get()};
+  };
+  auto services = ws::node_services::make(sys, *topo, spec, *agent, directory, log, metrics_route);
   if (!services) {
     std::cerr << "troupe node: " << render(services.error()) << "\n";
     caf::anon_send_exit(*agent, caf::exit_reason::kill);
@@ -358,13 +367,27 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   }
   if ((*services)->http_port() != 0)
     log("http on " + spec.host + ":" + std::to_string((*services)->http_port())
-        + " (live page /, /healthz, WebSocket /ws)");
+        + " (live page /, /healthz, /metrics, WebSocket /ws)");
+  metrics::collector_settings ms;
+  ms.node = opt.name;
+  ms.directory = directory;
+  ms.agent = *agent;
+  ms.extra = [svc = services->get()](metrics::exposition& e) { svc->metrics(e); };
+  auto collector = metrics::spawn_collector(sys, ms, metrics_text);
   supervisor_spec groups_spec;
   groups_spec.name = opt.name + ".groups";
   groups_spec.dynamic = true;
   groups_spec.intensity = 10;
   groups_spec.period = std::chrono::seconds(60);
   auto groups = spawn_supervisor(sys, groups_spec);
+  {
+    node_info info;
+    info.root = *groups;
+    info.kafka = opt.kafka.empty() ? topo->cluster.kafka : opt.kafka;
+    info.redis = opt.redis.empty() ? topo->cluster.redis : opt.redis;
+    info.http_port = (*services)->http_port();
+    caf::anon_send(*agent, node_info_atom::value, std::move(info));
+  }
   // What the domains' workers get from this node: Kafka, Redis, and the
   // cluster routers of the other stages, by domain (filled below; workers
   // look them up when they send).
@@ -463,6 +486,12 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   self->send_exit(*manager, caf::exit_reason::user_shutdown);
   self->send_exit(*groups, caf::exit_reason::user_shutdown);
   self->send_exit(*agent, caf::exit_reason::user_shutdown);
+  // The collector reads the services: stop it, and wait, before they go.
+  self->monitor(collector);
+  self->send_exit(collector, caf::exit_reason::user_shutdown);
+  for (bool gone = false; !gone;)
+    self->receive([&](caf::down_msg& dm) { gone = dm.source == collector.address(); },
+                  caf::after(5s) >> [&] { gone = true; });
   services->reset();
   if (!tunnel)
     sys.middleman().unpublish(*agent, spec.cluster_port);
@@ -660,6 +689,21 @@ int main(int argc, char** argv) {
   token_cmd->add_option("--config", token_file, "the topology file (its cluster and secret)")
     ->capture_default_str();
 
+  troupe::cli::shell_options sopt;
+  double shell_timeout_s = 3;
+  auto* shell_cmd = app.add_subcommand(
+    "shell", "the operator's shell: join the cluster and command it (`help` inside)");
+  shell_cmd->add_option("--config", sopt.config, "the topology file (its nodes and secret)")
+    ->capture_default_str();
+  shell_cmd->add_option("--connect", sopt.connect,
+                        "the node to ask first: a name, or host:cluster_port");
+  shell_cmd->add_option("-c,--command", sopt.command, "run one command and exit");
+  shell_cmd->add_flag("--json", sopt.json, "answer each command with one JSON document");
+  shell_cmd->add_option("--timeout", shell_timeout_s,
+                        "seconds a node may take to answer one request")
+    ->capture_default_str()
+    ->check(CLI::Range(0.1, 60.0));
+
   int brokers = 3;
   auto* kafka_cmd = app.add_subcommand("kafka", "run the embedded Kafka alone, print its bootstrap");
   kafka_cmd->add_option("--brokers", brokers, "mock brokers")->capture_default_str()
@@ -713,5 +757,10 @@ int main(int argc, char** argv) {
     return troupe::launcher::run_kafka(brokers);
   if (*token_cmd)
     return run_token(token_user, token_file);
+  if (*shell_cmd) {
+    sopt.timeout = std::chrono::duration_cast<caf::timespan>(
+      std::chrono::duration<double>(shell_timeout_s));
+    return troupe::cli::run_shell(sopt);
+  }
   return run_bench(bopt);
 }

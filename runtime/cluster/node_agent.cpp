@@ -71,6 +71,30 @@ struct agent_state {
   /// process was paused.
   std::chrono::steady_clock::time_point last_tick = std::chrono::steady_clock::now();
 
+  /// What the node tells operators about itself; the agent adds its groups.
+  node_info info;
+
+  /// Operators' shells name themselves `shell/...`; nodes never do (a node
+  /// name is a TOML string of the topology, checked against it).
+  static bool is_operator(const std::string& name) {
+    return name.rfind("shell/", 0) == 0;
+  }
+
+  node_info describe() const {
+    auto result = info;
+    result.name = me;
+    result.started_ms = started_ms;
+    result.groups.clear();
+    result.instances.clear();
+    for (auto& name : directory->names()) {
+      if (name.empty() || name[0] == '@' || !directory->get(name))
+        continue;
+      result.groups.push_back(name);
+      result.instances.push_back(directory->instances(name));
+    }
+    return result;
+  }
+
   caf::timespan request_timeout() const {
     return topo.cluster.failure_timeout * 2;
   }
@@ -106,6 +130,13 @@ struct agent_state {
       log("refused node '" + name + "': it belongs to cluster '" + cluster + "'");
       return caf::make_error(ec::not_authenticated, "wrong cluster");
     }
+    if (is_operator(name)) {
+      // An operator's shell (`troupe shell`): it proves the cluster's
+      // secret like a node, and may then ask what nodes may ask.
+      auto nonce = make_nonce();
+      nonces[{nid, name}] = nonce;
+      return nonce;
+    }
     if (!topo.node(name) || name == me) {
       log("refused node '" + name + "': not a node of this cluster");
       return caf::make_error(ec::not_authenticated, "unknown node");
@@ -135,6 +166,10 @@ struct agent_state {
       return caf::make_error(ec::not_authenticated, "wrong secret");
     }
     trusted[nid] = name;
+    if (is_operator(name)) {
+      log("operator " + name + " connected");
+      return caf::unit;
+    }
     maybe_up(name);
     return caf::unit;
   }
@@ -336,6 +371,17 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       for (auto& [name, p] : self->state.peers)
         if (p.state == "up")
           self->send(listener, member_up_atom::value, name, p.agent);
+      return caf::unit;
+    },
+    [self](node_info_atom) -> caf::result<node_info> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      return self->state.describe();
+    },
+    [self](node_info_atom, node_info& info) -> caf::result<void> {
+      if (self->state.sender_node() != caf::node_id{})
+        return caf::make_error(ec::not_authenticated);
+      self->state.info = std::move(info);
       return caf::unit;
     },
     [self](manager_atom, caf::actor& manager) -> caf::result<void> {

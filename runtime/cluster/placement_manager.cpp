@@ -198,6 +198,10 @@ struct manager_state {
     self->request(groups, 30s, delete_child_atom::value, g.name)
       .then([] {}, log_error("removing"));
     auto& have = hosted[g.name];
+    std::vector<uint32_t> ids;
+    for (auto& kv : have)
+      ids.push_back(kv.first);
+    directory->set_instances(g.name, std::move(ids));
     if (have.empty()) {
       log("hosting " + g.name + ": none");
       return;

@@ -25,6 +25,7 @@ std::string to_string(ec x) {
     case ec::invalid_topology: return "invalid_topology";
     case ec::not_authenticated: return "not_authenticated";
     case ec::process_exited: return "process_exited";
+    case ec::killed_by_operator: return "killed_by_operator";
   }
   return "ec(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -50,6 +50,8 @@ enum class ec : uint8_t {
   not_authenticated,
   /// A supervised operating-system process exited; the context says how.
   process_exited,
+  /// An operator injected this crash (`troupe shell`'s `kill`).
+  killed_by_operator,
 };
 
 /// Returns the name of `x`, e.g. `"group_saturated"`.

@@ -53,6 +53,16 @@ void histogram::merge(const histogram& other) {
   sum_ms_ += other.sum_ms_;
 }
 
+histogram histogram::from_raw(const std::vector<uint64_t>& counts, double sum_ms) {
+  histogram h;
+  for (size_t i = 0; i < counts.size() && i < h.buckets_.size(); ++i) {
+    h.buckets_[i] = counts[i];
+    h.count_ += counts[i];
+  }
+  h.sum_ms_ = sum_ms;
+  return h;
+}
+
 std::string histogram::summary() const {
   if (count_ == 0)
     return "none";

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace troupe {
 
@@ -52,6 +53,12 @@ public:
 
   /// `p50 X ms, p99 Y ms` (or `none` when empty).
   std::string summary() const;
+  /// The per-bucket counts (not cumulative), to send it to another node.
+  std::vector<uint64_t> raw() const {
+    return {buckets_.begin(), buckets_.end()};
+  }
+  /// A histogram from `raw()` and `sum_ms()`; extra counts are ignored.
+  static histogram from_raw(const std::vector<uint64_t>& counts, double sum_ms);
 
 private:
   std::array<uint64_t, bounds_ms.size() + 1> buckets_{};

@@ -80,6 +80,10 @@ using manager_atom = caf::atom_constant<caf::atom("manager")>;
 using process_exit_atom = caf::atom_constant<caf::atom("proc_exit")>;
 /// Internal: a node agent's periodic (re)connect round, `(tick_atom)`.
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+/// `(node_info_atom) -> node_info`: what a node agent's node is and hosts
+/// (for `troupe shell`). Locally, `(node_info_atom, node_info)` gives the
+/// agent the parts it cannot know itself.
+using node_info_atom = caf::atom_constant<caf::atom("nodeinfo")>;
 
 /// One node as a node agent sees it.
 struct member_info {
@@ -95,6 +99,28 @@ struct member_info {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, member_info& x) {
   return f(caf::meta::type_name("troupe.member_info"), x.name, x.state, x.address, x.since_ms);
+}
+
+/// One node as it describes itself to an operator (`troupe shell`).
+struct node_info {
+  std::string name;
+  /// When the node process started, milliseconds since the Unix epoch.
+  int64_t started_ms = 0;
+  /// The node's root supervisor of groups (walk it with `which_children`).
+  caf::actor root;
+  /// The groups it hosts, and for each the cluster-wide instance numbers
+  /// it runs, in the order of its workers (`GROUP/0`, `GROUP/1`, ...).
+  std::vector<std::string> groups;
+  std::vector<std::vector<uint32_t>> instances;
+  std::string kafka;
+  std::string redis;
+  uint16_t http_port = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_info& x) {
+  return f(caf::meta::type_name("troupe.node_info"), x.name, x.started_ms, x.root, x.groups,
+           x.instances, x.kafka, x.redis, x.http_port);
 }
 
 // -- supervision ---------------------------------------------------------------
@@ -209,6 +235,10 @@ struct group_status {
   uint64_t worker_restarts = 0;
   /// Times the group's supervisor gave up and was started again.
   uint64_t group_restarts = 0;
+  /// Acceptance to answer of every completed request, as
+  /// `histogram::raw()` and `histogram::sum_ms()` (runtime/core/histogram.hpp).
+  std::vector<uint64_t> latency_buckets;
+  double latency_sum_ms = 0;
 };
 
 template <class Inspector>
@@ -216,7 +246,7 @@ typename Inspector::result_type inspect(Inspector& f, group_status& x) {
   return f(caf::meta::type_name("troupe.group_status"), x.name, x.state, x.instances,
            x.live_workers, x.in_flight, x.queued, x.accepted, x.completed,
            x.redelivered, x.requeued, x.dead_letters, x.rejected, x.fallbacks,
-           x.worker_restarts, x.group_restarts);
+           x.worker_restarts, x.group_restarts, x.latency_buckets, x.latency_sum_ms);
 }
 
 // -- the fraud pipeline (actors/ingestor ... actors/alerter) -----------------------

@@ -28,6 +28,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<group_status>("troupe.group_status");
   cfg.add_message_type<member_info>("troupe.member_info");
   cfg.add_message_type<std::vector<member_info>>("std::vector<troupe.member_info>");
+  cfg.add_message_type<node_info>("troupe.node_info");
   cfg.add_message_type<transaction>("troupe.transaction");
   cfg.add_message_type<enriched_transaction>("troupe.enriched_transaction");
   cfg.add_message_type<std::vector<enriched_transaction>>(

@@ -9,6 +9,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "runtime/core/error.hpp"
+#include "runtime/core/histogram.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/supervision/supervisor.hpp"
 
@@ -85,6 +86,7 @@ struct entry {
   uint32_t crashes = 0;
   /// When a requester stops waiting: `call_timeout` after acceptance.
   std::chrono::steady_clock::time_point deadline;
+  std::chrono::steady_clock::time_point accepted_at;
   /// Bumped on every dispatch, so a late answer to an earlier one is ignored.
   uint32_t dispatch = 0;
   /// The worker holding it; invalid while it waits in a queue.
@@ -125,6 +127,8 @@ struct router_state {
   /// True while a sweep for call timeouts is scheduled.
   bool sweep_armed = false;
   group_status stats;
+  /// Acceptance to answer of completed requests.
+  histogram latency;
   std::deque<dead_letter> recent_dead;
 
   // -- the worker supervisor ---------------------------------------------------
@@ -266,9 +270,10 @@ struct router_state {
     e.content = std::move(content);
     e.is_request = is_request;
     e.wrapped = wrapped;
+    e.accepted_at = std::chrono::steady_clock::now();
     if (is_request) {
       e.rp = std::move(rp);
-      e.deadline = std::chrono::steady_clock::now() + spec.call_timeout;
+      e.deadline = e.accepted_at + spec.call_timeout;
       arm_sweep();
     }
     if (spec.route == routing::key_hash) {
@@ -391,6 +396,7 @@ struct router_state {
     auto& e = i->second;
     release(e);
     ++stats.completed;
+    latency.record(std::chrono::steady_clock::now() - e.accepted_at);
     if (e.is_request)
       answer(e.rp, e.wrapped, std::move(r.content));
     auto slot_index = e.slot;
@@ -568,6 +574,8 @@ struct router_state {
     result.queued = shared_queue.size();
     for (auto& s : slots)
       result.queued += s.queue.size();
+    result.latency_buckets = latency.raw();
+    result.latency_sum_ms = latency.sum_ms();
     return result;
   }
 };

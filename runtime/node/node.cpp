@@ -28,6 +28,17 @@ std::vector<std::string> group_directory::names() const {
   return result;
 }
 
+void group_directory::set_instances(const std::string& name, std::vector<uint32_t> ids) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  instances_[name] = std::move(ids);
+}
+
+std::vector<uint32_t> group_directory::instances(const std::string& name) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = instances_.find(name);
+  return i == instances_.end() ? std::vector<uint32_t>{} : i->second;
+}
+
 node::node(caf::actor_system& sys, node_config cfg) : sys_(sys), cfg_(std::move(cfg)) {
   // nop
 }

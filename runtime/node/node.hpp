@@ -33,10 +33,15 @@ public:
   /// The group's router, or an invalid handle for an unknown group.
   caf::actor get(const std::string& name) const;
   std::vector<std::string> names() const;
+  /// The cluster-wide instance numbers a group's workers run here, in
+  /// worker order (set by the placement manager; empty on a single node).
+  void set_instances(const std::string& name, std::vector<uint32_t> ids);
+  std::vector<uint32_t> instances(const std::string& name) const;
 
 private:
   mutable std::mutex mtx_;
   std::map<std::string, caf::actor> routers_;
+  std::map<std::string, std::vector<uint32_t>> instances_;
 };
 
 /// One Troupe node: a root supervisor (one_for_one) with one child per group.
@@ -54,6 +59,8 @@ public:
   /// The group's current router (invalid for an unknown group).
   caf::actor group(const std::string& name) const { return directory_->get(name); }
   std::vector<std::string> group_names() const { return directory_->names(); }
+  /// The routers of its groups, as they are restarted.
+  std::shared_ptr<group_directory> directory() const { return directory_; }
 
   /// Stops the tree in order; returns once the root supervisor is gone.
   void stop();

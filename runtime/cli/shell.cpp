@@ -1,0 +1,1033 @@
+// `troupe shell`: the operator's shell, an actor system of its own that joins
+// the cluster through the node agents and asks them, their routers and their
+// supervisors. Every request has a timeout: a node that does not answer is
+// reported as unreachable for that command and dialled again for the next.
+#include "runtime/cli/shell.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <editline/readline.h>
+#include <nlohmann/json.hpp>
+
+#include "runtime/cluster/auth.hpp"
+#include "runtime/core/duration.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/core/histogram.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/core/types.hpp"
+#include "runtime/kafka/client.hpp"
+#include "topology/topology.hpp"
+
+namespace troupe::cli {
+
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+/// One command's answer: an exit code, the text for people and the JSON
+/// document for machines.
+struct outcome {
+  int rc = shell_ok;
+  std::string text;
+  json doc = json::object();
+};
+
+outcome usage(const std::string& why) {
+  outcome o;
+  o.rc = shell_usage;
+  o.text = why + "\n";
+  o.doc = {{"error", "usage"}, {"message", why}};
+  return o;
+}
+
+outcome failed(const std::string& why) {
+  outcome o;
+  o.rc = shell_failed;
+  o.text = why + "\n";
+  o.doc = {{"error", "failed"}, {"message", why}};
+  return o;
+}
+
+struct command_help {
+  const char* name;
+  const char* args;
+  const char* summary;
+  const char* details;
+};
+
+const std::vector<command_help>& commands() {
+  static const std::vector<command_help> xs = {
+    {"help", "[command]", "list the commands, or explain one", ""},
+    {"nodes", "", "each node: state, address, uptime, the groups it hosts",
+     "The state is the first reachable node's view (up, joining, down), or\n"
+     "`unreachable` when the shell itself cannot reach the node."},
+    {"groups", "", "each group: state, instances and where, restarts",
+     "State: up (every declared instance runs, every worker up), degraded\n"
+     "(fewer instances or workers), down (no instance runs, or a supervisor\n"
+     "gave up: the fallback answers)."},
+    {"tree", "[node]", "the live supervision tree of every node (or one)",
+     "Each child with its state and its restarts."},
+    {"stats", "[group]", "events in/out per second, latency p50/p99, in flight, dead letters",
+     "Measured over one second: the shell reads every node's counters twice.\n"
+     "Latency is acceptance to answer at the group's routers, in that second\n"
+     "(or since the group started when nothing was answered in it)."},
+    {"crashes", "[group]", "the recent crash history with reasons",
+     "From each node's group supervisors (their bounded history) and root\n"
+     "supervisor, oldest first."},
+    {"restart", "<group>", "restart the group on every node that hosts it",
+     "Its supervisor stops it (workers in reverse order) and starts it again,\n"
+     "as OTP's terminate_child and restart_child."},
+    {"kill", "<group>[/<instance>]", "inject a crash: every worker, or one instance's",
+     "The worker exits with reason killed_by_operator; its supervisor\n"
+     "restarts it. Instances are the cluster-wide numbers `groups` shows."},
+    {"publish", "<topic> <json>", "produce one record to a Kafka topic",
+     "The JSON must parse; it goes to the cluster's Kafka as it is."},
+    {"quit", "", "leave the shell (also exit, Ctrl-D)", ""},
+  };
+  return xs;
+}
+
+std::string pad(std::string s, size_t n) {
+  if (s.size() < n)
+    s.append(n - s.size(), ' ');
+  return s;
+}
+
+std::string fixed(double x, int digits = 1) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, x);
+  return buf;
+}
+
+std::string human_duration(int64_t ms) {
+  if (ms < 0)
+    ms = 0;
+  auto s = ms / 1000;
+  char buf[64];
+  if (s < 60)
+    std::snprintf(buf, sizeof(buf), "%llds", static_cast<long long>(s));
+  else if (s < 3600)
+    std::snprintf(buf, sizeof(buf), "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  else
+    std::snprintf(buf, sizeof(buf), "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>((s % 3600) / 60));
+  return buf;
+}
+
+std::string clock_time(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%H:%M:%S", &tm);
+  return std::string{buf} + "." + std::to_string(1000 + ms % 1000).substr(1) + "Z";
+}
+
+/// Splits a command line into words; double or single quotes group words,
+/// and a `{` starts a JSON argument that runs to the end of the line.
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> words;
+  std::string cur;
+  bool in_word = false;
+  char quote = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quote) {
+      if (c == quote)
+        quote = 0;
+      else
+        cur += c;
+      continue;
+    }
+    if (!in_word && (c == '{' || c == '[')) {
+      words.push_back(line.substr(i));
+      return words;
+    }
+    if (c == '"' || c == '\'') {
+      quote = c;
+      in_word = true;
+    } else if (std::isspace(static_cast<unsigned char>(c))) {
+      if (in_word)
+        words.push_back(cur);
+      cur.clear();
+      in_word = false;
+    } else {
+      cur += c;
+      in_word = true;
+    }
+  }
+  if (in_word)
+    words.push_back(cur);
+  return words;
+}
+
+/// A group's figures on one node.
+struct local_group {
+  std::string node;
+  std::vector<uint32_t> instances;
+  caf::actor router;
+  std::optional<group_status> status;
+};
+
+/// The connection to one node's agent.
+struct link {
+  caf::actor agent;
+  std::string error;
+};
+
+class session {
+public:
+  session(caf::actor_system& sys, topology::topology topo, std::string entry, caf::timespan timeout)
+    : sys_(sys), self_(sys), topo_(std::move(topo)), entry_(std::move(entry)),
+      timeout_(timeout) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    me_ = "shell/" + std::string{host} + ":" + std::to_string(getpid());
+  }
+
+  const topology::topology& topo() const {
+    return topo_;
+  }
+
+  /// Connects to the entry node (or any node): false if none answers.
+  bool join(std::string& why) {
+    for (auto& n : ordered_nodes())
+      if (auto a = agent_of(n))
+        return true;
+      else
+        why += (why.empty() ? "" : "; ") + n + ": " + links_[n].error;
+    return false;
+  }
+
+  outcome run(const std::vector<std::string>& w) {
+    if (w.empty())
+      return {};
+    auto& cmd = w[0];
+    auto args = std::vector<std::string>(w.begin() + 1, w.end());
+    if (cmd == "help")
+      return help(args);
+    if (cmd == "nodes")
+      return args.empty() ? nodes() : usage("nodes takes no argument");
+    if (cmd == "groups")
+      return args.empty() ? groups() : usage("groups takes no argument");
+    if (cmd == "tree")
+      return args.size() <= 1 ? tree(args.empty() ? "" : args[0])
+                              : usage("usage: tree [node]");
+    if (cmd == "stats")
+      return args.size() <= 1 ? stats(args.empty() ? "" : args[0])
+                              : usage("usage: stats [group]");
+    if (cmd == "crashes")
+      return args.size() <= 1 ? crashes(args.empty() ? "" : args[0])
+                              : usage("usage: crashes [group]");
+    if (cmd == "restart")
+      return args.size() == 1 ? restart(args[0]) : usage("usage: restart <group>");
+    if (cmd == "kill")
+      return args.size() == 1 ? kill(args[0]) : usage("usage: kill <group>[/<instance>]");
+    if (cmd == "publish")
+      return args.size() == 2 ? publish(args[0], args[1])
+                              : usage("usage: publish <topic> <json>");
+    std::string known;
+    for (auto& c : commands())
+      known += (known.empty() ? "" : ", ") + std::string{c.name};
+    return usage("unknown command '" + cmd + "' (known: " + known + "; `help` explains them)");
+  }
+
+private:
+  // -- talking to the cluster ----------------------------------------------------
+
+  /// The topology's nodes, the entry node first.
+  std::vector<std::string> ordered_nodes() const {
+    std::vector<std::string> result;
+    for (auto& n : topo_.nodes)
+      if (entry_ == n.name || entry_ == n.host + ":" + std::to_string(n.cluster_port))
+        result.push_back(n.name);
+    for (auto& n : topo_.nodes)
+      if (std::find(result.begin(), result.end(), n.name) == result.end())
+        result.push_back(n.name);
+    return result;
+  }
+
+  template <class T, class... Ts>
+  caf::expected<T> ask(const caf::actor& dest, Ts&&... xs) {
+    caf::expected<T> result{caf::make_error(caf::sec::request_timeout)};
+    if (!dest)
+      return caf::make_error(ec::invalid_argument, std::string{"no such actor"});
+    self_->request(dest, timeout_, std::forward<Ts>(xs)...)
+      .receive([&](T& x) { result = std::move(x); }, [&](caf::error& e) { result = e; });
+    return result;
+  }
+
+  template <class... Ts>
+  caf::error ask_void(const caf::actor& dest, Ts&&... xs) {
+    caf::error result;
+    self_->request(dest, timeout_, std::forward<Ts>(xs)...)
+      .receive([&]() {}, [&](caf::error& e) { result = e; });
+    return result;
+  }
+
+  /// The node's agent, connected and authenticated (dialled again if the
+  /// last command lost it).
+  caf::expected<caf::actor> agent_of(const std::string& name) {
+    auto& l = links_[name];
+    if (l.agent)
+      return l.agent;
+    auto spec = topo_.node(name);
+    if (!spec) {
+      l.error = "not a node of " + topo_.source;
+      return caf::make_error(ec::invalid_argument, l.error);
+    }
+    caf::actor agent;
+    std::string why;
+    self_
+      ->request(sys_.middleman().actor_handle(), timeout_, caf::connect_atom::value,
+                spec->host, spec->cluster_port)
+      .receive(
+        [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
+          if (ptr)
+            agent = caf::actor_cast<caf::actor>(ptr);
+          else
+            why = "no agent published";
+        },
+        [&](caf::error& e) { why = render(e); });
+    if (agent) {
+      auto nonce = ask<std::string>(agent, hello_atom::value, me_, topo_.cluster.name);
+      if (!nonce) {
+        why = "hello: " + render(nonce.error());
+      } else {
+        auto proof = cluster::make_proof(topo_.cluster.secret, topo_.cluster.name, me_, *nonce);
+        if (auto err = ask_void(agent, auth_atom::value, me_, proof))
+          why = "auth: " + render(err);
+      }
+    }
+    if (!why.empty()) {
+      l.error = spec->host + ":" + std::to_string(spec->cluster_port) + " " + why;
+      return caf::make_error(ec::not_authenticated, l.error);
+    }
+    l.agent = agent;
+    l.error.clear();
+    return agent;
+  }
+
+  /// Forgets a node's connection after a failed request: the next command
+  /// dials it again.
+  void lost(const std::string& name, const caf::error& err) {
+    links_[name].agent = nullptr;
+    links_[name].error = render(err);
+  }
+
+  /// Every reachable node's description (unreachable ones in `down`).
+  std::map<std::string, node_info> describe_all(std::map<std::string, std::string>& down) {
+    std::map<std::string, node_info> result;
+    for (auto& name : ordered_nodes()) {
+      auto agent = agent_of(name);
+      if (!agent) {
+        down[name] = links_[name].error;
+        continue;
+      }
+      auto info = ask<node_info>(*agent, node_info_atom::value);
+      if (!info) {
+        lost(name, info.error());
+        // Once more, on a fresh connection: the last one may have died
+        // with its node while the shell waited for input.
+        agent = agent_of(name);
+        if (agent)
+          info = ask<node_info>(*agent, node_info_atom::value);
+        if (!agent || !info) {
+          down[name] = agent ? render(info.error()) : links_[name].error;
+          continue;
+        }
+      }
+      result[name] = std::move(*info);
+    }
+    return result;
+  }
+
+  /// Every node's local part of each group (or of `only`), with status.
+  std::map<std::string, std::vector<local_group>>
+  locals(const std::map<std::string, node_info>& infos, const std::string& only = "") {
+    std::map<std::string, std::vector<local_group>> result;
+    for (auto& [node, info] : infos) {
+      auto agent = links_[node].agent;
+      for (size_t i = 0; i < info.groups.size(); ++i) {
+        auto& g = info.groups[i];
+        if (!only.empty() && g != only)
+          continue;
+        local_group lg;
+        lg.node = node;
+        lg.instances = i < info.instances.size() ? info.instances[i] : std::vector<uint32_t>{};
+        auto router = ask<caf::actor>(agent, group_atom::value, g);
+        if (router && *router) {
+          lg.router = *router;
+          if (auto s = ask<group_status>(lg.router, status_atom::value))
+            lg.status = std::move(*s);
+        }
+        result[g].push_back(std::move(lg));
+      }
+    }
+    return result;
+  }
+
+  outcome unreachable_all(const std::map<std::string, std::string>& down) {
+    outcome o;
+    o.rc = shell_unreachable;
+    std::string why;
+    for (auto& [n, e] : down)
+      why += "\n  " + n + ": " + e;
+    o.text = "no node of cluster " + topo_.cluster.name + " answered:" + why + "\n";
+    o.doc = {{"error", "unreachable"}, {"nodes", down}};
+    return o;
+  }
+
+  static void note_unreachable(outcome& o, const std::map<std::string, std::string>& down) {
+    for (auto& [n, e] : down)
+      o.text += "(" + n + " unreachable: " + e + ")\n";
+    if (!down.empty())
+      o.doc["unreachable"] = down;
+  }
+
+  // -- commands --------------------------------------------------------------------
+
+  outcome help(const std::vector<std::string>& args) {
+    outcome o;
+    if (args.size() > 1)
+      return usage("usage: help [command]");
+    if (args.size() == 1) {
+      for (auto& c : commands())
+        if (args[0] == c.name) {
+          o.text = std::string{c.name} + (*c.args ? " " : "") + c.args + "\n  " + c.summary
+                   + "\n" + (*c.details ? std::string{c.details} + "\n" : "");
+          o.doc = {{"command", c.name}, {"args", c.args}, {"summary", c.summary}};
+          return o;
+        }
+      return usage("no command '" + args[0] + "' (`help` lists them)");
+    }
+    o.doc["commands"] = json::array();
+    for (auto& c : commands()) {
+      auto head = std::string{c.name} + (*c.args ? " " : "") + c.args;
+      o.text += "  " + pad(head, 30) + c.summary + "\n";
+      o.doc["commands"].push_back({{"command", c.name}, {"args", c.args}, {"summary", c.summary}});
+    }
+    return o;
+  }
+
+  outcome nodes() {
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    // The membership view of the first node that answered.
+    std::map<std::string, member_info> view;
+    std::string viewer;
+    for (auto& name : ordered_nodes()) {
+      if (!infos.count(name))
+        continue;
+      if (auto ms = ask<std::vector<member_info>>(links_[name].agent, members_atom::value)) {
+        viewer = name;
+        for (auto& m : *ms)
+          view[m.name] = m;
+        break;
+      }
+    }
+    outcome o;
+    o.doc["view_of"] = viewer;
+    o.doc["nodes"] = json::array();
+    o.text = pad("NODE", 8) + pad("STATE", 13) + pad("ADDRESS", 22) + pad("UPTIME", 10)
+             + "GROUPS\n";
+    auto now = unix_ms();
+    for (auto& n : topo_.nodes) {
+      auto i = infos.find(n.name);
+      std::string state = i == infos.end() ? "unreachable" : "up";
+      if (auto v = view.find(n.name); v != view.end() && v->second.state != "self")
+        state = i == infos.end() ? v->second.state + "/unreachable" : v->second.state;
+      json row = {{"name", n.name},
+                  {"state", state},
+                  {"address", n.host + ":" + std::to_string(n.cluster_port)}};
+      std::string uptime = "-";
+      std::string groups;
+      if (i != infos.end()) {
+        uptime = human_duration(now - i->second.started_ms);
+        row["uptime_s"] = (now - i->second.started_ms) / 1000;
+        row["http_port"] = i->second.http_port;
+        row["groups"] = i->second.groups;
+        for (size_t k = 0; k < i->second.groups.size(); ++k) {
+          groups += (groups.empty() ? "" : ", ") + i->second.groups[k];
+          auto& ids = i->second.instances[k];
+          if (!ids.empty()) {
+            groups += " ";
+            for (size_t j = 0; j < ids.size(); ++j)
+              groups += (j ? "," : "") + std::string{"#"} + std::to_string(ids[j]);
+          }
+        }
+      } else {
+        row["error"] = down[n.name];
+      }
+      o.doc["nodes"].push_back(row);
+      o.text += pad(n.name, 8) + pad(state, 13)
+                + pad(n.host + ":" + std::to_string(n.cluster_port), 22) + pad(uptime, 10)
+                + (groups.empty() ? "-" : groups) + "\n";
+    }
+    return o;
+  }
+
+  /// A group's state over the cluster: down when no instance runs or a
+  /// local part is down, degraded when fewer than declared run or some
+  /// worker is restarting, else up.
+  static std::string cluster_state(const topology::group_decl& g,
+                                   const std::vector<local_group>& parts, uint32_t running) {
+    if (running == 0)
+      return "down";
+    bool degraded = running < g.instances;
+    for (auto& p : parts) {
+      if (!p.status)
+        degraded = true;
+      else if (p.status->state == "down")
+        return "down";
+      else if (p.status->state != "up")
+        degraded = true;
+    }
+    return degraded ? "degraded" : "up";
+  }
+
+  outcome groups() {
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    auto parts = locals(infos);
+    outcome o;
+    o.doc["groups"] = json::array();
+    o.text = pad("GROUP", 24) + pad("STATE", 10) + pad("INSTANCES", 11) + pad("RESTARTS", 10)
+             + "WHERE\n";
+    for (auto& g : topo_.groups) {
+      auto& ps = parts[g.name];
+      uint32_t running = 0;
+      uint64_t worker_restarts = 0;
+      uint64_t group_restarts = 0;
+      std::string where;
+      json places = json::array();
+      for (auto& p : ps) {
+        running += static_cast<uint32_t>(p.instances.empty() && p.status ? p.status->instances
+                                                                          : p.instances.size());
+        std::string ids;
+        for (auto id : p.instances)
+          ids += (ids.empty() ? "#" : ",#") + std::to_string(id);
+        where += (where.empty() ? "" : "; ") + p.node + (ids.empty() ? "" : " " + ids);
+        json place = {{"node", p.node}, {"instances", p.instances}};
+        if (p.status) {
+          worker_restarts += p.status->worker_restarts;
+          group_restarts += p.status->group_restarts;
+          place["state"] = p.status->state;
+          place["live_workers"] = p.status->live_workers;
+          place["worker_restarts"] = p.status->worker_restarts;
+          place["group_restarts"] = p.status->group_restarts;
+        }
+        places.push_back(place);
+      }
+      auto state = cluster_state(g, ps, running);
+      o.doc["groups"].push_back({{"name", g.name},
+                                 {"domain", g.domain},
+                                 {"state", state},
+                                 {"instances", running},
+                                 {"declared", g.instances},
+                                 {"restarts", worker_restarts + group_restarts},
+                                 {"worker_restarts", worker_restarts},
+                                 {"group_restarts", group_restarts},
+                                 {"where", places}});
+      o.text += pad(g.name, 24) + pad(state, 10)
+                + pad(std::to_string(running) + "/" + std::to_string(g.instances), 11)
+                + pad(std::to_string(worker_restarts + group_restarts), 10)
+                + (where.empty() ? "-" : where) + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// Walks a supervisor's children, depth first.
+  void walk(const caf::actor& sup, const std::string& indent, std::string& text, json& out,
+            int depth) {
+    auto kids = ask<std::vector<child_info>>(sup, which_children_atom::value);
+    if (!kids) {
+      text += indent + "(no answer: " + render(kids.error()) + ")\n";
+      return;
+    }
+    for (auto& k : *kids) {
+      json node = {{"name", k.name},
+                   {"state", k.state},
+                   {"restart", k.restart},
+                   {"restarts", k.restarts},
+                   {"supervisor", k.is_supervisor}};
+      text += indent + k.name + " (" + k.state
+              + (k.is_supervisor ? ", supervisor" : "") + ", " + k.restart + ", restarts "
+              + std::to_string(k.restarts) + ")\n";
+      if (k.is_supervisor && k.handle && depth < 8) {
+        node["children"] = json::array();
+        // A group's child is its router, which owns the group's supervisor.
+        auto sup = ask<caf::actor>(k.handle, supervisor_atom::value);
+        if (sup && *sup) {
+          json workers = {{"name", k.name + ".workers"}, {"supervisor", true},
+                          {"children", json::array()}};
+          text += indent + "  " + k.name + ".workers (supervisor of the group's workers)\n";
+          walk(*sup, indent + "    ", text, workers["children"], depth + 1);
+          node["children"].push_back(workers);
+        } else {
+          walk(k.handle, indent + "  ", text, node["children"], depth + 1);
+        }
+      }
+      out.push_back(node);
+    }
+  }
+
+  outcome tree(const std::string& only) {
+    if (!only.empty() && !topo_.node(only))
+      return usage("no node '" + only + "' in " + topo_.source);
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    for (auto& [name, info] : infos) {
+      if (!only.empty() && name != only)
+        continue;
+      json kids = json::array();
+      o.text += name + "\n  " + name + ".groups (supervisor)\n";
+      walk(info.root, "    ", o.text, kids, 0);
+      o.doc[name] = {{"name", name + ".groups"}, {"children", kids}};
+    }
+    if (!only.empty() && !infos.count(only)) {
+      auto r = failed(only + " is unreachable: " + down[only]);
+      return r;
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome stats(const std::string& only) {
+    if (!only.empty() && !topo_.group(only))
+      return usage("no group '" + only + "' in " + topo_.source);
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    auto first = locals(infos, only);
+    auto t0 = std::chrono::steady_clock::now();
+    self_->receive(caf::after(1s) >> [] {});
+    std::map<std::string, std::vector<local_group>> second;
+    for (auto& [g, parts] : first)
+      for (auto& p : parts) {
+        local_group again = p;
+        again.status.reset();
+        if (p.router)
+          if (auto s = ask<group_status>(p.router, status_atom::value))
+            again.status = std::move(*s);
+        second[g].push_back(std::move(again));
+      }
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    outcome o;
+    o.doc["interval_s"] = secs;
+    o.doc["groups"] = json::array();
+    o.text = pad("GROUP", 24) + pad("IN/S", 10) + pad("OUT/S", 10) + pad("P50 MS", 9)
+             + pad("P99 MS", 9) + pad("IN FLIGHT", 11) + pad("DEAD", 7) + "FALLBACKS\n";
+    for (auto& g : topo_.groups) {
+      if (!only.empty() && g.name != only)
+        continue;
+      double in = 0;
+      double out = 0;
+      uint64_t in_flight = 0;
+      uint64_t dead = 0;
+      uint64_t fallbacks = 0;
+      histogram window;
+      histogram total;
+      auto& a = first[g.name];
+      auto& b = second[g.name];
+      for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+        if (!a[i].status || !b[i].status)
+          continue;
+        auto& x = *a[i].status;
+        auto& y = *b[i].status;
+        // A restarted router starts its counters again: count from zero.
+        bool reset = y.accepted < x.accepted || y.completed < x.completed;
+        in += static_cast<double>(reset ? y.accepted : y.accepted - x.accepted);
+        out += static_cast<double>(reset ? y.completed : y.completed - x.completed);
+        in_flight += y.in_flight;
+        dead += y.dead_letters;
+        fallbacks += y.fallbacks;
+        auto hy = histogram::from_raw(y.latency_buckets, y.latency_sum_ms);
+        total.merge(hy);
+        std::vector<uint64_t> delta(y.latency_buckets.size());
+        for (size_t k = 0; k < delta.size(); ++k)
+          delta[k] = y.latency_buckets[k]
+                     - (reset || k >= x.latency_buckets.size() ? 0 : x.latency_buckets[k]);
+        window.merge(histogram::from_raw(delta, 0));
+      }
+      auto& lat = window.count() > 0 ? window : total;
+      json row = {{"name", g.name},
+                  {"in_per_s", in / secs},
+                  {"out_per_s", out / secs},
+                  {"latency_p50_ms", lat.quantile_ms(0.5)},
+                  {"latency_p99_ms", lat.quantile_ms(0.99)},
+                  {"latency_window", window.count() > 0 ? "last second" : "since start"},
+                  {"in_flight", in_flight},
+                  {"dead_letters", dead},
+                  {"fallbacks", fallbacks}};
+      o.doc["groups"].push_back(row);
+      o.text += pad(g.name, 24) + pad(fixed(in / secs), 10) + pad(fixed(out / secs), 10)
+                + pad(lat.count() ? fixed(lat.quantile_ms(0.5), 2) : "-", 9)
+                + pad(lat.count() ? fixed(lat.quantile_ms(0.99), 2) : "-", 9)
+                + pad(std::to_string(in_flight), 11) + pad(std::to_string(dead), 7)
+                + std::to_string(fallbacks) + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome crashes(const std::string& only) {
+    if (!only.empty() && !topo_.group(only))
+      return usage("no group '" + only + "' in " + topo_.source);
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    struct row {
+      crash_record r;
+      std::string node;
+      std::string group;
+    };
+    std::vector<row> rows;
+    for (auto& [g, parts] : locals(infos, only))
+      for (auto& p : parts) {
+        if (!p.router)
+          continue;
+        auto sup = ask<caf::actor>(p.router, supervisor_atom::value);
+        if (!sup || !*sup)
+          continue;
+        if (auto xs = ask<std::vector<crash_record>>(*sup, crashes_atom::value))
+          for (auto& r : *xs)
+            rows.push_back({r, p.node, g});
+      }
+    for (auto& [node, info] : infos)
+      if (auto xs = ask<std::vector<crash_record>>(info.root, crashes_atom::value))
+        for (auto& r : *xs)
+          if (only.empty() || r.child == only)
+            rows.push_back({r, node, r.child});
+    std::sort(rows.begin(), rows.end(),
+              [](const row& a, const row& b) { return a.r.when_ms < b.r.when_ms; });
+    outcome o;
+    o.doc["crashes"] = json::array();
+    o.text = rows.empty() ? "no crashes recorded\n"
+                          : pad("TIME", 15) + pad("NODE", 6) + pad("GROUP", 20) + pad("CHILD", 24)
+                              + pad("ACTION", 16) + "REASON\n";
+    for (auto& x : rows) {
+      o.doc["crashes"].push_back({{"when_ms", x.r.when_ms},
+                                  {"node", x.node},
+                                  {"group", x.group},
+                                  {"child", x.r.child},
+                                  {"reason", x.r.reason},
+                                  {"action", x.r.action}});
+      o.text += pad(clock_time(x.r.when_ms), 15) + pad(x.node, 6) + pad(x.group, 20)
+                + pad(x.r.child, 24) + pad(x.r.action, 16) + x.r.reason + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome restart(const std::string& group) {
+    if (!topo_.group(group))
+      return usage("no group '" + group + "' in " + topo_.source);
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["restarted"] = json::array();
+    for (auto& [node, info] : infos) {
+      if (std::find(info.groups.begin(), info.groups.end(), group) == info.groups.end())
+        continue;
+      auto err = ask_void(info.root, terminate_child_atom::value, group);
+      caf::expected<caf::actor> again{caf::actor{}};
+      if (!err)
+        again = ask<caf::actor>(info.root, restart_child_atom::value, group);
+      if (err || !again) {
+        auto why = render(err ? err : again.error());
+        o.rc = shell_failed;
+        o.text += node + ": " + group + " not restarted: " + why + "\n";
+        o.doc["failed"][node] = why;
+        continue;
+      }
+      o.text += node + ": " + group + " restarted\n";
+      o.doc["restarted"].push_back(node);
+    }
+    if (o.doc["restarted"].empty() && o.rc == shell_ok) {
+      o.rc = shell_failed;
+      o.text += "no reachable node hosts " + group + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome kill(const std::string& target) {
+    auto slash = target.find('/');
+    auto group = target.substr(0, slash);
+    std::optional<uint32_t> instance;
+    if (slash != std::string::npos) {
+      auto text = target.substr(slash + 1);
+      char* end = nullptr;
+      auto n = std::strtoul(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0')
+        return usage("the instance in '" + target + "' must be a number, as `groups` shows it");
+      instance = static_cast<uint32_t>(n);
+    }
+    auto decl = topo_.group(group);
+    if (!decl)
+      return usage("no group '" + group + "' in " + topo_.source);
+    if (instance && *instance >= decl->instances)
+      return usage(group + " has instances 0 to " + std::to_string(decl->instances - 1));
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["killed"] = json::array();
+    auto reason = caf::make_error(ec::killed_by_operator, me_);
+    for (auto& [g, parts] : locals(infos, group))
+      for (auto& p : parts) {
+        if (!p.router)
+          continue;
+        auto sup = ask<caf::actor>(p.router, supervisor_atom::value);
+        if (!sup || !*sup)
+          continue;
+        auto kids = ask<std::vector<child_info>>(*sup, which_children_atom::value);
+        if (!kids)
+          continue;
+        for (size_t k = 0; k < kids->size(); ++k) {
+          auto& child = (*kids)[k];
+          // The worker `GROUP/k` runs the k-th instance this node hosts.
+          auto local = child.name.substr(child.name.rfind('/') + 1);
+          auto index = static_cast<size_t>(std::strtoul(local.c_str(), nullptr, 10));
+          auto id = index < p.instances.size() ? p.instances[index] : index;
+          if ((instance && id != *instance) || !child.handle)
+            continue;
+          self_->send<caf::message_priority::high>(child.handle,
+                                                   caf::exit_msg{self_->address(), reason});
+          o.text += p.node + ": killed " + group + " #" + std::to_string(id) + " (" + child.name
+                    + ")\n";
+          o.doc["killed"].push_back({{"node", p.node}, {"instance", id}, {"child", child.name}});
+        }
+      }
+    if (o.doc["killed"].empty()) {
+      o.rc = shell_failed;
+      o.text += "no running worker of " + target + " on a reachable node\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome publish(const std::string& topic, const std::string& text) {
+    auto parsed = json::parse(text, nullptr, false);
+    if (parsed.is_discarded())
+      return usage("the record is not valid JSON: " + text);
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    auto bootstrap = infos.begin()->second.kafka;
+    if (!producer_ || bootstrap != bootstrap_) {
+      auto conf = kafka::defaults(bootstrap);
+      auto p = kafka::producer::make(conf);
+      if (!p)
+        return failed("cannot produce to " + bootstrap + ": " + render(p.error()));
+      producer_ = std::move(*p);
+      bootstrap_ = bootstrap;
+    }
+    std::string key;
+    if (parsed.is_object())
+      for (auto k : {"id", "user"})
+        if (auto i = parsed.find(k); i != parsed.end() && i->is_string()) {
+          key = i->get<std::string>();
+          break;
+        }
+    if (auto err = producer_->produce(topic, key, parsed.dump()))
+      return failed("cannot produce to " + topic + ": " + render(err));
+    if (auto err = producer_->flush(timeout_))
+      return failed("not confirmed by Kafka at " + bootstrap + ": " + render(err));
+    outcome o;
+    o.text = "published to " + topic + (key.empty() ? "" : " (key " + key + ")") + "\n";
+    o.doc = {{"published", topic}, {"key", key}, {"bootstrap", bootstrap}};
+    return o;
+  }
+
+  caf::actor_system& sys_;
+  caf::scoped_actor self_;
+  topology::topology topo_;
+  std::string entry_;
+  caf::timespan timeout_;
+  std::string me_;
+  std::map<std::string, link> links_;
+  std::unique_ptr<kafka::producer> producer_;
+  std::string bootstrap_;
+};
+
+// -- line editing (libedit's readline interface) ---------------------------------
+
+std::vector<std::string> completion_words;
+
+char* complete_next(const char* text, int state) {
+  static size_t index;
+  if (state == 0)
+    index = 0;
+  auto len = std::strlen(text);
+  while (index < completion_words.size()) {
+    auto& w = completion_words[index++];
+    if (w.compare(0, len, text) == 0)
+      return strdup(w.c_str());
+  }
+  return nullptr;
+}
+
+std::vector<std::string>* completion_names() {
+  static std::vector<std::string> names;
+  return &names;
+}
+
+} // namespace
+
+int run_shell(const shell_options& opt) {
+  auto topo = topology::load(opt.config);
+  if (!topo) {
+    auto text = render(topo.error());
+    std::cerr << "troupe shell: " << text.substr(text.find(": ") + 2) << "\n";
+    return shell_usage;
+  }
+  if (topo->nodes.empty()) {
+    std::cerr << "troupe shell: " << opt.config << " names no node\n";
+    return shell_usage;
+  }
+  std::string entry = opt.connect;
+  if (!entry.empty() && !topo->node(entry)) {
+    bool known = false;
+    for (auto& n : topo->nodes)
+      known = known || entry == n.host + ":" + std::to_string(n.cluster_port);
+    if (!known) {
+      std::cerr << "troupe shell: --connect " << entry << " is no node of " << opt.config
+                << " (give a node's name or its host:cluster_port)\n";
+      return shell_usage;
+    }
+  }
+  config cfg;
+  cfg.load<caf::io::middleman>();
+  cfg.set("middleman.heartbeat-interval", topo->cluster.heartbeat_interval);
+  cfg.set("middleman.connection-timeout", topo->cluster.failure_timeout);
+  configure_scheduler(cfg, 2);
+  caf::actor_system sys{cfg};
+  session s{sys, *topo, entry, opt.timeout};
+  auto print = [&](const outcome& o) {
+    if (opt.json)
+      std::cout << (o.doc.is_null() ? json::object() : o.doc).dump() << std::endl;
+    else if (o.rc == shell_ok)
+      std::cout << o.text << std::flush;
+    else
+      std::cerr << o.text << std::flush;
+  };
+  std::string why;
+  if (!s.join(why)) {
+    outcome o;
+    o.rc = shell_unreachable;
+    o.text = "troupe shell: cannot reach cluster " + topo->cluster.name + ": " + why + "\n";
+    o.doc = {{"error", "unreachable"}, {"message", o.text}};
+    print(o);
+    return shell_unreachable;
+  }
+  if (!opt.command.empty()) {
+    auto o = s.run(split(opt.command));
+    print(o);
+    return o.rc;
+  }
+  int worst = shell_ok;
+  auto run_line = [&](const std::string& line) -> bool {
+    auto words = split(line);
+    if (words.empty())
+      return true;
+    if (words[0] == "quit" || words[0] == "exit")
+      return false;
+    auto o = s.run(words);
+    print(o);
+    worst = std::max(worst, o.rc);
+    return true;
+  };
+  if (!isatty(STDIN_FILENO)) {
+    // Commands on standard input, one per line (`#` starts a comment).
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (!line.empty() && line[0] == '#')
+        continue;
+      if (!run_line(line))
+        break;
+    }
+    return worst;
+  }
+  // Interactive: libedit with history (~/.troupe_history) and completion of
+  // commands, groups and nodes.
+  auto* names = completion_names();
+  for (auto& g : topo->groups)
+    names->push_back(g.name);
+  for (auto& n : topo->nodes)
+    names->push_back(n.name);
+  rl_readline_name = const_cast<char*>("troupe");
+  rl_attempted_completion_function = [](const char* text, int start, int end) -> char** {
+    completion_words.clear();
+    bool first_word = true;
+    for (int i = 0; i < start; ++i)
+      if (!std::isspace(static_cast<unsigned char>(rl_line_buffer[i])))
+        first_word = false;
+    std::string line{rl_line_buffer};
+    if (first_word || line.rfind("help", 0) == 0)
+      for (auto& c : commands())
+        completion_words.push_back(c.name);
+    if (!first_word)
+      for (auto& n : *completion_names())
+        completion_words.push_back(n);
+    (void) end;
+    rl_attempted_completion_over = 1;
+    return rl_completion_matches(text, complete_next);
+  };
+  std::string history;
+  if (auto* home = std::getenv("HOME"))
+    history = std::string{home} + "/.troupe_history";
+  using_history();
+  if (!history.empty())
+    read_history(history.c_str());
+  std::cout << "troupe shell: cluster " << topo->cluster.name << " (" << topo->nodes.size()
+            << " nodes). `help` lists the commands, Tab completes, Ctrl-D leaves." << std::endl;
+  auto prompt = topo->cluster.name + "> ";
+  for (;;) {
+    char* raw = readline(prompt.c_str());
+    if (!raw)
+      break;
+    std::string line{raw};
+    std::free(raw);
+    if (!split(line).empty()) {
+      add_history(line.c_str());
+      if (!history.empty())
+        write_history(history.c_str());
+    }
+    if (!run_line(line))
+      break;
+  }
+  std::cout << std::endl;
+  return worst;
+}
+
+} // namespace troupe::cli
