@@ -356,7 +356,7 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   auto metrics_text = std::make_shared<metrics::snapshot>();
   auto metrics_route = [metrics_text](const std::string& target) -> http::response {
     if (target.substr(0, target.find('?')) != "/metrics")
-      return {};
+      return {0, "", ""}; // not mine: the built-in routes answer
     return {200, "text/plain; version=0.0.4; charset=utf-8", *metrics_text->get()};
   };
   auto services = ws::node_services::make(sys, *topo, spec, *agent, directory, log, metrics_route);

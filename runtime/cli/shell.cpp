@@ -480,6 +480,8 @@ private:
                 + pad(n.host + ":" + std::to_string(n.cluster_port), 22) + pad(uptime, 10)
                 + (groups.empty() ? "-" : groups) + "\n";
     }
+    if (!down.empty())
+      o.doc["unreachable"] = down;
     return o;
   }
 
@@ -1018,6 +1020,8 @@ int run_shell(const shell_options& opt) {
       break;
     std::string line{raw};
     std::free(raw);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back())))
+      line.pop_back();
     if (!split(line).empty()) {
       add_history(line.c_str());
       if (!history.empty())

@@ -213,6 +213,10 @@ struct manager_state {
     }
     auto child = group_child(*spec, [dir = directory, name = g.name](const caf::actor& r) {
       dir->put(name, r);
+      // A router that ends leaves the directory: one that registered after
+      // its group was stopped (the stop raced its start) must not stay.
+      caf::actor_cast<caf::abstract_actor*>(r)->attach_functor(
+        [dir, name, addr = r.address()] { dir->erase_if(name, addr); });
     });
     if (!child) {
       log("cannot host " + g.name + ": " + render(child.error()));

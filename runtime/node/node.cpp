@@ -14,6 +14,13 @@ void group_directory::put(const std::string& name, const caf::actor& router) {
   routers_[name] = router;
 }
 
+void group_directory::erase_if(const std::string& name, const caf::actor_addr& router) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = routers_.find(name);
+  if (i != routers_.end() && i->second && i->second.address() == router)
+    routers_.erase(i);
+}
+
 caf::actor group_directory::get(const std::string& name) const {
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = routers_.find(name);

@@ -30,6 +30,8 @@ struct node_config {
 class group_directory {
 public:
   void put(const std::string& name, const caf::actor& router);
+  /// Forgets `name`'s router if it is still `router` (it ended).
+  void erase_if(const std::string& name, const caf::actor_addr& router);
   /// The group's router, or an invalid handle for an unknown group.
   caf::actor get(const std::string& name) const;
   std::vector<std::string> names() const;

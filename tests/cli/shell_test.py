@@ -1,0 +1,420 @@
+#!/usr/bin/python3
+"""`troupe shell` and each node's /metrics on a real three-node cluster
+(`troupe up`, embedded Kafka, redis-server); the interactive shell driven
+through tmux, the metrics scraped by a real Prometheus server.
+
+  shell_test.py TROUPE_BINARY CASE
+
+Each case starts its own cluster, asserts, and stops it; every wait is
+bounded, and every process it starts it stops by PID.
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from troupe_cluster import Cluster, free_port  # noqa: E402
+
+MODEL = os.path.join(HERE, "..", "..", "actors", "fraud_detector", "model", "fraud.json")
+
+GROUPS = f"""
+[[group]]
+name = "fraud-detector"
+domain = "fraud-detector"
+instances = 3
+intensity = 20
+period = "10s"
+settings = {{ model = "{MODEL}" }}
+
+[[group]]
+name = "ranker"
+domain = "ranker"
+instances = 2
+
+[[group]]
+name = "websocket-broadcaster"
+domain = "websocket-broadcaster"
+instances = 3
+"""
+
+
+class Shell:
+    def __init__(self, cluster):
+        self.c = cluster
+
+    def run(self, *args, stdin=None, timeout=30, check_rc=None):
+        """Runs `troupe shell --config CONF ARGS`; returns (rc, stdout, stderr)."""
+        p = subprocess.run([self.c.binary, "shell", "--config", self.c.conf, *args],
+                           input=stdin, capture_output=True, text=True, timeout=timeout)
+        if check_rc is not None:
+            assert p.returncode == check_rc, (args, p.returncode, p.stdout, p.stderr)
+        return p.returncode, p.stdout, p.stderr
+
+    def json(self, command, **kw):
+        rc, out, err = self.run("--json", "-c", command, **kw)
+        assert rc == 0, (command, rc, out, err)
+        return json.loads(out)
+
+    def until(self, command, pred, timeout=30):
+        """Runs `command` (JSON) until `pred` holds for its answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.json(command)
+            if pred(doc):
+                return doc
+            assert time.monotonic() < deadline, (command, doc)
+            with self.c.cond:
+                self.c.cond.wait(0.2)
+
+
+def read_until(stream, pattern, timeout=30):
+    """Output of `stream` (a pipe) until a line matches `pattern` (bounded).
+    Reads the file descriptor itself: a buffered reader would hide lines
+    from select()."""
+    fd = stream.fileno()
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        if any(re.search(pattern, line) for line in seen.splitlines()):
+            return seen
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {pattern!r} in:\n{seen}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        assert chunk, f"the stream ended before {pattern!r}:\n{seen}"
+        seen += chunk.decode(errors="replace")
+
+
+def group(doc, name):
+    return next(g for g in doc["groups"] if g["name"] == name)
+
+
+def metrics(c, node):
+    url = f"http://127.0.0.1:{c.http[node]}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers
+        return r.read().decode()
+
+
+def one_shot_commands(c):
+    sh = Shell(c)
+    doc = sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    fd = group(doc, "fraud-detector")
+    assert fd["instances"] == 3 and fd["declared"] == 3, fd
+    assert sorted(p["node"] for p in fd["where"]) == ["n1", "n2", "n3"], fd
+    assert sorted(i for p in fd["where"] for i in p["instances"]) == [0, 1, 2], fd
+    assert group(doc, "ranker")["instances"] == 2, doc
+    nodes = sh.json("nodes")
+    assert [(n["name"], n["state"]) for n in nodes["nodes"]] == \
+        [("n1", "up"), ("n2", "up"), ("n3", "up")], nodes
+    assert all("websocket-broadcaster" in n["groups"] for n in nodes["nodes"]), nodes
+    # The text forms, for people.
+    rc, out, _ = sh.run("-c", "nodes", check_rc=0)
+    assert re.search(r"^n2\s+up\s+127\.0\.0\.1:\d+\s+\S+\s+.*fraud-detector #\d", out, re.M), out
+    rc, out, _ = sh.run("-c", "tree n2", check_rc=0)
+    assert "n2.groups (supervisor)" in out, out
+    assert re.search(r"^\s+fraud-detector\.workers .*\n\s+fraud-detector/0 \(running", out,
+                     re.M), out
+    rc, out, _ = sh.run("-c", "help", check_rc=0)
+    for cmd in ("nodes", "groups", "tree", "stats", "crashes", "restart", "kill", "publish"):
+        assert re.search(rf"^  {cmd}\b", out, re.M), (cmd, out)
+    rc, out, _ = sh.run("-c", "help kill", check_rc=0)
+    assert "killed_by_operator" in out, out
+    # Mistakes get a helpful message and exit code 2.
+    rc, out, err = sh.run("-c", "frobnicate", check_rc=2)
+    assert "unknown command 'frobnicate'" in err and "help" in err, err
+    rc, out, err = sh.run("-c", "kill nosuchgroup", check_rc=2)
+    assert "no group 'nosuchgroup'" in err, err
+    rc, out, err = sh.run("-c", "kill fraud-detector/7", check_rc=2)
+    assert "instances 0 to 2" in err, err
+    rc, out, err = sh.run("-c", "publish articles {not json", check_rc=2)
+    assert "not valid JSON" in err, err
+    rc, out, err = sh.run("--connect", "n9", "-c", "nodes", check_rc=2)
+    assert "no node of" in err, err
+    rc, out, err = sh.run("--json", "-c", "tree n9", check_rc=2)
+    assert json.loads(out)["error"] == "usage", out
+    # publish reaches Kafka: the group's article window fills on every node.
+    art = {"schema": 1, "id": "shell-1", "headline": "From the shell", "category": "world",
+           "bias": 0.5, "published_at": int(time.time() * 1000), "breaking": False}
+    assert sh.json(f"publish articles {json.dumps(art)}")["published"] == "articles"
+    deadline = time.monotonic() + 30
+    while not all(c.health(n)["articles"] >= 1 for n in c.http):
+        assert time.monotonic() < deadline, [c.health(n) for n in c.http]
+        with c.cond:
+            c.cond.wait(0.2)
+    # stats: figures for each group over one second.
+    st = sh.json("stats ranker")
+    assert [g["name"] for g in st["groups"]] == ["ranker"], st
+    assert 0.9 <= st["interval_s"] <= 3, st
+
+
+def kill_shows_restart_and_reason(c):
+    sh = Shell(c)
+    sh.until("groups", lambda d: group(d, "fraud-detector")["state"] == "up")
+    rc, out, _ = sh.run("-c", "kill fraud-detector/1", check_rc=0)
+    assert re.search(r"^n\d: killed fraud-detector #1 \(fraud-detector/0\)$", out, re.M), out
+    doc = sh.until("groups", lambda d: group(d, "fraud-detector")["restarts"] >= 1
+                   and group(d, "fraud-detector")["state"] == "up")
+    fd = group(doc, "fraud-detector")
+    assert fd["restarts"] == 1, fd
+    victim = next(p for p in fd["where"] if 1 in p["instances"])
+    assert victim["worker_restarts"] == 1, fd
+    crashes = sh.json("crashes fraud-detector")["crashes"]
+    assert len(crashes) == 1, crashes
+    assert crashes[0]["node"] == victim["node"], (crashes, victim)
+    assert crashes[0]["reason"].startswith("killed_by_operator"), crashes
+    assert crashes[0]["action"] in ("restarted", "restart_delayed"), crashes
+    # The whole group, on every node: three more restarts.
+    sh.run("-c", "kill fraud-detector", check_rc=0)
+    doc = sh.until("groups", lambda d: group(d, "fraud-detector")["restarts"] >= 4
+                   and group(d, "fraud-detector")["state"] == "up")
+    assert group(doc, "fraud-detector")["restarts"] == 4, doc
+    rc, out, _ = sh.run("-c", "crashes", check_rc=0)
+    assert len(re.findall(r"killed_by_operator", out)) == 4, out
+    # The node's metrics say the same (rendered once a second).
+    node = victim["node"]
+    want = [f'troupe_group_restarts_total{{node="{node}",group="fraud-detector",kind="worker"}} 2',
+            f'troupe_group_recent_crashes{{node="{node}",group="fraud-detector",'
+            'reason="killed_by_operator"} 2']
+    deadline = time.monotonic() + 10
+    while not all(w in metrics(c, node) for w in want):
+        assert time.monotonic() < deadline, (want, metrics(c, node))
+        with c.cond:
+            c.cond.wait(0.2)
+    # restart: the group's supervisor stops it and starts it again.
+    rc, out, _ = sh.run("-c", "restart ranker", check_rc=0)
+    assert len(re.findall(r"ranker restarted", out)) == 2, out
+    sh.until("groups", lambda d: group(d, "ranker")["state"] == "up")
+
+
+def commands_from_standard_input(c):
+    sh = Shell(c)
+    script = "# a comment\nnodes\n\ngroups\nfrobnicate\nhelp tree\n"
+    rc, out, err = sh.run(stdin=script)
+    assert rc == 2, (rc, out, err)  # the worst exit code of the script
+    assert "NODE" in out and "GROUP" in out and "tree [node]" in out, out
+    assert "unknown command 'frobnicate'" in err, err
+    rc, out, err = sh.run("--json", stdin="nodes\ngroups\n")
+    assert rc == 0, err
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert len(docs) == 2 and "nodes" in docs[0] and "groups" in docs[1], docs
+
+
+def a_lost_node_is_reported_and_retried(c):
+    sh = Shell(c)
+    sh.until("nodes", lambda d: all(n["state"] == "up" for n in d["nodes"]))
+    os.kill(c.pids["n2"], signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        rc, out, err = sh.run("--json", "--timeout", "1", "-c", "nodes", timeout=30)
+        took = time.monotonic() - started
+        assert rc == 0, (rc, out, err)
+        doc = json.loads(out)
+        n2 = next(n for n in doc["nodes"] if n["name"] == "n2")
+        assert "unreachable" in n2["state"], doc
+        assert "n2" in doc["unreachable"], doc
+        assert took < 15, took
+        print(f"a frozen node reported unreachable in {took:.1f} s (timeout 1 s)")
+        rc, out, err = sh.run("--timeout", "1", "-c", "groups", timeout=30)
+        assert rc == 0 and "(n2 unreachable:" in out, (rc, out, err)
+    finally:
+        os.kill(c.pids["n2"], signal.SIGCONT)
+    sh.until("nodes", lambda d: all(n["state"] == "up" for n in d["nodes"]), timeout=60)
+    # One session, kept across the loss: it reports n3 unreachable, then
+    # dials it again for the next command once n3 is back.
+    os.kill(c.pids["n3"], signal.SIGSTOP)
+    p = subprocess.Popen([c.binary, "shell", "--config", c.conf, "--timeout", "1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        p.stdin.write("nodes\n")
+        p.stdin.flush()
+        out = read_until(p.stdout, r"^n3\s+\S*unreachable")
+        assert re.search(r"^n1\s+up", out, re.M), out
+        os.kill(c.pids["n3"], signal.SIGCONT)
+        sh.until("nodes", lambda d: all(n["state"] == "up" for n in d["nodes"]), timeout=60)
+        p.stdin.write("nodes\n")
+        p.stdin.flush()
+        read_until(p.stdout, r"^n3\s+up\s")
+        p.stdin.close()
+        assert p.wait(30) == 0
+    finally:
+        os.kill(c.pids["n3"], signal.SIGCONT)
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    # With every node gone the shell says so and exits 3.
+    conf = c.conf
+    for pid in c.pids.values():
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        p = subprocess.run([c.binary, "shell", "--config", conf, "--timeout", "0.5", "-c",
+                            "nodes"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 3, (p.returncode, p.stdout, p.stderr)
+        assert "cannot reach cluster" in p.stderr, p.stderr
+    finally:
+        for pid in c.pids.values():
+            os.kill(pid, signal.SIGCONT)
+
+
+def interactive_session_in_tmux(c):
+    if not shutil.which("tmux"):
+        raise AssertionError("tmux is not installed (scripts/install-deps installs it)")
+    home = tempfile.mkdtemp(prefix="troupe-shell-home-")
+    sock = os.path.join(home, "tmux.sock")
+    session = "troupe-shell-test"
+    env = dict(os.environ, HOME=home, TERM="xterm")
+
+    def tmux(*args):
+        return subprocess.run(["tmux", "-S", sock, *args], capture_output=True, text=True,
+                              timeout=10, env=env, check=True).stdout
+
+    def screen_until(pattern, timeout=20, last=False):
+        """Until the screen (or, with `last`, its last line) matches."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = tmux("capture-pane", "-p", "-t", session, "-S", "-200")
+            lines = [x for x in text.splitlines() if x.strip()]
+            where = (lines[-1] if lines else "") if last else text
+            if re.search(pattern, where, re.M):
+                return text
+            assert time.monotonic() < deadline, f"no {pattern!r} on the screen:\n{text}"
+            with c.cond:
+                c.cond.wait(0.1)
+
+    cmd = f"{c.binary} shell --config {c.conf}; echo shell-exited-$?"
+    # The pane stays after the shell exits, to read its exit code.
+    tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", cmd, ";",
+         "set-option", "-t", session, "remain-on-exit", "on")
+    try:
+        screen_until(r"`help` lists the commands")
+        screen_until(r"^ws-test>\s*$", last=True)
+        # Tab completes a command ...
+        tmux("send-keys", "-t", session, "gro", "Tab")
+        screen_until(r"^ws-test> groups\s*$", last=True)
+        tmux("send-keys", "-t", session, "Enter")
+        screen_until(r"^websocket-broadcaster\s+up\s+3/3")
+        # ... and a group name.
+        tmux("send-keys", "-t", session, "crashes fraud-d", "Tab")
+        screen_until(r"^ws-test> crashes fraud-detector\s*$", last=True)
+        tmux("send-keys", "-t", session, "Enter")
+        screen_until(r"^no crashes recorded$")
+        # History: Up twice brings back `groups`.
+        tmux("send-keys", "-t", session, "Up", "Up")
+        screen_until(r"^ws-test> groups\s*$", last=True)
+        tmux("send-keys", "-t", session, "C-u", "frobnicate", "Enter")
+        screen_until(r"^unknown command 'frobnicate'")
+        tmux("send-keys", "-t", session, "C-d")
+        screen_until(r"^shell-exited-2$")
+        with open(os.path.join(home, ".troupe_history")) as f:
+            history = f.read().replace("\\040", " ")  # libedit's file encodes spaces
+        assert "groups" in history and "crashes fraud-detector" in history, history
+    finally:
+        subprocess.run(["tmux", "-S", sock, "kill-server"], capture_output=True, timeout=10,
+                       env=env)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def prometheus_scrapes_every_node(c):
+    for node in c.http:
+        # Rendered once a second: wait for the groups' first figures.
+        deadline = time.monotonic() + 20
+        while 'troupe_group_events_in_total{node="%s",group="fraud-detector"}' % node \
+                not in metrics(c, node):
+            assert time.monotonic() < deadline, metrics(c, node)
+            with c.cond:
+                c.cond.wait(0.2)
+        text = metrics(c, node)
+        for family in ("troupe_group_events_in_total", "troupe_group_latency_seconds_bucket",
+                       "troupe_cluster_member_up", "troupe_ws_connections",
+                       "troupe_group_restarts_total", "process_resident_memory_bytes"):
+            assert family in text, (node, family, text[:2000])
+    prom = shutil.which("prometheus")
+    if not prom:
+        raise AssertionError("prometheus is not installed (scripts/install-deps installs it)")
+    work = tempfile.mkdtemp(prefix="troupe-prometheus-")
+    port = free_port()
+    targets = ", ".join(f'"127.0.0.1:{p}"' for p in c.http.values())
+    with open(os.path.join(work, "prometheus.yml"), "w") as f:
+        f.write(f"""global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: troupe
+    static_configs:
+      - targets: [{targets}]
+""")
+    log = open(os.path.join(work, "prometheus.log"), "w")
+    p = subprocess.Popen([prom, f"--config.file={work}/prometheus.yml",
+                          f"--storage.tsdb.path={work}/data",
+                          f"--web.listen-address=127.0.0.1:{port}"],
+                         stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def query(q):
+            url = f"http://127.0.0.1:{port}/api/v1/query?query=" + urllib.request.quote(q)
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.loads(r.read())["data"]["result"]
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                up = query("up")
+                inst = query('troupe_group_instances{group="fraud-detector"}')
+                if len(up) == 3 and all(r["value"][1] == "1" for r in up) and len(inst) == 3:
+                    break
+            except OSError:
+                pass
+            assert p.poll() is None, open(os.path.join(work, "prometheus.log")).read()
+            assert time.monotonic() < deadline, "Prometheus did not scrape every node in time"
+            with c.cond:
+                c.cond.wait(0.5)
+        assert sorted(r["metric"]["node"] for r in inst) == ["n1", "n2", "n3"], inst
+        assert sum(float(r["value"][1]) for r in inst) == 3, inst
+        members = query("troupe_cluster_member_up")
+        assert len(members) == 6 and all(r["value"][1] == "1" for r in members), members
+        lat = query("troupe_group_latency_seconds_count")
+        assert len(lat) == 3 + 2 + 3, lat  # one series per group per hosting node
+        print(f"Prometheus at 127.0.0.1:{port} scraped {len(up)} nodes")
+    finally:
+        p.terminate()
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+CASES = {
+    "one_shot": one_shot_commands,
+    "kill": kill_shows_restart_and_reason,
+    "stdin": commands_from_standard_input,
+    "lost": a_lost_node_is_reported_and_retried,
+    "tmux": interactive_session_in_tmux,
+    "prometheus": prometheus_scrapes_every_node,
+}
+
+
+def main():
+    binary, case = sys.argv[1], sys.argv[2]
+    with Cluster(binary, GROUPS) as c:
+        CASES[case](c)
+    print(f"{case}: ok")
+
+
+if __name__ == "__main__":
+    main()
