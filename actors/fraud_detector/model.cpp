@@ -13,7 +13,10 @@ namespace troupe::fraud {
 namespace {
 
 caf::error xgb_error(const std::string& what) {
-  return caf::make_error(ec::invalid_argument, what + ": " + XGBGetLastError());
+  // XGBoost appends a native stack trace after the first line: keep the
+  // message, not the trace.
+  std::string last = XGBGetLastError();
+  return caf::make_error(ec::invalid_argument, what + ": " + last.substr(0, last.find('\n')));
 }
 
 /// A DMatrix owned for the length of one call.

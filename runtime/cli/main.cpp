@@ -467,6 +467,10 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
         done = true;
       },
       [&](caf::down_msg& dm) {
+        if (dm.reason == ec::stopped_by_operator && dm.source == agent->address()) {
+          done = true; // an operator's `stop`: in order, exit code 0
+          return;
+        }
         // The node's own actors are not restarted in-process: the node exits
         // and `troupe up` restarts the process (process-level supervision).
         log("node actor ended (" + render(dm.reason) + "): exiting");

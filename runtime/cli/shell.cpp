@@ -95,6 +95,23 @@ const std::vector<command_help>& commands() {
      "restarts it. Instances are the cluster-wide numbers `groups` shows."},
     {"publish", "<topic> <json>", "produce one record to a Kafka topic",
      "The JSON must parse; it goes to the cluster's Kafka as it is."},
+    {"model", "load <path> | status", "the fraud-detector groups' model: swap it, or show it",
+     "`model load PATH` asks every node hosting a fraud-detector group to load\n"
+     "and check the XGBoost model at PATH (a path on the nodes' hosts); each\n"
+     "worker switches at its next batch, no batch is scored by two models.\n"
+     "A model that does not load leaves the old one in place. A group started\n"
+     "again later (moved, restarted) loads the topology's `model` setting."},
+    {"drain", "<node>", "move every instance off a node (it stays a member)",
+     "Every reachable node's placement leaves the node out; its instances\n"
+     "move to their next nodes as when a node is lost. Waits (30 s at most)\n"
+     "until the node hosts nothing. A node that was unreachable meanwhile does\n"
+     "not know: drain again when it is back. `undrain` reverses it."},
+    {"undrain", "<node>", "let a drained node host again", ""},
+    {"stop", "<node>", "drain a node, then stop its process (exit code 0)",
+     "`troupe up` does not restart a node that stopped this way."},
+    {"shutdown", "", "stop every node, in reverse topology order",
+     "Each node stops in order (groups, then its agent) and exits with code 0;\n"
+     "`troupe up` then stops Kafka and Redis and ends."},
     {"quit", "", "leave the shell (also exit, Ctrl-D)", ""},
   };
   return xs;
@@ -240,6 +257,20 @@ public:
     if (cmd == "publish")
       return args.size() == 2 ? publish(args[0], args[1])
                               : usage("usage: publish <topic> <json>");
+    if (cmd == "model") {
+      if (args.size() == 2 && args[0] == "load")
+        return model(args[1]);
+      if (args.size() == 1 && args[0] == "status")
+        return model("");
+      return usage("usage: model load <path> | model status");
+    }
+    if (cmd == "drain" || cmd == "undrain")
+      return args.size() == 1 ? drain(args[0], cmd == "drain")
+                              : usage("usage: " + cmd + " <node>");
+    if (cmd == "stop")
+      return args.size() == 1 ? stop(args[0]) : usage("usage: stop <node>");
+    if (cmd == "shutdown")
+      return args.empty() ? shutdown() : usage("shutdown takes no argument");
     std::string known;
     for (auto& c : commands())
       known += (known.empty() ? "" : ", ") + std::string{c.name};
@@ -868,6 +899,158 @@ private:
     outcome o;
     o.text = "published to " + topic + (key.empty() ? "" : " (key " + key + ")") + "\n";
     o.doc = {{"published", topic}, {"key", key}, {"bootstrap", bootstrap}};
+    return o;
+  }
+
+  /// `model load PATH` (non-empty `path`) or `model status`, on every node
+  /// hosting a fraud-detector group.
+  outcome model(const std::string& path) {
+    std::vector<std::string> groups;
+    for (auto& g : topo_.groups)
+      if (g.domain == "fraud-detector")
+        groups.push_back(g.name);
+    if (groups.empty())
+      return failed("this cluster runs no fraud-detector group");
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["nodes"] = json::array();
+    for (auto& g : groups) {
+      auto parts = locals(infos, g); // kept: the loop below refers into it
+      for (auto& p : parts[g]) {
+        if (!p.router)
+          continue;
+        caf::expected<std::string> answer{std::string{}};
+        if (path.empty())
+          answer = ask<std::string>(p.router, model_status_atom::value);
+        else
+          answer = ask<std::string>(p.router, model_load_atom::value, path);
+        json row = {{"node", p.node}, {"group", g}};
+        if (answer) {
+          row[path.empty() ? "model" : "loaded"] = *answer;
+          o.text += p.node + " " + g + ": " + (path.empty() ? "" : "loaded ") + *answer + "\n";
+        } else {
+          o.rc = shell_failed;
+          row["error"] = render(answer.error());
+          o.text += p.node + " " + g + ": " + render(answer.error()) + "\n";
+        }
+        o.doc["nodes"].push_back(row);
+      }
+    }
+    if (o.doc["nodes"].empty()) {
+      o.rc = shell_failed;
+      o.text += "no reachable node hosts a fraud-detector group\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// Tells every reachable node that `node` is (no longer) drained; with
+  /// `wait`, until `node` hosts nothing (or 30 s passed).
+  outcome drain(const std::string& node, bool drained, bool wait = true) {
+    if (!topo_.node(node))
+      return usage("no node '" + node + "' in " + topo_.source);
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["told"] = json::array();
+    for (auto& [name, info] : infos) {
+      if (auto err = ask_void(links_[name].agent, drain_atom::value, node, drained)) {
+        o.rc = shell_failed;
+        o.text += name + ": " + render(err) + "\n";
+        o.doc["failed"][name] = render(err);
+        continue;
+      }
+      o.doc["told"].push_back(name);
+    }
+    if (!drained || !wait || !infos.count(node)) {
+      o.text += std::string{drained ? "draining " : "no longer draining "} + node + "\n";
+      note_unreachable(o, down);
+      return o;
+    }
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      auto agent = agent_of(node);
+      auto info = agent ? ask<node_info>(*agent, node_info_atom::value)
+                        : caf::expected<node_info>{agent.error()};
+      if (info && info->groups.empty()) {
+        o.text += node + " drained: it hosts nothing\n";
+        o.doc["drained"] = node;
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        o.rc = shell_failed;
+        o.text += node + " still hosts groups after 30 s\n";
+        o.doc["error"] = "timeout";
+        break;
+      }
+      self_->receive(caf::after(100ms) >> [] {});
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome stop(const std::string& node) {
+    auto d = drain(node, true);
+    if (d.rc != shell_ok)
+      return d;
+    outcome o = d;
+    if (auto err = stop_one(node)) {
+      o.rc = shell_failed;
+      o.text += node + " not stopped: " + render(err) + "\n";
+      return o;
+    }
+    o.text += node + " stopped\n";
+    o.doc["stopped"] = node;
+    return o;
+  }
+
+  /// Asks one node to stop; waits (bounded) until its agent is gone.
+  caf::error stop_one(const std::string& node) {
+    auto agent = agent_of(node);
+    if (!agent)
+      return agent.error();
+    auto target = *agent;
+    self_->monitor(target);
+    if (auto err = ask_void(target, halt_atom::value))
+      return err;
+    bool gone = false;
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!gone && std::chrono::steady_clock::now() < deadline)
+      self_->receive([&](caf::down_msg& dm) { gone = dm.source == target.address(); },
+                     caf::after(100ms) >> [] {});
+    links_[node].agent = nullptr;
+    links_[node].error = "stopped";
+    if (!gone)
+      return caf::make_error(caf::sec::request_timeout, "still running after 30 s");
+    return caf::none;
+  }
+
+  outcome shutdown() {
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["stopped"] = json::array();
+    auto order = topo_.nodes;
+    std::reverse(order.begin(), order.end());
+    for (auto& n : order) {
+      if (!infos.count(n.name))
+        continue;
+      if (auto err = stop_one(n.name)) {
+        o.rc = shell_failed;
+        o.text += n.name + " not stopped: " + render(err) + "\n";
+        continue;
+      }
+      o.text += n.name + " stopped\n";
+      o.doc["stopped"].push_back(n.name);
+    }
+    note_unreachable(o, down);
     return o;
   }
 

@@ -384,6 +384,33 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       self->state.info = std::move(info);
       return caf::unit;
     },
+    [self](drain_atom atm, std::string& node, bool drained) -> caf::result<void> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      if (!self->state.topo.node(node))
+        return caf::make_error(ec::invalid_argument, "no node '" + node + "' in this cluster");
+      if (!self->state.manager)
+        return caf::make_error(ec::group_down, std::string{"no placement manager yet"});
+      self->state.log((drained ? "draining " : "no longer draining ") + node);
+      self->delegate(self->state.manager, atm, std::move(node), drained);
+      return caf::delegated<void>{};
+    },
+    [self](halt_atom) -> caf::result<void> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      auto who = self->state.trusted.count(self->state.sender_node())
+                   ? self->state.trusted[self->state.sender_node()]
+                   : std::string{"this node"};
+      self->state.log("stopping: asked by " + who);
+      // Answer first, then end: the node process sees the agent end with
+      // this reason, stops in order and exits with code 0.
+      self->delayed_send(self, std::chrono::milliseconds(50), halt_atom::value, true);
+      return caf::unit;
+    },
+    [self](halt_atom, bool) {
+      if (self->state.sender_node() == caf::node_id{})
+        self->quit(caf::make_error(ec::stopped_by_operator));
+    },
     [self](manager_atom, caf::actor& manager) -> caf::result<void> {
       if (self->state.sender_node() != caf::node_id{})
         return caf::make_error(ec::not_authenticated);

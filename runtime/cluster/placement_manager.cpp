@@ -35,6 +35,8 @@ struct manager_state {
   log_fn log;
   /// Live peers and their agents (this node not included).
   std::map<std::string, caf::actor> peers;
+  /// Nodes an operator drained: they host nothing, their instances move.
+  std::set<std::string> drained;
   bool minority = false;
   /// What the plan of the live nodes gives this node: group -> instance -> moved.
   std::map<std::string, std::map<uint32_t, bool>> desired;
@@ -73,6 +75,8 @@ struct manager_state {
       std::set<std::string> alive{me};
       for (auto& kv : peers)
         alive.insert(kv.first);
+      for (auto& d : drained)
+        alive.erase(d);
       for (auto& a : topology::place(topo, alive).assignments)
         if (a.node == me)
           desired[a.group][a.instance] = !a.at_home;
@@ -172,7 +176,7 @@ struct manager_state {
     auto h = hosted.find(group);
     bool holds = (h != hosted.end() && h->second.count(instance) > 0) || stopping[group] > 0;
     bool claiming = claims.count({group, instance}) > 0;
-    bool home_down = home != me && peers.count(home) == 0;
+    bool home_down = home != me && (peers.count(home) == 0 || drained.count(home) > 0);
     return {holds, claiming, home_down};
   }
 
@@ -257,6 +261,11 @@ caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::st
     [self](member_down_atom, std::string& name, std::string&) {
       self->state.peers.erase(name);
       self->state.replan();
+    },
+    [self](drain_atom, std::string& node, bool drained) {
+      auto& d = self->state.drained;
+      if (drained ? d.insert(node).second : d.erase(node) > 0)
+        self->state.replan();
     },
     [self](claim_atom, std::string& group, uint32_t instance, std::string& home) {
       auto [holds, claiming, home_down] = self->state.answer(group, instance, home);

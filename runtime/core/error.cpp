@@ -26,6 +26,7 @@ std::string to_string(ec x) {
     case ec::not_authenticated: return "not_authenticated";
     case ec::process_exited: return "process_exited";
     case ec::killed_by_operator: return "killed_by_operator";
+    case ec::stopped_by_operator: return "stopped_by_operator";
   }
   return "ec(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -52,6 +52,8 @@ enum class ec : uint8_t {
   process_exited,
   /// An operator injected this crash (`troupe shell`'s `kill`).
   killed_by_operator,
+  /// An operator stopped this node (`troupe shell`'s `stop`, `shutdown`).
+  stopped_by_operator,
 };
 
 /// Returns the name of `x`, e.g. `"group_saturated"`.

@@ -84,6 +84,13 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 /// (for `troupe shell`). Locally, `(node_info_atom, node_info)` gives the
 /// agent the parts it cannot know itself.
 using node_info_atom = caf::atom_constant<caf::atom("nodeinfo")>;
+/// `(drain_atom, node_name, bool drained) -> ok` to a node agent, which
+/// hands it to its placement manager: a drained node hosts nothing, and
+/// the plan moves its instances to the other nodes (`troupe shell drain`).
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+/// `(halt_atom) -> ok` to a node agent: the node stops in order and its
+/// process exits with code 0 (`troupe shell stop`, `shutdown`).
+using halt_atom = caf::atom_constant<caf::atom("halt")>;
 
 /// One node as a node agent sees it.
 struct member_info {

@@ -123,6 +123,8 @@ caf::behavior process_impl(caf::event_based_actor* self, std::string name,
     [self, name, st](process_exit_atom, std::string& how) {
       if (st->stop_reason)
         self->quit(st->stop_reason);
+      else if (how == "exit code 0")
+        self->quit(); // ended on purpose (a node an operator stopped)
       else
         self->quit(caf::make_error(ec::process_exited, name, how));
     },

@@ -17,7 +17,8 @@ using line_fn = std::function<void(const std::string& line)>;
 /// A child spec that runs `argv` as an operating-system process under a
 /// Troupe supervisor: the process actor exits with `ec::process_exited` when
 /// the process dies, so the supervisor restarts it like any child (strategy,
-/// intensity, backoff). Stopping the child sends SIGTERM and, after the
+/// intensity, backoff). A process that exits with code 0 ended on purpose:
+/// its actor exits normally, which a `transient` child is not restarted for. Stopping the child sends SIGTERM and, after the
 /// shutdown timeout, SIGKILL; a process actor that is killed itself kills its
 /// process first, so no process outlives it.
 ///

@@ -192,14 +192,19 @@ int run_up(const up_options& opt) {
       [](int pid) { print("up", "redis started, pid " + std::to_string(pid)); })));
   }
   // -- nodes -------------------------------------------------------------------------
+  // Transient: a node that exits with code 0 was stopped on purpose (an
+  // operator's `stop` or `shutdown`) and stays stopped; any other end is a
+  // crash, and the node is started again.
   for (auto& n : local) {
     auto name = n.name;
-    root.children.push_back(supervised(process_child(
+    auto child = process_child(
       name,
       {opt.troupe_binary, "node", "--config", opt.config, "--name", name, "--kafka", bootstrap,
        "--redis", redis},
       [name](const std::string& line) { print(name, line); },
-      [name](int pid) { print("up", name + " started, pid " + std::to_string(pid)); })));
+      [name](int pid) { print("up", name + " started, pid " + std::to_string(pid)); });
+    child.restart = restart_type::transient;
+    root.children.push_back(supervised(std::move(child)));
   }
   auto sup = spawn_supervisor(sys, root);
   if (!sup) {
@@ -237,6 +242,23 @@ int run_up(const up_options& opt) {
     running = now;
     if (running.empty())
       break;
+    // Every local node stopped on purpose: the cluster was shut down.
+    size_t stopped = 0;
+    for (auto& k : kids) {
+      if (!k.is_supervisor || !k.handle || k.name == "redis")
+        continue;
+      self->request(k.handle, 1s, which_children_atom::value)
+        .receive(
+          [&](std::vector<child_info>& xs) {
+            if (!xs.empty() && xs[0].state == "terminated")
+              ++stopped;
+          },
+          [](caf::error&) {});
+    }
+    if (stopped == local.size()) {
+      print("up", "every node was stopped on purpose: stopping Kafka and Redis");
+      break;
+    }
   }
   print("up", "stopping");
   if (!root_down) {

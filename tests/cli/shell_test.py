@@ -155,6 +155,16 @@ def one_shot_commands(c):
         assert time.monotonic() < deadline, [c.health(n) for n in c.http]
         with c.cond:
             c.cond.wait(0.2)
+    # model: status on every node, a bad path refused (the old model stays),
+    # a good one loaded.
+    st = sh.json("model status")
+    assert sorted(r["node"] for r in st["nodes"]) == ["n1", "n2", "n3"], st
+    assert all(r["model"].endswith("fraud.json)") for r in st["nodes"]), st
+    rc, out, err = sh.run("-c", "model load /nonexistent/model.json", check_rc=1)
+    assert err.count("/nonexistent/model.json") >= 1, err
+    assert sh.json("model status") == st
+    loaded = sh.json(f"model load {MODEL}")
+    assert len(loaded["nodes"]) == 3 and all("loaded" in r for r in loaded["nodes"]), loaded
     # stats: figures for each group over one second.
     st = sh.json("stats ranker")
     assert [g["name"] for g in st["groups"]] == ["ranker"], st
@@ -399,6 +409,54 @@ scrape_configs:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def drain_stop_and_shutdown(c):
+    sh = Shell(c)
+    sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    rc, out, err = sh.run("-c", "drain n3", check_rc=0)
+    assert "n3 drained: it hosts nothing" in out, (out, err)
+    doc = sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    for g in doc["groups"]:
+        assert all(p["node"] != "n3" for p in g["where"]), g
+        assert g["instances"] == g["declared"], g
+    fd = group(doc, "fraud-detector")
+    assert sorted(i for p in fd["where"] for i in p["instances"]) == [0, 1, 2], fd
+    nodes = sh.json("nodes")
+    n3 = next(n for n in nodes["nodes"] if n["name"] == "n3")
+    assert n3["state"] == "up" and n3["groups"] == [], n3
+    # undrain: n3 hosts again.
+    sh.run("-c", "undrain n3", check_rc=0)
+    sh.until("groups", lambda d: all(any(p["node"] == "n3" for p in group(d, g)["where"])
+                                     for g in ("fraud-detector", "websocket-broadcaster")))
+    # stop: drained, then the process exits 0 and `troupe up` leaves it down.
+    mark = c.mark()
+    rc, out, err = sh.run("-c", "stop n2", check_rc=0, timeout=90)
+    assert "n2 drained" in out and "n2 stopped" in out, (out, err)
+    c.wait_for(r"^\[n2\] stopping: asked by shell/", 10, mark)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            os.kill(c.pids["n2"], 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "n2's process did not exit"
+        with c.cond:
+            c.cond.wait(0.1)
+    try:
+        c.wait_for(r"^\[up\] n2 started", 3, mark)
+        raise AssertionError("troupe up restarted a node an operator stopped")
+    except AssertionError as e:
+        if "restarted a node" in str(e):
+            raise
+    doc = sh.until("groups", lambda d: group(d, "fraud-detector")["state"] == "up"
+                   and group(d, "fraud-detector")["instances"] == 3)
+    assert all(p["node"] != "n2" for p in group(doc, "fraud-detector")["where"]), doc
+    # shutdown: the others stop too, and `troupe up` ends by itself.
+    rc, out, err = sh.run("-c", "shutdown", timeout=90)
+    assert rc == 0 and "n3 stopped" in out and "n1 stopped" in out, (rc, out, err)
+    c.wait_for(r"^\[up\] every node was stopped on purpose", 20, mark)
+    assert c.proc.wait(30) == 0
+
+
 CASES = {
     "one_shot": one_shot_commands,
     "kill": kill_shows_restart_and_reason,
@@ -406,6 +464,7 @@ CASES = {
     "lost": a_lost_node_is_reported_and_retried,
     "tmux": interactive_session_in_tmux,
     "prometheus": prometheus_scrapes_every_node,
+    "drain": drain_stop_and_shutdown,
 }
 
 
