@@ -139,6 +139,8 @@ caf::behavior hub_impl(caf::stateful_actor<hub_state>* self, hub_settings cfg) {
       self->state.peers.erase(node);
       self->state.up.erase(node);
     },
+    // A drained node still relays: the hub serves every member.
+    [](drain_atom, std::string&, bool) {},
   };
 }
 

@@ -49,6 +49,8 @@ struct router_state {
   group_spec spec;
   /// Live peers and their agents.
   std::map<std::string, caf::actor> peers;
+  /// Nodes an operator drained: the plan leaves them out.
+  std::set<std::string> drained;
   /// The node that owns each instance under the current plan.
   std::vector<std::string> owners;
   /// The distinct hosting nodes, in instance order.
@@ -70,6 +72,8 @@ struct router_state {
     std::set<std::string> alive{me};
     for (auto& kv : peers)
       alive.insert(kv.first);
+    for (auto& d : drained)
+      alive.erase(d);
     owners.assign(decl->instances, std::string{});
     hosts.clear();
     for (auto& a : topology::place(topo, alive).assignments) {
@@ -349,6 +353,13 @@ caf::behavior router_impl(router_actor* self, topology::topology topo, std::stri
     },
     [self](member_down_atom, std::string& name, std::string&) {
       self->state.on_member_down(name);
+    },
+    [self](drain_atom, std::string& name, bool drained) {
+      auto& st = self->state;
+      if (drained ? st.drained.insert(name).second : st.drained.erase(name) > 0) {
+        st.replan();
+        st.pump();
+      }
     },
     [self](routes_atom) { return self->state.routes(); },
     [self](dead_letters_atom) {

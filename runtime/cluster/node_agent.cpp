@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 #include <random>
+#include <set>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -73,6 +74,8 @@ struct agent_state {
 
   /// What the node tells operators about itself; the agent adds its groups.
   node_info info;
+  /// Nodes an operator drained (`troupe shell drain`), told to listeners.
+  std::set<std::string> drained;
 
   /// Operators' shells name themselves `shell/...`; nodes never do (a node
   /// name is a TOML string of the topology, checked against it).
@@ -371,6 +374,8 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       for (auto& [name, p] : self->state.peers)
         if (p.state == "up")
           self->send(listener, member_up_atom::value, name, p.agent);
+      for (auto& name : self->state.drained)
+        self->send(listener, drain_atom::value, name, true);
       return caf::unit;
     },
     [self](node_info_atom) -> caf::result<node_info> {
@@ -384,16 +389,20 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       self->state.info = std::move(info);
       return caf::unit;
     },
-    [self](drain_atom atm, std::string& node, bool drained) -> caf::result<void> {
-      if (!self->state.sender_trusted())
+    [self](drain_atom, std::string& node, bool drained) -> caf::result<void> {
+      auto& st = self->state;
+      if (!st.sender_trusted())
         return caf::make_error(ec::not_authenticated);
-      if (!self->state.topo.node(node))
+      if (!st.topo.node(node))
         return caf::make_error(ec::invalid_argument, "no node '" + node + "' in this cluster");
-      if (!self->state.manager)
-        return caf::make_error(ec::group_down, std::string{"no placement manager yet"});
-      self->state.log((drained ? "draining " : "no longer draining ") + node);
-      self->delegate(self->state.manager, atm, std::move(node), drained);
-      return caf::delegated<void>{};
+      if (drained ? st.drained.insert(node).second : st.drained.erase(node) > 0) {
+        st.log((drained ? "draining " : "no longer draining ") + node);
+        // The listeners plan with it: the placement manager (what this node
+        // hosts) and the cluster routers (where messages go).
+        for (auto& l : st.listeners)
+          self->send(l, drain_atom::value, node, drained);
+      }
+      return caf::unit;
     },
     [self](halt_atom) -> caf::result<void> {
       if (!self->state.sender_trusted())

@@ -58,8 +58,9 @@ using auth_atom = caf::atom_constant<caf::atom("auth")>;
 /// `(members_atom) -> std::vector<member_info>`: a node agent's view of the cluster.
 using members_atom = caf::atom_constant<caf::atom("members")>;
 /// `(subscribe_atom, listener)`: the agent sends the listener a
-/// `member_up_atom` for each peer up now, then `member_up_atom` and
-/// `member_down_atom` events as they happen.
+/// `member_up_atom` for each peer up now and a `drain_atom` for each drained
+/// node, then `member_up_atom`, `member_down_atom` and `drain_atom` events
+/// as they happen.
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 /// `(member_up_atom, node_name, peer_agent)`: a peer joined (both ways authenticated).
 using member_up_atom = caf::atom_constant<caf::atom("member_up")>;
@@ -84,9 +85,11 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 /// (for `troupe shell`). Locally, `(node_info_atom, node_info)` gives the
 /// agent the parts it cannot know itself.
 using node_info_atom = caf::atom_constant<caf::atom("nodeinfo")>;
-/// `(drain_atom, node_name, bool drained) -> ok` to a node agent, which
-/// hands it to its placement manager: a drained node hosts nothing, and
-/// the plan moves its instances to the other nodes (`troupe shell drain`).
+/// `(drain_atom, node_name, bool drained) -> ok` to a node agent (`troupe
+/// shell drain`), which tells its listeners the same as an event: the
+/// placement manager and the cluster routers leave a drained node out of
+/// their plan, so its instances move to the other nodes. Every listener of
+/// an agent must handle it.
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
 /// `(halt_atom) -> ok` to a node agent: the node stops in order and its
 /// process exits with code 0 (`troupe shell stop`, `shutdown`).

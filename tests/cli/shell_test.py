@@ -409,9 +409,47 @@ scrape_configs:
         shutil.rmtree(work, ignore_errors=True)
 
 
+async def personalised_feeds(c, node, users, timeout=30):
+    """Asks `node`'s gateway for each user's feed until every answer comes
+    from the ranker (not its fallback): requests keep flowing to wherever
+    the ranker's instances run."""
+    import asyncio
+    import websockets
+    async with websockets.connect(c.url(node, "operator")) as ws:
+        json.loads(await asyncio.wait_for(ws.recv(), 10))
+        deadline = time.monotonic() + timeout
+        n = 0
+        for user in users:
+            while True:
+                n += 1
+                await ws.send(json.dumps({"op": "feed", "user": user, "k": 1, "id": n}))
+                while True:
+                    m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if m.get("id") == n:
+                        break
+                if m.get("type") == "feed" and m.get("source") == "ranker":
+                    break
+                assert time.monotonic() < deadline, (user, m)
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.1)  # pace: a push, or 100 ms
+                except asyncio.TimeoutError:
+                    pass
+
+
 def drain_stop_and_shutdown(c):
+    import asyncio
     sh = Shell(c)
     sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    users = ["ana", "bob", "cho", "dan", "eve", "fay"]  # keys of both ranker instances
+    asyncio.run(personalised_feeds(c, "n1", users))
+    # n2 hosts ranker #1: drained, its requests go where #1 moves.
+    rc, out, err = sh.run("-c", "drain n2", check_rc=0)
+    assert "n2 drained: it hosts nothing" in out, (out, err)
+    doc = sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    assert all(p["node"] != "n2" for p in group(doc, "ranker")["where"]), doc
+    asyncio.run(personalised_feeds(c, "n1", users))
+    sh.run("-c", "undrain n2", check_rc=0)
+    sh.until("groups", lambda d: any(p["node"] == "n2" for p in group(d, "ranker")["where"]))
     rc, out, err = sh.run("-c", "drain n3", check_rc=0)
     assert "n3 drained: it hosts nothing" in out, (out, err)
     doc = sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
@@ -450,6 +488,9 @@ def drain_stop_and_shutdown(c):
     doc = sh.until("groups", lambda d: group(d, "fraud-detector")["state"] == "up"
                    and group(d, "fraud-detector")["instances"] == 3)
     assert all(p["node"] != "n2" for p in group(doc, "fraud-detector")["where"]), doc
+    # No actor met a message it did not know (it would have ended).
+    bad = [ln for ln in c.lines if "unexpected message" in ln or "actor ended" in ln]
+    assert not bad, bad
     # shutdown: the others stop too, and `troupe up` ends by itself.
     rc, out, err = sh.run("-c", "shutdown", timeout=90)
     assert rc == 0 and "n3 stopped" in out and "n1 stopped" in out, (rc, out, err)

@@ -344,7 +344,7 @@ async def slow_client_is_dropped_without_delaying_others(c):
     after = sorted(took[dropped_at + 1:])
     print(f"slow client dropped during batch {dropped_at}; median ms per batch before "
           f"{before[len(before) // 2] * 1000:.0f}, after {after[len(after) // 2] * 1000:.0f}")
-    assert max(took) < 10, took
+    assert max(took[1:]) < 10, took  # the first batch also warms the Kafka consumers up
     # The slow client finds its connection gone once it reads again.
     n = 0
     try:
