@@ -387,6 +387,13 @@ private:
     return result;
   }
 
+  /// Every reachable node's description, and why the others are not.
+  std::pair<std::map<std::string, node_info>, std::map<std::string, std::string>> reach() {
+    std::map<std::string, std::string> down;
+    auto infos = describe_all(down);
+    return {std::move(infos), std::move(down)};
+  }
+
   /// Every node's local part of each group (or of `only`), with status.
   std::map<std::string, std::vector<local_group>>
   locals(const std::map<std::string, node_info>& infos, const std::string& only = "") {
@@ -456,8 +463,7 @@ private:
   }
 
   outcome nodes() {
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     // The membership view of the first node that answered.
@@ -536,8 +542,7 @@ private:
   }
 
   outcome groups() {
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     auto parts = locals(infos);
@@ -627,8 +632,7 @@ private:
   outcome tree(const std::string& only) {
     if (!only.empty() && !topo_.node(only))
       return usage("no node '" + only + "' in " + topo_.source);
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     outcome o;
@@ -651,8 +655,7 @@ private:
   outcome stats(const std::string& only) {
     if (!only.empty() && !topo_.group(only))
       return usage("no group '" + only + "' in " + topo_.source);
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     auto first = locals(infos, only);
@@ -730,8 +733,7 @@ private:
   outcome crashes(const std::string& only) {
     if (!only.empty() && !topo_.group(only))
       return usage("no group '" + only + "' in " + topo_.source);
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     struct row {
@@ -780,8 +782,7 @@ private:
   outcome restart(const std::string& group) {
     if (!topo_.group(group))
       return usage("no group '" + group + "' in " + topo_.source);
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     outcome o;
@@ -828,8 +829,7 @@ private:
       return usage("no group '" + group + "' in " + topo_.source);
     if (instance && *instance >= decl->instances)
       return usage(group + " has instances 0 to " + std::to_string(decl->instances - 1));
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     outcome o;
@@ -872,8 +872,7 @@ private:
     auto parsed = json::parse(text, nullptr, false);
     if (parsed.is_discarded())
       return usage("the record is not valid JSON: " + text);
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     auto bootstrap = infos.begin()->second.kafka;
@@ -911,8 +910,7 @@ private:
         groups.push_back(g.name);
     if (groups.empty())
       return failed("this cluster runs no fraud-detector group");
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     outcome o;
@@ -952,8 +950,7 @@ private:
   outcome drain(const std::string& node, bool drained, bool wait = true) {
     if (!topo_.node(node))
       return usage("no node '" + node + "' in " + topo_.source);
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     outcome o;
@@ -1031,8 +1028,7 @@ private:
   }
 
   outcome shutdown() {
-    std::map<std::string, std::string> down;
-    auto infos = describe_all(down);
+    auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
     outcome o;
