@@ -141,6 +141,7 @@ caf::behavior hub_impl(caf::stateful_actor<hub_state>* self, hub_settings cfg) {
     },
     // A drained node still relays: the hub serves every member.
     [](drain_atom, std::string&, bool) {},
+    [](scale_atom, std::string&, uint32_t) {},
   };
 }
 

@@ -101,6 +101,12 @@ const std::vector<command_help>& commands() {
      "worker switches at its next batch, no batch is scored by two models.\n"
      "A model that does not load leaves the old one in place. A group started\n"
      "again later (moved, restarted) loads the topology's `model` setting."},
+    {"scale", "<group> <n>", "run n instances of a group (1 to 1024)",
+     "Every reachable node plans with the new count: new instances start where\n"
+     "the plan puts them (claimed as usual), surplus ones stop, and messages\n"
+     "keep flowing (key_hash keys are spread over the new count). Waits (30 s\n"
+     "at most) until n instances run. The count lives in the running nodes'\n"
+     "memory: the topology file still says what a restarted cluster runs."},
     {"drain", "<node>", "move every instance off a node (it stays a member)",
      "Every reachable node's placement leaves the node out; its instances\n"
      "move to their next nodes as when a node is lost. Waits (30 s at most)\n"
@@ -263,6 +269,15 @@ public:
       if (args.size() == 1 && args[0] == "status")
         return model("");
       return usage("usage: model load <path> | model status");
+    }
+    if (cmd == "scale") {
+      if (args.size() != 2)
+        return usage("usage: scale <group> <n>");
+      char* end = nullptr;
+      auto n = std::strtoul(args[1].c_str(), &end, 10);
+      if (args[1].empty() || *end != '\0' || n < 1 || n > 1024)
+        return usage("the instance count must be a number from 1 to 1024");
+      return scale(args[0], static_cast<uint32_t>(n));
     }
     if (cmd == "drain" || cmd == "undrain")
       return args.size() == 1 ? drain(args[0], cmd == "drain")
@@ -525,11 +540,11 @@ private:
   /// A group's state over the cluster: down when no instance runs or a
   /// local part is down, degraded when fewer than declared run or some
   /// worker is restarting, else up.
-  static std::string cluster_state(const topology::group_decl& g,
-                                   const std::vector<local_group>& parts, uint32_t running) {
+  static std::string cluster_state(uint32_t want, const std::vector<local_group>& parts,
+                                   uint32_t running) {
     if (running == 0)
       return "down";
-    bool degraded = running < g.instances;
+    bool degraded = running < want;
     for (auto& p : parts) {
       if (!p.status)
         degraded = true;
@@ -575,18 +590,19 @@ private:
         }
         places.push_back(place);
       }
-      auto state = cluster_state(g, ps, running);
+      auto want = declared(g, infos);
+      auto state = cluster_state(want, ps, running);
       o.doc["groups"].push_back({{"name", g.name},
                                  {"domain", g.domain},
                                  {"state", state},
                                  {"instances", running},
-                                 {"declared", g.instances},
+                                 {"declared", want},
                                  {"restarts", worker_restarts + group_restarts},
                                  {"worker_restarts", worker_restarts},
                                  {"group_restarts", group_restarts},
                                  {"where", places}});
       o.text += pad(g.name, 24) + pad(state, 10)
-                + pad(std::to_string(running) + "/" + std::to_string(g.instances), 11)
+                + pad(std::to_string(running) + "/" + std::to_string(want), 11)
                 + pad(std::to_string(worker_restarts + group_restarts), 10)
                 + (where.empty() ? "-" : where) + "\n";
     }
@@ -827,11 +843,11 @@ private:
     auto decl = topo_.group(group);
     if (!decl)
       return usage("no group '" + group + "' in " + topo_.source);
-    if (instance && *instance >= decl->instances)
-      return usage(group + " has instances 0 to " + std::to_string(decl->instances - 1));
     auto [infos, down] = reach();
     if (infos.empty())
       return unreachable_all(down);
+    if (auto n = declared(*decl, infos); instance && *instance >= n)
+      return usage(group + " has instances 0 to " + std::to_string(n - 1));
     outcome o;
     o.doc["killed"] = json::array();
     auto reason = caf::make_error(ec::killed_by_operator, me_);
@@ -898,6 +914,62 @@ private:
     outcome o;
     o.text = "published to " + topic + (key.empty() ? "" : " (key " + key + ")") + "\n";
     o.doc = {{"published", topic}, {"key", key}, {"bootstrap", bootstrap}};
+    return o;
+  }
+
+  /// The instance count every node plans with (an operator's `scale`, or
+  /// the topology's).
+  static uint32_t declared(const topology::group_decl& g,
+                           const std::map<std::string, node_info>& infos) {
+    for (auto& [name, info] : infos)
+      for (size_t i = 0; i < info.scaled_groups.size() && i < info.scaled_instances.size(); ++i)
+        if (info.scaled_groups[i] == g.name)
+          return info.scaled_instances[i];
+    return g.instances;
+  }
+
+  outcome scale(const std::string& group, uint32_t n) {
+    auto decl = topo_.group(group);
+    if (!decl)
+      return usage("no group '" + group + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    for (auto& [name, info] : infos)
+      if (auto err = ask_void(links_[name].agent, scale_atom::value, group, n)) {
+        o.rc = shell_failed;
+        o.text += name + ": " + render(err) + "\n";
+        o.doc["failed"][name] = render(err);
+      }
+    if (o.rc != shell_ok)
+      return o;
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      std::map<std::string, std::string> gone;
+      auto now = describe_all(gone);
+      uint32_t running = 0;
+      for (auto& [name, info] : now)
+        for (size_t i = 0; i < info.groups.size(); ++i)
+          if (info.groups[i] == group)
+            running += static_cast<uint32_t>(info.instances[i].size());
+      if (running == n) {
+        o.text += group + ": " + std::to_string(n) + " instances running\n";
+        o.doc["scaled"] = group;
+        o.doc["instances"] = n;
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        o.rc = shell_failed;
+        o.text += group + ": " + std::to_string(running) + " of " + std::to_string(n)
+                  + " instances running after 30 s\n";
+        o.doc["error"] = "timeout";
+        o.doc["running"] = running;
+        break;
+      }
+      self_->receive(caf::after(100ms) >> [] {});
+    }
+    note_unreachable(o, down);
     return o;
   }
 

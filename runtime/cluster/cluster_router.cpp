@@ -354,6 +354,16 @@ caf::behavior router_impl(router_actor* self, topology::topology topo, std::stri
     [self](member_down_atom, std::string& name, std::string&) {
       self->state.on_member_down(name);
     },
+    [self](scale_atom, std::string& group, uint32_t n) {
+      auto& st = self->state;
+      for (auto& g : st.topo.groups)
+        if (g.name == group && g.instances != n) {
+          g.instances = n;
+          st.decl = st.topo.group(st.decl->name);
+          st.replan();
+          st.pump();
+        }
+    },
     [self](drain_atom, std::string& name, bool drained) {
       auto& st = self->state;
       if (drained ? st.drained.insert(name).second : st.drained.erase(name) > 0) {

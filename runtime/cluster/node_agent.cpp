@@ -76,6 +76,8 @@ struct agent_state {
   node_info info;
   /// Nodes an operator drained (`troupe shell drain`), told to listeners.
   std::set<std::string> drained;
+  /// Instance counts an operator set (`troupe shell scale`), by group.
+  std::map<std::string, uint32_t> scaled;
 
   /// Operators' shells name themselves `shell/...`; nodes never do (a node
   /// name is a TOML string of the topology, checked against it).
@@ -94,6 +96,12 @@ struct agent_state {
         continue;
       result.groups.push_back(name);
       result.instances.push_back(directory->instances(name));
+    }
+    result.scaled_groups.clear();
+    result.scaled_instances.clear();
+    for (auto& [group, n] : scaled) {
+      result.scaled_groups.push_back(group);
+      result.scaled_instances.push_back(n);
     }
     return result;
   }
@@ -376,6 +384,8 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
           self->send(listener, member_up_atom::value, name, p.agent);
       for (auto& name : self->state.drained)
         self->send(listener, drain_atom::value, name, true);
+      for (auto& [group, n] : self->state.scaled)
+        self->send(listener, scale_atom::value, group, n);
       return caf::unit;
     },
     [self](node_info_atom) -> caf::result<node_info> {
@@ -401,6 +411,26 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
         // hosts) and the cluster routers (where messages go).
         for (auto& l : st.listeners)
           self->send(l, drain_atom::value, node, drained);
+      }
+      return caf::unit;
+    },
+    [self](scale_atom, std::string& group, uint32_t n) -> caf::result<void> {
+      auto& st = self->state;
+      if (!st.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      if (!st.topo.group(group))
+        return caf::make_error(ec::invalid_argument, "no group '" + group + "' in this cluster");
+      if (n < 1 || n > 1024)
+        return caf::make_error(ec::invalid_argument,
+                               std::string{"a group has 1 to 1024 instances"});
+      auto i = st.scaled.find(group);
+      auto now = i != st.scaled.end() ? i->second : st.topo.group(group)->instances;
+      if (now != n) {
+        st.scaled[group] = n;
+        st.log("scaling " + group + ": " + std::to_string(now) + " -> " + std::to_string(n)
+               + " instances");
+        for (auto& l : st.listeners)
+          self->send(l, scale_atom::value, group, n);
       }
       return caf::unit;
     },

@@ -262,6 +262,13 @@ caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::st
       self->state.peers.erase(name);
       self->state.replan();
     },
+    [self](scale_atom, std::string& group, uint32_t n) {
+      for (auto& g : self->state.topo.groups)
+        if (g.name == group && g.instances != n) {
+          g.instances = n;
+          self->state.replan();
+        }
+    },
     [self](drain_atom, std::string& node, bool drained) {
       auto& d = self->state.drained;
       if (drained ? d.insert(node).second : d.erase(node) > 0)

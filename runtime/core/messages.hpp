@@ -58,9 +58,9 @@ using auth_atom = caf::atom_constant<caf::atom("auth")>;
 /// `(members_atom) -> std::vector<member_info>`: a node agent's view of the cluster.
 using members_atom = caf::atom_constant<caf::atom("members")>;
 /// `(subscribe_atom, listener)`: the agent sends the listener a
-/// `member_up_atom` for each peer up now and a `drain_atom` for each drained
-/// node, then `member_up_atom`, `member_down_atom` and `drain_atom` events
-/// as they happen.
+/// `member_up_atom` for each peer up now, a `drain_atom` for each drained
+/// node and a `scale_atom` for each rescaled group, then those events as
+/// they happen (and `member_down_atom`).
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 /// `(member_up_atom, node_name, peer_agent)`: a peer joined (both ways authenticated).
 using member_up_atom = caf::atom_constant<caf::atom("member_up")>;
@@ -91,6 +91,11 @@ using node_info_atom = caf::atom_constant<caf::atom("nodeinfo")>;
 /// their plan, so its instances move to the other nodes. Every listener of
 /// an agent must handle it.
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
+/// `(scale_atom, group, uint32_t instances) -> ok` to a node agent (`troupe
+/// shell scale`), which tells its listeners the same as an event: the
+/// placement managers and the cluster routers plan with the new instance
+/// count. Every listener of an agent must handle it.
+using scale_atom = caf::atom_constant<caf::atom("scale")>;
 /// `(halt_atom) -> ok` to a node agent: the node stops in order and its
 /// process exits with code 0 (`troupe shell stop`, `shutdown`).
 using halt_atom = caf::atom_constant<caf::atom("halt")>;
@@ -125,12 +130,15 @@ struct node_info {
   std::string kafka;
   std::string redis;
   uint16_t http_port = 0;
+  /// Groups an operator rescaled (`scale`), and their instance counts.
+  std::vector<std::string> scaled_groups;
+  std::vector<uint32_t> scaled_instances;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(caf::meta::type_name("troupe.node_info"), x.name, x.started_ms, x.root, x.groups,
-           x.instances, x.kafka, x.redis, x.http_port);
+           x.instances, x.kafka, x.redis, x.http_port, x.scaled_groups, x.scaled_instances);
 }
 
 // -- supervision ---------------------------------------------------------------

@@ -46,6 +46,7 @@ instances = 2
 name = "websocket-broadcaster"
 domain = "websocket-broadcaster"
 instances = 3
+settings = {{ rate_limit = 1000 }}
 """
 
 
@@ -498,6 +499,66 @@ def drain_stop_and_shutdown(c):
     assert c.proc.wait(30) == 0
 
 
+async def feeds_while(c, node, users, command):
+    """Asks `node`'s gateway for feeds, one at a time, while `troupe shell -c
+    command` runs; returns (the shell's exit code and output, the answers)."""
+    import asyncio
+    import websockets
+    answers = []
+    async with websockets.connect(c.url(node, "operator")) as ws:
+        json.loads(await asyncio.wait_for(ws.recv(), 10))
+        proc = await asyncio.create_subprocess_exec(
+            c.binary, "shell", "--config", c.conf, "-c", command,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        done = asyncio.ensure_future(proc.communicate())
+        n = 0
+        while not done.done() or n < 20:
+            n += 1
+            await ws.send(json.dumps({"op": "feed", "user": users[n % len(users)], "k": 1,
+                                      "id": n}))
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if m.get("id") == n:
+                    answers.append(m)
+                    break
+            assert n < 100000
+        out, err = await asyncio.wait_for(done, 60)
+        return proc.returncode, out.decode() + err.decode(), answers
+
+
+def scale_keeps_traffic_flowing(c):
+    import asyncio
+    sh = Shell(c)
+    sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    users = ["ana", "bob", "cho", "dan", "eve", "fay"]
+    asyncio.run(personalised_feeds(c, "n1", users))
+    for n in (3, 1, 2):
+        rc, out, answers = asyncio.run(feeds_while(c, "n1", users, f"scale ranker {n}"))
+        assert rc == 0 and f"ranker: {n} instances running" in out, (rc, out)
+        # Every feed asked meanwhile was answered, by the ranker or, while
+        # a node's ranker restarted with its new instances, by its fallback.
+        bad = [a for a in answers if a.get("type") != "feed"]
+        assert not bad, bad[:5]
+        ranked = sum(1 for a in answers if a["source"] == "ranker")
+        print(f"scale ranker {n}: {len(answers)} feeds answered meanwhile, {ranked} by the ranker")
+        doc = sh.until("groups", lambda d: group(d, "ranker")["state"] == "up")
+        r = group(doc, "ranker")
+        assert r["instances"] == n and r["declared"] == n, r
+        assert sorted(i for p in r["where"] for i in p["instances"]) == list(range(n)), r
+        asyncio.run(personalised_feeds(c, "n1", users))
+    # fraud-detector up to 5: the new instances go where the plan puts them.
+    rc, out, err = sh.run("-c", "scale fraud-detector 5", check_rc=0)
+    doc = sh.until("groups", lambda d: group(d, "fraud-detector")["state"] == "up")
+    fd = group(doc, "fraud-detector")
+    assert sorted(i for p in fd["where"] for i in p["instances"]) == [0, 1, 2, 3, 4], fd
+    rc, out, err = sh.run("-c", "kill fraud-detector/4", check_rc=0)
+    rc, out, err = sh.run("-c", "scale fraud-detector 0", check_rc=2)
+    assert "1 to 1024" in err, err
+    rc, out, err = sh.run("-c", "scale nosuch 2", check_rc=2)
+    bad = [ln for ln in c.lines if "unexpected message" in ln or "actor ended" in ln]
+    assert not bad, bad
+
+
 CASES = {
     "one_shot": one_shot_commands,
     "kill": kill_shows_restart_and_reason,
@@ -506,6 +567,7 @@ CASES = {
     "tmux": interactive_session_in_tmux,
     "prometheus": prometheus_scrapes_every_node,
     "drain": drain_stop_and_shutdown,
+    "scale": scale_keeps_traffic_flowing,
 }
 
 
