@@ -54,7 +54,7 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
                              "group " + decl.name + ": report_every: " + render(every.error()));
     s.report_every = *every;
     s.router_of = ctx.router_of;
-    s.log = ctx.log;
+    s.log = ctx.log.with_group(decl.name);
     g = ingest::make_group(decl.name, instances, s);
   } else if (decl.domain == "feature-enricher") {
     g = enrich::make_group(decl.name, instances, ctx.redis);
@@ -84,6 +84,7 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
     s.kafka = ctx.kafka;
     s.redis = ctx.redis;
     s.node = ctx.node;
+    s.log = ctx.log.with_group(decl.name);
     g = alert::make_group(decl.name, instances, s);
   } else if (decl.domain == "ranker") {
     rank::ranker_settings s;
@@ -117,7 +118,7 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
     s.gw = ctx.gateway;
     s.hub = ctx.hub;
     s.router_of = ctx.router_of;
-    s.log = ctx.log;
+    s.log = ctx.log.with_group(decl.name);
     g = ws::make_group(decl.name, instances, s);
   } else {
     return caf::make_error(ec::invalid_argument,
@@ -133,6 +134,7 @@ caf::expected<group_spec> make_group(const topology::group_decl& decl, uint32_t 
   g.period = decl.period;
   g.backoff = decl.backoff;
   g.restart_delay = decl.restart_delay;
+  g.log = ctx.log.with_group(decl.name);
   if (decl.routing == "key_hash") {
     // Messages carry their key first: a string (a user id) or a number.
     g.route = routing::key_hash;

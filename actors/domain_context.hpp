@@ -6,6 +6,8 @@
 
 #include <caf/actor.hpp>
 
+#include "runtime/core/log.hpp"
+
 namespace troupe::news {
 class article_store;
 } // namespace troupe::news
@@ -30,7 +32,7 @@ struct domain_context {
   /// router on a standalone node). Invalid while there is none.
   std::function<caf::actor(const std::string& domain)> router_of;
   /// One log line; the node prefixes its name.
-  std::function<void(const std::string&)> log;
+  log_fn log;
   /// The node's window of recent articles (ranker candidates, trending).
   std::shared_ptr<news::article_store> articles;
   /// The node's WebSocket gateway (null: the node serves no HTTP port).

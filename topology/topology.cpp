@@ -190,6 +190,15 @@ public:
     return *d;
   }
 
+  /// A log level's name (`error` ... `trace`).
+  troupe::log_level log_level(const char* key) const {
+    auto text = str(key);
+    auto x = parse_log_level(text);
+    if (!x)
+      fail(line_of(*find(key)), key, render(x.error()).substr(sizeof("invalid_argument: ") - 1));
+    return *x;
+  }
+
   std::vector<std::string> strings(const char* key) const {
     std::vector<std::string> result;
     auto x = find(key);
@@ -271,7 +280,7 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
                                                           + ": cluster: expected a table")};
   reader r{source, *c->as_table(), "cluster"};
   r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout", "kafka",
-          "redis", "tls"});
+          "redis", "tls", "log_level", "log_format"});
   cluster_settings x;
   x.name = r.unique_name("cluster", std::vector<node_spec>{});
   auto has_secret = r.find("secret") != nullptr;
@@ -298,6 +307,15 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   x.redis = r.str("redis", std::string{"embedded"});
   if (x.redis != "embedded" && x.redis.rfind("redis://", 0) != 0)
     r.fail(line_of(*r.find("redis")), "redis", "expected \"embedded\" or redis://host:port");
+  if (r.find("log_level"))
+    x.log = r.log_level("log_level");
+  if (r.find("log_format")) {
+    auto f = parse_log_format(r.str("log_format"));
+    if (!f)
+      r.fail(line_of(*r.find("log_format")), "log_format",
+             render(f.error()).substr(sizeof("invalid_argument: ") - 1));
+    x.format = *f;
+  }
   if (auto t = r.table("tls")) {
     reader tr{source, *t, "cluster.tls"};
     tr.only({"certificate", "key", "ca_file"});
@@ -323,7 +341,7 @@ std::vector<node_spec> read_nodes(const std::string& source, const toml::table& 
   std::map<std::pair<std::string, int64_t>, std::string> ports;
   for (auto& item : *arr->as_array()) {
     reader r{source, *item.as_table(), "node[" + std::to_string(i++) + "]"};
-    r.only({"name", "host", "cluster_port", "http_port", "threads"});
+    r.only({"name", "host", "cluster_port", "http_port", "threads", "log_level"});
     node_spec n;
     n.line = r.line();
     n.name = r.unique_name("node", result);
@@ -342,6 +360,8 @@ std::vector<node_spec> read_nodes(const std::string& source, const toml::table& 
         = static_cast<uint16_t>(port);
     }
     n.threads = static_cast<size_t>(r.integer("threads", int64_t{0}, 0, 256));
+    if (r.find("log_level"))
+      n.log = r.log_level("log_level");
     result.push_back(std::move(n));
   }
   return result;

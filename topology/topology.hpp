@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 
+#include "runtime/core/log.hpp"
 #include "runtime/supervision/spec.hpp"
 
 namespace troupe::topology {
@@ -35,6 +36,12 @@ struct cluster_settings {
   /// `"embedded"` (a redis-server started by `troupe up`) or `redis://host:port`.
   std::string redis = "embedded";
   std::optional<tls_settings> tls;
+  /// What the nodes log (`log_level`, default info) and how (`log_format`,
+  /// `text` or `json`); a node's own `log_level` and `troupe node
+  /// --log-level` override the level, `troupe shell`'s `log level` changes it
+  /// while the node runs.
+  log_level log = log_level::info;
+  log_format format = log_format::text;
 };
 
 // -- per-node settings ------------------------------------------------------------
@@ -47,6 +54,8 @@ struct node_spec {
   uint16_t http_port = 0;
   /// Scheduler threads of the node's actor system; 0: one per core.
   size_t threads = 0;
+  /// This node's log level, if it differs from the cluster's.
+  std::optional<log_level> log;
   /// The line of the `[[node]]` header, for messages.
   int line = 0;
 };

@@ -21,6 +21,8 @@ namespace {
 struct unconfirmed {
   answer_later answer;
   std::vector<std::string> ids;
+  /// Per id, what the log says of its alert.
+  std::vector<std::string> notes;
   size_t waiting = 0;
   size_t failed = 0;
   uint64_t fresh = 0;
@@ -37,7 +39,7 @@ struct worker_state {
   caf::error connect() {
     if (!redis || !redis->alive()) {
       redis.reset();
-      auto c = redis::connection::make(cfg.redis, 500ms);
+      auto c = redis::connection::make(cfg.redis, 500ms, "alerter");
       if (!c)
         return c.error();
       redis = std::move(*c);
@@ -110,6 +112,9 @@ struct worker_state {
         break;
       }
       b.ids.push_back(s->item.tx.id);
+      b.notes.push_back("alert: user " + s->item.tx.user + ", score "
+                        + std::to_string(s->probability) + " over "
+                        + std::to_string(cfg.threshold) + ", model " + s->model_version);
       ++b.waiting;
     }
     if (b.waiting == 0) {
@@ -136,6 +141,8 @@ struct worker_state {
     } else if (auto err = mark_sent(b.ids)) {
       b.answer.deliver(err);
     } else {
+      for (size_t k = 0; k < b.ids.size(); ++k)
+        cfg.log.info(b.notes[k], b.ids[k]);
       b.answer.deliver(b.fresh);
     }
     batches.erase(i);

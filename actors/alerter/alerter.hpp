@@ -3,6 +3,7 @@
 #include <chrono>
 #include <string>
 
+#include "runtime/core/log.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/group/group_spec.hpp"
 
@@ -19,6 +20,8 @@ struct alerter_settings {
   /// How long an alerted transaction id is remembered (replays within it
   /// never raise a second alert).
   std::chrono::seconds remember{7 * 24 * 3600};
+  /// Each alert Kafka confirmed is logged here (info, with its transaction id).
+  log_fn log;
 };
 
 /// The JSON of one alert (schema 1): the transaction, its score, the model,

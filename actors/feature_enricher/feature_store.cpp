@@ -45,7 +45,7 @@ feature_store::feature_store(std::unique_ptr<redis::connection> conn, std::strin
 
 caf::expected<std::unique_ptr<feature_store>>
 feature_store::make(const std::string& url, caf::timespan timeout, caf::timespan ttl) {
-  auto conn = redis::connection::make(url, timeout);
+  auto conn = redis::connection::make(url, timeout, "feature-enricher");
   if (!conn)
     return conn.error();
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(ttl).count();

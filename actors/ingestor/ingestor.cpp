@@ -13,6 +13,7 @@
 #include "runtime/core/messages.hpp"
 #include "runtime/kafka/dead_letter.hpp"
 #include "runtime/kafka/client.hpp"
+#include "runtime/kafka/record_json.hpp"
 
 using namespace std::chrono_literals;
 
@@ -86,6 +87,7 @@ struct worker_state {
   // counters
   uint64_t read = 0, scored = 0, degraded = 0, alerts = 0, dead = 0, retries = 0;
   stage_times times;
+  log_budget dead_log;
 
   void log(const std::string& line) {
     if (cfg.log)
@@ -152,9 +154,20 @@ struct worker_state {
       ++pending;
       auto tx = parse_transaction(r.value);
       if (!tx) {
-        send_dead_letter(r, render(tx.error()), p.epoch);
+        auto why = render(tx.error());
+        uint64_t held = 0;
+        if (cfg.log && dead_log.take(held))
+          cfg.log.warning(name + ": dead letter (" + why + ") for " + r.topic + "/"
+                            + std::to_string(r.partition) + "@" + std::to_string(r.offset)
+                            + (held ? "; " + std::to_string(held) + " more were not logged" : ""),
+                          kafka::event_id(r.value, r.topic, r.partition, r.offset));
+        send_dead_letter(r, why, p.epoch);
         continue;
       }
+      if (cfg.log.enabled(log_level::trace))
+        cfg.log.trace(name + ": read " + r.topic + "/" + std::to_string(r.partition) + "@"
+                        + std::to_string(r.offset),
+                      tx->id);
       p.queue.push_back({r.offset, std::move(*tx), read_at});
     }
     if (cut != std::string::npos && cut >= recs.size())
@@ -256,6 +269,11 @@ struct worker_state {
                 auto alerter = cfg.router_of("alerter");
                 if (!alerter)
                   return stage_failed(id, "alerter", caf::make_error(ec::group_down));
+                if (cfg.log.enabled(log_level::debug))
+                  for (auto& x : scores)
+                    cfg.log.debug(name + ": scored " + std::to_string(x.probability) + " by model "
+                                    + x.model_version + (x.item.degraded ? " (degraded)" : ""),
+                                  x.item.tx.id);
                 auto n = scores.size();
                 auto deg = static_cast<uint64_t>(
                   std::count_if(scores.begin(), scores.end(),

@@ -6,6 +6,7 @@
 #include <caf/actor.hpp>
 #include <caf/timespan.hpp>
 
+#include "runtime/core/log.hpp"
 #include "runtime/group/group_spec.hpp"
 
 namespace troupe::ingest {
@@ -37,7 +38,7 @@ struct ingestor_settings {
   /// The routers of the next stages, by domain (`feature-enricher`,
   /// `fraud-detector`, `alerter`).
   std::function<caf::actor(const std::string&)> router_of;
-  std::function<void(const std::string&)> log;
+  log_fn log;
 };
 
 /// The `ingestor` group: each worker is a detached member of the Kafka

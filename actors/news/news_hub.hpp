@@ -8,6 +8,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include "runtime/core/log.hpp"
 #include "actors/news/article_store.hpp"
 
 namespace troupe::news {
@@ -29,7 +30,7 @@ struct hub_settings {
   /// The node agent: the hub subscribes to membership and asks each peer's
   /// agent for that peer's hub. Invalid on a standalone node.
   caf::actor agent;
-  std::function<void(const std::string&)> log;
+  log_fn log;
 };
 
 /// Spawns a node's news hub: the one place where articles, reads and alerts

@@ -25,7 +25,7 @@ struct worker_state {
   std::optional<preferences> lookup(const std::string& user) {
     if (!redis || !redis->alive()) {
       redis.reset();
-      auto c = redis::connection::make(cfg.redis, 300ms);
+      auto c = redis::connection::make(cfg.redis, 300ms, "ranker");
       if (!c)
         return std::nullopt;
       redis = std::move(*c);

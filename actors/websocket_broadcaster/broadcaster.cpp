@@ -9,6 +9,7 @@
 #include "runtime/core/error.hpp"
 #include "runtime/kafka/client.hpp"
 #include "runtime/kafka/dead_letter.hpp"
+#include "runtime/kafka/record_json.hpp"
 
 using namespace std::chrono_literals;
 
@@ -26,6 +27,7 @@ struct reader_state {
   uint64_t alerts = 0;
   uint64_t dead = 0;
   size_t partitions = 0;
+  log_budget dead_log;
 
   void log(const std::string& line) {
     if (cfg.log)
@@ -53,6 +55,12 @@ struct reader_state {
 
   void dead_letter(const kafka::record& r, const std::string& reason) {
     ++dead;
+    uint64_t held = 0;
+    if (cfg.log && dead_log.take(held))
+      cfg.log.warning(name + ": dead letter (" + reason + ") for " + r.topic + "/"
+                        + std::to_string(r.partition) + "@" + std::to_string(r.offset)
+                        + (held ? "; " + std::to_string(held) + " more were not logged" : ""),
+                      kafka::event_id(r.value, r.topic, r.partition, r.offset));
     auto err = producer->produce(cfg.dead_letter_topic, r.key,
                                  kafka::dead_letter_json(reason, r.topic, r.partition, r.offset,
                                                          r.key, r.value));
@@ -68,6 +76,10 @@ struct reader_state {
         return;
       }
       ++articles;
+      if (cfg.log.enabled(log_level::debug))
+        cfg.log.debug(name + ": article " + a->category + (a->breaking ? " (breaking)" : "")
+                        + " to the news hub",
+                      a->id);
       caf::anon_send(hub, article_atom::value, std::move(*a), false);
       return;
     }
@@ -81,6 +93,10 @@ struct reader_state {
       return;
     }
     ++alerts;
+    if (cfg.log.enabled(log_level::debug))
+      cfg.log.debug(name + ": alert for user " + (*tx)["user"].get<std::string>()
+                      + " to the news hub",
+                    (*tx)["id"].get<std::string>());
     caf::anon_send(hub, alert_push_atom::value, (*tx)["id"].get<std::string>(),
                    (*tx)["user"].get<std::string>(), r.value, false);
   }

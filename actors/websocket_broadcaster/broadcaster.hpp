@@ -7,6 +7,7 @@
 #include <caf/actor.hpp>
 #include <caf/timespan.hpp>
 
+#include "runtime/core/log.hpp"
 #include "actors/websocket_broadcaster/gateway.hpp"
 #include "runtime/group/group_spec.hpp"
 
@@ -26,7 +27,7 @@ struct broadcaster_settings {
   std::function<caf::actor()> hub;
   /// The cluster router of a domain (`ranker`).
   std::function<caf::actor(const std::string&)> router_of;
-  std::function<void(const std::string&)> log;
+  log_fn log;
 };
 
 /// The `websocket-broadcaster` group. Each worker:

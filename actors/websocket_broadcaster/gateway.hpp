@@ -12,6 +12,7 @@
 #include <caf/actor.hpp>
 #include <caf/timespan.hpp>
 
+#include "runtime/core/log.hpp"
 #include "actors/news/article_store.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/http/server.hpp"
@@ -39,7 +40,7 @@ struct gateway_settings {
   caf::timespan detach_grace = std::chrono::seconds(3);
   /// How long a feed request may take before the client gets `feed_failed`.
   caf::timespan feed_timeout = std::chrono::seconds(5);
-  std::function<void(const std::string&)> log;
+  log_fn log;
 };
 
 /// Counters of the gateway's protocol, read with relaxed loads.

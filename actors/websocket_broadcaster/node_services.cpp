@@ -84,7 +84,7 @@ caf::expected<std::unique_ptr<node_services>>
 node_services::make(caf::actor_system& sys, const topology::topology& topo,
                     const topology::node_spec& node, const caf::actor& agent,
                     std::shared_ptr<group_directory> directory,
-                    std::function<void(const std::string&)> log, route_fn extra_routes) {
+                    log_fn log, route_fn extra_routes) {
   std::unique_ptr<node_services> ptr{new node_services};
   ptr->node_ = node.name;
   ptr->directory_ = directory;

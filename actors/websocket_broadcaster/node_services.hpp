@@ -8,6 +8,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
+#include "runtime/core/log.hpp"
 #include "actors/domain_context.hpp"
 #include "actors/news/article_store.hpp"
 #include "actors/websocket_broadcaster/gateway.hpp"
@@ -36,7 +37,7 @@ public:
   static caf::expected<std::unique_ptr<node_services>>
   make(caf::actor_system& sys, const topology::topology& topo, const topology::node_spec& node,
        const caf::actor& agent, std::shared_ptr<group_directory> directory,
-       std::function<void(const std::string&)> log, route_fn extra_routes = {});
+       log_fn log, route_fn extra_routes = {});
 
   ~node_services();
 

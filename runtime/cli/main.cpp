@@ -266,6 +266,9 @@ struct node_options {
   uint64_t count = 10000;
   bool expect_no_loss = false;
   std::string status_every = "1s";
+  /// Overrides the topology's log level and format (empty: keep them).
+  std::string log_level;
+  std::string log_format;
 };
 
 /// The topology file at `path`, or nothing once its first problem was
@@ -295,12 +298,27 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
     return 2;
   }
   auto spec = *self_spec;
-  auto out_mtx = std::make_shared<std::mutex>();
-  auto log = [out_mtx, name = opt.name](const std::string& line) {
-    std::lock_guard<std::mutex> guard{*out_mtx};
-    std::printf("[%s] %s\n", name.c_str(), line.c_str());
-    std::fflush(stdout);
-  };
+  // The log: the cluster's level and format, the node's own level, then the
+  // command line's.
+  auto level = spec.log.value_or(topo->cluster.log);
+  auto format = topo->cluster.format;
+  if (!opt.log_level.empty()) {
+    auto x = parse_log_level(opt.log_level);
+    if (!x) {
+      std::cerr << "troupe node: --log-level: " << render(x.error()) << "\n";
+      return 2;
+    }
+    level = *x;
+  }
+  if (!opt.log_format.empty()) {
+    auto x = parse_log_format(opt.log_format);
+    if (!x) {
+      std::cerr << "troupe node: --log-format: " << render(x.error()) << "\n";
+      return 2;
+    }
+    format = *x;
+  }
+  auto log = log_fn{logger::make(opt.name, level, format)};
   config cfg;
   cluster::configure_system(cfg, topo->cluster, spec);
   caf::actor_system sys{cfg};
@@ -373,12 +391,14 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   ms.directory = directory;
   ms.agent = *agent;
   ms.extra = [svc = services->get()](metrics::exposition& e) { svc->metrics(e); };
+  ms.log = log.get();
   auto collector = metrics::spawn_collector(sys, ms, metrics_text);
   supervisor_spec groups_spec;
   groups_spec.name = opt.name + ".groups";
   groups_spec.dynamic = true;
   groups_spec.intensity = 10;
   groups_spec.period = std::chrono::seconds(60);
+  groups_spec.log = log;
   auto groups = spawn_supervisor(sys, groups_spec);
   {
     node_info info;
@@ -660,6 +680,9 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--group", nopt.group, "with --config and --rate: the group to load")
     ->capture_default_str();
   node_cmd->add_option("--redis", nopt.redis, "Redis URL (overrides the topology's)");
+  node_cmd->add_option("--log-level", nopt.log_level,
+                       "error, warning, info, debug or trace (overrides the topology's)");
+  node_cmd->add_option("--log-format", nopt.log_format, "text or json (overrides the topology's)");
   node_cmd->add_option("--instances", nopt.instances, "workers of the echo group")
     ->capture_default_str();
   node_cmd->add_option("--duration", nopt.duration, "stop after this long (0: on SIGINT/SIGTERM)")
@@ -685,6 +708,9 @@ int main(int argc, char** argv) {
   troupe::launcher::up_options uopt;
   auto* up_cmd = app.add_subcommand("up", "launch the local cluster of a topology file");
   up_cmd->add_option("file", uopt.config, "the topology file")->capture_default_str();
+  up_cmd->add_option("--log-level", uopt.log_level,
+                     "every node's log level: error, warning, info, debug or trace");
+  up_cmd->add_option("--log-format", uopt.log_format, "every node's log format: text or json");
 
   std::string token_user;
   std::string token_file = "cluster.conf";

@@ -25,6 +25,7 @@
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/histogram.hpp"
+#include "runtime/core/log.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
 #include "runtime/kafka/client.hpp"
@@ -118,6 +119,11 @@ const std::vector<command_help>& commands() {
     {"shutdown", "", "stop every node, in reverse topology order",
      "Each node stops in order (groups, then its agent) and exits with code 0;\n"
      "`troupe up` then stops Kafka and Redis and ends."},
+    {"log", "[<level> [<node>]]", "each node's log level, or set it (every node, or one)",
+     "Levels, from quiet to verbose: error, warning, info, debug, trace.\n"
+     "debug adds a line per event (its id as `event=`), trace more. The level\n"
+     "lives in the running node: a restarted node logs at the topology's\n"
+     "`log_level` again."},
     {"quit", "", "leave the shell (also exit, Ctrl-D)", ""},
   };
   return xs;
@@ -286,6 +292,10 @@ public:
       return args.size() == 1 ? stop(args[0]) : usage("usage: stop <node>");
     if (cmd == "shutdown")
       return args.empty() ? shutdown() : usage("shutdown takes no argument");
+    if (cmd == "log")
+      return args.size() <= 2 ? log_level(args.empty() ? "" : args[0],
+                                          args.size() < 2 ? "" : args[1])
+                              : usage("usage: log [<level> [<node>]]");
     std::string known;
     for (auto& c : commands())
       known += (known.empty() ? "" : ", ") + std::string{c.name};
@@ -973,6 +983,50 @@ private:
     return o;
   }
 
+  /// `log`: each node's log level; with `level`, sets it on every node (or
+  /// on `node`).
+  outcome log_level(const std::string& level, const std::string& node) {
+    if (!level.empty()) {
+      if (auto x = parse_log_level(level); !x) {
+        auto why = render(x.error());
+        return usage(why.substr(why.find(": ") + 2));
+      }
+    }
+    if (!node.empty() && !topo_.node(node))
+      return usage("no node '" + node + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["nodes"] = json::object();
+    for (auto& [name, info] : infos) {
+      if (!node.empty() && name != node)
+        continue;
+      auto agent = links_[name].agent;
+      auto answer = level.empty() ? ask<std::string>(agent, log_level_atom::value)
+                                  : ask<std::string>(agent, log_level_atom::value, level);
+      if (!answer) {
+        o.rc = shell_failed;
+        o.text += name + ": " + render(answer.error()) + "\n";
+        o.doc["failed"][name] = render(answer.error());
+        continue;
+      }
+      if (level.empty()) {
+        o.text += pad(name, 10) + *answer + "\n";
+        o.doc["nodes"][name] = *answer;
+      } else {
+        o.text += name + ": log level " + *answer + " -> " + level + "\n";
+        o.doc["nodes"][name] = {{"before", *answer}, {"level", level}};
+      }
+    }
+    if (!node.empty() && !infos.count(node)) {
+      o.rc = shell_failed;
+      o.text += node + ": unreachable\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
   /// `model load PATH` (non-empty `path`) or `model status`, on every node
   /// hosting a fraud-detector group.
   outcome model(const std::string& path) {
@@ -1252,6 +1306,9 @@ int run_shell(const shell_options& opt) {
     if (!first_word)
       for (auto& n : *completion_names())
         completion_words.push_back(n);
+    if (line.rfind("log ", 0) == 0)
+      for (auto level : {"error", "warning", "info", "debug", "trace"})
+        completion_words.push_back(level);
     (void) end;
     rl_attempted_completion_over = 1;
     return rl_completion_matches(text, complete_next);

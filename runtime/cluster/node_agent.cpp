@@ -138,7 +138,7 @@ struct agent_state {
   caf::result<std::string> on_hello(const std::string& name, const std::string& cluster) {
     auto nid = sender_node();
     if (cluster != topo.cluster.name) {
-      log("refused node '" + name + "': it belongs to cluster '" + cluster + "'");
+      log.warning("refused node '" + name + "': it belongs to cluster '" + cluster + "'");
       return caf::make_error(ec::not_authenticated, "wrong cluster");
     }
     if (is_operator(name)) {
@@ -149,7 +149,7 @@ struct agent_state {
       return nonce;
     }
     if (!topo.node(name) || name == me) {
-      log("refused node '" + name + "': not a node of this cluster");
+      log.warning("refused node '" + name + "': not a node of this cluster");
       return caf::make_error(ec::not_authenticated, "unknown node");
     }
     auto nonce = make_nonce();
@@ -167,13 +167,13 @@ struct agent_state {
     auto nid = sender_node();
     auto i = nonces.find({nid, name});
     if (i == nonces.end()) {
-      log("refused node '" + name + "': no challenge pending");
+      log.warning("refused node '" + name + "': no challenge pending");
       return caf::make_error(ec::not_authenticated, "no challenge");
     }
     auto expected = make_proof(topo.cluster.secret, topo.cluster.name, name, i->second);
     nonces.erase(i);
     if (!same_proof(proof, expected)) {
-      log("refused node '" + name + "': wrong secret");
+      log.warning("refused node '" + name + "': wrong secret");
       return caf::make_error(ec::not_authenticated, "wrong secret");
     }
     trusted[nid] = name;
@@ -215,13 +215,13 @@ struct agent_state {
       p.next_attempt = std::chrono::steady_clock::now()
                        + std::chrono::milliseconds(base + base * jitter / 100);
       if (why.find("not_authenticated") != std::string::npos) {
-        log("peer '" + name + "' refused us: " + why);
+        log.warning("peer '" + name + "' refused us: " + why);
         return;
       }
       // The first failure after being up, then every 10th (about 20 s apart
       // once the backoff reaches its 2 s cap).
       if (p.failures++ % 10 == 0 && p.since_ms != 0)
-        log("cannot reach " + name + " (" + step + ": " + why + "), retrying");
+        log.warning("cannot reach " + name + " (" + step + ": " + why + "), retrying");
     };
     self->request(mm, request_timeout(), caf::connect_atom::value, p.dial_host, p.dial_port)
       .then(
@@ -269,7 +269,11 @@ struct agent_state {
     p.state = "down";
     p.since_ms = unix_ms();
     if (was_up) {
-      log("member " + name + " down (" + reason + ")");
+      // A peer that stopped on purpose is news; one that was lost, a warning.
+      log.write(reason == "user_shutdown" || reason.rfind("stopped_by_operator", 0) == 0
+                  ? log_level::info
+                  : log_level::warning,
+                "member " + name + " down (" + reason + ")");
       notify_down(name, reason);
     }
   }
@@ -281,7 +285,7 @@ struct agent_state {
   /// rejoins through the usual handshake and claims; otherwise a group meant
   /// to run once would run here and at its new home.
   void on_paused(std::chrono::milliseconds gap) {
-    log("paused for " + std::to_string(gap.count()) + " ms (longer than the failure timeout): "
+    log.warning("paused for " + std::to_string(gap.count()) + " ms (longer than the failure timeout): "
         "peers count this node as lost; leaving and rejoining");
     for (auto& [name, p] : peers) {
       if (p.agent)
@@ -427,12 +431,37 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       auto now = i != st.scaled.end() ? i->second : st.topo.group(group)->instances;
       if (now != n) {
         st.scaled[group] = n;
-        st.log("scaling " + group + ": " + std::to_string(now) + " -> " + std::to_string(n)
+        st.log.with_group(group)("scaling " + group + ": " + std::to_string(now) + " -> " + std::to_string(n)
                + " instances");
         for (auto& l : st.listeners)
           self->send(l, scale_atom::value, group, n);
       }
       return caf::unit;
+    },
+    [self](log_level_atom) -> std::string {
+      auto& l = self->state.log.get();
+      return l ? to_string(l->level()) : "none";
+    },
+    [self](log_level_atom, std::string& level) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (!st.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      auto x = parse_log_level(level);
+      if (!x)
+        return x.error();
+      auto& l = st.log.get();
+      if (!l)
+        return caf::make_error(ec::invalid_argument, std::string{"this node has no log"});
+      std::string before = to_string(l->level());
+      if (*x != l->level()) {
+        auto who = st.trusted.count(st.sender_node()) ? st.trusted[st.sender_node()]
+                                                     : std::string{"this node"};
+        // A warning, so that it shows at every level but `error`.
+        l->set_level(std::max(*x, log_level::warning));
+        st.log.warning("log level " + before + " -> " + to_string(*x) + ": asked by " + who);
+        l->set_level(*x);
+      }
+      return before;
     },
     [self](halt_atom) -> caf::result<void> {
       if (!self->state.sender_trusted())

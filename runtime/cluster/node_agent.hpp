@@ -8,13 +8,11 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
+#include "runtime/core/log.hpp"
 #include "runtime/node/node.hpp"
 #include "topology/topology.hpp"
 
 namespace troupe::cluster {
-
-/// Writes one log line; the node prefixes its name. Called from the agent.
-using log_fn = std::function<void(const std::string&)>;
 
 /// Where to dial a peer instead of its `host:cluster_port` (node name ->
 /// host, port): the local ends of the TLS tunnel.

@@ -38,6 +38,7 @@ struct manager_state {
   /// Nodes an operator drained: they host nothing, their instances move.
   std::set<std::string> drained;
   bool minority = false;
+  bool had_majority = false;
   /// What the plan of the live nodes gives this node: group -> instance -> moved.
   std::map<std::string, std::map<uint32_t, bool>> desired;
   /// What runs here now.
@@ -64,14 +65,17 @@ struct manager_state {
     desired.clear();
     if (live_count() * 2 <= n && n > 1) {
       if (!minority)
-        log("minority: " + std::to_string(live_count()) + " of " + std::to_string(n)
-            + " nodes seen; hosting nothing until a majority is back");
+        // A warning once a majority was lost; at start, the usual wait.
+        log.write(had_majority ? log_level::warning : log_level::info,
+                  "minority: " + std::to_string(live_count()) + " of " + std::to_string(n)
+                    + " nodes seen; hosting nothing until a majority is back");
       minority = true;
     } else {
       if (minority)
         log("majority: " + std::to_string(live_count()) + " of " + std::to_string(n)
             + " nodes seen");
       minority = false;
+      had_majority = true;
       std::set<std::string> alive{me};
       for (auto& kv : peers)
         alive.insert(kv.first);
@@ -187,7 +191,7 @@ struct manager_state {
     auto log_error = [this, name = g.name](const char* what) {
       return [this, name, what](caf::error& err) {
         if (err != ec::no_such_child)
-          log(std::string{what} + " " + name + " failed: " + render(err));
+          log.warning(std::string{what} + " " + name + " failed: " + render(err));
       };
     };
     directory->put(g.name, caf::actor{});
@@ -206,15 +210,17 @@ struct manager_state {
     for (auto& kv : have)
       ids.push_back(kv.first);
     directory->set_instances(g.name, std::move(ids));
+    auto glog = log.with_group(g.name);
     if (have.empty()) {
-      log("hosting " + g.name + ": none");
+      glog("hosting " + g.name + ": none");
       return;
     }
     auto spec = factory(g, static_cast<uint32_t>(have.size()));
     if (!spec) {
-      log("cannot host " + g.name + ": " + render(spec.error()));
+      glog.error("cannot host " + g.name + ": " + render(spec.error()));
       return;
     }
+    spec->log = glog;
     auto child = group_child(*spec, [dir = directory, name = g.name](const caf::actor& r) {
       dir->put(name, r);
       // A router that ends leaves the directory: one that registered after
@@ -223,7 +229,7 @@ struct manager_state {
         [dir, name, addr = r.address()] { dir->erase_if(name, addr); });
     });
     if (!child) {
-      log("cannot host " + g.name + ": " + render(child.error()));
+      glog.error("cannot host " + g.name + ": " + render(child.error()));
       return;
     }
     self->request(groups, 30s, start_child_atom::value, *child)
@@ -234,7 +240,7 @@ struct manager_state {
       line += (first ? " #" : ", #") + std::to_string(instance) + (moved ? " (moved)" : "");
       first = false;
     }
-    log(line);
+    glog(line);
   }
 };
 

@@ -99,6 +99,10 @@ using scale_atom = caf::atom_constant<caf::atom("scale")>;
 /// `(halt_atom) -> ok` to a node agent: the node stops in order and its
 /// process exits with code 0 (`troupe shell stop`, `shutdown`).
 using halt_atom = caf::atom_constant<caf::atom("halt")>;
+/// `(log_level_atom) -> std::string` to a node agent: the node's log level;
+/// `(log_level_atom, std::string level) -> std::string`: sets it and answers
+/// the one before (`troupe shell log`). Only members and operators may set.
+using log_level_atom = caf::atom_constant<caf::atom("loglevel")>;
 
 /// One node as a node agent sees it.
 struct member_info {

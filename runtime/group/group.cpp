@@ -8,6 +8,7 @@
 #include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/histogram.hpp"
 #include "runtime/core/messages.hpp"
@@ -130,6 +131,7 @@ struct router_state {
   /// Acceptance to answer of completed requests.
   histogram latency;
   std::deque<dead_letter> recent_dead;
+  log_budget dead_budget;
 
   // -- the worker supervisor ---------------------------------------------------
 
@@ -141,6 +143,7 @@ struct router_state {
     s.intensity = spec.intensity;
     s.period = spec.period;
     s.backoff = spec.backoff;
+    s.log = spec.log;
     auto router = self->address();
     for (size_t i = 0; i < spec.instances; ++i) {
       child_spec c;
@@ -209,6 +212,9 @@ struct router_state {
       return;
     }
     down = true;
+    spec.log.error("group " + spec.name + " down (" + render(reason) + "): "
+                   + (spec.fallback ? "its fallback answers" : "requests fail")
+                   + "; restarting in " + to_duration_string(spec.restart_delay));
     // Callers waiting for an answer get the fallback now; fire-and-forget
     // messages wait (bounded by max_in_flight) for the group to return.
     std::vector<uint64_t> requests;
@@ -233,8 +239,12 @@ struct router_state {
     ++stats.group_restarts;
     if (auto err = start_supervisor()) {
       // Could not even spawn: try again after the same delay.
+      spec.log.error("group " + spec.name + " cannot restart (" + render(err) + "), trying again in "
+                     + to_duration_string(spec.restart_delay));
       self->delayed_send(self, spec.restart_delay, restart_atom::value, generation);
+      return;
     }
+    spec.log.warning("group " + spec.name + " restarted");
   }
 
   // -- accepting -----------------------------------------------------------------
@@ -486,6 +496,10 @@ struct router_state {
 
   void dead(caf::message content, std::string why, uint32_t crashes) {
     ++stats.dead_letters;
+    uint64_t held = 0;
+    if (dead_budget.take(held))
+      spec.log.warning("dead letter: " + why
+                       + (held ? " (" + std::to_string(held) + " more were not logged)" : ""));
     dead_letter letter{spec.name, std::move(why), std::move(content), crashes};
     if (spec.dead_letters)
       self->send(spec.dead_letters, letter);

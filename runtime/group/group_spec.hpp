@@ -112,6 +112,12 @@ struct group_spec {
   caf::actor dead_letters;
   /// How many dead letters the router keeps for `dead_letters_atom`.
   size_t dead_letter_history = 64;
+
+  // -- reports -----------------------------------------------------------------------
+  /// The node's log with this group as the lines' group: the workers'
+  /// supervisor reports crashes to it, and the router its dead letters (at
+  /// most 20 lines a second) and the group going down and coming back.
+  log_fn log;
 };
 
 /// Returns an error naming the problem if `x` makes no sense (zero instances,

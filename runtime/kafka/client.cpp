@@ -6,11 +6,18 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/core/registry.hpp"
 
 namespace troupe::kafka {
 
 namespace {
+
+registry::labels lag_labels(const std::string& group, const std::string& topic,
+                            int32_t partition) {
+  return {{"consumer_group", group}, {"topic", topic}, {"partition", std::to_string(partition)}};
+}
 
 caf::error kafka_error(const std::string& what, rd_kafka_resp_err_t err) {
   return caf::make_error(ec::invalid_argument, what + ": " + rd_kafka_err2str(err));
@@ -154,6 +161,8 @@ void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partiti
       rd_kafka_assign(rk, nullptr);
     for (auto& x : xs) {
       self->revoked_.push_back(x);
+      self->revoked_lag_.push_back(x);
+      self->committed_.erase({x.topic, x.partition});
       self->assigned_.erase(std::remove_if(self->assigned_.begin(), self->assigned_.end(),
                                            [&](const partition_offset& a) {
                                              return a.topic == x.topic
@@ -175,6 +184,7 @@ consumer::make(const settings& conf, const std::string& group,
   if (!c)
     return c.error();
   std::unique_ptr<consumer> k{new consumer};
+  k->group_ = group;
   rd_kafka_conf_set_rebalance_cb(
     *c, [](rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
            void* opaque) { on_rebalance(rk, err, parts, opaque); });
@@ -197,6 +207,7 @@ consumer::make(const settings& conf, const std::string& group,
 }
 
 consumer::~consumer() {
+  registry::instance().erase_gauges(this);
   rd_kafka_consumer_close(rk_);
   rd_kafka_destroy(rk_);
 }
@@ -224,13 +235,57 @@ std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
         r.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload)
         r.value.assign(static_cast<const char*>(m->payload), m->len);
+      auto& counter = read_counters_[r.topic];
+      if (!counter)
+        counter = &registry::instance().counter("troupe_kafka_consumer_records_total",
+                                                {{"consumer_group", group_}, {"topic", r.topic}});
+      counter->fetch_add(1, std::memory_order_relaxed);
       out.push_back(std::move(r));
     }
     rd_kafka_message_destroy(m);
     if (rebalanced_at_ != std::string::npos)
       break; // the rest in the next poll, after the owner caught up
   }
+  auto now = unix_ms();
+  if (now - lag_published_ms_ >= 250) {
+    lag_published_ms_ = now;
+    publish_lag();
+  }
   return out;
+}
+
+std::vector<partition_offset> consumer::lag() {
+  std::vector<partition_offset> result;
+  if (assigned_.empty())
+    return result;
+  auto list = to_list(assigned_);
+  rd_kafka_position(rk_, list);
+  auto positions = from_list(list);
+  rd_kafka_topic_partition_list_destroy(list);
+  for (auto& p : positions) {
+    int64_t low = RD_KAFKA_OFFSET_INVALID;
+    int64_t high = RD_KAFKA_OFFSET_INVALID;
+    if (rd_kafka_get_watermark_offsets(rk_, p.topic.c_str(), p.partition, &low, &high)
+          != RD_KAFKA_RESP_ERR_NO_ERROR
+        || high < 0)
+      continue;
+    auto i = committed_.find({p.topic, p.partition});
+    auto from = i != committed_.end() ? i->second : p.offset;
+    if (from < 0)
+      continue; // nothing read or committed yet
+    result.push_back({p.topic, p.partition, std::max<int64_t>(0, high - from)});
+  }
+  return result;
+}
+
+void consumer::publish_lag() {
+  auto& reg = registry::instance();
+  for (auto& r : revoked_lag_)
+    reg.erase_gauge("troupe_kafka_consumer_lag", lag_labels(group_, r.topic, r.partition), this);
+  revoked_lag_.clear();
+  for (auto& x : lag())
+    reg.set_gauge("troupe_kafka_consumer_lag", lag_labels(group_, x.topic, x.partition),
+                  static_cast<double>(x.offset), this);
 }
 
 caf::error consumer::commit(const std::vector<partition_offset>& next) {
@@ -241,6 +296,8 @@ caf::error consumer::commit(const std::vector<partition_offset>& next) {
   rd_kafka_topic_partition_list_destroy(list);
   if (err)
     return kafka_error("commit", err);
+  for (auto& n : next)
+    committed_[{n.topic, n.partition}] = n.offset;
   return caf::none;
 }
 

@@ -141,12 +141,28 @@ public:
   /// Non-fatal consume errors since the last call (for the logs).
   std::vector<std::string> take_errors();
 
+  /// Per assigned partition, the records not yet committed by this member:
+  /// the partition's high watermark (as the last fetch saw it) minus the
+  /// offset this member last committed, or minus its read position before
+  /// its first commit. Partitions whose figures are not known yet are left
+  /// out. `poll` publishes the same figures, at most 4 times a second, as
+  /// `troupe_kafka_consumer_lag` in the process's registry.
+  std::vector<partition_offset> lag();
+
 private:
   consumer() = default;
   static void on_rebalance(rd_kafka_s*, int err, rd_kafka_topic_partition_list_s* parts,
                            void* opaque);
+  void publish_lag();
 
   rd_kafka_s* rk_ = nullptr;
+  std::string group_;
+  /// The next offset to read, as this member last committed it.
+  std::map<std::pair<std::string, int32_t>, int64_t> committed_;
+  std::map<std::string, std::atomic<uint64_t>*> read_counters_;
+  /// Revoked partitions whose lag gauges are still to be erased.
+  std::vector<partition_offset> revoked_lag_;
+  int64_t lag_published_ms_ = 0;
   std::vector<partition_offset> assigned_;
   std::vector<partition_offset> revoked_;
   std::vector<std::string> errors_;

@@ -27,4 +27,18 @@ caf::expected<nlohmann::json> parse_record_json(std::string_view bytes, size_t m
   return j;
 }
 
+std::string event_id(std::string_view bytes, const std::string& topic, int32_t partition,
+                     int64_t offset) {
+  if (bytes.size() <= (1u << 20)) {
+    auto j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+    if (j.is_object()) {
+      auto id = j.find("id");
+      if (id != j.end() && id->is_string() && !id->get_ref<const std::string&>().empty()
+          && id->get_ref<const std::string&>().size() <= 128)
+        return id->get<std::string>();
+    }
+  }
+  return topic + "/" + std::to_string(partition) + "@" + std::to_string(offset);
+}
+
 } // namespace troupe::kafka

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 #include <caf/expected.hpp>
@@ -14,5 +16,10 @@ namespace troupe::kafka {
 /// 'schema'`, `field 'schema' must be an integer`, `unsupported schema N`.
 caf::expected<nlohmann::json> parse_record_json(std::string_view bytes, size_t max_bytes,
                                                 int schema);
+
+/// The event id for the logs of a record that may be malformed: its JSON's
+/// string `id` (at most 128 bytes), else `topic/partition@offset`.
+std::string event_id(std::string_view bytes, const std::string& topic, int32_t partition,
+                     int64_t offset);
 
 } // namespace troupe::kafka

@@ -37,11 +37,18 @@ extern "C" void on_stop_signal(int) {
 
 std::mutex out_mtx;
 
-/// Prints `line` as `[who] line`, unless the process already prefixed it.
+/// Prints `line` as `[who] line`, unless the process already named itself:
+/// a node's log line (`TIME LEVEL [who] ...`, or a JSON object with its
+/// `node`) is printed as it is.
 void print(const std::string& who, const std::string& line) {
   std::lock_guard<std::mutex> guard{out_mtx};
   auto prefix = "[" + who + "]";
-  if (line.rfind(prefix, 0) == 0)
+  auto named = line.rfind(prefix, 0) == 0 || line.rfind("{\"ts\":", 0) == 0;
+  if (!named) {
+    auto at = line.find(" " + prefix + " ");
+    named = at != std::string::npos && at < 32;
+  }
+  if (named)
     std::printf("%s\n", line.c_str());
   else
     std::printf("%s %s\n", prefix.c_str(), line.c_str());
@@ -197,10 +204,15 @@ int run_up(const up_options& opt) {
   // crash, and the node is started again.
   for (auto& n : local) {
     auto name = n.name;
+    std::vector<std::string> args{opt.troupe_binary, "node",  "--config", opt.config,
+                                  "--name",          name,    "--kafka",  bootstrap,
+                                  "--redis",         redis};
+    if (!opt.log_level.empty())
+      args.insert(args.end(), {"--log-level", opt.log_level});
+    if (!opt.log_format.empty())
+      args.insert(args.end(), {"--log-format", opt.log_format});
     auto child = process_child(
-      name,
-      {opt.troupe_binary, "node", "--config", opt.config, "--name", name, "--kafka", bootstrap,
-       "--redis", redis},
+      name, std::move(args),
       [name](const std::string& line) { print(name, line); },
       [name](int pid) { print("up", name + " started, pid " + std::to_string(pid)); });
     child.restart = restart_type::transient;

@@ -10,6 +10,10 @@ struct up_options {
   std::string config = "cluster.conf";
   /// The `troupe` executable the nodes run (normally this very binary).
   std::string troupe_binary;
+  /// Passed on to every node as `--log-level` and `--log-format` (empty:
+  /// the topology's).
+  std::string log_level;
+  std::string log_format;
 };
 
 /// `troupe up`: launches the local cluster of the topology file and returns

@@ -11,6 +11,7 @@
 
 #include "runtime/core/duration.hpp"
 #include "runtime/core/messages.hpp"
+#include "runtime/core/registry.hpp"
 
 namespace troupe::metrics {
 
@@ -214,6 +215,25 @@ struct collector_state {
                 "Crashes in the group supervisor's recent history (bounded), by kind of exit reason.",
                 {{"node", cfg.node}, {"group", g.name}, {"reason", reason}},
                 static_cast<double>(n));
+    }
+    if (cfg.log)
+      for (auto level : {log_level::error, log_level::warning, log_level::info, log_level::debug,
+                         log_level::trace})
+        e.counter("troupe_log_messages_total", "Log lines this node wrote, by level.",
+                  {{"node", cfg.node}, {"level", to_string(level)}},
+                  static_cast<double>(cfg.log->lines(level)));
+    if (cfg.with_registry) {
+      auto& help = registry::help();
+      for (auto& x : registry::instance().samples()) {
+        labels ls{{"node", cfg.node}};
+        ls.insert(ls.end(), x.ls.begin(), x.ls.end());
+        auto h = help.find(x.name);
+        auto text = h != help.end() ? h->second : x.name;
+        if (x.is_counter)
+          e.counter(x.name, text, ls, x.value);
+        else
+          e.gauge(x.name, text, ls, x.value);
+      }
     }
     if (cfg.extra)
       cfg.extra(e);

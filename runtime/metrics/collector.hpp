@@ -9,6 +9,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/timespan.hpp>
 
+#include "runtime/core/log.hpp"
 #include "runtime/metrics/prometheus.hpp"
 #include "runtime/node/node.hpp"
 
@@ -49,6 +50,10 @@ struct collector_settings {
   /// Adds the node's own figures (the gateway's, the HTTP server's) to each
   /// rendering; called on the collector's thread.
   std::function<void(exposition&)> extra;
+  /// The node's logger, for its lines per level (null: none).
+  std::shared_ptr<logger> log;
+  /// Also renders the process's registry (Kafka consumer lag, Redis errors).
+  bool with_registry = true;
 };
 
 /// Spawns a node's metrics collector: every `interval` it asks each local

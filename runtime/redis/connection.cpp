@@ -5,6 +5,7 @@
 #include <hiredis/hiredis.h>
 
 #include "runtime/core/error.hpp"
+#include "runtime/core/registry.hpp"
 
 namespace troupe::redis {
 
@@ -71,15 +72,28 @@ caf::expected<std::pair<std::string, uint16_t>> parse_url(const std::string& url
   }
 }
 
-connection::connection(void* ctx) : ctx_(ctx) {
+namespace {
+
+std::atomic<uint64_t>& errors_of(const std::string& client, const char* kind) {
+  return registry::instance().counter("troupe_redis_errors_total",
+                                      {{"client", client}, {"kind", kind}});
+}
+
+} // namespace
+
+connection::connection(void* ctx, const std::string& client)
+  : ctx_(ctx),
+    commands_(&registry::instance().counter("troupe_redis_commands_total", {{"client", client}})),
+    io_errors_(&errors_of(client, "io")),
+    reply_errors_(&errors_of(client, "reply")) {
 }
 
 connection::~connection() {
   redisFree(ctx_of(ctx_));
 }
 
-caf::expected<std::unique_ptr<connection>> connection::make(const std::string& url,
-                                                            caf::timespan timeout) {
+caf::expected<std::unique_ptr<connection>>
+connection::make(const std::string& url, caf::timespan timeout, const std::string& client) {
   auto where = parse_url(url);
   if (!where)
     return where.error();
@@ -88,13 +102,14 @@ caf::expected<std::unique_ptr<connection>> connection::make(const std::string& u
   if (c == nullptr)
     return caf::make_error(ec::invalid_argument, "cannot allocate a Redis context");
   if (c->err) {
+    errors_of(client, "connect").fetch_add(1, std::memory_order_relaxed);
     auto err = caf::make_error(ec::invalid_argument,
                                "cannot connect to " + url + ": " + std::string{c->errstr});
     redisFree(c);
     return err;
   }
   redisSetTimeout(c, tv);
-  return std::unique_ptr<connection>{new connection(c)};
+  return std::unique_ptr<connection>{new connection(c, client)};
 }
 
 bool connection::alive() const {
@@ -103,6 +118,23 @@ bool connection::alive() const {
 
 caf::expected<std::vector<reply>>
 connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
+  commands_->fetch_add(1, std::memory_order_relaxed);
+  auto result = round_trip(commands);
+  if (!result) {
+    io_errors_->fetch_add(1, std::memory_order_relaxed);
+    return result;
+  }
+  uint64_t bad = 0;
+  for (auto& r : *result)
+    if (r.kind == reply::error)
+      ++bad;
+  if (bad > 0)
+    reply_errors_->fetch_add(bad, std::memory_order_relaxed);
+  return result;
+}
+
+caf::expected<std::vector<reply>>
+connection::round_trip(const std::vector<std::vector<std::string>>& commands) {
   auto c = ctx_of(ctx_);
   if (c->err)
     return caf::make_error(ec::invalid_argument, std::string{"connection lost: "} + c->errstr);

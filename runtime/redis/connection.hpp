@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,10 +30,15 @@ caf::expected<std::pair<std::string, uint16_t>> parse_url(const std::string& url
 /// a CAF scheduler thread. Built by `make()`, which fails when the server
 /// cannot be reached within the timeout. After an I/O error the connection
 /// is dead (`alive()` is false) and every call fails at once: make a new one.
+///
+/// Counts, under the label `client` (the group that uses it), its round
+/// trips and its failures in the process's registry
+/// (`troupe_redis_commands_total`, `troupe_redis_errors_total` with kind
+/// `connect`, `io` or `reply`), which the node serves at `/metrics`.
 class connection {
 public:
-  static caf::expected<std::unique_ptr<connection>> make(const std::string& url,
-                                                         caf::timespan timeout);
+  static caf::expected<std::unique_ptr<connection>>
+  make(const std::string& url, caf::timespan timeout, const std::string& client = "troupe");
 
   ~connection();
 
@@ -50,8 +56,13 @@ public:
   caf::expected<reply> command(const std::vector<std::string>& args);
 
 private:
-  explicit connection(void* ctx);
+  connection(void* ctx, const std::string& client);
+  caf::expected<std::vector<reply>> round_trip(const std::vector<std::vector<std::string>>& cmds);
+
   void* ctx_;
+  std::atomic<uint64_t>* commands_;
+  std::atomic<uint64_t>* io_errors_;
+  std::atomic<uint64_t>* reply_errors_;
 };
 
 } // namespace troupe::redis

@@ -13,6 +13,8 @@
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 
+#include "runtime/core/log.hpp"
+
 namespace troupe {
 
 // -- child specs ---------------------------------------------------------------
@@ -100,6 +102,11 @@ struct supervisor_spec {
   bool dynamic = false;
   /// How many crashes the supervisor remembers for `crashes_atom`.
   size_t crash_history = 64;
+  /// Where the supervisor reports each crash and what it did about it
+  /// (a warning; an error when it gives up), like OTP's supervisor reports.
+  /// Lines carry the log's group, or else the crashed child's name up to
+  /// its `/`. Empty: no reports.
+  log_fn log;
 };
 
 /// Returns an error naming the problem if `x` makes no sense.

@@ -118,6 +118,16 @@ struct supervisor_state {
       who, std::chrono::duration_cast<std::chrono::milliseconds>(now).count(), reason, action});
     while (history.size() > spec.crash_history)
       history.pop_front();
+    if (!spec.log)
+      return;
+    auto level = action == "escalated" ? log_level::error : log_level::warning;
+    auto log = spec.log.group().empty() ? spec.log.with_group(who.substr(0, who.find('/')))
+                                        : spec.log;
+    if (who == spec.name)
+      log.write(level, "supervisor " + spec.name + ": " + reason + "; " + action);
+    else
+      log.write(level, "supervisor " + spec.name + ": " + who + " exited (" + reason + "); "
+                         + action);
   }
 
   // -- starting ----------------------------------------------------------------

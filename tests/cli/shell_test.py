@@ -470,7 +470,7 @@ def drain_stop_and_shutdown(c):
     mark = c.mark()
     rc, out, err = sh.run("-c", "stop n2", check_rc=0, timeout=90)
     assert "n2 drained" in out and "n2 stopped" in out, (out, err)
-    c.wait_for(r"^\[n2\] stopping: asked by shell/", 10, mark)
+    c.wait_for(r"\[n2\] stopping: asked by shell/", 10, mark)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -559,6 +559,114 @@ def scale_keeps_traffic_flowing(c):
     assert not bad, bad
 
 
+def node_line(c, pattern, timeout=20, start=0):
+    """The first JSON log line of a node from `start` on matching `pattern`,
+    parsed."""
+    m = c.wait_for(pattern, timeout, start)
+    return json.loads(m.string)
+
+
+def metric_values(text, name, **labels):
+    """The values of `name`'s samples whose labels include `labels`."""
+    values = []
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        ls = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', line[:line.rindex("}")]))
+        if all(ls.get(k) == v for k, v in labels.items()):
+            values.append(float(line.rsplit(" ", 1)[1]))
+    return values
+
+
+def structured_logs_and_levels(c):
+    """Run with `troupe up --log-format json`: node lines are JSON objects
+    with node, group and event id; `log` reads and sets levels while the
+    nodes run; /metrics counts log lines, Kafka lag and Redis round trips."""
+    sh = Shell(c)
+    sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    with c.cond:
+        node_lines = [l for l in c.lines if not l.startswith("[up]") and not l.startswith("[redis]")]
+    # The nodes' log lines are JSON; anything else a node printed is its raw
+    # standard error (a library's own complaint), which `troupe up` prefixes.
+    raw = [l for l in node_lines if not l.startswith("{")]
+    assert all(re.match(r"^\[n\d\] ", l) for l in raw), raw
+    node_lines = [l for l in node_lines if l.startswith("{")]
+    assert len(node_lines) > 20, node_lines
+    for line in node_lines:
+        doc = json.loads(line)
+        assert set(doc) <= {"ts", "level", "node", "group", "event", "msg"}, doc
+        assert {"ts", "level", "node", "msg"} <= set(doc), doc
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", doc["ts"]), doc
+        assert doc["node"] in ("n1", "n2", "n3") and doc["level"] in ("info", "warning"), doc
+    hosting = [json.loads(l) for l in node_lines if '"msg":"hosting fraud-detector:' in l]
+    assert hosting and all(d["group"] == "fraud-detector" for d in hosting), hosting
+
+    assert sh.json("log")["nodes"] == {"n1": "info", "n2": "info", "n3": "info"}
+    mark = c.mark()
+    doc = sh.json("log debug")
+    assert doc["nodes"] == {n: {"before": "info", "level": "debug"} for n in ("n1", "n2", "n3")}
+    for n in ("n1", "n2", "n3"):
+        d = node_line(c, rf'"node":"{n}".*"msg":"log level info -> debug: asked by shell/', 10,
+                      mark)
+        assert d["level"] == "warning", d
+
+    # At debug, a relayed article's line carries its id as the event.
+    mark = c.mark()
+    art = {"schema": 1, "id": "art-log-1", "headline": "Logged", "category": "science",
+           "bias": 0.5, "published_at": int(time.time() * 1000), "breaking": False}
+    sh.run("-c", f"publish articles {json.dumps(art)}", check_rc=0)
+    d = node_line(c, r'"group":"websocket-broadcaster","event":"art-log-1"', 20, mark)
+    assert d["level"] == "debug" and "to the news hub" in d["msg"], d
+
+    # A bad article is a warning with its id and reason, at any level.
+    bad = {"schema": 1, "id": "bad-art-1", "headline": "", "category": "Not A Category"}
+    sh.run("-c", f"publish articles {json.dumps(bad)}", check_rc=0)
+    d = node_line(c, r'"event":"bad-art-1"', 20, mark)
+    assert d["level"] == "warning" and d["group"] == "websocket-broadcaster", d
+    assert "dead letter (invalid article" in d["msg"], d
+
+    # A crash is reported by its supervisor, with the group and the reason.
+    sh.run("-c", "kill fraud-detector/0", check_rc=0)
+    d = node_line(c, r'"group":"fraud-detector".*exited \(killed_by_operator', 20, mark)
+    assert d["level"] == "warning" and d["msg"].endswith("restarted"), d
+
+    # One node back to info; a bad level is refused with the choices.
+    assert sh.json("log info n1")["nodes"] == {"n1": {"before": "debug", "level": "info"}}
+    assert sh.json("log")["nodes"] == {"n1": "info", "n2": "debug", "n3": "debug"}
+    rc, out, err = sh.run("-c", "log loud", check_rc=2)
+    assert "expected error, warning, info, debug or trace" in out + err, (out, err)
+    rc, out, err = sh.run("-c", "log debug n9", check_rc=2)
+
+    # /metrics: lines per level, the broadcaster's Kafka lag (0 once it
+    # committed what it read), the records it read, Redis round trips.
+    deadline = time.monotonic() + 20
+    while True:
+        texts = {n: metrics(c, n) for n in c.http}
+        warnings = [sum(metric_values(t, "troupe_log_messages_total", level="warning"))
+                    for t in texts.values()]
+        lags = [v for t in texts.values()
+                for v in metric_values(t, "troupe_kafka_consumer_lag",
+                                       consumer_group="troupe.websocket-broadcaster",
+                                       topic="articles")]
+        read = sum(v for t in texts.values()
+                   for v in metric_values(t, "troupe_kafka_consumer_records_total",
+                                          consumer_group="troupe.websocket-broadcaster",
+                                          topic="articles"))
+        if all(w >= 1 for w in warnings) and lags and all(v == 0 for v in lags) and read >= 2:
+            break
+        assert time.monotonic() < deadline, (warnings, lags, read)
+        with c.cond:
+            c.cond.wait(0.2)
+    import asyncio
+    asyncio.run(personalised_feeds(c, "n1", ["u-log"]))
+    deadline = time.monotonic() + 10
+    while sum(v for n in c.http for v in metric_values(metrics(c, n), "troupe_redis_commands_total",
+                                                       client="ranker")) < 1:
+        assert time.monotonic() < deadline, "no Redis round trip of the ranker counted"
+        with c.cond:
+            c.cond.wait(0.2)
+
+
 CASES = {
     "one_shot": one_shot_commands,
     "kill": kill_shows_restart_and_reason,
@@ -568,12 +676,16 @@ CASES = {
     "prometheus": prometheus_scrapes_every_node,
     "drain": drain_stop_and_shutdown,
     "scale": scale_keeps_traffic_flowing,
+    "logs": structured_logs_and_levels,
 }
+
+#: Cases whose cluster runs with extra `troupe up` arguments.
+UP_ARGS = {"logs": ["--log-format", "json"]}
 
 
 def main():
     binary, case = sys.argv[1], sys.argv[2]
-    with Cluster(binary, GROUPS) as c:
+    with Cluster(binary, GROUPS, up_args=UP_ARGS.get(case, [])) as c:
         CASES[case](c)
     print(f"{case}: ok")
 

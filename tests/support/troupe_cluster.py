@@ -50,7 +50,7 @@ http_port = {http[f"n{i}"]}
 class Cluster:
     """`troupe up` of a topology; `http[node]` is each node's HTTP port."""
 
-    def __init__(self, binary, groups, nodes=3, timeout=60):
+    def __init__(self, binary, groups, nodes=3, timeout=60, up_args=()):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="troupe-test-")
         text, self.http = topology(nodes, groups)
@@ -59,7 +59,7 @@ class Cluster:
             f.write(text)
         self.lines = []
         self.cond = threading.Condition()
-        self.proc = subprocess.Popen([binary, "up", self.conf], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([binary, "up", self.conf, *up_args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace")
         threading.Thread(target=self._read, daemon=True).start()
         self.kafka = self.wait_for(r"^\[up\] kafka \(embedded mock cluster.*\) at (\S+)$",
@@ -70,7 +70,8 @@ class Cluster:
             m = self.wait_for(rf"^\[up\] n{i} started, pid (\d+)$", timeout)
             self.pids[f"n{i}"] = int(m.group(1))
         for i in range(1, nodes + 1):
-            self.wait_for(rf"^\[n{i}\] http on ", timeout)
+            # A text line (`... [n1] http on ...`) or a JSON one.
+            self.wait_for(rf'(\[n{i}\] |"node":"n{i}".*"msg":")http on ', timeout)
         for node in self.http:
             self.wait_healthy(node, timeout)
 

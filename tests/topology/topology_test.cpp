@@ -208,6 +208,33 @@ TEST_CASE("a node's scheduler threads default to one per core and are range-chec
         != std::string::npos);
 }
 
+TEST_CASE("the log level and format are the cluster's, a node may log at its own level, and a bad name is refused with its line") {
+  auto t = parse(header, "test.conf");
+  REQUIRE_MESSAGE(t, render(t.error()));
+  CHECK(t->cluster.log == log_level::info);
+  CHECK(t->cluster.format == log_format::text);
+  CHECK(!t->nodes[0].log);
+  std::string with_log = header;
+  with_log.replace(with_log.find("secret = "), 9, "log_level = \"warning\"\nlog_format = \"json\"\nsecret = ");
+  with_log.replace(with_log.find("http_port = 8002"), 16, "http_port = 8002\nlog_level = \"debug\"");
+  auto t2 = parse(with_log, "test.conf");
+  REQUIRE_MESSAGE(t2, render(t2.error()));
+  CHECK(t2->cluster.log == log_level::warning);
+  CHECK(t2->cluster.format == log_format::json);
+  CHECK(!t2->nodes[0].log);
+  CHECK(t2->nodes[1].log == log_level::debug);
+  auto bad_level = with_log;
+  bad_level.replace(bad_level.find("\"debug\""), 7, "\"loud\"");
+  CHECK(problem(bad_level)
+        == "invalid_topology: test.conf:16: node[1].log_level: unknown log level 'loud' "
+           "(expected error, warning, info, debug or trace)");
+  auto bad_format = with_log;
+  bad_format.replace(bad_format.find("\"json\""), 6, "\"xml\"");
+  CHECK(problem(bad_format)
+        == "invalid_topology: test.conf:4: cluster.log_format: unknown log format 'xml' "
+           "(expected text or json)");
+}
+
 TEST_CASE("a syntax error names its line") {
   CHECK(problem("[cluster]\nname = \"x\nsecret = 1\n").find("invalid_topology: test.conf:2: syntax:")
         == 0);

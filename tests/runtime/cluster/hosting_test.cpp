@@ -90,7 +90,7 @@ TEST_CASE("a killed node's instances move to the survivors and go home when it r
   m1 = n1->mark();
   auto n3b = start_node(f, "n3");
   CHECK(n1->wait_for("[n1] hosting single: none", join_timeout, m1));
-  CHECK(n1->wait_for("[n1] hosting probe: #0\n", join_timeout, m1));
+  CHECK(n1->wait_for("[n1] hosting probe: #0 group=probe\n", join_timeout, m1));
   CHECK(n3b->wait_for("[n3] hosting single: #0", join_timeout));
 }
 
@@ -119,7 +119,9 @@ TEST_CASE("a node that loses the majority stops hosting, and hosts again when it
   // rightly hold `single` while n3 sees a minority. What must hold once all
   // see each other: `single` is back home on n3 and no longer on n1.
   CHECK(eventually([&] {
-    return last_hosting(n3->output(), "[n3] hosting single:") == "[n3] hosting single: #0"
-           && last_hosting(n1->output(), "[n1] hosting single:") != "[n1] hosting single: #0 (moved)";
+    return last_hosting(n3->output(), "[n3] hosting single:")
+             == "[n3] hosting single: #0 group=single"
+           && last_hosting(n1->output(), "[n1] hosting single:")
+                != "[n1] hosting single: #0 (moved) group=single";
   }));
 }

@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include "runtime/core/error.hpp"
+#include "runtime/core/registry.hpp"
 #include "runtime/kafka/embedded_kafka.hpp"
 
 using namespace std::chrono_literals;
@@ -113,6 +114,65 @@ TEST_CASE("paused partitions deliver nothing until they are resumed") {
   CHECK(read(**c, 1, 1s).empty());
   REQUIRE(!(*c)->resume(parts));
   CHECK(read(**c, 10, 10s).size() == 10);
+}
+
+namespace {
+
+/// The registry's lag gauge of `group` on `topic`/0 (-1: none).
+double lag_gauge(const std::string& group, const std::string& topic) {
+  for (auto& s : registry::instance().samples())
+    if (s.name == "troupe_kafka_consumer_lag"
+        && s.ls == registry::labels{{"consumer_group", group}, {"topic", topic}, {"partition", "0"}})
+      return s.value;
+  return -1;
+}
+
+} // namespace
+
+TEST_CASE("a consumer's lag counts the records it has not committed, and /metrics sees it") {
+  auto mock = kafka::embedded_kafka::make(1, {{"lagging", 1}});
+  REQUIRE(mock);
+  auto conf = kafka::defaults((*mock)->bootstrap());
+  auto p = kafka::producer::make(conf);
+  REQUIRE(p);
+  for (int i = 0; i < 100; ++i)
+    REQUIRE(!(*p)->produce("lagging", "k", std::to_string(i)));
+  REQUIRE(!(*p)->flush(5s));
+  auto c = kafka::consumer::make(conf, "lag-group", {"lagging"});
+  REQUIRE(c);
+  // Read exactly 10: before any commit, the lag counts from the position.
+  std::vector<kafka::record> got;
+  auto until = std::chrono::steady_clock::now() + 30s;
+  while (got.size() < 10 && std::chrono::steady_clock::now() < until) {
+    auto batch = (*c)->poll(10 - got.size(), 100ms);
+    got.insert(got.end(), batch.begin(), batch.end());
+  }
+  REQUIRE(got.size() == 10);
+  auto lag = (*c)->lag();
+  REQUIRE(lag.size() == 1);
+  CHECK(lag[0].topic == "lagging");
+  CHECK(lag[0].offset == 90);
+  REQUIRE(!(*c)->commit({{"lagging", 0, 10}}));
+  // Read the rest without committing: the lag stays what is uncommitted.
+  until = std::chrono::steady_clock::now() + 30s;
+  while (got.size() < 100 && std::chrono::steady_clock::now() < until) {
+    auto batch = (*c)->poll(100, 100ms);
+    got.insert(got.end(), batch.begin(), batch.end());
+  }
+  REQUIRE(got.size() == 100);
+  lag = (*c)->lag();
+  REQUIRE(lag.size() == 1);
+  CHECK(lag[0].offset == 90);
+  REQUIRE(!(*c)->commit({{"lagging", 0, 100}}));
+  CHECK((*c)->lag()[0].offset == 0);
+  // The polls publish it to the registry (at most 4 times a second).
+  until = std::chrono::steady_clock::now() + 5s;
+  while (lag_gauge("lag-group", "lagging") != 0 && std::chrono::steady_clock::now() < until)
+    (*c)->poll(1, 50ms);
+  CHECK(lag_gauge("lag-group", "lagging") == 0);
+  // A member that leaves takes its gauges with it.
+  c->reset();
+  CHECK(lag_gauge("lag-group", "lagging") == -1);
 }
 
 TEST_CASE("a bad setting is refused with its name") {

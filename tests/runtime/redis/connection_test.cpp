@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "runtime/core/error.hpp"
+#include "runtime/core/registry.hpp"
 #include "tests/support/redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -78,4 +79,42 @@ TEST_CASE("a bad URL is refused with the reason") {
   REQUIRE(ok);
   CHECK(ok->first == "127.0.0.1");
   CHECK(ok->second == 6390);
+}
+
+namespace {
+
+uint64_t redis_errors(const std::string& client, const char* kind) {
+  return registry::instance().counter("troupe_redis_errors_total",
+                                      {{"client", client}, {"kind", kind}});
+}
+
+} // namespace
+
+TEST_CASE("round trips and each kind of failure are counted per client for /metrics") {
+  test::redis_server server;
+  const std::string client = "counted-client";
+  auto& commands = registry::instance().counter("troupe_redis_commands_total",
+                                                {{"client", client}});
+  auto c = redis::connection::make(server.url(), 500ms, client);
+  REQUIRE(c);
+  REQUIRE((*c)->command({"SET", "k", "v"}));
+  // Two error replies in one pipeline: one round trip, two reply errors.
+  REQUIRE((*c)->pipeline({{"INCR", "k"}, {"HGET", "k", "f"}, {"GET", "k"}}));
+  CHECK(commands.load() == 2);
+  CHECK(redis_errors(client, "reply") == 2);
+  CHECK(redis_errors(client, "io") == 0);
+  server.stop();
+  CHECK(!(*c)->command({"PING"}));
+  CHECK(redis_errors(client, "io") == 1);
+  CHECK(!redis::connection::make(server.url(), 200ms, client));
+  CHECK(redis_errors(client, "connect") == 1);
+  // Every figure is in the registry's samples, under its labels.
+  size_t found = 0;
+  for (auto& s : registry::instance().samples())
+    for (auto& [k, v] : s.ls)
+      if (k == "client" && v == client) {
+        ++found;
+        CHECK(s.is_counter);
+      }
+  CHECK(found == 4); // commands, and errors of kind connect, io and reply
 }
