@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -11,6 +13,7 @@
 #include <csignal>
 
 #include "runtime/core/error.hpp"
+#include "runtime/core/log.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
 #include "runtime/group/group.hpp"
@@ -336,6 +339,70 @@ int bench_remote(const bench_options& opt) {
   return 0;
 }
 
+// -- logging -----------------------------------------------------------------------
+
+/// Lines per second through `write`, from `threads` threads at once.
+template <class Write>
+double lines_per_s(size_t threads, uint64_t count, Write write) {
+  auto t0 = clock_type::now();
+  std::vector<std::thread> ts;
+  for (size_t t = 0; t < threads; ++t)
+    ts.emplace_back([&write, count, t] {
+      for (uint64_t i = 0; i < count; ++i)
+        write(t, i);
+    });
+  for (auto& t : ts)
+    t.join();
+  return static_cast<double>(count * threads) / seconds_since(t0);
+}
+
+/// The node's log against the plain `printf` + `fflush` under a mutex that
+/// nodes logged with before (the baseline), all into /dev/null: lines per
+/// second in each format from `workers` threads, and the cost of a line
+/// below the level.
+int bench_log(const bench_options& opt) {
+  auto* sink = std::fopen("/dev/null", "w");
+  if (!sink) {
+    std::fprintf(stderr, "troupe bench log: cannot open /dev/null\n");
+    return 1;
+  }
+  const std::string msg = "ingestor/0: dead letter (invalid_argument: missing field 'user') for "
+                          "transactions/3@118";
+  std::mutex mtx;
+  auto raw = lines_per_s(opt.workers, opt.count, [&](size_t, uint64_t i) {
+    auto event = "tx-" + std::to_string(i);
+    std::lock_guard<std::mutex> guard{mtx};
+    std::fprintf(sink, "[%s] %s %s\n", "n1", msg.c_str(), event.c_str());
+    std::fflush(sink);
+  });
+  double per_format[2];
+  for (auto format : {log_format::text, log_format::json}) {
+    auto log = log_fn{logger::make("n1", log_level::info, format, sink), "ingestor"};
+    per_format[static_cast<int>(format)]
+      = lines_per_s(opt.workers, opt.count, [&](size_t, uint64_t i) {
+          log.warning(msg, "tx-" + std::to_string(i));
+        });
+  }
+  // Below the level: the per-event lines test `enabled` first, as the
+  // actors do, so nothing is built.
+  auto log = log_fn{logger::make("n1", log_level::info, log_format::text, sink), "ingestor"};
+  uint64_t built = 0;
+  auto t0 = clock_type::now();
+  for (uint64_t i = 0; i < opt.count * 10; ++i)
+    if (log.enabled(log_level::debug)) {
+      log.debug(msg, "tx-" + std::to_string(i));
+      ++built;
+    }
+  auto disabled_ns = seconds_since(t0) * 1e9 / static_cast<double>(opt.count * 10);
+  std::fclose(sink);
+  std::printf("log_raw_printf_lines_per_s %.0f\n", raw);
+  std::printf("log_text_lines_per_s %.0f\n", per_format[0]);
+  std::printf("log_json_lines_per_s %.0f\n", per_format[1]);
+  std::printf("log_disabled_ns %.2f\n", disabled_ns);
+  std::printf("log_disabled_built %llu\n", static_cast<unsigned long long>(built));
+  return 0;
+}
+
 } // namespace
 
 int run_bench(const bench_options& opt) {
@@ -363,6 +430,12 @@ int run_bench(const bench_options& opt) {
     return bench_broadcast(opt);
   if (opt.what == "feed")
     return bench_feed(opt);
+  if (opt.what == "log")
+    return bench_log(opt);
+  if (opt.what != "raw") {
+    std::fprintf(stderr, "troupe bench: unknown measurement '%s'\n", opt.what.c_str());
+    return 2;
+  }
   return bench_raw(opt);
 }
 

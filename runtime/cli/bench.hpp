@@ -12,6 +12,8 @@ struct bench_options {
   /// `raw`: plain CAF actor-to-actor sends and requests, the baseline.
   /// `remote-server`: an echo actor published on 127.0.0.1:`port`.
   /// `remote`: plain CAF round trips to it (window 1 and `window`).
+  /// `log`: the node's log (text, json, a line below the level) against
+  /// plain printf lines, from `workers` threads, `count` lines each.
   std::string what;
   uint16_t port = 0;
   /// kafka-consume, redis-features, pipeline: the running cluster's parts.

@@ -744,9 +744,9 @@ int main(int argc, char** argv) {
   bench_cmd
     ->add_option("what", bopt.what,
                  "restart | router | raw | remote-server | remote | kafka-consume | "
-                 "kafka-latency | redis-features | pipeline | broadcast | feed")
+                 "kafka-latency | redis-features | pipeline | broadcast | feed | log")
     ->required()
-    ->check(CLI::IsMember({"restart", "router", "raw", "remote-server", "remote",
+    ->check(CLI::IsMember({"restart", "router", "raw", "remote-server", "remote", "log",
                            "kafka-consume", "kafka-latency", "redis-features",
                            "pipeline", "broadcast", "feed"}));
   bench_cmd->add_option("--url", bopt.url, "broadcast, feed: WebSocket URL");

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/cluster/auth.hpp"
+#include "runtime/cluster/tls_tunnel.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/histogram.hpp"
@@ -335,6 +336,25 @@ private:
     return result;
   }
 
+  /// With `[cluster.tls]`: the local port of the shell's tunnel to `n`.
+  caf::expected<uint16_t> tls_port(const topology::node_spec& n) {
+    if (!tunnel_) {
+      // Refusals (a certificate the nodes do not accept) go to stderr.
+      auto log = log_fn{logger::make(me_, log_level::warning, log_format::text, stderr)};
+      auto t = cluster::tls_tunnel::make(*topo_.cluster.tls, timeout_, log);
+      if (!t)
+        return t.error();
+      tunnel_ = std::move(*t);
+    }
+    auto i = tunnel_ports_.find(n.name);
+    if (i != tunnel_ports_.end())
+      return i->second;
+    auto port = tunnel_->dial(n.name, n.host, n.cluster_port);
+    if (port)
+      tunnel_ports_[n.name] = *port;
+    return port;
+  }
+
   /// The node's agent, connected and authenticated (dialled again if the
   /// last command lost it).
   caf::expected<caf::actor> agent_of(const std::string& name) {
@@ -348,9 +368,19 @@ private:
     }
     caf::actor agent;
     std::string why;
+    auto host = spec->host;
+    auto port = spec->cluster_port;
+    if (topo_.cluster.tls) {
+      auto local = tls_port(*spec);
+      if (!local) {
+        l.error = render(local.error());
+        return local.error();
+      }
+      host = "127.0.0.1";
+      port = *local;
+    }
     self_
-      ->request(sys_.middleman().actor_handle(), timeout_, caf::connect_atom::value,
-                spec->host, spec->cluster_port)
+      ->request(sys_.middleman().actor_handle(), timeout_, caf::connect_atom::value, host, port)
       .receive(
         [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
           if (ptr)
@@ -1185,6 +1215,11 @@ private:
   std::map<std::string, link> links_;
   std::unique_ptr<kafka::producer> producer_;
   std::string bootstrap_;
+  /// With `[cluster.tls]`: the shell's own end of the nodes' TLS tunnels
+  /// (it presents the topology's certificate, as a node does), and the
+  /// local port that leads to each node.
+  std::unique_ptr<cluster::tls_tunnel> tunnel_;
+  std::map<std::string, uint16_t> tunnel_ports_;
 };
 
 // -- line editing (libedit's readline interface) ---------------------------------

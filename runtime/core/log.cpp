@@ -12,16 +12,26 @@ namespace {
 constexpr const char* level_names[] = {"error", "warning", "info", "debug", "trace"};
 constexpr const char* level_tags[] = {"ERROR", "WARN ", "INFO ", "DEBUG", "TRACE"};
 
-/// `2026-11-30T11:09:41.123Z`.
-std::string iso_time(int64_t ms) {
-  auto secs = static_cast<std::time_t>(ms / 1000);
-  std::tm t{};
-  gmtime_r(&secs, &t);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900,
-                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
+/// `2026-11-30T11:09:41.123Z`. The date and time up to the second are
+/// formatted once a second per thread; only the milliseconds each line.
+void iso_time(std::string& out, int64_t ms) {
+  thread_local int64_t cached_second = -1;
+  thread_local char cached[64];
+  auto secs = ms / 1000;
+  if (secs != cached_second) {
+    auto t_secs = static_cast<std::time_t>(secs);
+    std::tm t{};
+    gmtime_r(&t_secs, &t);
+    std::snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900,
+                  t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
+    cached_second = secs;
+  }
+  out += cached;
+  auto milli = static_cast<int>(ms % 1000);
+  out += static_cast<char>('0' + milli / 100);
+  out += static_cast<char>('0' + milli / 10 % 10);
+  out += static_cast<char>('0' + milli % 10);
+  out += 'Z';
 }
 
 void json_string(std::string& out, const std::string& s) {
@@ -120,7 +130,7 @@ std::string logger::format_line(int64_t ms, log_level x, const std::string& grou
   line.reserve(64 + msg.size() + group.size() + event.size());
   if (format_ == log_format::json) {
     line += "{\"ts\":\"";
-    line += iso_time(ms);
+    iso_time(line, ms);
     line += "\",\"level\":\"";
     line += to_string(x);
     line += "\",\"node\":";
@@ -138,7 +148,7 @@ std::string logger::format_line(int64_t ms, log_level x, const std::string& grou
     line += '}';
     return line;
   }
-  line += iso_time(ms);
+  iso_time(line, ms);
   line += ' ';
   line += level_tags[static_cast<size_t>(x)];
   line += " [";

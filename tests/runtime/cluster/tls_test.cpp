@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 
 #include <doctest/doctest.h>
 
@@ -130,6 +131,32 @@ TEST_CASE("a node whose certificate another CA signed is refused, and the refusa
   CHECK(n3->wait_for("refused (TLS: ", 5000ms));
   CHECK(!n1->wait_for("[n1] member n3 up", 2000ms, mark));
   CHECK(!n3->wait_for("member n1 up", 100ms));
+}
+
+TEST_CASE("the operator's shell reaches a TLS cluster through its own tunnel, and not with a foreign certificate") {
+  certificates certs;
+  cluster_file f{"tls", "a-shared-secret", timing + certs.keys("good")};
+  cluster_file rogue{f, "tls", "a-shared-secret", timing + certs.keys("rogue")};
+  auto n1 = start_node(f, "n1");
+  auto n2 = start_node(f, "n2");
+  auto n3 = start_node(f, "n3");
+  REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
+  REQUIRE(n1->wait_for("[n1] member n3 up", join_timeout));
+  auto shell = child_process::start({TROUPE_BINARY, "shell", "--config", f.path, "-c", "nodes"});
+  REQUIRE(shell);
+  CHECK(shell->wait_exit(15000ms) == 0);
+  auto out = shell->output();
+  for (auto n : {"n1", "n2", "n3"})
+    CHECK_MESSAGE(std::regex_search(out, std::regex{std::string{"(^|\\n)"} + n + " +up "}), out);
+  CHECK(n1->wait_for("[n1] operator shell/", 5000ms));
+  // The same shell with a certificate of another CA reaches no node (exit 3).
+  auto mark = n1->mark();
+  auto refused = child_process::start(
+    {TROUPE_BINARY, "shell", "--config", rogue.path, "--timeout", "1", "-c", "nodes"});
+  REQUIRE(refused);
+  CHECK(refused->wait_exit(30000ms) == 3);
+  CHECK(n1->wait_for("refused (TLS: ", 5000ms, mark));
+  CHECK(!n1->wait_for("[n1] operator shell/", 100ms, mark));
 }
 
 TEST_CASE("a TLS file that cannot be read is refused before the node starts") {
