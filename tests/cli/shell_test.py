@@ -451,8 +451,13 @@ def drain_stop_and_shutdown(c):
     asyncio.run(personalised_feeds(c, "n1", users))
     sh.run("-c", "undrain n2", check_rc=0)
     sh.until("groups", lambda d: any(p["node"] == "n2" for p in group(d, "ranker")["where"]))
-    rc, out, err = sh.run("-c", "drain n3", check_rc=0)
-    assert "n3 drained: it hosts nothing" in out, (out, err)
+    # A client of n3's gateway: once n3 hosts no broadcaster worker (3 s of
+    # grace), the gateway closes it with 1012 (service restart), and n3's
+    # /healthz stops offering WebSockets.
+    code, out = asyncio.run(client_closed_by(c, "n3", "drain n3"))
+    assert "n3 drained: it hosts nothing" in out, out
+    assert code == 1012, code
+    assert c.health("n3")["websocket"] is False, c.health("n3")
     doc = sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
     for g in doc["groups"]:
         assert all(p["node"] != "n3" for p in g["where"]), g
@@ -466,6 +471,7 @@ def drain_stop_and_shutdown(c):
     sh.run("-c", "undrain n3", check_rc=0)
     sh.until("groups", lambda d: all(any(p["node"] == "n3" for p in group(d, g)["where"])
                                      for g in ("fraud-detector", "websocket-broadcaster")))
+    c.wait_healthy("n3", 20, websocket=True)
     # stop: drained, then the process exits 0 and `troupe up` leaves it down.
     mark = c.mark()
     rc, out, err = sh.run("-c", "stop n2", check_rc=0, timeout=90)
@@ -497,6 +503,28 @@ def drain_stop_and_shutdown(c):
     assert rc == 0 and "n3 stopped" in out and "n1 stopped" in out, (rc, out, err)
     c.wait_for(r"^\[up\] every node was stopped on purpose", 20, mark)
     assert c.proc.wait(30) == 0
+
+
+async def client_closed_by(c, node, command):
+    """Connects a client to `node`'s gateway, runs `troupe shell -c command`,
+    and waits (bounded) until the gateway closes the client; returns the
+    close code and the shell's output."""
+    import asyncio
+    import websockets
+    async with websockets.connect(c.url(node, "operator")) as ws:
+        json.loads(await asyncio.wait_for(ws.recv(), 10))
+        proc = await asyncio.create_subprocess_exec(
+            c.binary, "shell", "--config", c.conf, "-c", command,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, (out, err)
+        try:
+            for _ in range(10000):
+                await asyncio.wait_for(ws.recv(), 15)  # pushes may come first
+            raise AssertionError("the gateway kept the client")
+        except websockets.ConnectionClosed:
+            pass
+        return ws.close_code, out.decode() + err.decode()
 
 
 async def feeds_while(c, node, users, command):
