@@ -107,13 +107,14 @@ const std::vector<command_help>& commands() {
      "Every reachable node plans with the new count: new instances start where\n"
      "the plan puts them (claimed as usual), surplus ones stop, and messages\n"
      "keep flowing (key_hash keys are spread over the new count). Waits (30 s\n"
-     "at most) until n instances run. The count lives in the running nodes'\n"
-     "memory: the topology file still says what a restarted cluster runs."},
+     "at most) until n instances run. The count is cluster state: a node that\n"
+     "restarts learns it from its peers (a whole cluster restarted starts\n"
+     "from the topology file again)."},
     {"drain", "<node>", "move every instance off a node (it stays a member)",
      "Every reachable node's placement leaves the node out; its instances\n"
      "move to their next nodes as when a node is lost. Waits (30 s at most)\n"
-     "until the node hosts nothing. A node that was unreachable meanwhile does\n"
-     "not know: drain again when it is back. `undrain` reverses it."},
+     "until the node hosts nothing. Nodes the shell cannot reach, or that\n"
+     "restart later, learn it from their peers. `undrain` reverses it."},
     {"undrain", "<node>", "let a drained node host again", ""},
     {"stop", "<node>", "drain a node, then stop its process (exit code 0)",
      "`troupe up` does not restart a node that stopped this way."},

@@ -78,6 +78,70 @@ struct agent_state {
   std::set<std::string> drained;
   /// Instance counts an operator set (`troupe shell scale`), by group.
   std::map<std::string, uint32_t> scaled;
+  /// When the decisions above (and undrains) were taken, Unix ms, by node
+  /// and by group: the newer decision wins when peers tell theirs.
+  std::map<std::string, int64_t> drain_stamps;
+  std::map<std::string, int64_t> scale_stamps;
+
+  /// A stamp for a decision taken here now: later than any known for `key`.
+  static int64_t next_stamp(const std::map<std::string, int64_t>& stamps,
+                            const std::string& key) {
+    auto now = unix_ms();
+    auto i = stamps.find(key);
+    return i != stamps.end() && i->second >= now ? i->second + 1 : now;
+  }
+
+  /// Takes a drain decision unless a newer one is known; tells the listeners
+  /// when it changes what is drained. `from` ends the log line.
+  void apply_drain(const std::string& node, bool drain, int64_t stamp, const std::string& from) {
+    auto& known = drain_stamps[node];
+    if (stamp <= known)
+      return;
+    known = stamp;
+    if (drain ? drained.insert(node).second : drained.erase(node) > 0) {
+      log((drain ? "draining " : "no longer draining ") + node + from);
+      // The listeners plan with it: the placement manager (what this node
+      // hosts) and the cluster routers (where messages go).
+      for (auto& l : listeners)
+        self->send(l, drain_atom::value, node, drain);
+    }
+  }
+
+  /// Takes a scale decision unless a newer one is known; tells the listeners
+  /// when it changes the group's instance count.
+  void apply_scale(const std::string& group, uint32_t n, int64_t stamp, const std::string& from) {
+    auto& known = scale_stamps[group];
+    if (stamp <= known)
+      return;
+    known = stamp;
+    auto i = scaled.find(group);
+    auto now = i != scaled.end() ? i->second : topo.group(group)->instances;
+    scaled[group] = n;
+    if (now == n)
+      return;
+    log.with_group(group)("scaling " + group + ": " + std::to_string(now) + " -> "
+                          + std::to_string(n) + " instances" + from);
+    for (auto& l : listeners)
+      self->send(l, scale_atom::value, group, n);
+  }
+
+  /// Tells every peer up one decision taken here (a peer the shell could
+  /// not reach learns it this way; the newer decision wins everywhere).
+  void share(operator_decisions d) {
+    for (auto& [name, p] : peers)
+      if (p.state == "up" && p.agent)
+        self->send(p.agent, decisions_atom::value, d);
+  }
+
+  /// Every drain and scale decision this agent knows, for a peer.
+  operator_decisions decisions() const {
+    operator_decisions result;
+    for (auto& [node, stamp] : drain_stamps)
+      result.drains.push_back({node, drained.count(node) ? 1u : 0u, stamp});
+    for (auto& [group, stamp] : scale_stamps)
+      result.scales.push_back({group, scaled.at(group), stamp});
+    return result;
+  }
 
   /// Operators' shells name themselves `shell/...`; nodes never do (a node
   /// name is a TOML string of the topology, checked against it).
@@ -311,6 +375,10 @@ struct agent_state {
     p.failures = 0;
     log("member " + name + " up");
     notify_up(name);
+    // What operators decided, for a peer that was away (or is new).
+    auto d = decisions();
+    if (!d.drains.empty() || !d.scales.empty())
+      self->send(p.agent, decisions_atom::value, std::move(d));
   }
 
   void on_down(caf::down_msg& msg) {
@@ -409,13 +477,9 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
         return caf::make_error(ec::not_authenticated);
       if (!st.topo.node(node))
         return caf::make_error(ec::invalid_argument, "no node '" + node + "' in this cluster");
-      if (drained ? st.drained.insert(node).second : st.drained.erase(node) > 0) {
-        st.log((drained ? "draining " : "no longer draining ") + node);
-        // The listeners plan with it: the placement manager (what this node
-        // hosts) and the cluster routers (where messages go).
-        for (auto& l : st.listeners)
-          self->send(l, drain_atom::value, node, drained);
-      }
+      auto stamp = agent_state::next_stamp(st.drain_stamps, node);
+      st.apply_drain(node, drained, stamp, "");
+      st.share({{{node, drained ? 1u : 0u, stamp}}, {}});
       return caf::unit;
     },
     [self](scale_atom, std::string& group, uint32_t n) -> caf::result<void> {
@@ -427,16 +491,24 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       if (n < 1 || n > 1024)
         return caf::make_error(ec::invalid_argument,
                                std::string{"a group has 1 to 1024 instances"});
-      auto i = st.scaled.find(group);
-      auto now = i != st.scaled.end() ? i->second : st.topo.group(group)->instances;
-      if (now != n) {
-        st.scaled[group] = n;
-        st.log.with_group(group)("scaling " + group + ": " + std::to_string(now) + " -> " + std::to_string(n)
-               + " instances");
-        for (auto& l : st.listeners)
-          self->send(l, scale_atom::value, group, n);
-      }
+      auto stamp = agent_state::next_stamp(st.scale_stamps, group);
+      st.apply_scale(group, n, stamp, "");
+      st.share({{}, {{group, n, stamp}}});
       return caf::unit;
+    },
+    [self](decisions_atom, operator_decisions& d) {
+      // From a member only: operators give commands, not decisions.
+      auto& st = self->state;
+      auto t = st.trusted.find(st.sender_node());
+      if (t == st.trusted.end() || agent_state::is_operator(t->second))
+        return;
+      auto from = " (learned from " + t->second + ")";
+      for (auto& x : d.drains)
+        if (st.topo.node(x.key) && x.value <= 1)
+          st.apply_drain(x.key, x.value == 1, x.stamp_ms, from);
+      for (auto& x : d.scales)
+        if (st.topo.group(x.key) && x.value >= 1 && x.value <= 1024)
+          st.apply_scale(x.key, x.value, x.stamp_ms, from);
     },
     [self](log_level_atom) -> std::string {
       auto& l = self->state.log.get();

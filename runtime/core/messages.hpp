@@ -104,6 +104,37 @@ using halt_atom = caf::atom_constant<caf::atom("halt")>;
 /// the one before (`troupe shell log`). Only members and operators may set.
 using log_level_atom = caf::atom_constant<caf::atom("loglevel")>;
 
+/// One decision of an operator that the whole cluster keeps: a node drained
+/// (`key` the node, `value` 1 or 0) or a group scaled (`key` the group,
+/// `value` its instances), stamped with when an agent took it (Unix ms).
+struct operator_decision {
+  std::string key;
+  uint32_t value = 0;
+  int64_t stamp_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, operator_decision& x) {
+  return f(caf::meta::type_name("troupe.operator_decision"), x.key, x.value, x.stamp_ms);
+}
+
+/// Every drain and scale decision an agent knows.
+struct operator_decisions {
+  std::vector<operator_decision> drains;
+  std::vector<operator_decision> scales;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, operator_decisions& x) {
+  return f(caf::meta::type_name("troupe.operator_decisions"), x.drains, x.scales);
+}
+
+/// `(decisions_atom, operator_decisions)` from a node agent to a peer's agent
+/// when the peer comes up: per node and per group the newer decision wins
+/// (a last-writer-wins register), so a node restarted, or cut off while an
+/// operator drained or scaled, learns what the others know.
+using decisions_atom = caf::atom_constant<caf::atom("decisions")>;
+
 /// One node as a node agent sees it.
 struct member_info {
   std::string name;

@@ -57,7 +57,7 @@ const std::map<std::string, std::string>& registry::help() {
   static const std::map<std::string, std::string> texts{
     {"troupe_kafka_consumer_lag",
      "Records of a partition this consumer has not yet committed (high watermark minus the "
-     "member's last commit, or its read position before its first commit)."},
+     "member's last commit; before one, its read position or where it starts)."},
     {"troupe_kafka_consumer_records_total", "Records a consumer group member read."},
     {"troupe_redis_commands_total", "Redis round trips by client (one per command or pipeline)."},
     {"troupe_redis_errors_total",

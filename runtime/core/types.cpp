@@ -27,6 +27,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<dead_letter>>("std::vector<troupe.dead_letter>");
   cfg.add_message_type<group_status>("troupe.group_status");
   cfg.add_message_type<member_info>("troupe.member_info");
+  cfg.add_message_type<operator_decisions>("troupe.operator_decisions");
   cfg.add_message_type<std::vector<member_info>>("std::vector<troupe.member_info>");
   cfg.add_message_type<node_info>("troupe.node_info");
   cfg.add_message_type<transaction>("troupe.transaction");

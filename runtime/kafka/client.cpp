@@ -163,6 +163,7 @@ void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partiti
       self->revoked_.push_back(x);
       self->revoked_lag_.push_back(x);
       self->committed_.erase({x.topic, x.partition});
+      self->starts_.erase({x.topic, x.partition});
       self->assigned_.erase(std::remove_if(self->assigned_.begin(), self->assigned_.end(),
                                            [&](const partition_offset& a) {
                                              return a.topic == x.topic
@@ -271,14 +272,53 @@ std::vector<partition_offset> consumer::lag() {
       continue;
     auto i = committed_.find({p.topic, p.partition});
     auto from = i != committed_.end() ? i->second : p.offset;
-    if (from < 0)
-      continue; // nothing read or committed yet
+    if (from < 0) {
+      auto s = starts_.find({p.topic, p.partition});
+      if (s == starts_.end())
+        continue; // not known yet
+      from = s->second;
+    }
     result.push_back({p.topic, p.partition, std::max<int64_t>(0, high - from)});
   }
   return result;
 }
 
+void consumer::learn_starts() {
+  auto now = unix_ms();
+  if (now < next_start_query_ms_)
+    return;
+  std::vector<partition_offset> unknown;
+  for (auto& a : assigned_)
+    if (!committed_.count({a.topic, a.partition}) && !starts_.count({a.topic, a.partition}))
+      unknown.push_back({a.topic, a.partition, RD_KAFKA_OFFSET_INVALID});
+  if (unknown.empty())
+    return;
+  auto list = to_list(unknown);
+  auto err = rd_kafka_committed(rk_, list, 200);
+  auto known = from_list(list);
+  rd_kafka_topic_partition_list_destroy(list);
+  // At most once a second while a start is unknown; 5 s after a failure.
+  next_start_query_ms_ = now + (err ? 5000 : 1000);
+  if (err)
+    return;
+  for (auto& k : known) {
+    if (k.offset >= 0) {
+      starts_[{k.topic, k.partition}] = k.offset;
+      continue;
+    }
+    // Nothing committed: the member starts at the partition's start
+    // (auto.offset.reset=earliest), once a fetch told where that is.
+    int64_t low = RD_KAFKA_OFFSET_INVALID;
+    int64_t high = RD_KAFKA_OFFSET_INVALID;
+    if (rd_kafka_get_watermark_offsets(rk_, k.topic.c_str(), k.partition, &low, &high)
+          == RD_KAFKA_RESP_ERR_NO_ERROR
+        && low >= 0)
+      starts_[{k.topic, k.partition}] = low;
+  }
+}
+
 void consumer::publish_lag() {
+  learn_starts();
   auto& reg = registry::instance();
   for (auto& r : revoked_lag_)
     reg.erase_gauge("troupe_kafka_consumer_lag", lag_labels(group_, r.topic, r.partition), this);

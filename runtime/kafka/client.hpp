@@ -141,12 +141,14 @@ public:
   /// Non-fatal consume errors since the last call (for the logs).
   std::vector<std::string> take_errors();
 
-  /// Per assigned partition, the records not yet committed by this member:
-  /// the partition's high watermark (as the last fetch saw it) minus the
-  /// offset this member last committed, or minus its read position before
-  /// its first commit. Partitions whose figures are not known yet are left
-  /// out. `poll` publishes the same figures, at most 4 times a second, as
-  /// `troupe_kafka_consumer_lag` in the process's registry.
+  /// Per assigned partition, the records not yet committed: the partition's
+  /// high watermark (as the last fetch saw it) minus the offset this member
+  /// last committed, or, before its first commit, minus its read position,
+  /// or, before it read anything, minus where it starts (the group's
+  /// committed offset, else the partition's start). Partitions whose
+  /// figures are not known yet are left out. `poll` publishes the same
+  /// figures, at most 4 times a second, as `troupe_kafka_consumer_lag` in
+  /// the process's registry.
   std::vector<partition_offset> lag();
 
 private:
@@ -154,6 +156,10 @@ private:
   static void on_rebalance(rd_kafka_s*, int err, rd_kafka_topic_partition_list_s* parts,
                            void* opaque);
   void publish_lag();
+  /// Asks the group's committed offsets of assigned partitions whose start
+  /// is not known yet (a 200 ms round trip; after a failure, not again for
+  /// 5 s).
+  void learn_starts();
 
   rd_kafka_s* rk_ = nullptr;
   std::string group_;
@@ -163,6 +169,10 @@ private:
   /// Revoked partitions whose lag gauges are still to be erased.
   std::vector<partition_offset> revoked_lag_;
   int64_t lag_published_ms_ = 0;
+  /// Where reading started, per partition, for the lag before anything was
+  /// read: the group's committed offset, or the partition's start.
+  std::map<std::pair<std::string, int32_t>, int64_t> starts_;
+  int64_t next_start_query_ms_ = 0;
   std::vector<partition_offset> assigned_;
   std::vector<partition_offset> revoked_;
   std::vector<std::string> errors_;

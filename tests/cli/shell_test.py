@@ -398,6 +398,20 @@ scrape_configs:
         assert len(members) == 6 and all(r["value"][1] == "1" for r in members), members
         lat = query("troupe_group_latency_seconds_count")
         assert len(lat) == 3 + 2 + 3, lat  # one series per group per hosting node
+        logs = query("troupe_log_messages_total")
+        assert len(logs) == 3 * 5, logs  # per node, per level
+        # The broadcasters' Kafka consumers: a lag series per partition held,
+        # once the group's first rebalance assigned them (a few seconds).
+        deadline = time.monotonic() + 30
+        while True:
+            lag = query('troupe_kafka_consumer_lag{consumer_group="troupe.websocket-broadcaster"}')
+            if len({(r["metric"]["topic"], r["metric"]["partition"]) for r in lag}) >= 2:
+                break
+            assert time.monotonic() < deadline, lag
+            with c.cond:
+                c.cond.wait(0.5)
+        assert {r["metric"]["topic"] for r in lag} == {"articles", "fraud-alerts"}, lag
+        assert all(r["value"][1] == "0" for r in lag), lag
         print(f"Prometheus at 127.0.0.1:{port} scraped {len(up)} nodes")
     finally:
         p.terminate()
@@ -587,6 +601,37 @@ def scale_keeps_traffic_flowing(c):
     assert not bad, bad
 
 
+def a_restarted_node_learns_drain_and_scale(c):
+    """Drain and scale are cluster state: a node killed and started again
+    learns both from its peers (the newer decision wins) instead of running
+    what the topology file says."""
+    sh = Shell(c)
+    sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    sh.run("-c", "scale ranker 3", check_rc=0)
+    rc, out, err = sh.run("-c", "drain n3", check_rc=0)
+    assert "n3 drained: it hosts nothing" in out, (out, err)
+    mark = c.mark()
+    os.kill(c.pids["n3"], signal.SIGKILL)
+    m = c.wait_for(r"^\[up\] n3 started, pid (\d+)$", 30, mark)
+    c.pids["n3"] = int(m.group(1))
+    c.wait_for(r"\[n3\] draining n3 \(learned from n[12]\)", 30, mark)
+    c.wait_for(r"\[n3\] scaling ranker: 2 -> 3 instances \(learned from n[12]\)", 30, mark)
+
+    def settled(d):
+        r = group(d, "ranker")
+        return all(g["state"] == "up" for g in d["groups"]) and r["instances"] == 3 \
+            and all(p["node"] != "n3" for g in d["groups"] for p in g["where"])
+    doc = sh.until("groups", settled)
+    assert group(doc, "ranker")["declared"] == 3, doc
+    n3 = next(n for n in sh.json("nodes")["nodes"] if n["name"] == "n3")
+    assert n3["state"] == "up" and n3["groups"] == [], n3
+    # An undrain reaches it like any node: it hosts again.
+    sh.run("-c", "undrain n3", check_rc=0)
+    sh.until("groups", lambda d: any(p["node"] == "n3" for p in group(d, "fraud-detector")["where"]))
+    bad = [ln for ln in c.lines if "unexpected message" in ln or "actor ended" in ln]
+    assert not bad, bad
+
+
 def node_line(c, pattern, timeout=20, start=0):
     """The first JSON log line of a node from `start` on matching `pattern`,
     parsed."""
@@ -705,6 +750,7 @@ CASES = {
     "drain": drain_stop_and_shutdown,
     "scale": scale_keeps_traffic_flowing,
     "logs": structured_logs_and_levels,
+    "learns": a_restarted_node_learns_drain_and_scale,
 }
 
 #: Cases whose cluster runs with extra `troupe up` arguments.

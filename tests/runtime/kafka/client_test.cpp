@@ -175,6 +175,24 @@ TEST_CASE("a consumer's lag counts the records it has not committed, and /metric
   CHECK(lag_gauge("lag-group", "lagging") == -1);
 }
 
+TEST_CASE("an idle member reports a lag of 0 for partitions with nothing to read") {
+  auto mock = kafka::embedded_kafka::make(1, {{"quiet", 2}});
+  REQUIRE(mock);
+  auto c = kafka::consumer::make(kafka::defaults((*mock)->bootstrap()), "idle-group", {"quiet"});
+  REQUIRE(c);
+  // Polls (nothing arrives) until both partitions are assigned and their
+  // lag is known: where the member starts, as the group committed nothing.
+  auto until = std::chrono::steady_clock::now() + 30s;
+  std::vector<kafka::partition_offset> lag;
+  while (lag.size() < 2 && std::chrono::steady_clock::now() < until) {
+    CHECK((*c)->poll(10, 50ms).empty());
+    lag = (*c)->lag();
+  }
+  REQUIRE(lag.size() == 2);
+  for (auto& x : lag)
+    CHECK(x.offset == 0);
+}
+
 TEST_CASE("a bad setting is refused with its name") {
   auto p = kafka::producer::make({{"no.such.setting", "1"}});
   REQUIRE(!p);
