@@ -13,7 +13,6 @@
 #include "runtime/core/messages.hpp"
 #include "runtime/kafka/dead_letter.hpp"
 #include "runtime/kafka/client.hpp"
-#include "runtime/kafka/record_json.hpp"
 
 using namespace std::chrono_literals;
 
@@ -155,12 +154,7 @@ struct worker_state {
       auto tx = parse_transaction(r.value);
       if (!tx) {
         auto why = render(tx.error());
-        uint64_t held = 0;
-        if (cfg.log && dead_log.take(held))
-          cfg.log.warning(name + ": dead letter (" + why + ") for " + r.topic + "/"
-                            + std::to_string(r.partition) + "@" + std::to_string(r.offset)
-                            + (held ? "; " + std::to_string(held) + " more were not logged" : ""),
-                          kafka::event_id(r.value, r.topic, r.partition, r.offset));
+        kafka::log_dead_letter(cfg.log, dead_log, name, why, r);
         send_dead_letter(r, why, p.epoch);
         continue;
       }

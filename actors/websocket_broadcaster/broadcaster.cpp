@@ -9,7 +9,6 @@
 #include "runtime/core/error.hpp"
 #include "runtime/kafka/client.hpp"
 #include "runtime/kafka/dead_letter.hpp"
-#include "runtime/kafka/record_json.hpp"
 
 using namespace std::chrono_literals;
 
@@ -55,12 +54,7 @@ struct reader_state {
 
   void dead_letter(const kafka::record& r, const std::string& reason) {
     ++dead;
-    uint64_t held = 0;
-    if (cfg.log && dead_log.take(held))
-      cfg.log.warning(name + ": dead letter (" + reason + ") for " + r.topic + "/"
-                        + std::to_string(r.partition) + "@" + std::to_string(r.offset)
-                        + (held ? "; " + std::to_string(held) + " more were not logged" : ""),
-                      kafka::event_id(r.value, r.topic, r.partition, r.offset));
+    kafka::log_dead_letter(cfg.log, dead_log, name, reason, r);
     auto err = producer->produce(cfg.dead_letter_topic, r.key,
                                  kafka::dead_letter_json(reason, r.topic, r.partition, r.offset,
                                                          r.key, r.value));

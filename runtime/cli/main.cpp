@@ -302,22 +302,21 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   // command line's.
   auto level = spec.log.value_or(topo->cluster.log);
   auto format = topo->cluster.format;
-  if (!opt.log_level.empty()) {
-    auto x = parse_log_level(opt.log_level);
+  // An option given overrides; a bad one is refused with the choices.
+  auto override_with = [](const std::string& text, auto parse, auto& out, const char* option) {
+    if (text.empty())
+      return true;
+    auto x = parse(text);
     if (!x) {
-      std::cerr << "troupe node: --log-level: " << render(x.error()) << "\n";
-      return 2;
+      std::cerr << "troupe node: " << option << ": " << render(x.error()) << "\n";
+      return false;
     }
-    level = *x;
-  }
-  if (!opt.log_format.empty()) {
-    auto x = parse_log_format(opt.log_format);
-    if (!x) {
-      std::cerr << "troupe node: --log-format: " << render(x.error()) << "\n";
-      return 2;
-    }
-    format = *x;
-  }
+    out = *x;
+    return true;
+  };
+  if (!override_with(opt.log_level, parse_log_level, level, "--log-level")
+      || !override_with(opt.log_format, parse_log_format, format, "--log-format"))
+    return 2;
   auto log = log_fn{logger::make(opt.name, level, format)};
   config cfg;
   cluster::configure_system(cfg, topo->cluster, spec);

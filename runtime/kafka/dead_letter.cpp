@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/kafka/record_json.hpp"
+
 namespace troupe::kafka {
 
 namespace {
@@ -35,6 +37,17 @@ std::string dead_letter_json(const std::string& reason, const std::string& topic
                    {"value_base64", base64(value)}};
   // Bytes that are not UTF-8 are replaced in "value"; "value_base64" keeps them.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void log_dead_letter(const log_fn& log, log_budget& budget, const std::string& who,
+                     const std::string& reason, const record& r) {
+  uint64_t held = 0;
+  if (!log || !budget.take(held))
+    return;
+  log.warning(who + ": dead letter (" + reason + ") for " + r.topic + "/"
+                + std::to_string(r.partition) + "@" + std::to_string(r.offset)
+                + (held ? "; " + std::to_string(held) + " more were not logged" : ""),
+              event_id(r.value, r.topic, r.partition, r.offset));
 }
 
 } // namespace troupe::kafka

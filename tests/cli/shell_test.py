@@ -621,9 +621,13 @@ def a_restarted_node_learns_drain_and_scale(c):
         r = group(d, "ranker")
         return all(g["state"] == "up" for g in d["groups"]) and r["instances"] == 3 \
             and all(p["node"] != "n3" for g in d["groups"] for p in g["where"])
+    def n3_of(d):
+        return next(n for n in d["nodes"] if n["name"] == "n3")
+    # Every node's view (the shell asks the first reachable) has n3 up again.
+    sh.until("nodes", lambda d: n3_of(d)["state"] == "up")
     doc = sh.until("groups", settled)
     assert group(doc, "ranker")["declared"] == 3, doc
-    n3 = next(n for n in sh.json("nodes")["nodes"] if n["name"] == "n3")
+    n3 = n3_of(sh.json("nodes"))
     assert n3["state"] == "up" and n3["groups"] == [], n3
     # An undrain reaches it like any node: it hosts again.
     sh.run("-c", "undrain n3", check_rc=0)

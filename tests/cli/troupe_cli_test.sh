@@ -48,6 +48,14 @@ case "$case_name" in
     expect_rc 2
     expect_line "troupe node: invalid_argument: bad duration '5x' (use e.g. 250ms, 2s, 1m)"
     ;;
+  node_refuses_bad_log_level)
+    run "$troupe" node --config "$src/cluster.conf" --name n1 --log-level loud
+    expect_rc 2
+    expect_line "troupe node: --log-level: invalid_argument: unknown log level 'loud' (expected error, warning, info, debug or trace)"
+    run "$troupe" node --config "$src/cluster.conf" --name n1 --log-format xml
+    expect_rc 2
+    expect_line "troupe node: --log-format: invalid_argument: unknown log format 'xml' (expected text or json)"
+    ;;
   check_default)
     run "$troupe" check "$src/cluster.conf"
     expect_rc 0
