@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -74,55 +75,55 @@ struct agent_state {
 
   /// What the node tells operators about itself; the agent adds its groups.
   node_info info;
-  /// Nodes an operator drained (`troupe shell drain`), told to listeners.
-  std::set<std::string> drained;
-  /// Instance counts an operator set (`troupe shell scale`), by group.
-  std::map<std::string, uint32_t> scaled;
-  /// When the decisions above (and undrains) were taken, Unix ms, by node
-  /// and by group: the newer decision wins when peers tell theirs.
-  std::map<std::string, int64_t> drain_stamps;
-  std::map<std::string, int64_t> scale_stamps;
+  /// What operators decided, one last-writer-wins register per node
+  /// (`troupe shell drain`/`undrain`: value 1 or 0) and per group (`scale`:
+  /// the instance count), stamped with when it was decided.
+  std::map<std::string, operator_decision> drains;
+  std::map<std::string, operator_decision> scales;
 
   /// A stamp for a decision taken here now: later than any known for `key`.
-  static int64_t next_stamp(const std::map<std::string, int64_t>& stamps,
+  static int64_t next_stamp(const std::map<std::string, operator_decision>& known,
                             const std::string& key) {
     auto now = unix_ms();
-    auto i = stamps.find(key);
-    return i != stamps.end() && i->second >= now ? i->second + 1 : now;
+    auto i = known.find(key);
+    return i != known.end() && i->second.stamp_ms >= now ? i->second.stamp_ms + 1 : now;
+  }
+
+  /// Takes `d` into `known` unless a newer decision for its key is there;
+  /// returns the value it replaced, or nothing if `d` was not newer.
+  static std::optional<uint32_t> take(std::map<std::string, operator_decision>& known,
+                                      const operator_decision& d, uint32_t fallback) {
+    auto i = known.find(d.key);
+    if (i != known.end() && d.stamp_ms <= i->second.stamp_ms)
+      return std::nullopt;
+    auto before = i != known.end() ? i->second.value : fallback;
+    known[d.key] = d;
+    return before;
   }
 
   /// Takes a drain decision unless a newer one is known; tells the listeners
   /// when it changes what is drained. `from` ends the log line.
-  void apply_drain(const std::string& node, bool drain, int64_t stamp, const std::string& from) {
-    auto& known = drain_stamps[node];
-    if (stamp <= known)
+  void apply_drain(const operator_decision& d, const std::string& from) {
+    auto before = take(drains, d, 0);
+    if (!before || *before == d.value)
       return;
-    known = stamp;
-    if (drain ? drained.insert(node).second : drained.erase(node) > 0) {
-      log((drain ? "draining " : "no longer draining ") + node + from);
-      // The listeners plan with it: the placement manager (what this node
-      // hosts) and the cluster routers (where messages go).
-      for (auto& l : listeners)
-        self->send(l, drain_atom::value, node, drain);
-    }
+    log((d.value ? "draining " : "no longer draining ") + d.key + from);
+    // The listeners plan with it: the placement manager (what this node
+    // hosts) and the cluster routers (where messages go).
+    for (auto& l : listeners)
+      self->send(l, drain_atom::value, d.key, d.value == 1);
   }
 
   /// Takes a scale decision unless a newer one is known; tells the listeners
   /// when it changes the group's instance count.
-  void apply_scale(const std::string& group, uint32_t n, int64_t stamp, const std::string& from) {
-    auto& known = scale_stamps[group];
-    if (stamp <= known)
+  void apply_scale(const operator_decision& d, const std::string& from) {
+    auto before = take(scales, d, topo.group(d.key)->instances);
+    if (!before || *before == d.value)
       return;
-    known = stamp;
-    auto i = scaled.find(group);
-    auto now = i != scaled.end() ? i->second : topo.group(group)->instances;
-    scaled[group] = n;
-    if (now == n)
-      return;
-    log.with_group(group)("scaling " + group + ": " + std::to_string(now) + " -> "
-                          + std::to_string(n) + " instances" + from);
+    log.with_group(d.key)("scaling " + d.key + ": " + std::to_string(*before) + " -> "
+                          + std::to_string(d.value) + " instances" + from);
     for (auto& l : listeners)
-      self->send(l, scale_atom::value, group, n);
+      self->send(l, scale_atom::value, d.key, d.value);
   }
 
   /// Tells every peer up one decision taken here (a peer the shell could
@@ -136,10 +137,10 @@ struct agent_state {
   /// Every drain and scale decision this agent knows, for a peer.
   operator_decisions decisions() const {
     operator_decisions result;
-    for (auto& [node, stamp] : drain_stamps)
-      result.drains.push_back({node, drained.count(node) ? 1u : 0u, stamp});
-    for (auto& [group, stamp] : scale_stamps)
-      result.scales.push_back({group, scaled.at(group), stamp});
+    for (auto& kv : drains)
+      result.drains.push_back(kv.second);
+    for (auto& kv : scales)
+      result.scales.push_back(kv.second);
     return result;
   }
 
@@ -163,9 +164,9 @@ struct agent_state {
     }
     result.scaled_groups.clear();
     result.scaled_instances.clear();
-    for (auto& [group, n] : scaled) {
+    for (auto& [group, d] : scales) {
       result.scaled_groups.push_back(group);
-      result.scaled_instances.push_back(n);
+      result.scaled_instances.push_back(d.value);
     }
     return result;
   }
@@ -349,8 +350,9 @@ struct agent_state {
   /// rejoins through the usual handshake and claims; otherwise a group meant
   /// to run once would run here and at its new home.
   void on_paused(std::chrono::milliseconds gap) {
-    log.warning("paused for " + std::to_string(gap.count()) + " ms (longer than the failure timeout): "
-        "peers count this node as lost; leaving and rejoining");
+    log.warning("paused for " + std::to_string(gap.count())
+                + " ms (longer than the failure timeout): peers count this node as lost; "
+                  "leaving and rejoining");
     for (auto& [name, p] : peers) {
       if (p.agent)
         self->demonitor(p.agent);
@@ -454,10 +456,11 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       for (auto& [name, p] : self->state.peers)
         if (p.state == "up")
           self->send(listener, member_up_atom::value, name, p.agent);
-      for (auto& name : self->state.drained)
-        self->send(listener, drain_atom::value, name, true);
-      for (auto& [group, n] : self->state.scaled)
-        self->send(listener, scale_atom::value, group, n);
+      for (auto& [node, d] : self->state.drains)
+        if (d.value == 1)
+          self->send(listener, drain_atom::value, node, true);
+      for (auto& [group, d] : self->state.scales)
+        self->send(listener, scale_atom::value, group, d.value);
       return caf::unit;
     },
     [self](node_info_atom) -> caf::result<node_info> {
@@ -477,9 +480,9 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
         return caf::make_error(ec::not_authenticated);
       if (!st.topo.node(node))
         return caf::make_error(ec::invalid_argument, "no node '" + node + "' in this cluster");
-      auto stamp = agent_state::next_stamp(st.drain_stamps, node);
-      st.apply_drain(node, drained, stamp, "");
-      st.share({{{node, drained ? 1u : 0u, stamp}}, {}});
+      operator_decision d{node, drained ? 1u : 0u, agent_state::next_stamp(st.drains, node)};
+      st.apply_drain(d, "");
+      st.share({{d}, {}});
       return caf::unit;
     },
     [self](scale_atom, std::string& group, uint32_t n) -> caf::result<void> {
@@ -491,9 +494,9 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       if (n < 1 || n > 1024)
         return caf::make_error(ec::invalid_argument,
                                std::string{"a group has 1 to 1024 instances"});
-      auto stamp = agent_state::next_stamp(st.scale_stamps, group);
-      st.apply_scale(group, n, stamp, "");
-      st.share({{}, {{group, n, stamp}}});
+      operator_decision d{group, n, agent_state::next_stamp(st.scales, group)};
+      st.apply_scale(d, "");
+      st.share({{}, {d}});
       return caf::unit;
     },
     [self](decisions_atom, operator_decisions& d) {
@@ -505,10 +508,10 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
       auto from = " (learned from " + t->second + ")";
       for (auto& x : d.drains)
         if (st.topo.node(x.key) && x.value <= 1)
-          st.apply_drain(x.key, x.value == 1, x.stamp_ms, from);
+          st.apply_drain(x, from);
       for (auto& x : d.scales)
         if (st.topo.group(x.key) && x.value >= 1 && x.value <= 1024)
-          st.apply_scale(x.key, x.value, x.stamp_ms, from);
+          st.apply_scale(x, from);
     },
     [self](log_level_atom) -> std::string {
       auto& l = self->state.log.get();

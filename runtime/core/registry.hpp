@@ -19,12 +19,14 @@ class registry {
 public:
   using labels = std::vector<std::pair<std::string, std::string>>;
 
-  /// One figure: a counter or a gauge, by name and labels.
+  /// One figure: a counter or a gauge, by name and labels, with its
+  /// family's help text.
   struct sample {
     std::string name;
     labels ls;
     double value = 0;
     bool is_counter = false;
+    std::string help;
   };
 
   /// The process's registry.
@@ -32,11 +34,13 @@ public:
 
   /// A counter's cell, created at 0 on first use and valid for the
   /// process's life: keep the reference and add to it without locking.
-  std::atomic<uint64_t>& counter(const std::string& name, const labels& ls);
+  /// `help` describes the family (the first one given is kept).
+  std::atomic<uint64_t>& counter(const std::string& name, const char* help, const labels& ls);
 
   /// Sets a gauge on behalf of `owner` (who alone may change or erase it;
   /// a gauge another owner set is taken over).
-  void set_gauge(const std::string& name, const labels& ls, double value, const void* owner);
+  void set_gauge(const std::string& name, const char* help, const labels& ls, double value,
+                 const void* owner);
 
   /// Erases the gauge if `owner` set it last.
   void erase_gauge(const std::string& name, const labels& ls, const void* owner);
@@ -47,9 +51,6 @@ public:
   /// Every figure, ordered by name, then labels.
   std::vector<sample> samples() const;
 
-  /// Help texts of the families, by name (for `# HELP`).
-  static const std::map<std::string, std::string>& help();
-
 private:
   using key = std::pair<std::string, labels>;
   struct gauge {
@@ -57,6 +58,7 @@ private:
     const void* owner = nullptr;
   };
   mutable std::mutex mtx_;
+  std::map<std::string, std::string> helps_;
   std::map<key, std::unique_ptr<std::atomic<uint64_t>>> counters_;
   std::map<key, gauge> gauges_;
 };

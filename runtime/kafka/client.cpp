@@ -14,6 +14,8 @@ namespace troupe::kafka {
 
 namespace {
 
+constexpr const char* lag_name = "troupe_kafka_consumer_lag";
+
 registry::labels lag_labels(const std::string& group, const std::string& topic,
                             int32_t partition) {
   return {{"consumer_group", group}, {"topic", topic}, {"partition", std::to_string(partition)}};
@@ -161,7 +163,8 @@ void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partiti
       rd_kafka_assign(rk, nullptr);
     for (auto& x : xs) {
       self->revoked_.push_back(x);
-      self->revoked_lag_.push_back(x);
+      registry::instance().erase_gauge(lag_name, lag_labels(self->group_, x.topic, x.partition),
+                                       self);
       self->committed_.erase({x.topic, x.partition});
       self->starts_.erase({x.topic, x.partition});
       self->assigned_.erase(std::remove_if(self->assigned_.begin(), self->assigned_.end(),
@@ -239,6 +242,7 @@ std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
       auto& counter = read_counters_[r.topic];
       if (!counter)
         counter = &registry::instance().counter("troupe_kafka_consumer_records_total",
+                                                "Records a consumer group member read.",
                                                 {{"consumer_group", group_}, {"topic", r.topic}});
       counter->fetch_add(1, std::memory_order_relaxed);
       out.push_back(std::move(r));
@@ -319,13 +323,12 @@ void consumer::learn_starts() {
 
 void consumer::publish_lag() {
   learn_starts();
-  auto& reg = registry::instance();
-  for (auto& r : revoked_lag_)
-    reg.erase_gauge("troupe_kafka_consumer_lag", lag_labels(group_, r.topic, r.partition), this);
-  revoked_lag_.clear();
   for (auto& x : lag())
-    reg.set_gauge("troupe_kafka_consumer_lag", lag_labels(group_, x.topic, x.partition),
-                  static_cast<double>(x.offset), this);
+    registry::instance().set_gauge(
+      lag_name,
+      "Records of a partition this consumer has not yet committed (high watermark minus the "
+      "member's last commit; before one, its read position or where it starts).",
+      lag_labels(group_, x.topic, x.partition), static_cast<double>(x.offset), this);
 }
 
 caf::error consumer::commit(const std::vector<partition_offset>& next) {

@@ -166,8 +166,6 @@ private:
   /// The next offset to read, as this member last committed it.
   std::map<std::pair<std::string, int32_t>, int64_t> committed_;
   std::map<std::string, std::atomic<uint64_t>*> read_counters_;
-  /// Revoked partitions whose lag gauges are still to be erased.
-  std::vector<partition_offset> revoked_lag_;
   int64_t lag_published_ms_ = 0;
   /// Where reading started, per partition, for the lag before anything was
   /// read: the group's committed offset, or the partition's start.

@@ -223,16 +223,13 @@ struct collector_state {
                   {{"node", cfg.node}, {"level", to_string(level)}},
                   static_cast<double>(cfg.log->lines(level)));
     if (cfg.with_registry) {
-      auto& help = registry::help();
       for (auto& x : registry::instance().samples()) {
         labels ls{{"node", cfg.node}};
         ls.insert(ls.end(), x.ls.begin(), x.ls.end());
-        auto h = help.find(x.name);
-        auto text = h != help.end() ? h->second : x.name;
         if (x.is_counter)
-          e.counter(x.name, text, ls, x.value);
+          e.counter(x.name, x.help, ls, x.value);
         else
-          e.gauge(x.name, text, ls, x.value);
+          e.gauge(x.name, x.help, ls, x.value);
       }
     }
     if (cfg.extra)

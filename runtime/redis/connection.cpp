@@ -75,15 +75,20 @@ caf::expected<std::pair<std::string, uint16_t>> parse_url(const std::string& url
 namespace {
 
 std::atomic<uint64_t>& errors_of(const std::string& client, const char* kind) {
-  return registry::instance().counter("troupe_redis_errors_total",
-                                      {{"client", client}, {"kind", kind}});
+  return registry::instance().counter(
+    "troupe_redis_errors_total",
+    "Redis failures by client and kind: connect, io (I/O error or timeout), reply (an error "
+    "reply).",
+    {{"client", client}, {"kind", kind}});
 }
 
 } // namespace
 
 connection::connection(void* ctx, const std::string& client)
   : ctx_(ctx),
-    commands_(&registry::instance().counter("troupe_redis_commands_total", {{"client", client}})),
+    commands_(&registry::instance().counter(
+      "troupe_redis_commands_total", "Redis round trips by client (one per command or pipeline).",
+      {{"client", client}})),
     io_errors_(&errors_of(client, "io")),
     reply_errors_(&errors_of(client, "reply")) {
 }

@@ -171,14 +171,14 @@ TEST_CASE("a log budget lets a burst through each second and tells how many it h
 
 TEST_CASE("the registry keeps counters, and gauges that only their owner may erase") {
   auto& r = registry::instance();
-  auto& c = r.counter("troupe_test_things_total", {{"kind", "a"}});
+  auto& c = r.counter("troupe_test_things_total", "Things.", {{"kind", "a"}});
   c += 3;
-  CHECK(&r.counter("troupe_test_things_total", {{"kind", "a"}}) == &c);
+  CHECK(&r.counter("troupe_test_things_total", "Things.", {{"kind", "a"}}) == &c);
   int owner_a = 0, owner_b = 0;
-  r.set_gauge("troupe_test_depth", {{"q", "1"}}, 5, &owner_a);
-  r.set_gauge("troupe_test_depth", {{"q", "2"}}, 7, &owner_a);
+  r.set_gauge("troupe_test_depth", "Depth.", {{"q", "1"}}, 5, &owner_a);
+  r.set_gauge("troupe_test_depth", "Depth.", {{"q", "2"}}, 7, &owner_a);
   // b takes q=2 over; a's erase then leaves it alone.
-  r.set_gauge("troupe_test_depth", {{"q", "2"}}, 8, &owner_b);
+  r.set_gauge("troupe_test_depth", "Depth.", {{"q", "2"}}, 8, &owner_b);
   r.erase_gauges(&owner_a);
   std::vector<std::string> seen;
   for (auto& s : r.samples())

@@ -84,7 +84,7 @@ TEST_CASE("a bad URL is refused with the reason") {
 namespace {
 
 uint64_t redis_errors(const std::string& client, const char* kind) {
-  return registry::instance().counter("troupe_redis_errors_total",
+  return registry::instance().counter("troupe_redis_errors_total", "",
                                       {{"client", client}, {"kind", kind}});
 }
 
@@ -93,7 +93,7 @@ uint64_t redis_errors(const std::string& client, const char* kind) {
 TEST_CASE("round trips and each kind of failure are counted per client for /metrics") {
   test::redis_server server;
   const std::string client = "counted-client";
-  auto& commands = registry::instance().counter("troupe_redis_commands_total",
+  auto& commands = registry::instance().counter("troupe_redis_commands_total", "",
                                                 {{"client", client}});
   auto c = redis::connection::make(server.url(), 500ms, client);
   REQUIRE(c);
