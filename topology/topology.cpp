@@ -26,47 +26,19 @@ const group_decl* topology::group(const std::string& name) const {
   return nullptr;
 }
 
-const std::vector<domain_info>& domains() {
-  // The settings each domain reads; the domain issues add theirs here.
-  static const std::vector<domain_info> result = {
-    {"ingestor", {}, {{"topic", "transactions"}, {"dead_letter_topic", "dead-letters"}, {"report_every", "10s"}}},
-    {"feature-enricher", {}, {}},
-    {"fraud-detector", {}, {{"model", "actors/fraud_detector/model/fraud.json"}, {"crash_every", "0"}}},
-    {"alerter", {}, {{"threshold", "0.5"}, {"topic", "fraud-alerts"}, {"remember", "168h"}}},
-    {"ranker", {"trending"}, {{"top_k", "10"}, {"max_age", "48h"}, {"trending_window", "24h"}}},
-    {"websocket-broadcaster", {}, {{"articles_topic", "articles"}, {"alerts_topic", "fraud-alerts"},
-                                   {"dead_letter_topic", "dead-letters"}, {"operators", "operator"},
-                                   {"rate_limit", "20"}, {"send_queue", "1024"},
-                                   {"max_message", "65536"}}},
-    {"echo", {}, {}},
-  };
-  return result;
-}
-
 std::string setting(const group_decl& decl, const std::string& key) {
   auto i = decl.settings.find(key);
-  if (i != decl.settings.end())
-    return i->second;
-  for (auto& d : domains())
-    if (d.name == decl.domain) {
-      auto j = d.settings.find(key);
-      if (j != d.settings.end())
-        return j->second;
-    }
-  return {};
+  return i == decl.settings.end() ? std::string{} : i->second;
 }
 
-caf::expected<double> number(const group_decl& decl, const std::string& key) {
-  auto text = setting(decl, key);
-  char* end = nullptr;
-  auto x = std::strtod(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size())
-    return caf::make_error(ec::invalid_argument,
-                           "group " + decl.name + ": " + key + " must be a number, not '" + text
-                             + "'");
-  return x;
+double number(const group_decl& decl, const std::string& key) {
+  return std::strtod(setting(decl, key).c_str(), nullptr);
 }
 
+caf::timespan duration(const group_decl& decl, const std::string& key) {
+  auto d = parse_duration(setting(decl, key));
+  return d ? *d : caf::timespan{0};
+}
 
 namespace {
 
@@ -378,8 +350,40 @@ strategy parse_strategy(const reader& r, const std::string& x) {
          "'" + x + "' is not one of one_for_one, one_for_all, rest_for_one");
 }
 
+/// The text of a setting's value if its TOML type fits `spec`, else the problem.
+std::optional<std::string> setting_text(const setting_spec& spec, const toml::node& value,
+                                        std::string& problem) {
+  auto wrong = [&] {
+    problem = std::string{"expected "} + to_string(spec.type) + ", got " + type_name(value);
+    return std::nullopt;
+  };
+  switch (spec.type) {
+    case setting_type::string:
+    case setting_type::duration:
+      if (!value.is_string())
+        return wrong();
+      return value.as_string()->get();
+    case setting_type::integer:
+      if (!value.is_integer())
+        return wrong();
+      return std::to_string(value.as_integer()->get());
+    case setting_type::number:
+      if (value.is_integer())
+        return std::to_string(value.as_integer()->get());
+      if (!value.is_floating_point())
+        return wrong();
+      return std::to_string(value.as_floating_point()->get());
+    case setting_type::boolean:
+      if (!value.is_boolean())
+        return wrong();
+      return std::string{value.as_boolean()->get() ? "true" : "false"};
+  }
+  return wrong();
+}
+
 std::vector<group_decl> read_groups(const std::string& source, const toml::table& root,
-                                    const std::vector<node_spec>& nodes) {
+                                    const std::vector<node_spec>& nodes,
+                                    const domain_schemas& domains) {
   std::vector<group_decl> result;
   auto arr = root.get("group");
   if (!arr)
@@ -397,9 +401,9 @@ std::vector<group_decl> read_groups(const std::string& source, const toml::table
     g.line = r.line();
     g.name = r.unique_name("group", result);
     g.domain = r.str("domain");
-    const domain_info* dom = nullptr;
+    const domain_schema* dom = nullptr;
     std::string known;
-    for (auto& d : domains()) {
+    for (auto& d : domains) {
       known += (known.empty() ? "" : ", ") + d.name;
       if (d.name == g.domain)
         dom = &d;
@@ -466,30 +470,33 @@ std::vector<group_decl> read_groups(const std::string& source, const toml::table
              "'" + g.fallback + "' is not a fallback of " + g.domain + " (known: " + list + ")");
     }
     g.restart_delay = r.duration("restart_delay", g.restart_delay);
-    g.settings = dom->settings;
+    g.settings = dom->defaults();
     if (auto s = r.table("settings")) {
       reader sr{source, *s, r.path() + ".settings"};
+      std::map<std::string, int> lines;
       for (auto&& [key, value] : *s) {
         auto k = std::string{key.str()};
-        if (dom->settings.count(k) == 0) {
-          std::string list;
-          for (auto& kv : dom->settings)
-            list += (list.empty() ? "" : ", ") + kv.first;
-          sr.fail(static_cast<int>(key.source().begin.line), k,
-                  "unknown setting of " + g.domain + " (known: "
-                    + (list.empty() ? "none" : list) + ")");
+        auto line = static_cast<int>(key.source().begin.line);
+        lines[k] = line;
+        auto spec = dom->find(k);
+        if (!spec) {
+          auto problem = dom->validate({{k, ""}});
+          sr.fail(line, k, problem ? problem->problem : "unknown setting");
         }
-        if (value.is_string())
-          g.settings[k] = value.as_string()->get();
-        else if (value.is_integer())
-          g.settings[k] = std::to_string(value.as_integer()->get());
-        else if (value.is_floating_point())
-          g.settings[k] = std::to_string(value.as_floating_point()->get());
-        else if (value.is_boolean())
-          g.settings[k] = value.as_boolean()->get() ? "true" : "false";
-        else
-          sr.fail(line_of(value), k, std::string{"expected a scalar, got "} + type_name(value));
+        std::string problem;
+        auto text = setting_text(*spec, value, problem);
+        if (!text)
+          sr.fail(line_of(value), k, problem);
+        if (auto bad = check(*spec, *text))
+          sr.fail(line_of(value), k, *bad);
+        g.settings[k] = *text;
       }
+      if (auto problem = dom->validate(g.settings)) {
+        auto i = lines.find(problem->key);
+        sr.fail(i != lines.end() ? i->second : sr.line(), problem->key, problem->problem);
+      }
+    } else if (auto problem = dom->validate(g.settings)) {
+      r.fail(r.line(), "settings." + problem->key, problem->problem);
     }
     result.push_back(std::move(g));
   }
@@ -498,7 +505,8 @@ std::vector<group_decl> read_groups(const std::string& source, const toml::table
 
 } // namespace
 
-caf::expected<topology> parse(const std::string& text, const std::string& source) {
+caf::expected<topology> parse(const std::string& text, const std::string& source,
+                              const domain_schemas& domains) {
   try {
     toml::table root;
     try {
@@ -514,20 +522,20 @@ caf::expected<topology> parse(const std::string& text, const std::string& source
     result.source = source;
     result.cluster = read_cluster(source, root);
     result.nodes = read_nodes(source, root);
-    result.groups = read_groups(source, root, result.nodes);
+    result.groups = read_groups(source, root, result.nodes, domains);
     return result;
   } catch (failure& f) {
     return std::move(f.err);
   }
 }
 
-caf::expected<topology> load(const std::string& path) {
+caf::expected<topology> load(const std::string& path, const domain_schemas& domains) {
   std::ifstream in{path};
   if (!in)
     return caf::make_error(ec::invalid_topology, path + ": cannot open the topology file");
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse(ss.str(), path);
+  return parse(ss.str(), path, domains);
 }
 
 } // namespace troupe::topology

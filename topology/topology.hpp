@@ -11,6 +11,7 @@
 
 #include "runtime/core/log.hpp"
 #include "runtime/supervision/spec.hpp"
+#include "topology/domain_schema.hpp"
 
 namespace troupe::topology {
 
@@ -65,7 +66,7 @@ struct node_spec {
 /// One `[[group]]`: a supervised actor group and where it may run.
 struct group_decl {
   std::string name;
-  /// One of `domains()`.
+  /// A registered domain's name (`runtime/node/domain.hpp`).
   std::string domain;
   /// Instances in the whole cluster.
   uint32_t instances = 1;
@@ -82,8 +83,9 @@ struct group_decl {
   /// One of the domain's declared fallbacks, or `"none"`.
   std::string fallback = "none";
   caf::timespan restart_delay = std::chrono::seconds(1);
-  /// The domain's own settings (`[group.settings]`), checked against the domain.
-  std::map<std::string, std::string> settings;
+  /// The domain's own settings (`settings = {...}`), checked against the
+  /// domain's schema: every key of it, the file's value or the default.
+  settings_map settings;
   int line = 0;
 };
 
@@ -99,29 +101,23 @@ struct topology {
   const group_decl* group(const std::string& name) const;
 };
 
-/// A domain Troupe can run as a group, with its fallbacks and settings keys.
-struct domain_info {
-  std::string name;
-  /// Fallback names the domain declares, besides `"none"`.
-  std::vector<std::string> fallbacks;
-  /// Settings keys the domain reads, each with its default (as written in the file).
-  std::map<std::string, std::string> settings;
-};
-
-/// Every domain, in a fixed order.
-const std::vector<domain_info>& domains();
-
-/// A setting of the group, or its domain's default ("" when neither has it).
+/// A setting of the group as text ("" for a key its domain does not have).
 std::string setting(const group_decl& decl, const std::string& key);
 
-/// A numeric setting, or an error naming the group and the key.
-caf::expected<double> number(const group_decl& decl, const std::string& key);
+/// A numeric setting (integer or number); the parser checked it.
+double number(const group_decl& decl, const std::string& key);
 
-/// Parses and validates `text` as the topology file `source`. Errors have
-/// code `ec::invalid_topology` and read `FILE:LINE: KEY: PROBLEM`.
-caf::expected<topology> parse(const std::string& text, const std::string& source);
+/// A duration setting; the parser checked it.
+caf::timespan duration(const group_decl& decl, const std::string& key);
+
+/// Parses and validates `text` as the topology file `source`, whose groups
+/// may be of the domains in `domains` (each group's settings are checked
+/// against its domain's schema). Errors have code `ec::invalid_topology` and
+/// read `FILE:LINE: KEY: PROBLEM`.
+caf::expected<topology> parse(const std::string& text, const std::string& source,
+                              const domain_schemas& domains);
 
 /// Reads and parses the file at `path`.
-caf::expected<topology> load(const std::string& path);
+caf::expected<topology> load(const std::string& path, const domain_schemas& domains);
 
 } // namespace troupe::topology

@@ -119,7 +119,7 @@ struct worker_state {
     }
     if (b.waiting == 0) {
       batches.erase(id);
-      return caf::make_error(ec::invalid_argument, "Kafka refused the alerts");
+      return caf::make_error(ec::io_failure, "Kafka refused the alerts");
     }
     b.answer = answer_later::take(self);
     return caf::delegated<uint64_t>{};
@@ -136,7 +136,7 @@ struct worker_state {
       return;
     if (b.failed > 0) {
       // The claims stay `pending`: the retry produces these alerts again.
-      b.answer.deliver(caf::make_error(ec::invalid_argument, std::to_string(b.failed)
+      b.answer.deliver(caf::make_error(ec::io_failure, std::to_string(b.failed)
                                                                + " alerts not confirmed by Kafka"));
     } else if (auto err = mark_sent(b.ids)) {
       b.answer.deliver(err);

@@ -6,6 +6,7 @@
 #include "runtime/core/log.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/group/group_spec.hpp"
+#include "runtime/node/domain.hpp"
 
 namespace troupe::alert {
 
@@ -43,5 +44,9 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
 /// (so that the caller retries) while Redis or Kafka cannot be reached.
 /// Each worker connects when it starts, so the first alert does not wait.
 group_spec make_group(const std::string& name, size_t instances, alerter_settings settings);
+
+/// The `alerter` domain's registration (actors/domains.cpp): its settings
+/// schema and group factory.
+troupe::domain domain_entry();
 
 } // namespace troupe::alert

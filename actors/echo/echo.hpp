@@ -3,6 +3,7 @@
 #include <string>
 
 #include "runtime/group/group_spec.hpp"
+#include "runtime/node/domain.hpp"
 
 namespace troupe::echo {
 
@@ -12,5 +13,9 @@ namespace troupe::echo {
 /// without touching Kafka or Redis (Akka's and OTP's test suites use the
 /// same kind of echo process).
 group_spec make_group(std::string name = "echo", size_t instances = 2);
+
+/// The `echo` domain's registration (actors/domains.cpp): its settings
+/// schema and group factory.
+troupe::domain domain_entry();
 
 } // namespace troupe::echo

@@ -5,6 +5,7 @@
 #include <caf/timespan.hpp>
 
 #include "runtime/group/group_spec.hpp"
+#include "runtime/node/domain.hpp"
 
 namespace troupe::enrich {
 
@@ -18,5 +19,9 @@ namespace troupe::enrich {
 /// is back; then it answers with real features again by itself.
 group_spec make_group(const std::string& name, size_t instances, const std::string& redis_url,
                       caf::timespan retry = std::chrono::seconds(1));
+
+/// The `feature-enricher` domain's registration (actors/domains.cpp): its settings
+/// schema and group factory.
+troupe::domain domain_entry();
 
 } // namespace troupe::enrich

@@ -99,13 +99,13 @@ feature_store::features(const std::vector<transaction>& batch) {
   for (size_t i = 0; i < batch.size(); ++i) {
     auto& r = (*replies)[i];
     if (r.kind != redis::reply::string)
-      return caf::make_error(ec::invalid_argument,
+      return caf::make_error(ec::io_failure,
                              "feature script failed for " + batch[i].id + ": " + r.text);
     double v[8];
     if (std::sscanf(r.text.c_str(), "%lf %lf %lf %lf %lf %lf %lf %lf", &v[0], &v[1], &v[2],
                     &v[3], &v[4], &v[5], &v[6], &v[7])
         != 8)
-      return caf::make_error(ec::invalid_argument, "unexpected feature reply: " + r.text);
+      return caf::make_error(ec::io_failure, "unexpected feature reply: " + r.text);
     auto& tx = batch[i];
     result.push_back({static_cast<float>(tx.amount), static_cast<float>(v[0]),
                       static_cast<float>(v[1]), static_cast<float>(v[2]),

@@ -5,6 +5,7 @@
 #include <caf/expected.hpp>
 
 #include "runtime/group/group_spec.hpp"
+#include "runtime/node/domain.hpp"
 
 namespace troupe::fraud {
 
@@ -24,5 +25,9 @@ namespace troupe::fraud {
 /// the `crash_every` group setting, 0 in production).
 caf::expected<group_spec> make_group(const std::string& name, size_t instances,
                                      const std::string& model_path, uint64_t crash_every = 0);
+
+/// The `fraud-detector` domain's registration (actors/domains.cpp): its settings
+/// schema and group factory.
+troupe::domain domain_entry();
 
 } // namespace troupe::fraud

@@ -141,6 +141,8 @@ struct worker_state {
     drop_revoked();
     auto busy = !batches.empty();
     auto recs = consumer->poll(500, busy ? 1ms : 5ms);
+    if (auto errors = consumer->error_summary(); !errors.empty())
+      cfg.log.warning(name + ": " + errors);
     auto cut = consumer->rebalanced_at();
     auto read_at = clock_type::now();
     for (size_t n = 0; n < recs.size(); ++n) {

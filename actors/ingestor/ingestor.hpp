@@ -8,6 +8,7 @@
 
 #include "runtime/core/log.hpp"
 #include "runtime/group/group_spec.hpp"
+#include "runtime/node/domain.hpp"
 
 namespace troupe::ingest {
 
@@ -60,5 +61,9 @@ struct ingestor_settings {
 ///   of buffering without bound; below half of it they are resumed.
 group_spec make_group(const std::string& name, size_t instances, ingestor_settings settings);
 
+
+/// The `ingestor` domain's registration (actors/domains.cpp): its settings
+/// schema and group factory.
+troupe::domain domain_entry();
 
 } // namespace troupe::ingest

@@ -6,6 +6,7 @@
 
 #include "actors/news/article_store.hpp"
 #include "runtime/group/group_spec.hpp"
+#include "runtime/node/domain.hpp"
 
 namespace troupe::rank {
 
@@ -27,7 +28,7 @@ struct ranker_settings {
 ///
 /// `(rank_atom, user, k)` answers a `feed`: the user's preferences from
 /// Redis (`prefs:{user}`, see `preferences`), every candidate of the node's
-/// window scored by seed 000's formula (`score`), the best `k` with the
+/// window scored by the E-News ranking formula (`score`), the best `k` with the
 /// parts of each score. A user without preferences, or a Redis that cannot
 /// be reached, gets the documented defaults (`default_preferences
 /// == true` in the answer): a feed is never refused for want of them.
@@ -41,5 +42,9 @@ group_spec make_group(const std::string& name, size_t instances, ranker_settings
 /// The trending answer for a `(rank_atom, user, k)` request.
 feed trending_feed(const news::article_store& store, const ranker_settings& settings,
                    const std::string& user, uint32_t k);
+
+/// The `ranker` domain's registration (actors/domains.cpp): its settings
+/// schema and group factory.
+troupe::domain domain_entry();
 
 } // namespace troupe::rank

@@ -28,7 +28,7 @@ preferences default_preferences();
 /// Values that are not numbers are skipped; numbers are clamped to [0, 1].
 preferences parse_preferences(const std::vector<std::string>& fields_and_values);
 
-/// Seed 000's deterministic score of `a` for `p` at `now_ms`:
+/// The E-News ranking formula: the deterministic score of `a` for `p` at `now_ms`:
 ///   0.40 affinity + 0.30 (1 - |bias - preference|) + 0.30 / (1 + 0.1 hours old)
 /// with each part in the result.
 ranked_article score(const article& a, const preferences& p, int64_t now_ms);

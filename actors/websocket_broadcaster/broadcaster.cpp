@@ -115,6 +115,8 @@ caf::behavior reader(caf::event_based_actor* self, broadcaster_settings cfg, std
       }
       // Blocks this reader's own thread (a detached actor) for at most 100 ms.
       auto records = st->consumer->poll(500, 100ms);
+      if (auto errors = st->consumer->error_summary(); !errors.empty())
+        st->cfg.log.warning(st->name + ": " + errors);
       if (auto n = st->consumer->assignment().size(); n != st->partitions) {
         st->partitions = n;
         st->log("partitions assigned: " + std::to_string(n));

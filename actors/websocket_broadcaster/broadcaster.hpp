@@ -10,6 +10,7 @@
 #include "runtime/core/log.hpp"
 #include "actors/websocket_broadcaster/gateway.hpp"
 #include "runtime/group/group_spec.hpp"
+#include "runtime/node/domain.hpp"
 
 namespace troupe::ws {
 
@@ -43,5 +44,9 @@ struct broadcaster_settings {
 ///   relays them to every node's hub and so to every node's subscribers.
 ///   Offsets are committed once the hub has them.
 group_spec make_group(const std::string& name, size_t instances, broadcaster_settings settings);
+
+/// The `websocket-broadcaster` domain's registration (actors/domains.cpp): its settings
+/// schema and group factory.
+troupe::domain domain_entry();
 
 } // namespace troupe::ws

@@ -86,7 +86,7 @@ public:
   void detach(const caf::actor_addr& worker);
 
   /// The actor that asks a worker for each feed and answers its session
-  /// (`node_services`): `(feed_atom, session, request_id, user, k)`.
+  /// (`news_service`): `(feed_atom, session, request_id, user, k)`.
   void set_requester(const caf::actor& requester);
   /// The next attached worker, round robin (invalid if none).
   caf::actor pick_worker();

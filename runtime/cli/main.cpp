@@ -30,16 +30,11 @@
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
-#include "actors/catalogue.hpp"
-#include "actors/websocket_broadcaster/node_services.hpp"
+#include "actors/domains.hpp"
 #include "runtime/cluster/auth.hpp"
-#include "runtime/cluster/cluster_router.hpp"
 #include "runtime/cluster/node_agent.hpp"
-#include "runtime/cluster/placement_manager.hpp"
-#include "runtime/cluster/tls_tunnel.hpp"
-#include "runtime/supervision/supervisor.hpp"
 #include "runtime/launcher/up.hpp"
-#include "runtime/metrics/collector.hpp"
+#include "runtime/node/cluster_node.hpp"
 #include "runtime/node/node.hpp"
 #include "topology/placement.hpp"
 #include "topology/topology.hpp"
@@ -275,7 +270,7 @@ struct node_options {
 /// printed (`FILE:LINE: KEY: PROBLEM`, after `prefix`).
 std::optional<topology::topology> load_topology(const std::string& path,
                                                 const std::string& prefix) {
-  auto t = topology::load(path);
+  auto t = actors::load_topology(path);
   if (!t) {
     auto text = render(t.error());
     std::cerr << prefix << text.substr(text.find(": ") + 2) << "\n";
@@ -321,131 +316,30 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   config cfg;
   cluster::configure_system(cfg, topo->cluster, spec);
   caf::actor_system sys{cfg};
-  auto directory = std::make_shared<group_directory>();
-  // With [cluster.tls], nodes talk through TLS tunnels: every peer is dialled
-  // at a local port of the tunnel, and the agent listens on loopback behind it.
-  std::unique_ptr<cluster::tls_tunnel> tunnel;
-  cluster::dial_map dial;
-  if (topo->cluster.tls) {
-    auto t = cluster::tls_tunnel::make(*topo->cluster.tls, topo->cluster.failure_timeout * 4, log);
-    if (!t) {
-      std::cerr << "troupe node: " << render(t.error()) << "\n";
-      return 2;
-    }
-    tunnel = std::move(*t);
-    for (auto& n : topo->nodes) {
-      if (n.name == opt.name)
-        continue;
-      auto port = tunnel->dial(n.name, n.host, n.cluster_port);
-      if (!port) {
-        std::cerr << "troupe node: " << render(port.error()) << "\n";
-        return 2;
-      }
-      dial[n.name] = {"127.0.0.1", *port};
-    }
-  }
-  auto agent = cluster::spawn_node_agent(sys, *topo, opt.name, directory, log, dial);
-  if (!agent) {
-    std::cerr << "troupe node: " << render(agent.error()) << "\n";
-    return 2;
-  }
-  caf::error published;
-  if (tunnel) {
-    auto basp = cluster::publish_on_loopback(sys, *agent);
-    published = basp ? tunnel->listen(spec.host, spec.cluster_port, *basp) : basp.error();
-  } else {
-    published = cluster::publish(sys, *agent, spec);
-  }
-  if (published) {
-    std::cerr << "troupe node: " << render(published) << "\n";
-    caf::anon_send_exit(*agent, caf::exit_reason::kill);
-    return 1;
+  // The node is one supervision tree (runtime/node/cluster_node.hpp).
+  cluster_node_options nopt;
+  nopt.topo = *topo;
+  nopt.name = opt.name;
+  nopt.kafka = opt.kafka;
+  nopt.redis = opt.redis;
+  nopt.log = log;
+  nopt.domains = &actors::domains();
+  auto node = cluster_node::start(sys, std::move(nopt));
+  if (!node) {
+    std::cerr << "troupe node: " << render(node.error()) << "\n";
+    // A port that cannot be bound may be free later; anything else is bad input.
+    return node.error() == ec::cannot_bind ? 1 : 2;
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  log("listening on " + spec.host + ":" + std::to_string(spec.cluster_port) + " in cluster "
-      + topo->cluster.name + (tunnel ? " (TLS)" : ""));
-  log("kafka at " + (opt.kafka.empty() ? topo->cluster.kafka : opt.kafka) + ", redis at "
-      + (opt.redis.empty() ? topo->cluster.redis : opt.redis));
-  // The news groups' node services: the article window, the news hub, the
-  // WebSocket gateway and the HTTP server on http_port.
-  // `/metrics` serves the collector's last rendering (Prometheus text).
-  auto metrics_text = std::make_shared<metrics::snapshot>();
-  auto metrics_route = [metrics_text](const std::string& target) -> http::response {
-    if (target.substr(0, target.find('?')) != "/metrics")
-      return {0, "", ""}; // not mine: the built-in routes answer
-    return {200, "text/plain; version=0.0.4; charset=utf-8", *metrics_text->get()};
-  };
-  auto services = ws::node_services::make(sys, *topo, spec, *agent, directory, log, metrics_route);
-  if (!services) {
-    std::cerr << "troupe node: " << render(services.error()) << "\n";
-    caf::anon_send_exit(*agent, caf::exit_reason::kill);
-    return 2;
-  }
-  if ((*services)->http_port() != 0)
-    log("http on " + spec.host + ":" + std::to_string((*services)->http_port())
-        + " (live page /, /healthz, /metrics, WebSocket /ws)");
-  metrics::collector_settings ms;
-  ms.node = opt.name;
-  ms.directory = directory;
-  ms.agent = *agent;
-  ms.extra = [svc = services->get()](metrics::exposition& e) { svc->metrics(e); };
-  ms.log = log.get();
-  auto collector = metrics::spawn_collector(sys, ms, metrics_text);
-  supervisor_spec groups_spec;
-  groups_spec.name = opt.name + ".groups";
-  groups_spec.dynamic = true;
-  groups_spec.intensity = 10;
-  groups_spec.period = std::chrono::seconds(60);
-  groups_spec.log = log;
-  auto groups = spawn_supervisor(sys, groups_spec);
-  {
-    node_info info;
-    info.root = *groups;
-    info.kafka = opt.kafka.empty() ? topo->cluster.kafka : opt.kafka;
-    info.redis = opt.redis.empty() ? topo->cluster.redis : opt.redis;
-    info.http_port = (*services)->http_port();
-    caf::anon_send(*agent, node_info_atom::value, std::move(info));
-  }
-  // What the domains' workers get from this node: Kafka, Redis, and the
-  // cluster routers of the other stages, by domain (filled below; workers
-  // look them up when they send).
-  auto by_domain = std::make_shared<group_directory>();
-  actors::domain_context ctx;
-  ctx.node = opt.name;
-  ctx.kafka = opt.kafka.empty() ? topo->cluster.kafka : opt.kafka;
-  ctx.redis = opt.redis.empty() ? topo->cluster.redis : opt.redis;
-  ctx.router_of = [by_domain](const std::string& domain) { return by_domain->get(domain); };
-  ctx.log = log;
-  (*services)->fill(ctx);
-  auto factory = [ctx](const topology::group_decl& d, uint32_t n) {
-    return actors::make_group(d, n, ctx);
-  };
-  auto manager = cluster::spawn_placement_manager(sys, *topo, opt.name, *agent, *groups,
-                                                  factory, directory, log);
-  // One cluster router per group this build can run: the address local
-  // callers use, wherever the group's instances are.
-  std::map<std::string, caf::actor> routers;
-  for (auto& g : topo->groups) {
-    auto spec = actors::make_group(g, g.instances, ctx);
-    if (!spec)
-      continue; // the placement manager logs why it cannot host it
-    auto r = cluster::spawn_cluster_router(sys, *topo, g.name, opt.name, *agent, directory,
-                                           *spec);
-    if (r) {
-      routers[g.name] = *r;
-      if (!by_domain->get(g.domain))
-        by_domain->put(g.domain, *r);
-    }
-  }
+  // The node's one actor outside its tree: this thread, waiting for the
+  // root to end (node_info::running_actors counts it).
   caf::scoped_actor self{sys};
-  self->monitor(*agent);
-  self->monitor(*manager);
-  self->monitor(*groups);
+  auto root = (*node)->root();
+  self->monitor(root);
   caf::actor driver;
   if (opt.rate > 0 || opt.window > 0) {
-    auto target = routers.find(opt.group);
-    if (target == routers.end()) {
+    if (!topo->group(opt.group)) {
       log("no group '" + opt.group + "' to send traffic to");
       return 2;
     }
@@ -454,14 +348,16 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
           + " in flight, to group " + opt.group);
     else
       log("traffic: " + std::to_string(opt.rate) + " requests/s to group " + opt.group);
-    auto router = target->second;
     traffic_plan plan{opt.rate, 0, duration, opt.window, opt.count};
-    driver = sys.spawn(traffic, std::function<caf::actor()>{[router] { return router; }}, plan,
-                       caf::actor{self});
+    auto* n = node->get();
+    driver = sys.spawn(traffic, std::function<caf::actor()>{[n, g = opt.group] {
+                         return n->router(g);
+                       }},
+                       plan, caf::actor{self});
   }
   auto started = std::chrono::steady_clock::now();
   int rc = 0;
-  while (!stop_requested
+  while (!stop_requested && !(*node)->halted()
          && (driver || duration.count() == 0
              || std::chrono::steady_clock::now() - started < duration)) {
     bool lost = false;
@@ -470,7 +366,7 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
       [&](report_atom, uint64_t sent, uint64_t answered, uint64_t, uint64_t,
           std::string& summary) {
         auto routes = std::string{};
-        self->request(routers[opt.group], 5s, routes_atom::value)
+        self->request((*node)->router(opt.group), 5s, routes_atom::value)
           .receive(
             [&](std::vector<std::string>& xs) {
               for (auto& x : xs)
@@ -486,13 +382,9 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
         done = true;
       },
       [&](caf::down_msg& dm) {
-        if (dm.reason == ec::stopped_by_operator && dm.source == agent->address()) {
-          done = true; // an operator's `stop`: in order, exit code 0
-          return;
-        }
-        // The node's own actors are not restarted in-process: the node exits
-        // and `troupe up` restarts the process (process-level supervision).
-        log("node actor ended (" + render(dm.reason) + "): exiting");
+        // The root supervisor gave up: the node exits and `troupe up`
+        // restarts the process (process-level supervision).
+        log.error("node supervisor ended (" + render(dm.reason) + "): exiting");
         lost = true;
       },
       caf::after(50ms) >> [] {});
@@ -503,21 +395,9 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
     if (done)
       break;
   }
-  log("stopping");
-  for (auto& kv : routers)
-    self->send_exit(kv.second, caf::exit_reason::user_shutdown);
-  self->send_exit(*manager, caf::exit_reason::user_shutdown);
-  self->send_exit(*groups, caf::exit_reason::user_shutdown);
-  self->send_exit(*agent, caf::exit_reason::user_shutdown);
-  // The collector reads the services: stop it, and wait, before they go.
-  self->monitor(collector);
-  self->send_exit(collector, caf::exit_reason::user_shutdown);
-  for (bool gone = false; !gone;)
-    self->receive([&](caf::down_msg& dm) { gone = dm.source == collector.address(); },
-                  caf::after(5s) >> [&] { gone = true; });
-  services->reset();
-  if (!tunnel)
-    sys.middleman().unpublish(*agent, spec.cluster_port);
+  log((*node)->halted() ? "stopping: asked by an operator" : "stopping");
+  self->demonitor(root);
+  (*node)->stop();
   return rc;
 }
 
@@ -616,6 +496,51 @@ int run_node(const node_options& opt) {
   return rc;
 }
 
+/// `troupe check --domains`: every registered domain with its fallbacks and
+/// its settings (type, default, bounds, meaning): what a `[[group]]`'s
+/// `settings = {...}` may say.
+int run_list_domains() {
+  auto bound = [](const topology::setting_spec& s) -> std::string {
+    auto show = [&](double x) {
+      if (s.type == topology::setting_type::duration)
+        return to_duration_string(std::chrono::milliseconds(static_cast<int64_t>(x)));
+      if (x == static_cast<double>(static_cast<long long>(x)))
+        return std::to_string(static_cast<long long>(x));
+      std::ostringstream out;
+      out << x;
+      return out.str();
+    };
+    if (s.min && s.max)
+      return show(*s.min) + " to " + show(*s.max);
+    if (s.min)
+      return "at least " + show(*s.min);
+    if (s.max)
+      return "at most " + show(*s.max);
+    return "-";
+  };
+  for (auto& d : actors::domains()) {
+    auto& schema = d.schema;
+    std::string fallbacks;
+    for (auto& f : schema.fallbacks)
+      fallbacks += (fallbacks.empty() ? "" : ", ") + f;
+    std::cout << schema.name << (fallbacks.empty() ? "" : " (fallbacks: " + fallbacks + ")")
+              << (d.service_name.empty() ? "" : " [node service: " + d.service_name + "]")
+              << "\n";
+    if (schema.settings.empty())
+      std::cout << "  (no settings)\n";
+    for (auto& s : schema.settings) {
+      // "an integer" -> "integer", "a duration string such as ..." -> "duration"
+      auto type = std::string{topology::to_string(s.type)};
+      type = type.substr(type.find(' ') + 1);
+      type = type.substr(0, type.find(' '));
+      std::cout << "  " << s.key << "  " << type << "  "
+                << (s.fallback.empty() ? "\"\"" : s.fallback) << "  " << bound(s) << "  "
+                << s.doc << "\n";
+    }
+  }
+  return 0;
+}
+
 /// `troupe check FILE [--without n1,n2]`: exit 0 and the plan, or exit 2 and
 /// the first problem (file:line: key: problem).
 int run_check(const std::string& path, const std::string& without) {
@@ -701,6 +626,9 @@ int main(int argc, char** argv) {
   std::string check_without;
   auto* check_cmd = app.add_subcommand("check", "validate a topology file and print its placement");
   check_cmd->add_option("file", check_file, "the topology file")->capture_default_str();
+  bool check_domains = false;
+  check_cmd->add_flag("--domains", check_domains,
+                      "list every domain's settings (type, default, bounds) instead");
   check_cmd->add_option("--without", check_without,
                         "comma-separated nodes to treat as lost (shows failover placement)");
 
@@ -771,7 +699,7 @@ int main(int argc, char** argv) {
   if (*node_cmd)
     return run_node(nopt);
   if (*check_cmd)
-    return run_check(check_file, check_without);
+    return check_domains ? run_list_domains() : run_check(check_file, check_without);
   if (*up_cmd) {
     char self_path[4096];
     auto n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
@@ -780,6 +708,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     uopt.troupe_binary.assign(self_path, static_cast<size_t>(n));
+    uopt.domains = troupe::schemas_of(troupe::actors::domains());
     return troupe::launcher::run_up(uopt);
   }
   if (*kafka_cmd)
@@ -789,6 +718,7 @@ int main(int argc, char** argv) {
   if (*shell_cmd) {
     sopt.timeout = std::chrono::duration_cast<caf::timespan>(
       std::chrono::duration<double>(shell_timeout_s));
+    sopt.domains = troupe::schemas_of(troupe::actors::domains());
     return troupe::cli::run_shell(sopt);
   }
   return run_bench(bopt);

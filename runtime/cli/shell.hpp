@@ -3,6 +3,8 @@
 #include <chrono>
 #include <string>
 
+#include "topology/domain_schema.hpp"
+
 #include <caf/timespan.hpp>
 
 namespace troupe::cli {
@@ -22,6 +24,8 @@ struct shell_options {
   /// How long one request to a node may take before the node counts as
   /// unreachable for this command.
   caf::timespan timeout = std::chrono::seconds(3);
+  /// The domains' settings schemas, to validate the topology file.
+  topology::domain_schemas domains;
 };
 
 /// Exit codes of `troupe shell` (sysexits-like): 0 every command succeeded,

@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 
 #include "runtime/core/log.hpp"
+#include "runtime/core/messages.hpp"
 #include "runtime/node/node.hpp"
 #include "topology/topology.hpp"
 
@@ -37,10 +38,19 @@ using dial_map = std::map<std::string, std::pair<std::string, uint16_t>>;
 /// `directory` holds the routers of the groups this node hosts: trusted
 /// peers ask for one with `(group_atom, name)`. `dial` replaces the address
 /// dialled for some peers (the TLS tunnel's local ends).
+///
+/// `describe_node` gives what the node is for operators (its supervisors,
+/// HTTP port, Kafka and Redis; the agent adds its name, groups and
+/// decisions) at each `node_info_atom`; without it, what a local
+/// `(node_info_atom, node_info)` last said. `on_halt` runs once when an
+/// operator stops the node (`halt_atom`); without it, the agent itself
+/// exits with `ec::stopped_by_operator`.
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
                                            std::string self_name,
                                            std::shared_ptr<group_directory> directory,
-                                           log_fn log, dial_map dial = {});
+                                           log_fn log, dial_map dial = {},
+                                           std::function<node_info()> describe_node = {},
+                                           std::function<void()> on_halt = {});
 
 /// Publishes `agent` on the node's host and cluster port (binding only that
 /// host). Blocks the calling thread until bound: call it from `main`, not

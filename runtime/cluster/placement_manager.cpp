@@ -258,6 +258,14 @@ caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::st
   self->request(agent, 30s, manager_atom::value, caf::actor{self}).then([] {});
   self->request(agent, 30s, subscribe_atom::value, caf::actor{self}).then([] {});
   self->send(self, tick_atom::value);
+  // A manager started again after a crash finds the groups its predecessor
+  // started: they stop, so that what runs here is what this one plans.
+  for (auto& g : st.topo.groups) {
+    self->request(st.groups, 30s, terminate_child_atom::value, g.name)
+      .then([] {}, [](caf::error&) {});
+    self->request(st.groups, 30s, delete_child_atom::value, g.name)
+      .then([] {}, [](caf::error&) {});
+  }
   st.replan();
   return {
     [self](member_up_atom, std::string& name, caf::actor& peer_agent) {

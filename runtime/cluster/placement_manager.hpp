@@ -16,7 +16,7 @@
 namespace troupe::cluster {
 
 /// Builds the spec of group `decl` with `instances` instances on this node,
-/// or an error for a domain this build cannot run (actors/catalogue.hpp).
+/// or an error for a domain this build cannot run (runtime/node/domain.hpp).
 using group_factory =
   std::function<caf::expected<group_spec>(const topology::group_decl& decl, uint32_t instances)>;
 

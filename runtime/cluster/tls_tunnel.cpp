@@ -244,7 +244,7 @@ caf::error tls_tunnel::listen(const std::string& host, uint16_t port, uint16_t b
   error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec)
-    return caf::make_error(ec::invalid_argument, "cannot listen on " + host + ": " + ec.message());
+    return caf::make_error(ec::cannot_bind, "cannot listen on " + host + ": " + ec.message());
   auto acc = std::make_unique<tcp::acceptor>(impl_->io);
   tcp::endpoint ep{addr, port};
   acc->open(ep.protocol(), ec);
@@ -255,7 +255,7 @@ caf::error tls_tunnel::listen(const std::string& host, uint16_t port, uint16_t b
   if (!ec)
     acc->listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    return caf::make_error(ec::invalid_argument, "cannot listen on " + host + ":"
+    return caf::make_error(ec::cannot_bind, "cannot listen on " + host + ":"
                                                    + std::to_string(port) + ": " + ec.message());
   auto& ref = *acc;
   auto t = impl_.get();

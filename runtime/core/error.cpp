@@ -27,6 +27,8 @@ std::string to_string(ec x) {
     case ec::process_exited: return "process_exited";
     case ec::killed_by_operator: return "killed_by_operator";
     case ec::stopped_by_operator: return "stopped_by_operator";
+    case ec::io_failure: return "io_failure";
+    case ec::cannot_bind: return "cannot_bind";
   }
   return "ec(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -54,6 +54,12 @@ enum class ec : uint8_t {
   killed_by_operator,
   /// An operator stopped this node (`troupe shell`'s `stop`, `shutdown`).
   stopped_by_operator,
+  /// Talking to another system failed: a connection that could not be made
+  /// or was lost, a request that timed out, a server that refused the work
+  /// for now. Not the input's fault: try again later.
+  io_failure,
+  /// A port could not be bound (in use, or the address is not this host's).
+  cannot_bind,
 };
 
 /// Returns the name of `x`, e.g. `"group_saturated"`.

@@ -34,7 +34,8 @@ using delete_child_atom = caf::atom_constant<caf::atom("deletechld")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 /// `(dead_letters_atom) -> std::vector<dead_letter>`: a group's recent dead letters.
 using dead_letters_atom = caf::atom_constant<caf::atom("deadletter")>;
-/// `(supervisor_atom) -> caf::actor`: the supervisor under a group router (invalid while down).
+/// `(supervisor_atom) -> caf::actor`: the supervisor under a group router (invalid while down);
+/// a supervisor answers an invalid handle (its children are right under it).
 using supervisor_atom = caf::atom_constant<caf::atom("supervisor")>;
 /// `(group_atom, name) -> caf::actor`: a node's current router of a group.
 using group_atom = caf::atom_constant<caf::atom("group")>;
@@ -156,8 +157,12 @@ struct node_info {
   std::string name;
   /// When the node process started, milliseconds since the Unix epoch.
   int64_t started_ms = 0;
-  /// The node's root supervisor of groups (walk it with `which_children`).
+  /// The node's root supervisor (walk it with `which_children`: the whole
+  /// tree of the node).
   caf::actor root;
+  /// The node's supervisor of groups (`restart` terminates and restarts a
+  /// group under it).
+  caf::actor groups_root;
   /// The groups it hosts, and for each the cluster-wide instance numbers
   /// it runs, in the order of its workers (`GROUP/0`, `GROUP/1`, ...).
   std::vector<std::string> groups;
@@ -168,12 +173,19 @@ struct node_info {
   /// Groups an operator rescaled (`scale`), and their instance counts.
   std::vector<std::string> scaled_groups;
   std::vector<uint32_t> scaled_instances;
+  /// Actors running in the node process now (CAF's registry count; CAF's
+  /// own middleman and brokers are not in it): what its tree holds, the
+  /// readers linked to workers, and the main thread's actor that waits for
+  /// the root to end. A test compares the two to find an unsupervised actor.
+  uint64_t running_actors = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(caf::meta::type_name("troupe.node_info"), x.name, x.started_ms, x.root, x.groups,
-           x.instances, x.kafka, x.redis, x.http_port, x.scaled_groups, x.scaled_instances);
+  return f(caf::meta::type_name("troupe.node_info"), x.name, x.started_ms, x.root, x.groups_root,
+           x.groups,
+           x.instances, x.kafka, x.redis, x.http_port, x.scaled_groups, x.scaled_instances,
+           x.running_actors);
 }
 
 // -- supervision ---------------------------------------------------------------

@@ -71,7 +71,7 @@ using key_fn = std::function<uint64_t(const caf::message&)>;
 
 /// The group's answer to a request while it cannot answer for real: its
 /// supervisor gave up, or no worker answered within the call timeout. The
-/// seed's circuit-breaker fallback ("trending instead of personalised").
+/// news platform's circuit-breaker fallback ("trending instead of personalised").
 using fallback_fn = std::function<caf::expected<caf::message>(const caf::message&)>;
 
 /// A supervised actor group: N workers under a supervisor, behind a router

@@ -444,7 +444,7 @@ caf::expected<std::unique_ptr<server>> server::make(const std::string& host, uin
     return caf::make_error(ec::invalid_argument, "HTTP server: bad address '" + host + "'");
   tcp::endpoint ep{addr, port};
   auto fail = [&](const char* what) {
-    return caf::make_error(ec::invalid_argument, "HTTP server: cannot " + std::string{what} + " "
+    return caf::make_error(ec::cannot_bind, "HTTP server: cannot " + std::string{what} + " "
                                                    + host + ":" + std::to_string(port) + ": "
                                                    + ec.message());
   };

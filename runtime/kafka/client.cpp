@@ -22,7 +22,7 @@ registry::labels lag_labels(const std::string& group, const std::string& topic,
 }
 
 caf::error kafka_error(const std::string& what, rd_kafka_resp_err_t err) {
-  return caf::make_error(ec::invalid_argument, what + ": " + rd_kafka_err2str(err));
+  return caf::make_error(ec::io_failure, what + ": " + rd_kafka_err2str(err));
 }
 
 int to_ms(caf::timespan t) {
@@ -228,8 +228,16 @@ std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
     if (!m)
       break;
     if (m->err) {
-      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && errors_.size() < 100)
-        errors_.push_back(rd_kafka_message_errstr(m));
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        registry::instance()
+          .counter("troupe_kafka_consumer_errors_total",
+                   "Errors a consumer group member met while reading (the broker down, a "
+                   "partition lost, ...), by librdkafka's error name.",
+                   {{"consumer_group", group_}, {"error", rd_kafka_err2name(m->err)}})
+          .fetch_add(1, std::memory_order_relaxed);
+        if (errors_.size() < 100)
+          errors_.push_back(rd_kafka_message_errstr(m));
+      }
     } else {
       record r;
       r.topic = rd_kafka_topic_name(m->rkt);
@@ -371,6 +379,14 @@ caf::error consumer::resume(const std::vector<partition_offset>& partitions) {
 
 std::vector<partition_offset> consumer::take_revoked() {
   return std::exchange(revoked_, {});
+}
+
+std::string consumer::error_summary() {
+  auto errors = take_errors();
+  if (errors.empty())
+    return {};
+  return "Kafka consume error" + std::string{errors.size() > 1 ? "s" : ""} + ": " + errors.front()
+         + (errors.size() > 1 ? " (and " + std::to_string(errors.size() - 1) + " more)" : "");
 }
 
 std::vector<std::string> consumer::take_errors() {

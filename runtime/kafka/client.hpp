@@ -138,8 +138,13 @@ public:
   /// be read again by their new owner: at-least-once).
   std::vector<partition_offset> take_revoked();
 
-  /// Non-fatal consume errors since the last call (for the logs).
+  /// Non-fatal consume errors since the last call (at most 100), for the
+  /// caller's log; each is also counted in
+  /// `troupe_kafka_consumer_errors_total`.
   std::vector<std::string> take_errors();
+
+  /// One log line for the errors since the last call, or "" if none.
+  std::string error_summary();
 
   /// Per assigned partition, the records not yet committed: the partition's
   /// high watermark (as the last fetch saw it) minus the offset this member

@@ -113,16 +113,11 @@ std::vector<std::pair<std::string, int>> topics_of(const topology::topology& t) 
   auto is_topic = [](const std::string& key) {
     return key.size() >= 5 && key.compare(key.size() - 5, 5, "topic") == 0;
   };
-  for (auto& g : t.groups) {
+  // The parser filled in every setting's default.
+  for (auto& g : t.groups)
     for (auto& [key, value] : g.settings)
       if (is_topic(key))
         names.insert(value);
-    for (auto& d : topology::domains())
-      if (d.name == g.domain)
-        for (auto& kv : d.settings)
-          if (is_topic(kv.first))
-            names.insert(topology::setting(g, kv.first));
-  }
   std::vector<std::pair<std::string, int>> result;
   for (auto& n : names)
     result.emplace_back(n, 12); // many partitions: the mock keeps ~5 MiB each
@@ -145,7 +140,7 @@ child_spec supervised(child_spec process) {
 } // namespace
 
 int run_up(const up_options& opt) {
-  auto topo = topology::load(opt.config);
+  auto topo = topology::load(opt.config, opt.domains);
   if (!topo) {
     auto text = render(topo.error());
     std::fprintf(stderr, "troupe up: %s\n", text.substr(text.find(": ") + 2).c_str());
@@ -243,8 +238,15 @@ int run_up(const up_options& opt) {
     if (root_down || stop_requested)
       break;
     std::vector<child_info> kids;
+    caf::error asked;
     self->request(*sup, 1s, which_children_atom::value)
-      .receive([&](std::vector<child_info>& xs) { kids = std::move(xs); }, [](caf::error&) {});
+      .receive([&](std::vector<child_info>& xs) { kids = std::move(xs); },
+               [&](caf::error& err) { asked = err; });
+    if (asked) {
+      // No answer is no news: the supervisor is busy (a slow shutdown of a
+      // child) or the machine is loaded. Its own end shows as a down message.
+      continue;
+    }
     std::set<std::string> now;
     for (auto& k : kids)
       now.insert(k.name);

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "topology/domain_schema.hpp"
+
 namespace troupe::launcher {
 
 /// Options of `troupe up`.
@@ -14,6 +16,8 @@ struct up_options {
   /// the topology's).
   std::string log_level;
   std::string log_format;
+  /// The domains' settings schemas, to validate the file's groups.
+  topology::domain_schemas domains;
 };
 
 /// `troupe up`: launches the local cluster of the topology file and returns

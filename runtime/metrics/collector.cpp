@@ -26,9 +26,21 @@ struct group_figures {
   std::vector<crash_record> crashes;
 };
 
+/// One of the node's own supervisors: its children and recent crashes.
+struct supervisor_figures {
+  std::string name;
+  std::vector<child_info> children;
+  std::vector<crash_record> crashes;
+};
+
+/// When this process started (the node's start, whatever restarts the
+/// collector).
+const int64_t process_start_ms = unix_ms();
+
 /// One gathering of every group's figures.
 struct round {
   std::vector<group_figures> groups;
+  std::vector<supervisor_figures> supervisors;
   std::vector<member_info> members;
   size_t outstanding = 0;
 };
@@ -59,7 +71,7 @@ struct collector_state {
   caf::stateful_actor<collector_state>* self = nullptr;
   collector_settings cfg;
   std::shared_ptr<snapshot> out;
-  int64_t started_ms = unix_ms();
+  int64_t started_ms = process_start_ms;
   std::shared_ptr<round> current;
 
   void collect() {
@@ -97,6 +109,29 @@ struct collector_state {
                   done(r);
                 },
                 [this, r](caf::error&) { done(r); });
+          },
+          [this, r](caf::error&) { done(r); });
+    }
+    auto sups = cfg.node_supervisors ? cfg.node_supervisors()
+                                     : std::vector<std::pair<std::string, caf::actor>>{};
+    for (auto& [sup_name, sup] : sups) {
+      if (!sup)
+        continue;
+      r->supervisors.push_back(supervisor_figures{sup_name, {}, {}});
+      auto index = r->supervisors.size() - 1;
+      r->outstanding += 2;
+      self->request(sup, cfg.ask_timeout, which_children_atom::value)
+        .then(
+          [this, r, index](std::vector<child_info>& xs) {
+            r->supervisors[index].children = std::move(xs);
+            done(r);
+          },
+          [this, r](caf::error&) { done(r); });
+      self->request(sup, cfg.ask_timeout, crashes_atom::value)
+        .then(
+          [this, r, index](std::vector<crash_record>& xs) {
+            r->supervisors[index].crashes = std::move(xs);
+            done(r);
           },
           [this, r](caf::error&) { done(r); });
     }
@@ -214,6 +249,25 @@ struct collector_state {
         e.gauge("troupe_group_recent_crashes",
                 "Crashes in the group supervisor's recent history (bounded), by kind of exit reason.",
                 {{"node", cfg.node}, {"group", g.name}, {"reason", reason}},
+                static_cast<double>(n));
+    }
+    for (auto& sup : r.supervisors)
+      for (auto& c : sup.children)
+        e.counter("troupe_node_restarts_total",
+                  "Restarts of the node's own actors (agent, placement, routers, services) "
+                  "and whole groups, by supervisor and child.",
+                  {{"node", cfg.node}, {"supervisor", sup.name}, {"child", c.name}},
+                  static_cast<double>(c.restarts));
+    for (auto& sup : r.supervisors) {
+      std::map<std::pair<std::string, std::string>, uint64_t> by_reason;
+      for (auto& c : sup.crashes)
+        ++by_reason[{c.child, reason_kind(c.reason)}];
+      for (auto& [key, n] : by_reason)
+        e.gauge("troupe_node_recent_crashes",
+                "Crashes in a node supervisor's recent history (bounded), by child and kind of "
+                "exit reason.",
+                {{"node", cfg.node}, {"supervisor", sup.name}, {"child", key.first},
+                 {"reason", key.second}},
                 static_cast<double>(n));
     }
     if (cfg.log)

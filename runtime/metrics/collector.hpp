@@ -4,6 +4,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -50,6 +51,9 @@ struct collector_settings {
   /// Adds the node's own figures (the gateway's, the HTTP server's) to each
   /// rendering; called on the collector's thread.
   std::function<void(exposition&)> extra;
+  /// The node's own supervisors (root, groups, routers, services): their
+  /// children's restarts and their recent crashes (empty: none).
+  std::function<std::vector<std::pair<std::string, caf::actor>>()> node_supervisors;
   /// The node's logger, for its lines per level (null: none).
   std::shared_ptr<logger> log;
   /// Also renders the process's registry (Kafka consumer lag, Redis errors).

@@ -14,7 +14,8 @@
 
 namespace troupe {
 
-/// What one node runs, until the topology file (cluster.conf) describes it.
+/// What a standalone node runs (`troupe node` without `--config`): groups
+/// built in code. A cluster node is `cluster_node` (cluster_node.hpp).
 struct node_config {
   std::string name = "n1";
   /// One group per entry, each under its own child of the root supervisor.
@@ -46,7 +47,8 @@ private:
   std::map<std::string, std::vector<uint32_t>> instances_;
 };
 
-/// One Troupe node: a root supervisor (one_for_one) with one child per group.
+/// A standalone Troupe node: a root supervisor (one_for_one) with one child
+/// per group.
 /// Owned by the thread that made it; `stop()` (or the destructor) stops the
 /// tree in reverse start order and waits for it.
 class node {

@@ -105,10 +105,10 @@ connection::make(const std::string& url, caf::timespan timeout, const std::strin
   auto tv = to_timeval(timeout);
   auto c = redisConnectWithTimeout(where->first.c_str(), where->second, tv);
   if (c == nullptr)
-    return caf::make_error(ec::invalid_argument, "cannot allocate a Redis context");
+    return caf::make_error(ec::io_failure, "cannot allocate a Redis context");
   if (c->err) {
     errors_of(client, "connect").fetch_add(1, std::memory_order_relaxed);
-    auto err = caf::make_error(ec::invalid_argument,
+    auto err = caf::make_error(ec::io_failure,
                                "cannot connect to " + url + ": " + std::string{c->errstr});
     redisFree(c);
     return err;
@@ -142,7 +142,7 @@ caf::expected<std::vector<reply>>
 connection::round_trip(const std::vector<std::vector<std::string>>& commands) {
   auto c = ctx_of(ctx_);
   if (c->err)
-    return caf::make_error(ec::invalid_argument, std::string{"connection lost: "} + c->errstr);
+    return caf::make_error(ec::io_failure, std::string{"connection lost: "} + c->errstr);
   std::vector<const char*> argv;
   std::vector<size_t> lens;
   for (auto& cmd : commands) {
@@ -154,14 +154,14 @@ connection::round_trip(const std::vector<std::vector<std::string>>& commands) {
     }
     if (redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())
         != REDIS_OK)
-      return caf::make_error(ec::invalid_argument, std::string{"cannot queue: "} + c->errstr);
+      return caf::make_error(ec::io_failure, std::string{"cannot queue: "} + c->errstr);
   }
   std::vector<reply> result;
   result.reserve(commands.size());
   for (size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
     if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr)
-      return caf::make_error(ec::invalid_argument, std::string{"connection lost: "}
+      return caf::make_error(ec::io_failure, std::string{"connection lost: "}
                                                      + (c->err ? c->errstr : "no reply"));
     auto r = static_cast<redisReply*>(raw);
     result.push_back(convert(r));

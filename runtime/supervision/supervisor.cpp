@@ -473,6 +473,9 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_spec spec) {
   using caf::result;
   return {
     [self](which_children_atom) { return self->state.which_children(); },
+    // A group router answers this with its workers' supervisor; a
+    // supervisor has none above its own children (a tree walk asks both).
+    [](supervisor_atom) { return caf::actor{}; },
     [self](crashes_atom) {
       auto& h = self->state.history;
       return std::vector<crash_record>(h.begin(), h.end());

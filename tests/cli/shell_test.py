@@ -126,7 +126,8 @@ def one_shot_commands(c):
     rc, out, _ = sh.run("-c", "nodes", check_rc=0)
     assert re.search(r"^n2\s+up\s+127\.0\.0\.1:\d+\s+\S+\s+.*fraud-detector #\d", out, re.M), out
     rc, out, _ = sh.run("-c", "tree n2", check_rc=0)
-    assert "n2.groups (supervisor)" in out, out
+    assert "n2.root (supervisor, rest_for_one)" in out, out
+    assert re.search(r"^\s+n2\.groups \(running, supervisor, permanent", out, re.M), out
     assert re.search(r"^\s+fraud-detector\.workers .*\n\s+fraud-detector/0 \(running", out,
                      re.M), out
     rc, out, _ = sh.run("-c", "help", check_rc=0)

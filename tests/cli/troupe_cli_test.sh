@@ -80,6 +80,27 @@ case "$case_name" in
     expect_rc 2
     expect_text "$tmp/bad.conf:4: cluster.bogus: unknown key"
     ;;
+  check_bad_domain_setting)
+    # A domain's own setting, checked against the domain's registered schema.
+    bad_conf '[cluster]' 'name = "x"' 'secret = "0123456789"' \
+             '[[node]]' 'name = "n1"' 'cluster_port = 7001' 'http_port = 8001' \
+             '[[group]]' 'name = "r"' 'domain = "ranker"' 'settings = { top_k = 500 }'
+    run "$troupe" check "$tmp/bad.conf"
+    expect_rc 2
+    expect_line "$tmp/bad.conf:11: group[0].settings.top_k: 500 is out of range (at least 1, at most 100)"
+    bad_conf '[cluster]' 'name = "x"' 'secret = "0123456789"' \
+             '[[node]]' 'name = "n1"' 'cluster_port = 7001' 'http_port = 8001' \
+             '[[group]]' 'name = "a"' 'domain = "alerter"' 'settings = { remember = 7 }'
+    run "$troupe" check "$tmp/bad.conf"
+    expect_rc 2
+    expect_line "$tmp/bad.conf:11: group[0].settings.remember: expected a duration string such as \"500ms\", got an integer"
+    ;;
+  check_lists_domains)
+    run "$troupe" check --domains
+    expect_rc 0
+    expect_text "ranker (fallbacks: trending)"
+    expect_text "top_k  integer  10  1 to 100"
+    ;;
   check_unknown_node)
     run "$troupe" check "$src/cluster.conf" --without n9
     expect_rc 2

@@ -3,9 +3,12 @@
 #include <doctest/doctest.h>
 
 #include "runtime/core/error.hpp"
+#include "tests/support/domains.hpp"
 
 using namespace troupe;
 using namespace troupe::topology;
+using troupe::test::load;
+using troupe::test::parse;
 
 namespace {
 

@@ -1,5 +1,7 @@
 #include "topology/topology.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -8,10 +10,13 @@
 #include <doctest/doctest.h>
 
 #include "runtime/core/error.hpp"
+#include "tests/support/domains.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
 using namespace troupe::topology;
+using troupe::test::load;
+using troupe::test::parse;
 
 namespace {
 
@@ -244,4 +249,84 @@ TEST_CASE("a missing file is reported, not thrown") {
   auto t = load("/nonexistent/cluster.conf");
   REQUIRE(!t);
   CHECK(render(t.error()) == "invalid_topology: /nonexistent/cluster.conf: cannot open the topology file");
+}
+
+namespace {
+
+/// A file whose only group is of `domain` with `key = value` in its
+/// settings table, and the line that key is on.
+std::pair<std::string, int> with_setting(const std::string& domain, const std::string& key,
+                                         const std::string& value) {
+  auto text = header + "\n[[group]]\nname = \"g\"\ndomain = \"" + domain
+              + "\"\n\n[group.settings]\n";
+  auto line = static_cast<int>(std::count(text.begin(), text.end(), '\n')) + 1;
+  return {text + key + " = " + value + "\n", line};
+}
+
+/// What a TOML value of the wrong type for `type` looks like.
+std::string wrong_type_for(setting_type type) {
+  switch (type) {
+    case setting_type::string:
+    case setting_type::duration: return "12";
+    case setting_type::boolean: return "\"yes\"";
+    default: return "\"twelve\"";
+  }
+}
+
+/// A value below `spec`'s minimum and one above its maximum (where it has them).
+std::vector<std::string> out_of_bounds(const setting_spec& spec) {
+  std::vector<std::string> result;
+  if (spec.type == setting_type::duration) {
+    if (spec.min && *spec.min >= 1)
+      result.push_back("\"" + std::to_string(static_cast<int64_t>(*spec.min) - 1) + "ms\"");
+    if (spec.max)
+      result.push_back("\"" + std::to_string(static_cast<int64_t>(*spec.max) + 1) + "ms\"");
+    return result;
+  }
+  if (spec.type != setting_type::integer && spec.type != setting_type::number)
+    return result;
+  if (spec.min)
+    result.push_back(std::to_string(static_cast<int64_t>(std::floor(*spec.min)) - 1));
+  if (spec.max)
+    result.push_back(std::to_string(static_cast<int64_t>(std::ceil(*spec.max)) + 1));
+  return result;
+}
+
+} // namespace
+
+TEST_CASE("every domain's settings refuse a wrong type, an out-of-range value and an unknown key, "
+          "with file and line") {
+  size_t refused = 0;
+  for (auto& d : troupe::actors::domains()) {
+    auto& schema = d.schema;
+    auto expect_refused = [&](const std::string& key, const std::string& value,
+                              const std::string& why) {
+      auto [text, line] = with_setting(schema.name, key, value);
+      auto p = problem(text);
+      auto where = "test.conf:" + std::to_string(line) + ": group[0].settings." + key + ": ";
+      auto at = p.find(where);
+      CHECK_MESSAGE((at != std::string::npos && p.find(why, at) != std::string::npos),
+                    schema.name << " " << key << " = " << value << ": " << p);
+      ++refused;
+    };
+    for (auto& spec : schema.settings) {
+      CHECK_MESSAGE(!spec.doc.empty(), schema.name << "." << spec.key << " has no documentation");
+      CHECK_MESSAGE(!check(spec, spec.fallback), schema.name << "." << spec.key
+                                                             << ": the default is invalid");
+      expect_refused(spec.key, wrong_type_for(spec.type), "expected ");
+      for (auto& v : out_of_bounds(spec))
+        expect_refused(spec.key, v, "out of range");
+      if (spec.type == setting_type::string && !spec.may_be_empty)
+        expect_refused(spec.key, "\"\"", "must not be empty");
+      // The default, written out, is accepted.
+      auto [text, line] = with_setting(schema.name, spec.key,
+                                       spec.type == setting_type::string
+                                           || spec.type == setting_type::duration
+                                         ? "\"" + spec.fallback + "\""
+                                         : spec.fallback);
+      CHECK_MESSAGE(problem(text).empty(), schema.name << "." << spec.key << ": " << problem(text));
+    }
+    expect_refused("no_such_setting", "1", "unknown setting of " + schema.name);
+  }
+  CHECK(refused > 20);
 }

@@ -1,4 +1,4 @@
-// Seed 000's ranking formula, checked term by term on fixed data.
+// The E-News ranking formula, checked term by term on fixed data.
 
 #include "actors/ranker/ranking.hpp"
 

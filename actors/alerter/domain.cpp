@@ -1,0 +1,35 @@
+#include "actors/alerter/alerter.hpp"
+
+namespace troupe::alert {
+
+troupe::domain domain_entry() {
+  using topology::setting_type;
+  troupe::domain d;
+  d.schema.name = "alerter";
+  d.schema.settings = {
+    {"threshold", setting_type::number, "0.5", 0, 1, false,
+     "a transaction whose fraud score is over it raises an alert"},
+    {"topic", setting_type::string, "fraud-alerts", {}, {}, false,
+     "the Kafka topic alerts are produced to"},
+    {"remember", setting_type::duration, "168h", 1000, {}, false,
+     "how long an alerted transaction id is kept, so a replay raises no second alert"},
+  };
+  d.make_group = [](const topology::group_decl& decl, uint32_t instances,
+                    const domain_context& ctx) -> caf::expected<group_spec> {
+    alerter_settings s;
+    s.threshold = topology::number(decl, "threshold");
+    s.topic = topology::setting(decl, "topic");
+    s.remember = std::chrono::duration_cast<std::chrono::seconds>(
+      topology::duration(decl, "remember"));
+    s.kafka = ctx.kafka;
+    s.redis = ctx.redis;
+    s.node = ctx.node;
+    s.log = ctx.log.with_group(decl.name);
+    auto g = make_group(decl.name, instances, s);
+    g.call_timeout = std::chrono::seconds(30); // a backlog is not a failure
+    return g;
+  };
+  return d;
+}
+
+} // namespace troupe::alert

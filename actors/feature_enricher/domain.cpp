@@ -1,0 +1,17 @@
+#include "actors/feature_enricher/enricher.hpp"
+
+namespace troupe::enrich {
+
+troupe::domain domain_entry() {
+  troupe::domain d;
+  d.schema.name = "feature-enricher";
+  d.make_group = [](const topology::group_decl& decl, uint32_t instances,
+                    const domain_context& ctx) -> caf::expected<group_spec> {
+    auto g = make_group(decl.name, instances, ctx.redis);
+    g.call_timeout = std::chrono::seconds(30); // a backlog is not a failure
+    return g;
+  };
+  return d;
+}
+
+} // namespace troupe::enrich

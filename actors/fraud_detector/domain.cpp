@@ -1,0 +1,26 @@
+#include "actors/fraud_detector/detector.hpp"
+
+namespace troupe::fraud {
+
+troupe::domain domain_entry() {
+  using topology::setting_type;
+  troupe::domain d;
+  d.schema.name = "fraud-detector";
+  d.schema.settings = {
+    {"model", setting_type::string, "actors/fraud_detector/model/fraud.json", {}, {}, false,
+     "the XGBoost model file (JSON), relative to the node's working directory"},
+    {"crash_every", setting_type::integer, "0", 0, 1e9, false,
+     "fault injection: each worker throws on every Nth batch (0: never)"},
+  };
+  d.make_group = [](const topology::group_decl& decl, uint32_t instances,
+                    const domain_context&) -> caf::expected<group_spec> {
+    auto g = make_group(decl.name, instances, topology::setting(decl, "model"),
+                        static_cast<uint64_t>(topology::number(decl, "crash_every")));
+    if (g)
+      g->call_timeout = std::chrono::seconds(30); // a backlog is not a failure
+    return g;
+  };
+  return d;
+}
+
+} // namespace troupe::fraud

@@ -1,0 +1,36 @@
+#include "actors/ingestor/ingestor.hpp"
+
+namespace troupe::ingest {
+
+troupe::domain domain_entry() {
+  using topology::setting_type;
+  troupe::domain d;
+  d.schema.name = "ingestor";
+  d.schema.settings = {
+    {"topic", setting_type::string, "transactions", {}, {}, false,
+     "the Kafka topic of transactions the instances read as one consumer group"},
+    {"dead_letter_topic", setting_type::string, "dead-letters", {}, {}, false,
+     "where a malformed transaction goes, with its reason"},
+    {"report_every", setting_type::duration, "10s", 0, {}, false,
+     "how often each instance logs its counters (\"0s\": never)"},
+  };
+  d.make_group = [](const topology::group_decl& decl, uint32_t instances,
+                    const domain_context& ctx) -> caf::expected<group_spec> {
+    ingestor_settings s;
+    s.kafka = ctx.kafka;
+    s.topic = topology::setting(decl, "topic");
+    s.dead_letter_topic = topology::setting(decl, "dead_letter_topic");
+    s.consumer_group = "troupe." + decl.name;
+    s.report_every = topology::duration(decl, "report_every");
+    s.router_of = ctx.router_of;
+    s.log = ctx.log.with_group(decl.name);
+    auto g = make_group(decl.name, instances, s);
+    // A pipeline stage's request may wait behind a backlog of batches: the
+    // ingestor's own stage timeout decides when to try again.
+    g.call_timeout = std::chrono::seconds(30);
+    return g;
+  };
+  return d;
+}
+
+} // namespace troupe::ingest

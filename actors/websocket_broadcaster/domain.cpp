@@ -1,0 +1,47 @@
+#include "actors/websocket_broadcaster/broadcaster.hpp"
+#include "actors/websocket_broadcaster/news_service.hpp"
+
+namespace troupe::ws {
+
+troupe::domain domain_entry() {
+  using topology::setting_type;
+  troupe::domain d;
+  d.schema.name = "websocket-broadcaster";
+  d.schema.settings = {
+    {"articles_topic", setting_type::string, "articles", {}, {}, false,
+     "the Kafka topic of articles"},
+    {"alerts_topic", setting_type::string, "fraud-alerts", {}, {}, false,
+     "the Kafka topic of fraud alerts pushed to operators and their users"},
+    {"dead_letter_topic", setting_type::string, "dead-letters", {}, {}, false,
+     "where a malformed article goes, with its reason"},
+    {"operators", setting_type::string, "operator", {}, {}, true,
+     "users (comma-separated) whose token opens every feed and every alert"},
+    {"rate_limit", setting_type::number, "20", 0.001, 1e6, false,
+     "requests per second per client (the burst is twice it)"},
+    {"send_queue", setting_type::integer, "1024", 1, 1e6, false,
+     "messages queued per client before a slow one is dropped"},
+    {"max_message", setting_type::integer, "65536", 256, 16777216, false,
+     "the largest WebSocket message a client may send, in bytes"},
+  };
+  d.make_group = [](const topology::group_decl& decl, uint32_t instances,
+                    const domain_context& ctx) -> caf::expected<group_spec> {
+    broadcaster_settings s;
+    s.kafka = ctx.kafka;
+    s.articles_topic = topology::setting(decl, "articles_topic");
+    s.alerts_topic = topology::setting(decl, "alerts_topic");
+    s.dead_letter_topic = topology::setting(decl, "dead_letter_topic");
+    s.consumer_group = "troupe." + decl.name;
+    if (auto news = ctx.service<news_service>(news_service::name)) {
+      s.gw = news->gw();
+      s.hub = [news] { return news->hub(); };
+    }
+    s.router_of = ctx.router_of;
+    s.log = ctx.log.with_group(decl.name);
+    return make_group(decl.name, instances, s);
+  };
+  d.service_name = news_service::name;
+  d.make_service = news_service::make;
+  return d;
+}
+
+} // namespace troupe::ws

@@ -1,0 +1,197 @@
+#include "actors/websocket_broadcaster/news_service.hpp"
+
+#include <sstream>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/news/news_hub.hpp"
+#include "actors/websocket_broadcaster/page_html.hpp"
+#include "runtime/core/error.hpp"
+
+namespace troupe::ws {
+
+namespace {
+
+/// Internal: the gateway's grace after its last worker stopped is over.
+using grace_over_atom = caf::atom_constant<caf::atom("graceover")>;
+
+/// The gateway's helper actor: its grace timer, and its feed requester.
+struct helper_state {
+  static inline const char* name = "troupe.gateway_helper";
+  caf::stateful_actor<helper_state>* self = nullptr;
+  std::weak_ptr<gateway> gw;
+  caf::timespan timeout{};
+
+  /// Asks a worker for `user`'s feed and answers `session`. A worker that
+  /// stops with the request in its mailbox (its group moved away, or
+  /// restarts) bounces it: the request goes to another worker, at most three
+  /// tries, all within `left`.
+  void ask(uint64_t session, std::string rid, std::string user, uint32_t k, int tries,
+           caf::timespan left) {
+    auto g = gw.lock();
+    if (!g)
+      return;
+    auto answer = [g, session](std::string json) {
+      g->answer(session, std::make_shared<const std::string>(std::move(json)));
+    };
+    auto worker = g->pick_worker();
+    if (!worker) {
+      answer(gateway::error_json(
+        "unavailable", "no websocket-broadcaster instance runs on this node now", rid));
+      return;
+    }
+    auto start = std::chrono::steady_clock::now();
+    self->request(worker, left, feed_atom::value, user, k)
+      .then([answer, rid](feed& f) { answer(feed_json(f, rid)); },
+            [=](caf::error& err) {
+              auto spent = std::chrono::duration_cast<caf::timespan>(
+                std::chrono::steady_clock::now() - start);
+              if (err == caf::sec::request_receiver_down && tries < 3 && spent < left) {
+                ask(session, rid, user, k, tries + 1, left - spent);
+                return;
+              }
+              answer(gateway::error_json("feed_failed", render(err), rid));
+            });
+  }
+};
+
+caf::behavior gateway_helper(caf::stateful_actor<helper_state>* self, std::weak_ptr<gateway> gw,
+                             caf::timespan timeout) {
+  self->state.self = self;
+  self->state.gw = std::move(gw);
+  self->state.timeout = timeout;
+  return {
+    [self](grace_over_atom) {
+      if (auto g = self->state.gw.lock())
+        g->close_if_detached();
+    },
+    [self](feed_atom, uint64_t session, std::string& rid, std::string& user, uint32_t k) {
+      self->state.ask(session, std::move(rid), std::move(user), k, 1, self->state.timeout);
+    },
+  };
+}
+
+} // namespace
+
+caf::expected<std::shared_ptr<node_service>>
+news_service::make(const service_context& ctx,
+                   const std::vector<const topology::group_decl*>& groups) {
+  std::shared_ptr<news_service> ptr{new news_service};
+  ptr->ctx_ = ctx;
+  ptr->articles_ = std::make_shared<news::article_store>();
+  gateway_settings gs;
+  gs.cluster = ctx.topo->cluster.name;
+  gs.secret = ctx.topo->cluster.secret;
+  gs.log = ctx.log;
+  if (!groups.empty()) {
+    // The schema checked every value; the first group's settings hold.
+    auto& g = *groups.front();
+    gs.operators.clear();
+    std::stringstream list{topology::setting(g, "operators")};
+    for (std::string op; std::getline(list, op, ',');)
+      if (!op.empty())
+        gs.operators.insert(op);
+    gs.rate = topology::number(g, "rate_limit");
+    gs.burst = 2 * gs.rate;
+    ptr->limits_.send_queue = static_cast<size_t>(topology::number(g, "send_queue"));
+    ptr->limits_.max_message = static_cast<size_t>(topology::number(g, "max_message"));
+  }
+  ptr->gateway_ = std::make_shared<gateway>(gs);
+  ptr->gateway_->set_store(ptr->articles_);
+  return std::shared_ptr<node_service>{std::move(ptr)};
+}
+
+caf::actor news_service::hub() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return hub_;
+}
+
+std::vector<child_spec> news_service::children() {
+  std::vector<child_spec> result;
+  // The hub: relays articles, reads and alerts between the nodes' hubs and
+  // pushes them to this node's gateway.
+  child_spec hub;
+  hub.name = "news-hub";
+  hub.start = [this](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    news::hub_settings hs;
+    hs.node = ctx_.node->name;
+    hs.store = articles_;
+    hs.publish = [gw = gateway_](const std::vector<std::string>& channels,
+                                 std::shared_ptr<const std::string> msg) {
+      gw->publish(channels, std::move(msg));
+    };
+    hs.agent = ctx_.agent();
+    hs.log = ctx_.log;
+    auto h = news::spawn_news_hub(sys, hs);
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      hub_ = h;
+    }
+    gateway_->set_hub(h);
+    if (ctx_.directory)
+      ctx_.directory->put(news::hub_service, h);
+    return h;
+  };
+  result.push_back(std::move(hub));
+  // The gateway's helper: its grace timer and its feed requester.
+  child_spec helper;
+  helper.name = "gateway-helper";
+  helper.start = [this](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    auto h = sys.spawn(gateway_helper, std::weak_ptr<gateway>(gateway_),
+                       gateway_settings{}.feed_timeout);
+    gateway_->set_requester(h);
+    gateway_->set_timer([h](caf::timespan after) {
+      caf::delayed_anon_send(h, after, grace_over_atom::value);
+    });
+    return h;
+  };
+  result.push_back(std::move(helper));
+  return result;
+}
+
+http::response news_service::route(const std::string& target) const {
+  auto path = target.substr(0, target.find('?'));
+  if (path == "/" || path == "/index.html")
+    return {200, "text/html; charset=utf-8", page_html};
+  return {0, "", ""};
+}
+
+http::ws_handler* news_service::websocket() {
+  return gateway_.get();
+}
+
+void news_service::limit(http::server_limits& limits) const {
+  limits.send_queue = limits_.send_queue;
+  limits.max_message = limits_.max_message;
+}
+
+void news_service::health(nlohmann::json& out) const {
+  std::string why;
+  out["websocket"] = gateway_->accepting(why);
+  out["clients"] = gateway_->clients();
+  out["articles"] = articles_->size();
+}
+
+void news_service::metrics(troupe::metrics::exposition& e) const {
+  troupe::metrics::labels node{{"node", ctx_.node->name}};
+  auto n = [](const std::atomic<uint64_t>& x) {
+    return static_cast<double>(x.load(std::memory_order_relaxed));
+  };
+  e.gauge("troupe_articles_window", "Articles in this node's window (ranking candidates).", node,
+          static_cast<double>(articles_->size()));
+  auto& gc = gateway_->counters();
+  e.gauge("troupe_ws_connections", "WebSocket clients connected to this node now.", node,
+          static_cast<double>(gateway_->clients()));
+  e.counter("troupe_ws_requests_total", "WebSocket requests (ops) received.", node,
+            n(gc.requests));
+  e.counter("troupe_ws_errors_total", "WebSocket requests answered with an error.", node,
+            n(gc.errors));
+  e.counter("troupe_ws_rate_limited_total", "WebSocket requests refused by the rate limit.",
+            node, n(gc.rate_limited));
+  e.counter("troupe_ws_feeds_total", "Feed requests sent on to the ranker.", node, n(gc.feeds));
+  e.counter("troupe_ws_pushes_total", "Breaking news and alerts pushed (one per publish).", node,
+            n(gc.pushes));
+}
+
+} // namespace troupe::ws

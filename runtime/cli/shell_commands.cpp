@@ -1,0 +1,1103 @@
+// `troupe shell`'s commands: one table (name, arguments, help, arity,
+// runner) and the session that runs them on a cluster.
+#include "runtime/cli/shell_commands.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <optional>
+
+#include <caf/all.hpp>
+
+#include "runtime/cli/shell_link.hpp"
+#include "runtime/core/duration.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/core/histogram.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/core/types.hpp"
+#include "runtime/kafka/client.hpp"
+
+namespace troupe::cli {
+
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+outcome usage(const std::string& why) {
+  outcome o;
+  o.rc = shell_usage;
+  o.text = why + "\n";
+  o.doc = {{"error", "usage"}, {"message", why}};
+  return o;
+}
+
+outcome failed(const std::string& why) {
+  outcome o;
+  o.rc = shell_failed;
+  o.text = why + "\n";
+  o.doc = {{"error", "failed"}, {"message", why}};
+  return o;
+}
+
+std::string pad(std::string s, size_t n) {
+  if (s.size() < n)
+    s.append(n - s.size(), ' ');
+  return s;
+}
+
+std::string fixed(double x, int digits = 1) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, x);
+  return buf;
+}
+
+std::string human_duration(int64_t ms) {
+  if (ms < 0)
+    ms = 0;
+  auto s = ms / 1000;
+  char buf[64];
+  if (s < 60)
+    std::snprintf(buf, sizeof(buf), "%llds", static_cast<long long>(s));
+  else if (s < 3600)
+    std::snprintf(buf, sizeof(buf), "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  else
+    std::snprintf(buf, sizeof(buf), "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>((s % 3600) / 60));
+  return buf;
+}
+
+std::string clock_time(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%H:%M:%S", &tm);
+  return std::string{buf} + "." + std::to_string(1000 + ms % 1000).substr(1) + "Z";
+}
+
+struct local_group {
+  std::string node;
+  std::vector<uint32_t> instances;
+  caf::actor router;
+  std::optional<group_status> status;
+};
+class session;
+
+using args = std::vector<std::string>;
+
+/// One command: what `help` says of it, how many arguments it takes, and
+/// what runs it.
+struct command {
+  const char* name;
+  const char* args;
+  const char* summary;
+  const char* details;
+  size_t min_args;
+  size_t max_args;
+  outcome (*run)(session& s, const std::vector<std::string>& args);
+};
+
+class session : public shell_session, cluster_link {
+public:
+  using cluster_link::cluster_link;
+
+  bool join(std::string& why) override {
+    return cluster_link::join(why);
+  }
+
+  outcome run(const std::vector<std::string>& w) override {
+    if (w.empty())
+      return {};
+    auto a = args(w.begin() + 1, w.end());
+    for (auto& c : table()) {
+      if (w[0] != c.name)
+        continue;
+      if (a.size() < c.min_args || a.size() > c.max_args)
+        return c.max_args == 0 ? usage(w[0] + " takes no argument")
+                               : usage("usage: " + w[0] + " " + c.args);
+      return c.run(*this, a);
+    }
+    std::string known;
+    for (auto& c : table())
+      known += (known.empty() ? "" : ", ") + std::string{c.name};
+    return usage("unknown command '" + w[0] + "' (known: " + known + "; `help` explains them)");
+  }
+
+  /// Every command, in `help`'s order.
+  static const std::vector<command>& table() {
+    static const std::vector<command> xs = {
+        {"help", "[command]", "list the commands, or explain one", "",
+         0, 1, [](session& s, const args& a) { return s.help(a); }},
+        {"nodes", "", "each node: state, address, uptime, the groups it hosts",
+         "The state is the first reachable node's view (up, joining, down), or\n"
+         "`unreachable` when the shell itself cannot reach the node.",
+         0, 0, [](session& s, const args& a) { return s.nodes(); }},
+        {"groups", "", "each group: state, instances and where, restarts",
+         "State: up (every declared instance runs, every worker up), degraded\n"
+         "(fewer instances or workers), down (no instance runs, or a supervisor\n"
+         "gave up: the fallback answers).",
+         0, 0, [](session& s, const args& a) { return s.groups(); }},
+        {"tree", "[node]", "the live supervision tree of every node (or one)",
+         "Each child with its state and its restarts.",
+         0, 1, [](session& s, const args& a) { return s.tree(a.empty() ? "" : a[0]); }},
+        {"stats", "[group]", "events in/out per second, latency p50/p99, in flight, dead letters",
+         "Measured over one second: the shell reads every node's counters twice.\n"
+         "Latency is acceptance to answer at the group's routers, in that second\n"
+         "(or since the group started when nothing was answered in it).",
+         0, 1, [](session& s, const args& a) { return s.stats(a.empty() ? "" : a[0]); }},
+        {"crashes", "[group]", "the recent crash history with reasons",
+         "From each node's group supervisors (their bounded history) and root\n"
+         "supervisor, oldest first.",
+         0, 1, [](session& s, const args& a) { return s.crashes(a.empty() ? "" : a[0]); }},
+        {"restart", "<group>", "restart the group on every node that hosts it",
+         "Its supervisor stops it (workers in reverse order) and starts it again,\n"
+         "as OTP's terminate_child and restart_child.",
+         1, 1, [](session& s, const args& a) { return s.restart(a[0]); }},
+        {"kill", "<group>[/<instance>] | <node>:<part>",
+         "inject a crash: a group's workers, one instance's, or a part of a node",
+         "The worker exits with reason killed_by_operator; its supervisor\n"
+         "restarts it. Instances are the cluster-wide numbers `groups` shows.\n"
+         "`kill n1:collector` crashes one of a node's own actors, as `tree`\n"
+         "names them (agent, placement, router/GROUP, collector, news-hub,\n"
+         "gateway-helper, http, or a supervisor): its supervisor restarts it.",
+         1, 1, [](session& s, const args& a) { return s.kill(a[0]); }},
+        {"publish", "<topic> <json>", "produce one record to a Kafka topic",
+         "The JSON must parse; it goes to the cluster's Kafka as it is.",
+         2, 2, [](session& s, const args& a) { return s.publish(a[0], a[1]); }},
+        {"model", "load <path> | status", "the fraud-detector groups' model: swap it, or show it",
+         "`model load PATH` asks every node hosting a fraud-detector group to load\n"
+         "and check the XGBoost model at PATH (a path on the nodes' hosts); each\n"
+         "worker switches at its next batch, no batch is scored by two models.\n"
+         "A model that does not load leaves the old one in place. A group started\n"
+         "again later (moved, restarted) loads the topology's `model` setting.",
+         1, 2, [](session& s, const args& a) { return s.model_command(a); }},
+        {"scale", "<group> <n>", "run n instances of a group (1 to 1024)",
+         "Every reachable node plans with the new count: new instances start where\n"
+         "the plan puts them (claimed as usual), surplus ones stop, and messages\n"
+         "keep flowing (key_hash keys are spread over the new count). Waits (30 s\n"
+         "at most) until n instances run. The count is cluster state: a node that\n"
+         "restarts learns it from its peers (a whole cluster restarted starts\n"
+         "from the topology file again).",
+         2, 2, [](session& s, const args& a) { return s.scale_command(a); }},
+        {"drain", "<node>", "move every instance off a node (it stays a member)",
+         "Every reachable node's placement leaves the node out; its instances\n"
+         "move to their next nodes as when a node is lost. Waits (30 s at most)\n"
+         "until the node hosts nothing. Nodes the shell cannot reach, or that\n"
+         "restart later, learn it from their peers. `undrain` reverses it.",
+         1, 1, [](session& s, const args& a) { return s.drain(a[0], true); }},
+        {"undrain", "<node>", "let a drained node host again", "",
+         1, 1, [](session& s, const args& a) { return s.drain(a[0], false); }},
+        {"stop", "<node>", "drain a node, then stop its process (exit code 0)",
+         "`troupe up` does not restart a node that stopped this way.",
+         1, 1, [](session& s, const args& a) { return s.stop(a[0]); }},
+        {"shutdown", "", "stop every node, in reverse topology order",
+         "Each node stops in order (groups, then its agent) and exits with code 0;\n"
+         "`troupe up` then stops Kafka and Redis and ends.",
+         0, 0, [](session& s, const args& a) { return s.shutdown(); }},
+        {"log", "[<level> [<node>]]", "each node's log level, or set it (every node, or one)",
+         "Levels, from quiet to verbose: error, warning, info, debug, trace.\n"
+         "debug adds a line per event (its id as `event=`), trace more. The level\n"
+         "lives in the running node: a restarted node logs at the topology's\n"
+         "`log_level` again.",
+         0, 2, [](session& s, const args& a) { return s.log_level(a.empty() ? "" : a[0], a.size() < 2 ? "" : a[1]); }},
+        {"quit", "", "leave the shell (also exit, Ctrl-D)", "",
+         0, 0, [](session& s, const args& a) { return outcome{}; }},
+    };
+    return xs;
+  }
+
+private:
+  /// Every node's local part of each group (or of `only`), with status.
+  std::map<std::string, std::vector<local_group>>
+  locals(const std::map<std::string, node_info>& infos, const std::string& only = "") {
+    std::map<std::string, std::vector<local_group>> result;
+    for (auto& [node, info] : infos) {
+      auto agent = links_[node].agent;
+      for (size_t i = 0; i < info.groups.size(); ++i) {
+        auto& g = info.groups[i];
+        if (!only.empty() && g != only)
+          continue;
+        local_group lg;
+        lg.node = node;
+        lg.instances = i < info.instances.size() ? info.instances[i] : std::vector<uint32_t>{};
+        auto router = ask<caf::actor>(agent, group_atom::value, g);
+        if (router && *router) {
+          lg.router = *router;
+          if (auto s = ask<group_status>(lg.router, status_atom::value))
+            lg.status = std::move(*s);
+        }
+        result[g].push_back(std::move(lg));
+      }
+    }
+    return result;
+  }
+
+  outcome unreachable_all(const std::map<std::string, std::string>& down) {
+    outcome o;
+    o.rc = shell_unreachable;
+    std::string why;
+    for (auto& [n, e] : down)
+      why += "\n  " + n + ": " + e;
+    o.text = "no node of cluster " + topo_.cluster.name + " answered:" + why + "\n";
+    o.doc = {{"error", "unreachable"}, {"nodes", down}};
+    return o;
+  }
+
+  static void note_unreachable(outcome& o, const std::map<std::string, std::string>& down) {
+    for (auto& [n, e] : down)
+      o.text += "(" + n + " unreachable: " + e + ")\n";
+    if (!down.empty())
+      o.doc["unreachable"] = down;
+  }
+
+  // -- commands --------------------------------------------------------------------
+
+  outcome help(const std::vector<std::string>& args) {
+    outcome o;
+    if (args.size() > 1)
+      return usage("usage: help [command]");
+    if (args.size() == 1) {
+      for (auto& c : table())
+        if (args[0] == c.name) {
+          o.text = std::string{c.name} + (*c.args ? " " : "") + c.args + "\n  " + c.summary
+                   + "\n" + (*c.details ? std::string{c.details} + "\n" : "");
+          o.doc = {{"command", c.name}, {"args", c.args}, {"summary", c.summary}};
+          return o;
+        }
+      return usage("no command '" + args[0] + "' (`help` lists them)");
+    }
+    o.doc["commands"] = json::array();
+    for (auto& c : table()) {
+      auto head = std::string{c.name} + (*c.args ? " " : "") + c.args;
+      o.text += "  " + pad(head, 30) + c.summary + "\n";
+      o.doc["commands"].push_back({{"command", c.name}, {"args", c.args}, {"summary", c.summary}});
+    }
+    return o;
+  }
+
+  outcome nodes() {
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    // The membership view of the first node that answered.
+    std::map<std::string, member_info> view;
+    std::string viewer;
+    for (auto& name : ordered_nodes()) {
+      if (!infos.count(name))
+        continue;
+      if (auto ms = ask<std::vector<member_info>>(links_[name].agent, members_atom::value)) {
+        viewer = name;
+        for (auto& m : *ms)
+          view[m.name] = m;
+        break;
+      }
+    }
+    outcome o;
+    o.doc["view_of"] = viewer;
+    o.doc["nodes"] = json::array();
+    o.text = pad("NODE", 8) + pad("STATE", 13) + pad("ADDRESS", 22) + pad("UPTIME", 10)
+             + "GROUPS\n";
+    auto now = unix_ms();
+    for (auto& n : topo_.nodes) {
+      auto i = infos.find(n.name);
+      std::string state = i == infos.end() ? "unreachable" : "up";
+      if (auto v = view.find(n.name); v != view.end() && v->second.state != "self")
+        state = i == infos.end() ? v->second.state + "/unreachable" : v->second.state;
+      json row = {{"name", n.name},
+                  {"state", state},
+                  {"address", n.host + ":" + std::to_string(n.cluster_port)}};
+      std::string uptime = "-";
+      std::string groups;
+      if (i != infos.end()) {
+        uptime = human_duration(now - i->second.started_ms);
+        row["uptime_s"] = (now - i->second.started_ms) / 1000;
+        row["http_port"] = i->second.http_port;
+        row["running_actors"] = i->second.running_actors;
+        row["groups"] = i->second.groups;
+        for (size_t k = 0; k < i->second.groups.size(); ++k) {
+          groups += (groups.empty() ? "" : ", ") + i->second.groups[k];
+          auto& ids = i->second.instances[k];
+          if (!ids.empty()) {
+            groups += " ";
+            for (size_t j = 0; j < ids.size(); ++j)
+              groups += (j ? "," : "") + std::string{"#"} + std::to_string(ids[j]);
+          }
+        }
+      } else {
+        row["error"] = down[n.name];
+      }
+      o.doc["nodes"].push_back(row);
+      o.text += pad(n.name, 8) + pad(state, 13)
+                + pad(n.host + ":" + std::to_string(n.cluster_port), 22) + pad(uptime, 10)
+                + (groups.empty() ? "-" : groups) + "\n";
+    }
+    if (!down.empty())
+      o.doc["unreachable"] = down;
+    return o;
+  }
+
+  /// A group's state over the cluster: down when no instance runs or a
+  /// local part is down, degraded when fewer than declared run or some
+  /// worker is restarting, else up.
+  static std::string cluster_state(uint32_t want, const std::vector<local_group>& parts,
+                                   uint32_t running) {
+    if (running == 0)
+      return "down";
+    bool degraded = running < want;
+    for (auto& p : parts) {
+      if (!p.status)
+        degraded = true;
+      else if (p.status->state == "down")
+        return "down";
+      else if (p.status->state != "up")
+        degraded = true;
+    }
+    return degraded ? "degraded" : "up";
+  }
+
+  outcome groups() {
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    auto parts = locals(infos);
+    outcome o;
+    o.doc["groups"] = json::array();
+    o.text = pad("GROUP", 24) + pad("STATE", 10) + pad("INSTANCES", 11) + pad("RESTARTS", 10)
+             + "WHERE\n";
+    for (auto& g : topo_.groups) {
+      auto& ps = parts[g.name];
+      uint32_t running = 0;
+      uint64_t worker_restarts = 0;
+      uint64_t group_restarts = 0;
+      std::string where;
+      json places = json::array();
+      for (auto& p : ps) {
+        running += static_cast<uint32_t>(p.instances.empty() && p.status ? p.status->instances
+                                                                          : p.instances.size());
+        std::string ids;
+        for (auto id : p.instances)
+          ids += (ids.empty() ? "#" : ",#") + std::to_string(id);
+        where += (where.empty() ? "" : "; ") + p.node + (ids.empty() ? "" : " " + ids);
+        json place = {{"node", p.node}, {"instances", p.instances}};
+        if (p.status) {
+          worker_restarts += p.status->worker_restarts;
+          group_restarts += p.status->group_restarts;
+          place["state"] = p.status->state;
+          place["live_workers"] = p.status->live_workers;
+          place["worker_restarts"] = p.status->worker_restarts;
+          place["group_restarts"] = p.status->group_restarts;
+        }
+        places.push_back(place);
+      }
+      auto want = declared(g, infos);
+      auto state = cluster_state(want, ps, running);
+      o.doc["groups"].push_back({{"name", g.name},
+                                 {"domain", g.domain},
+                                 {"state", state},
+                                 {"instances", running},
+                                 {"declared", want},
+                                 {"restarts", worker_restarts + group_restarts},
+                                 {"worker_restarts", worker_restarts},
+                                 {"group_restarts", group_restarts},
+                                 {"where", places}});
+      o.text += pad(g.name, 24) + pad(state, 10)
+                + pad(std::to_string(running) + "/" + std::to_string(want), 11)
+                + pad(std::to_string(worker_restarts + group_restarts), 10)
+                + (where.empty() ? "-" : where) + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// Walks a supervisor's children, depth first.
+  void walk(const caf::actor& sup, const std::string& indent, std::string& text, json& out,
+            int depth) {
+    auto kids = ask<std::vector<child_info>>(sup, which_children_atom::value);
+    if (!kids) {
+      text += indent + "(no answer: " + render(kids.error()) + ")\n";
+      return;
+    }
+    for (auto& k : *kids) {
+      json node = {{"name", k.name},
+                   {"state", k.state},
+                   {"restart", k.restart},
+                   {"restarts", k.restarts},
+                   {"supervisor", k.is_supervisor}};
+      text += indent + k.name + " (" + k.state
+              + (k.is_supervisor ? ", supervisor" : "") + ", " + k.restart + ", restarts "
+              + std::to_string(k.restarts) + ")\n";
+      if (k.is_supervisor && k.handle && depth < 8) {
+        node["children"] = json::array();
+        // A group's child is its router, which owns the group's supervisor.
+        auto sup = ask<caf::actor>(k.handle, supervisor_atom::value);
+        if (sup && *sup) {
+          json workers = {{"name", k.name + ".workers"}, {"supervisor", true},
+                          {"children", json::array()}};
+          text += indent + "  " + k.name + ".workers (supervisor of the group's workers)\n";
+          walk(*sup, indent + "    ", text, workers["children"], depth + 1);
+          node["children"].push_back(workers);
+        } else {
+          walk(k.handle, indent + "  ", text, node["children"], depth + 1);
+        }
+      }
+      out.push_back(node);
+    }
+  }
+
+  outcome tree(const std::string& only) {
+    if (!only.empty() && !topo_.node(only))
+      return usage("no node '" + only + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    for (auto& [name, info] : infos) {
+      if (!only.empty() && name != only)
+        continue;
+      json kids = json::array();
+      o.text += name + "\n  " + name + ".root (supervisor, rest_for_one)\n";
+      walk(info.root, "    ", o.text, kids, 0);
+      o.doc[name] = {{"name", name + ".root"}, {"children", kids}};
+    }
+    if (!only.empty() && !infos.count(only)) {
+      auto r = failed(only + " is unreachable: " + down[only]);
+      return r;
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome stats(const std::string& only) {
+    if (!only.empty() && !topo_.group(only))
+      return usage("no group '" + only + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    auto first = locals(infos, only);
+    auto t0 = std::chrono::steady_clock::now();
+    self_->receive(caf::after(1s) >> [] {});
+    std::map<std::string, std::vector<local_group>> second;
+    for (auto& [g, parts] : first)
+      for (auto& p : parts) {
+        local_group again = p;
+        again.status.reset();
+        if (p.router)
+          if (auto s = ask<group_status>(p.router, status_atom::value))
+            again.status = std::move(*s);
+        second[g].push_back(std::move(again));
+      }
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    outcome o;
+    o.doc["interval_s"] = secs;
+    o.doc["groups"] = json::array();
+    o.text = pad("GROUP", 24) + pad("IN/S", 10) + pad("OUT/S", 10) + pad("P50 MS", 9)
+             + pad("P99 MS", 9) + pad("IN FLIGHT", 11) + pad("DEAD", 7) + "FALLBACKS\n";
+    for (auto& g : topo_.groups) {
+      if (!only.empty() && g.name != only)
+        continue;
+      double in = 0;
+      double out = 0;
+      uint64_t in_flight = 0;
+      uint64_t dead = 0;
+      uint64_t fallbacks = 0;
+      histogram window;
+      histogram total;
+      auto& a = first[g.name];
+      auto& b = second[g.name];
+      for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+        if (!a[i].status || !b[i].status)
+          continue;
+        auto& x = *a[i].status;
+        auto& y = *b[i].status;
+        // A restarted router starts its counters again: count from zero.
+        bool reset = y.accepted < x.accepted || y.completed < x.completed;
+        in += static_cast<double>(reset ? y.accepted : y.accepted - x.accepted);
+        out += static_cast<double>(reset ? y.completed : y.completed - x.completed);
+        in_flight += y.in_flight;
+        dead += y.dead_letters;
+        fallbacks += y.fallbacks;
+        auto hy = histogram::from_raw(y.latency_buckets, y.latency_sum_ms);
+        total.merge(hy);
+        std::vector<uint64_t> delta(y.latency_buckets.size());
+        for (size_t k = 0; k < delta.size(); ++k)
+          delta[k] = y.latency_buckets[k]
+                     - (reset || k >= x.latency_buckets.size() ? 0 : x.latency_buckets[k]);
+        window.merge(histogram::from_raw(delta, 0));
+      }
+      auto& lat = window.count() > 0 ? window : total;
+      json row = {{"name", g.name},
+                  {"in_per_s", in / secs},
+                  {"out_per_s", out / secs},
+                  {"latency_p50_ms", lat.quantile_ms(0.5)},
+                  {"latency_p99_ms", lat.quantile_ms(0.99)},
+                  {"latency_window", window.count() > 0 ? "last second" : "since start"},
+                  {"in_flight", in_flight},
+                  {"dead_letters", dead},
+                  {"fallbacks", fallbacks}};
+      o.doc["groups"].push_back(row);
+      o.text += pad(g.name, 24) + pad(fixed(in / secs), 10) + pad(fixed(out / secs), 10)
+                + pad(lat.count() ? fixed(lat.quantile_ms(0.5), 2) : "-", 9)
+                + pad(lat.count() ? fixed(lat.quantile_ms(0.99), 2) : "-", 9)
+                + pad(std::to_string(in_flight), 11) + pad(std::to_string(dead), 7)
+                + std::to_string(fallbacks) + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome crashes(const std::string& only) {
+    if (!only.empty() && !topo_.group(only))
+      return usage("no group '" + only + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    struct row {
+      crash_record r;
+      std::string node;
+      std::string group;
+    };
+    std::vector<row> rows;
+    for (auto& [g, parts] : locals(infos, only))
+      for (auto& p : parts) {
+        if (!p.router)
+          continue;
+        auto sup = ask<caf::actor>(p.router, supervisor_atom::value);
+        if (!sup || !*sup)
+          continue;
+        if (auto xs = ask<std::vector<crash_record>>(*sup, crashes_atom::value))
+          for (auto& r : *xs)
+            rows.push_back({r, p.node, g});
+      }
+    // The node's own supervisors: the root, and the groups', routers' and
+    // services' supervisors under it.
+    for (auto& [node, info] : infos)
+      for (auto& sup : node_supervisors(info))
+        if (auto xs = ask<std::vector<crash_record>>(sup, crashes_atom::value))
+          for (auto& r : *xs)
+            if (only.empty() || r.child == only || r.child == "router/" + only)
+              rows.push_back({r, node, only.empty() ? r.child : only});
+    std::sort(rows.begin(), rows.end(),
+              [](const row& a, const row& b) { return a.r.when_ms < b.r.when_ms; });
+    outcome o;
+    o.doc["crashes"] = json::array();
+    o.text = rows.empty() ? "no crashes recorded\n"
+                          : pad("TIME", 15) + pad("NODE", 6) + pad("GROUP", 20) + pad("CHILD", 24)
+                              + pad("ACTION", 16) + "REASON\n";
+    for (auto& x : rows) {
+      o.doc["crashes"].push_back({{"when_ms", x.r.when_ms},
+                                  {"node", x.node},
+                                  {"group", x.group},
+                                  {"child", x.r.child},
+                                  {"reason", x.r.reason},
+                                  {"action", x.r.action}});
+      o.text += pad(clock_time(x.r.when_ms), 15) + pad(x.node, 6) + pad(x.group, 20)
+                + pad(x.r.child, 24) + pad(x.r.action, 16) + x.r.reason + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome restart(const std::string& group) {
+    if (!topo_.group(group))
+      return usage("no group '" + group + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["restarted"] = json::array();
+    for (auto& [node, info] : infos) {
+      if (std::find(info.groups.begin(), info.groups.end(), group) == info.groups.end())
+        continue;
+      auto err = ask_void(info.groups_root, terminate_child_atom::value, group);
+      caf::expected<caf::actor> again{caf::actor{}};
+      if (!err)
+        again = ask<caf::actor>(info.groups_root, restart_child_atom::value, group);
+      if (err || !again) {
+        auto why = render(err ? err : again.error());
+        o.rc = shell_failed;
+        o.text += node + ": " + group + " not restarted: " + why + "\n";
+        o.doc["failed"][node] = why;
+        continue;
+      }
+      o.text += node + ": " + group + " restarted\n";
+      o.doc["restarted"].push_back(node);
+    }
+    if (o.doc["restarted"].empty() && o.rc == shell_ok) {
+      o.rc = shell_failed;
+      o.text += "no reachable node hosts " + group + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// A node's own supervisors: its root and the supervisors right under it.
+  std::vector<caf::actor> node_supervisors(const node_info& info) {
+    std::vector<caf::actor> result{info.root};
+    if (auto kids = ask<std::vector<child_info>>(info.root, which_children_atom::value))
+      for (auto& k : *kids)
+        if (k.is_supervisor && k.handle)
+          result.push_back(k.handle);
+    return result;
+  }
+
+  /// `kill NODE:CHILD`: a crash of one of the node's own actors (`agent`,
+  /// `placement`, `router/GROUP`, `collector`, `news-hub`, `http`, ...), or
+  /// of one of its supervisors, as `tree` names them.
+  outcome kill_node_part(const std::string& node, const std::string& child) {
+    if (!topo_.node(node))
+      return usage("no node '" + node + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    auto i = infos.find(node);
+    if (i == infos.end())
+      return failed(node + " is unreachable: " + down[node]);
+    caf::actor target;
+    std::vector<std::string> names;
+    for (auto& sup : node_supervisors(i->second)) {
+      auto kids = ask<std::vector<child_info>>(sup, which_children_atom::value);
+      if (!kids)
+        continue;
+      for (auto& k : *kids) {
+        names.push_back(k.name);
+        if (k.name == child && k.handle)
+          target = k.handle;
+      }
+    }
+    if (!target) {
+      std::string known;
+      for (auto& n : names)
+        known += (known.empty() ? "" : ", ") + n;
+      return usage("no running part '" + child + "' on " + node + " (parts: " + known + ")");
+    }
+    auto reason = caf::make_error(ec::killed_by_operator, me_);
+    self_->send<caf::message_priority::high>(target, caf::exit_msg{self_->address(), reason});
+    outcome o;
+    o.text = node + ": killed " + child + "\n";
+    o.doc["killed"] = json::array({{{"node", node}, {"child", child}}});
+    // Its own node's agent may be what was killed: the next command dials again.
+    if (child == "agent")
+      lost(node, reason);
+    return o;
+  }
+
+  outcome kill(const std::string& target) {
+    if (auto colon = target.find(':'); colon != std::string::npos)
+      return kill_node_part(target.substr(0, colon), target.substr(colon + 1));
+    auto slash = target.find('/');
+    auto group = target.substr(0, slash);
+    std::optional<uint32_t> instance;
+    if (slash != std::string::npos) {
+      auto text = target.substr(slash + 1);
+      char* end = nullptr;
+      auto n = std::strtoul(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0')
+        return usage("the instance in '" + target + "' must be a number, as `groups` shows it");
+      instance = static_cast<uint32_t>(n);
+    }
+    auto decl = topo_.group(group);
+    if (!decl)
+      return usage("no group '" + group + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    if (auto n = declared(*decl, infos); instance && *instance >= n)
+      return usage(group + " has instances 0 to " + std::to_string(n - 1));
+    outcome o;
+    o.doc["killed"] = json::array();
+    auto reason = caf::make_error(ec::killed_by_operator, me_);
+    for (auto& [g, parts] : locals(infos, group))
+      for (auto& p : parts) {
+        if (!p.router)
+          continue;
+        auto sup = ask<caf::actor>(p.router, supervisor_atom::value);
+        if (!sup || !*sup)
+          continue;
+        auto kids = ask<std::vector<child_info>>(*sup, which_children_atom::value);
+        if (!kids)
+          continue;
+        for (size_t k = 0; k < kids->size(); ++k) {
+          auto& child = (*kids)[k];
+          // The worker `GROUP/k` runs the k-th instance this node hosts.
+          auto local = child.name.substr(child.name.rfind('/') + 1);
+          auto index = static_cast<size_t>(std::strtoul(local.c_str(), nullptr, 10));
+          auto id = index < p.instances.size() ? p.instances[index] : index;
+          if ((instance && id != *instance) || !child.handle)
+            continue;
+          self_->send<caf::message_priority::high>(child.handle,
+                                                   caf::exit_msg{self_->address(), reason});
+          o.text += p.node + ": killed " + group + " #" + std::to_string(id) + " (" + child.name
+                    + ")\n";
+          o.doc["killed"].push_back({{"node", p.node}, {"instance", id}, {"child", child.name}});
+        }
+      }
+    if (o.doc["killed"].empty()) {
+      o.rc = shell_failed;
+      o.text += "no running worker of " + target + " on a reachable node\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome publish(const std::string& topic, const std::string& text) {
+    auto parsed = json::parse(text, nullptr, false);
+    if (parsed.is_discarded())
+      return usage("the record is not valid JSON: " + text);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    auto bootstrap = infos.begin()->second.kafka;
+    if (!producer_ || bootstrap != bootstrap_) {
+      auto conf = kafka::defaults(bootstrap);
+      auto p = kafka::producer::make(conf);
+      if (!p)
+        return failed("cannot produce to " + bootstrap + ": " + render(p.error()));
+      producer_ = std::move(*p);
+      bootstrap_ = bootstrap;
+    }
+    std::string key;
+    if (parsed.is_object())
+      for (auto k : {"id", "user"})
+        if (auto i = parsed.find(k); i != parsed.end() && i->is_string()) {
+          key = i->get<std::string>();
+          break;
+        }
+    if (auto err = producer_->produce(topic, key, parsed.dump()))
+      return failed("cannot produce to " + topic + ": " + render(err));
+    if (auto err = producer_->flush(timeout_))
+      return failed("not confirmed by Kafka at " + bootstrap + ": " + render(err));
+    outcome o;
+    o.text = "published to " + topic + (key.empty() ? "" : " (key " + key + ")") + "\n";
+    o.doc = {{"published", topic}, {"key", key}, {"bootstrap", bootstrap}};
+    return o;
+  }
+
+  /// The instance count every node plans with (an operator's `scale`, or
+  /// the topology's).
+  static uint32_t declared(const topology::group_decl& g,
+                           const std::map<std::string, node_info>& infos) {
+    for (auto& [name, info] : infos)
+      for (size_t i = 0; i < info.scaled_groups.size() && i < info.scaled_instances.size(); ++i)
+        if (info.scaled_groups[i] == g.name)
+          return info.scaled_instances[i];
+    return g.instances;
+  }
+
+  outcome scale(const std::string& group, uint32_t n) {
+    auto decl = topo_.group(group);
+    if (!decl)
+      return usage("no group '" + group + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    for (auto& [name, info] : infos)
+      if (auto err = ask_void(links_[name].agent, scale_atom::value, group, n)) {
+        o.rc = shell_failed;
+        o.text += name + ": " + render(err) + "\n";
+        o.doc["failed"][name] = render(err);
+      }
+    if (o.rc != shell_ok)
+      return o;
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      std::map<std::string, std::string> gone;
+      auto now = describe_all(gone);
+      uint32_t running = 0;
+      for (auto& [name, info] : now)
+        for (size_t i = 0; i < info.groups.size(); ++i)
+          if (info.groups[i] == group)
+            running += static_cast<uint32_t>(info.instances[i].size());
+      if (running == n) {
+        o.text += group + ": " + std::to_string(n) + " instances running\n";
+        o.doc["scaled"] = group;
+        o.doc["instances"] = n;
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        o.rc = shell_failed;
+        o.text += group + ": " + std::to_string(running) + " of " + std::to_string(n)
+                  + " instances running after 30 s\n";
+        o.doc["error"] = "timeout";
+        o.doc["running"] = running;
+        break;
+      }
+      self_->receive(caf::after(100ms) >> [] {});
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// `log`: each node's log level; with `level`, sets it on every node (or
+  /// on `node`).
+  outcome log_level(const std::string& level, const std::string& node) {
+    if (!level.empty()) {
+      if (auto x = parse_log_level(level); !x) {
+        auto why = render(x.error());
+        return usage(why.substr(why.find(": ") + 2));
+      }
+    }
+    if (!node.empty() && !topo_.node(node))
+      return usage("no node '" + node + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["nodes"] = json::object();
+    for (auto& [name, info] : infos) {
+      if (!node.empty() && name != node)
+        continue;
+      auto agent = links_[name].agent;
+      auto answer = level.empty() ? ask<std::string>(agent, log_level_atom::value)
+                                  : ask<std::string>(agent, log_level_atom::value, level);
+      if (!answer) {
+        o.rc = shell_failed;
+        o.text += name + ": " + render(answer.error()) + "\n";
+        o.doc["failed"][name] = render(answer.error());
+        continue;
+      }
+      if (level.empty()) {
+        o.text += pad(name, 10) + *answer + "\n";
+        o.doc["nodes"][name] = *answer;
+      } else {
+        o.text += name + ": log level " + *answer + " -> " + level + "\n";
+        o.doc["nodes"][name] = {{"before", *answer}, {"level", level}};
+      }
+    }
+    if (!node.empty() && !infos.count(node)) {
+      o.rc = shell_failed;
+      o.text += node + ": unreachable\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// `model load PATH` (non-empty `path`) or `model status`, on every node
+  /// hosting a fraud-detector group.
+  outcome model(const std::string& path) {
+    std::vector<std::string> groups;
+    for (auto& g : topo_.groups)
+      if (g.domain == "fraud-detector")
+        groups.push_back(g.name);
+    if (groups.empty())
+      return failed("this cluster runs no fraud-detector group");
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["nodes"] = json::array();
+    for (auto& g : groups) {
+      auto parts = locals(infos, g); // kept: the loop below refers into it
+      for (auto& p : parts[g]) {
+        if (!p.router)
+          continue;
+        caf::expected<std::string> answer{std::string{}};
+        if (path.empty())
+          answer = ask<std::string>(p.router, model_status_atom::value);
+        else
+          answer = ask<std::string>(p.router, model_load_atom::value, path);
+        json row = {{"node", p.node}, {"group", g}};
+        if (answer) {
+          row[path.empty() ? "model" : "loaded"] = *answer;
+          o.text += p.node + " " + g + ": " + (path.empty() ? "" : "loaded ") + *answer + "\n";
+        } else {
+          o.rc = shell_failed;
+          row["error"] = render(answer.error());
+          o.text += p.node + " " + g + ": " + render(answer.error()) + "\n";
+        }
+        o.doc["nodes"].push_back(row);
+      }
+    }
+    if (o.doc["nodes"].empty()) {
+      o.rc = shell_failed;
+      o.text += "no reachable node hosts a fraud-detector group\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// Tells every reachable node that `node` is (no longer) drained; with
+  /// `wait`, until `node` hosts nothing (or 30 s passed).
+  outcome drain(const std::string& node, bool drained, bool wait = true) {
+    if (!topo_.node(node))
+      return usage("no node '" + node + "' in " + topo_.source);
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["told"] = json::array();
+    for (auto& [name, info] : infos) {
+      if (auto err = ask_void(links_[name].agent, drain_atom::value, node, drained)) {
+        o.rc = shell_failed;
+        o.text += name + ": " + render(err) + "\n";
+        o.doc["failed"][name] = render(err);
+        continue;
+      }
+      o.doc["told"].push_back(name);
+    }
+    if (!drained || !wait || !infos.count(node)) {
+      o.text += std::string{drained ? "draining " : "no longer draining "} + node + "\n";
+      note_unreachable(o, down);
+      return o;
+    }
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      auto agent = agent_of(node);
+      auto info = agent ? ask<node_info>(*agent, node_info_atom::value)
+                        : caf::expected<node_info>{agent.error()};
+      if (info && info->groups.empty()) {
+        o.text += node + " drained: it hosts nothing\n";
+        o.doc["drained"] = node;
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        o.rc = shell_failed;
+        o.text += node + " still hosts groups after 30 s\n";
+        o.doc["error"] = "timeout";
+        break;
+      }
+      self_->receive(caf::after(100ms) >> [] {});
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  outcome stop(const std::string& node) {
+    auto d = drain(node, true);
+    if (d.rc != shell_ok)
+      return d;
+    outcome o = d;
+    if (auto err = stop_one(node)) {
+      o.rc = shell_failed;
+      o.text += node + " not stopped: " + render(err) + "\n";
+      return o;
+    }
+    o.text += node + " stopped\n";
+    o.doc["stopped"] = node;
+    return o;
+  }
+
+  /// Asks one node to stop; waits (bounded) until its agent is gone.
+  caf::error stop_one(const std::string& node) {
+    auto agent = agent_of(node);
+    if (!agent)
+      return agent.error();
+    auto target = *agent;
+    self_->monitor(target);
+    if (auto err = ask_void(target, halt_atom::value))
+      return err;
+    bool gone = false;
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!gone && std::chrono::steady_clock::now() < deadline)
+      self_->receive([&](caf::down_msg& dm) { gone = dm.source == target.address(); },
+                     caf::after(100ms) >> [] {});
+    links_[node].agent = nullptr;
+    links_[node].error = "stopped";
+    if (!gone)
+      return caf::make_error(caf::sec::request_timeout, "still running after 30 s");
+    return caf::none;
+  }
+
+  outcome shutdown() {
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["stopped"] = json::array();
+    auto order = topo_.nodes;
+    std::reverse(order.begin(), order.end());
+    for (auto& n : order) {
+      if (!infos.count(n.name))
+        continue;
+      if (auto err = stop_one(n.name)) {
+        o.rc = shell_failed;
+        o.text += n.name + " not stopped: " + render(err) + "\n";
+        continue;
+      }
+      o.text += n.name + " stopped\n";
+      o.doc["stopped"].push_back(n.name);
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// `model load PATH` or `model status`.
+  outcome model_command(const args& a) {
+    if (a.size() == 2 && a[0] == "load")
+      return model(a[1]);
+    if (a.size() == 1 && a[0] == "status")
+      return model("");
+    return usage("usage: model load <path> | model status");
+  }
+
+  /// `scale GROUP N`, N from 1 to 1024.
+  outcome scale_command(const args& a) {
+    char* end = nullptr;
+    auto n = std::strtoul(a[1].c_str(), &end, 10);
+    if (a[1].empty() || *end != '\0' || n < 1 || n > 1024)
+      return usage("the instance count must be a number from 1 to 1024");
+    return scale(a[0], static_cast<uint32_t>(n));
+  }
+
+  std::unique_ptr<kafka::producer> producer_;
+  std::string bootstrap_;
+};
+
+} // namespace
+
+std::unique_ptr<shell_session> shell_session::make(caf::actor_system& sys,
+                                                   topology::topology topo, std::string entry,
+                                                   caf::timespan timeout) {
+  return std::make_unique<session>(sys, std::move(topo), std::move(entry), timeout);
+}
+
+std::vector<std::string> command_names() {
+  std::vector<std::string> result;
+  for (auto& c : session::table())
+    result.push_back(c.name);
+  return result;
+}
+
+/// Splits a command line into words; double or single quotes group words,
+/// and a `{` starts a JSON argument that runs to the end of the line.
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> words;
+  std::string cur;
+  bool in_word = false;
+  char quote = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quote) {
+      if (c == quote)
+        quote = 0;
+      else
+        cur += c;
+      continue;
+    }
+    if (!in_word && (c == '{' || c == '[')) {
+      words.push_back(line.substr(i));
+      return words;
+    }
+    if (c == '"' || c == '\'') {
+      quote = c;
+      in_word = true;
+    } else if (std::isspace(static_cast<unsigned char>(c))) {
+      if (in_word)
+        words.push_back(cur);
+      cur.clear();
+      in_word = false;
+    } else {
+      cur += c;
+      in_word = true;
+    }
+  }
+  if (in_word)
+    words.push_back(cur);
+  return words;
+}
+
+/// A group's figures on one node.
+} // namespace troupe::cli

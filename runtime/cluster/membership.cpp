@@ -1,0 +1,305 @@
+// The node agent's membership and authentication: the challenge both ways,
+// dialling peers, losing and regaining them, claims and subscriptions.
+#include "runtime/cluster/agent_state.hpp"
+
+#include <algorithm>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "runtime/cluster/auth.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/core/types.hpp"
+
+namespace troupe::cluster {
+
+caf::timespan agent_state::request_timeout() const {
+  return topo.cluster.failure_timeout * 2;
+}
+
+caf::node_id agent_state::sender_node() {
+  auto src = self->current_sender();
+  if (!src || src->node() == self->system().node())
+    return caf::node_id{};
+  return src->node();
+}
+
+bool agent_state::sender_trusted() {
+  auto nid = sender_node();
+  return nid == caf::node_id{} || trusted.count(nid) > 0;
+}
+
+void agent_state::notify_up(const std::string& name) {
+  for (auto& l : listeners)
+    self->send(l, member_up_atom::value, name, peers[name].agent);
+}
+
+void agent_state::notify_down(const std::string& name, const std::string& reason) {
+  for (auto& l : listeners)
+    self->send(l, member_down_atom::value, name, reason);
+}
+
+caf::result<std::string> agent_state::on_hello(const std::string& name, const std::string& cluster) {
+  auto nid = sender_node();
+  if (cluster != topo.cluster.name) {
+    log.warning("refused node '" + name + "': it belongs to cluster '" + cluster + "'");
+    return caf::make_error(ec::not_authenticated, "wrong cluster");
+  }
+  if (is_operator(name)) {
+    // An operator's shell (`troupe shell`): it proves the cluster's
+    // secret like a node, and may then ask what nodes may ask.
+    auto nonce = make_nonce();
+    nonces[{nid, name}] = nonce;
+    return nonce;
+  }
+  if (!topo.node(name) || name == me) {
+    log.warning("refused node '" + name + "': not a node of this cluster");
+    return caf::make_error(ec::not_authenticated, "unknown node");
+  }
+  auto nonce = make_nonce();
+  nonces[{nid, name}] = nonce;
+  // A peer we count as up asks to prove itself again: it has lost us (it
+  // saw us frozen, say, while we never saw it go), so it no longer trusts
+  // us either. Prove ourselves to it again, or it would wait forever.
+  auto& p = peers[name];
+  if (p.state == "up" && !p.connecting)
+    connect(name);
+  return nonce;
+}
+
+caf::result<void> agent_state::on_auth(const std::string& name, const std::string& proof) {
+  auto nid = sender_node();
+  auto i = nonces.find({nid, name});
+  if (i == nonces.end()) {
+    log.warning("refused node '" + name + "': no challenge pending");
+    return caf::make_error(ec::not_authenticated, "no challenge");
+  }
+  auto expected = make_proof(topo.cluster.secret, topo.cluster.name, name, i->second);
+  nonces.erase(i);
+  if (!same_proof(proof, expected)) {
+    log.warning("refused node '" + name + "': wrong secret");
+    return caf::make_error(ec::not_authenticated, "wrong secret");
+  }
+  trusted[nid] = name;
+  if (is_operator(name)) {
+    log("operator " + name + " connected");
+    return caf::unit;
+  }
+  maybe_up(name);
+  return caf::unit;
+}
+
+void agent_state::on_tick() {
+  auto now = std::chrono::steady_clock::now();
+  auto gap = now - last_tick;
+  last_tick = now;
+  if (gap > topo.cluster.failure_timeout)
+    on_paused(std::chrono::duration_cast<std::chrono::milliseconds>(gap));
+  for (auto& [name, p] : peers)
+    if (p.state != "up" && !p.connecting && now >= p.next_attempt)
+      connect(name);
+  self->delayed_send(self, topo.cluster.heartbeat_interval, tick_atom::value);
+}
+
+void agent_state::connect(const std::string& name) {
+  auto& p = peers[name];
+  p.connecting = true;
+  auto fail = [this, name](const std::string& step, const std::string& why) {
+    auto& p = peers[name];
+    p.connecting = false;
+    // Back off: heartbeat x 2^failures, at most 2 s, jittered by +-25 %.
+    auto base = std::min<int64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(topo.cluster.heartbeat_interval)
+          .count()
+        << std::min<uint64_t>(p.failures, 5),
+      2000);
+    auto jitter = static_cast<int64_t>(rng() % 51) - 25; // percent
+    p.next_attempt = std::chrono::steady_clock::now()
+                     + std::chrono::milliseconds(base + base * jitter / 100);
+    if (why.find("not_authenticated") != std::string::npos) {
+      log.warning("peer '" + name + "' refused us: " + why);
+      return;
+    }
+    // The first failure after being up, then every 10th (about 20 s apart
+    // once the backoff reaches its 2 s cap).
+    if (p.failures++ % 10 == 0 && p.since_ms != 0)
+      log.warning("cannot reach " + name + " (" + step + ": " + why + "), retrying");
+  };
+  self->request(mm, request_timeout(), caf::connect_atom::value, p.dial_host, p.dial_port)
+    .then(
+      [this, name, fail](caf::node_id& nid, caf::strong_actor_ptr& ptr,
+                         std::set<std::string>&) {
+        if (!ptr) {
+          fail("connect", "no agent published");
+          return;
+        }
+        auto agent = caf::actor_cast<caf::actor>(ptr);
+        self->request(agent, request_timeout(), hello_atom::value, me, topo.cluster.name)
+          .then(
+            [this, name, nid, agent, fail](std::string& nonce) {
+              auto proof = make_proof(topo.cluster.secret, topo.cluster.name, me, nonce);
+              self->request(agent, request_timeout(), auth_atom::value, me, proof)
+                .then(
+                  [this, name, nid, agent]() {
+                    auto& p = peers[name];
+                    p.connecting = false;
+                    p.accepted_us = true;
+                    p.agent = agent;
+                    p.nid = nid;
+                    self->monitor(agent);
+                    if (p.state == "down") {
+                      p.state = "joining";
+                      p.since_ms = unix_ms();
+                    }
+                    maybe_up(name);
+                  },
+                  [fail](caf::error& err) { fail("auth", render(err)); });
+            },
+            [fail](caf::error& err) { fail("hello", render(err)); });
+      },
+      [fail](caf::error& err) { fail("connect", render(err)); });
+}
+
+void agent_state::lose(const std::string& name, peer& p, const std::string& reason) {
+  auto was_up = p.state == "up";
+  trusted.erase(p.nid);
+  p.agent = nullptr;
+  p.nid = caf::node_id{};
+  p.accepted_us = false;
+  p.state = "down";
+  p.since_ms = unix_ms();
+  if (was_up) {
+    // A peer that stopped on purpose is news; one that was lost, a warning.
+    log.write(reason == "user_shutdown" || reason.rfind("stopped_by_operator", 0) == 0
+                ? log_level::info
+                : log_level::warning,
+              "member " + name + " down (" + reason + ")");
+    notify_down(name, reason);
+  }
+}
+
+void agent_state::on_paused(std::chrono::milliseconds gap) {
+  log.warning("paused for " + std::to_string(gap.count())
+              + " ms (longer than the failure timeout): peers count this node as lost; "
+                "leaving and rejoining");
+  for (auto& [name, p] : peers) {
+    if (p.agent)
+      self->demonitor(p.agent);
+    p.next_attempt = {};
+    lose(name, p, "this node paused");
+  }
+}
+
+void agent_state::maybe_up(const std::string& name) {
+  auto i = peers.find(name);
+  if (i == peers.end())
+    return;
+  auto& p = i->second;
+  if (p.state == "up" || !p.accepted_us)
+    return;
+  auto t = trusted.find(p.nid);
+  if (t == trusted.end() || t->second != name)
+    return;
+  p.state = "up";
+  p.since_ms = unix_ms();
+  p.failures = 0;
+  log("member " + name + " up");
+  notify_up(name);
+  // What operators decided, for a peer that was away (or is new).
+  auto d = decisions();
+  if (!d.drains.empty() || !d.scales.empty())
+    self->send(p.agent, decisions_atom::value, std::move(d));
+}
+
+void agent_state::on_down(caf::down_msg& msg) {
+  for (auto& [name, p] : peers) {
+    if (p.agent && p.agent.address() == msg.source) {
+      lose(name, p, render(msg.reason));
+      return;
+    }
+  }
+  listeners.erase(std::remove_if(listeners.begin(), listeners.end(),
+                                 [&](const caf::actor& l) { return l.address() == msg.source; }),
+                  listeners.end());
+}
+
+std::vector<member_info> agent_state::members() const {
+  std::vector<member_info> result;
+  for (auto& n : topo.nodes) {
+    member_info m;
+    m.name = n.name;
+    m.address = n.host + ":" + std::to_string(n.cluster_port);
+    if (n.name == me) {
+      m.state = "self";
+      m.since_ms = started_ms;
+    } else {
+      auto& p = peers.at(n.name);
+      m.state = p.state;
+      m.since_ms = p.since_ms;
+    }
+    result.push_back(std::move(m));
+  }
+  return result;
+}
+
+caf::message_handler membership_handlers(agent_actor* self) {
+  return {
+    [self](hello_atom, std::string& name, std::string& cluster) {
+      return self->state.on_hello(name, cluster);
+    },
+    [self](auth_atom, std::string& name, std::string& proof) {
+      return self->state.on_auth(name, proof);
+    },
+    [self](members_atom) -> caf::result<std::vector<member_info>> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      return self->state.members();
+    },
+    [self](subscribe_atom, caf::actor& listener) -> caf::result<void> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      self->state.listeners.push_back(listener);
+      // A listener that ends (a restarted router) leaves the list.
+      self->monitor(listener);
+      // The members already up, as events (Akka's InitialStateAsEvents): a
+      // listener that subscribes late must not miss them. The cluster routers
+      // subscribe after their groups' specs are built, which for some domains
+      // (a model to load) takes longer than peers take to join.
+      for (auto& [name, p] : self->state.peers)
+        if (p.state == "up")
+          self->send(listener, member_up_atom::value, name, p.agent);
+      for (auto& [node, d] : self->state.drains)
+        if (d.value == 1)
+          self->send(listener, drain_atom::value, node, true);
+      for (auto& [group, d] : self->state.scales)
+        self->send(listener, scale_atom::value, group, d.value);
+      return caf::unit;
+    },
+    [self](manager_atom, caf::actor& manager) -> caf::result<void> {
+      if (self->state.sender_node() != caf::node_id{})
+        return caf::make_error(ec::not_authenticated);
+      self->state.manager = manager;
+      return caf::unit;
+    },
+    [self](claim_atom atm, std::string& group, uint32_t instance, std::string& home)
+      -> caf::result<caf::message> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      if (!self->state.manager)
+        return caf::make_error(ec::group_down, std::string{"no placement manager yet"});
+      return self->delegate(self->state.manager, atm, std::move(group), instance,
+                            std::move(home));
+    },
+    [self](group_atom, std::string& name) -> caf::result<caf::actor> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      return self->state.directory->get(name); // invalid while not hosted here
+    },
+    [self](tick_atom) {
+      if (self->state.sender_node() == caf::node_id{})
+        self->state.on_tick();
+    },
+  };
+}
+
+} // namespace troupe::cluster

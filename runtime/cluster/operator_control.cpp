@@ -1,0 +1,194 @@
+// The node agent's operator control plane: what operators ask of a node
+// (its description, drain, scale, log level, halt) and the decisions peers
+// share, each kept as one last-writer-wins register.
+#include "runtime/cluster/agent_state.hpp"
+
+#include <caf/event_based_actor.hpp>
+
+#include "runtime/core/error.hpp"
+
+namespace troupe::cluster {
+
+int64_t agent_state::next_stamp(const std::map<std::string, operator_decision>& known,
+                                const std::string& key) {
+  auto now = unix_ms();
+  auto i = known.find(key);
+  return i != known.end() && i->second.stamp_ms >= now ? i->second.stamp_ms + 1 : now;
+}
+
+std::optional<uint32_t> agent_state::take(std::map<std::string, operator_decision>& known,
+                                          const operator_decision& d, uint32_t fallback) {
+  auto i = known.find(d.key);
+  if (i != known.end() && d.stamp_ms <= i->second.stamp_ms)
+    return std::nullopt;
+  auto before = i != known.end() ? i->second.value : fallback;
+  known[d.key] = d;
+  return before;
+}
+
+void agent_state::apply_drain(const operator_decision& d, const std::string& from) {
+  auto before = take(drains, d, 0);
+  if (!before || *before == d.value)
+    return;
+  log((d.value ? "draining " : "no longer draining ") + d.key + from);
+  // The listeners plan with it: the placement manager (what this node
+  // hosts) and the cluster routers (where messages go).
+  for (auto& l : listeners)
+    self->send(l, drain_atom::value, d.key, d.value == 1);
+}
+
+void agent_state::apply_scale(const operator_decision& d, const std::string& from) {
+  auto before = take(scales, d, topo.group(d.key)->instances);
+  if (!before || *before == d.value)
+    return;
+  log.with_group(d.key)("scaling " + d.key + ": " + std::to_string(*before) + " -> "
+                        + std::to_string(d.value) + " instances" + from);
+  for (auto& l : listeners)
+    self->send(l, scale_atom::value, d.key, d.value);
+}
+
+void agent_state::share(operator_decisions d) {
+  for (auto& [name, p] : peers)
+    if (p.state == "up" && p.agent)
+      self->send(p.agent, decisions_atom::value, d);
+}
+
+operator_decisions agent_state::decisions() const {
+  operator_decisions result;
+  for (auto& kv : drains)
+    result.drains.push_back(kv.second);
+  for (auto& kv : scales)
+    result.scales.push_back(kv.second);
+  return result;
+}
+
+bool agent_state::is_operator(const std::string& name) {
+  return name.rfind("shell/", 0) == 0;
+}
+
+node_info agent_state::describe() const {
+  auto result = describe_node ? describe_node() : info;
+  result.name = me;
+  if (result.started_ms == 0)
+    result.started_ms = started_ms;
+  result.running_actors = self->system().registry().running();
+  result.groups.clear();
+  result.instances.clear();
+  for (auto& name : directory->names()) {
+    if (name.empty() || name[0] == '@' || !directory->get(name))
+      continue;
+    result.groups.push_back(name);
+    result.instances.push_back(directory->instances(name));
+  }
+  result.scaled_groups.clear();
+  result.scaled_instances.clear();
+  for (auto& [group, d] : scales) {
+    result.scaled_groups.push_back(group);
+    result.scaled_instances.push_back(d.value);
+  }
+  return result;
+}
+
+caf::message_handler operator_handlers(agent_actor* self) {
+  return {
+    [self](node_info_atom) -> caf::result<node_info> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      return self->state.describe();
+    },
+    [self](node_info_atom, node_info& info) -> caf::result<void> {
+      if (self->state.sender_node() != caf::node_id{})
+        return caf::make_error(ec::not_authenticated);
+      self->state.info = std::move(info);
+      return caf::unit;
+    },
+    [self](drain_atom, std::string& node, bool drained) -> caf::result<void> {
+      auto& st = self->state;
+      if (!st.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      if (!st.topo.node(node))
+        return caf::make_error(ec::invalid_argument, "no node '" + node + "' in this cluster");
+      operator_decision d{node, drained ? 1u : 0u, agent_state::next_stamp(st.drains, node)};
+      st.apply_drain(d, "");
+      st.share({{d}, {}});
+      return caf::unit;
+    },
+    [self](scale_atom, std::string& group, uint32_t n) -> caf::result<void> {
+      auto& st = self->state;
+      if (!st.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      if (!st.topo.group(group))
+        return caf::make_error(ec::invalid_argument, "no group '" + group + "' in this cluster");
+      if (n < 1 || n > 1024)
+        return caf::make_error(ec::invalid_argument,
+                               std::string{"a group has 1 to 1024 instances"});
+      operator_decision d{group, n, agent_state::next_stamp(st.scales, group)};
+      st.apply_scale(d, "");
+      st.share({{}, {d}});
+      return caf::unit;
+    },
+    [self](decisions_atom, operator_decisions& d) {
+      // From a member only: operators give commands, not decisions.
+      auto& st = self->state;
+      auto t = st.trusted.find(st.sender_node());
+      if (t == st.trusted.end() || agent_state::is_operator(t->second))
+        return;
+      auto from = " (learned from " + t->second + ")";
+      for (auto& x : d.drains)
+        if (st.topo.node(x.key) && x.value <= 1)
+          st.apply_drain(x, from);
+      for (auto& x : d.scales)
+        if (st.topo.group(x.key) && x.value >= 1 && x.value <= 1024)
+          st.apply_scale(x, from);
+    },
+    [self](log_level_atom) -> std::string {
+      auto& l = self->state.log.get();
+      return l ? to_string(l->level()) : "none";
+    },
+    [self](log_level_atom, std::string& level) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (!st.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      auto x = parse_log_level(level);
+      if (!x)
+        return x.error();
+      auto& l = st.log.get();
+      if (!l)
+        return caf::make_error(ec::invalid_argument, std::string{"this node has no log"});
+      std::string before = to_string(l->level());
+      if (*x != l->level()) {
+        auto who = st.trusted.count(st.sender_node()) ? st.trusted[st.sender_node()]
+                                                     : std::string{"this node"};
+        // A warning, so that it shows at every level but `error`.
+        l->set_level(std::max(*x, log_level::warning));
+        st.log.warning("log level " + before + " -> " + to_string(*x) + ": asked by " + who);
+        l->set_level(*x);
+      }
+      return before;
+    },
+    [self](halt_atom) -> caf::result<void> {
+      if (!self->state.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      auto who = self->state.trusted.count(self->state.sender_node())
+                   ? self->state.trusted[self->state.sender_node()]
+                   : std::string{"this node"};
+      self->state.log("stopping: asked by " + who);
+      // Answer first, then end: the node process sees the agent end with
+      // this reason, stops in order and exits with code 0.
+      self->delayed_send(self, std::chrono::milliseconds(50), halt_atom::value, true);
+      return caf::unit;
+    },
+    [self](halt_atom, bool) {
+      if (self->state.sender_node() != caf::node_id{})
+        return;
+      if (auto& halt = self->state.on_halt) {
+        halt();
+        halt = nullptr;
+        return;
+      }
+      self->quit(caf::make_error(ec::stopped_by_operator));
+    },
+  };
+}
+
+} // namespace troupe::cluster

@@ -1,0 +1,609 @@
+#include "runtime/node/cluster_node.hpp"
+
+#include <map>
+#include <mutex>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "runtime/cluster/cluster_router.hpp"
+#include "runtime/cluster/node_agent.hpp"
+#include "runtime/cluster/placement_manager.hpp"
+#include "runtime/cluster/tls_tunnel.hpp"
+#include "runtime/core/duration.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/http/server.hpp"
+#include "runtime/metrics/collector.hpp"
+#include "runtime/supervision/supervisor.hpp"
+
+namespace troupe {
+
+using namespace std::chrono_literals;
+
+/// Everything the node's start functions share. Owned by the node (and,
+/// through shared pointers, by the start functions in its supervisors);
+/// the handles change as children restart, so they are read under `mtx`.
+struct cluster_node::state {
+  caf::actor_system* sys = nullptr;
+  cluster_node_options opt;
+  topology::node_spec spec;
+  std::string kafka;
+  std::string redis;
+  log_fn log;
+  std::shared_ptr<group_directory> directory = std::make_shared<group_directory>();
+  /// The cluster router of the first group of each domain: what workers
+  /// reach other stages through.
+  std::shared_ptr<group_directory> by_domain = std::make_shared<group_directory>();
+  std::unique_ptr<cluster::tls_tunnel> tunnel;
+  cluster::dial_map dial;
+  /// The domains' node services, by name, in registration order.
+  std::vector<std::pair<std::string, std::shared_ptr<node_service>>> services;
+  std::shared_ptr<metrics::snapshot> metrics_text = std::make_shared<metrics::snapshot>();
+  std::atomic<bool> halted{false};
+  int64_t started_ms = unix_ms();
+  /// Where the agent is published (the cluster port, or the loopback port
+  /// behind the TLS tunnel), and on which host.
+  std::string publish_host;
+  uint16_t publish_port = 0;
+
+  mutable std::mutex mtx;
+  caf::actor agent;
+  /// The agent and HTTP server made (and bound) by `start()`, taken by the
+  /// first run of their start functions.
+  caf::actor first_agent;
+  std::unique_ptr<http::server> first_server;
+  caf::actor_addr published;
+  caf::actor root;
+  caf::actor groups;
+  caf::actor routers;
+  caf::actor services_sup;
+  std::map<std::string, caf::actor> router_of;
+  /// The HTTP server's port, and its counters' owner while it runs.
+  uint16_t http_port = 0;
+  http::server* server = nullptr;
+
+  template <class T>
+  T get(T state::*member) const {
+    std::lock_guard<std::mutex> guard{mtx};
+    return this->*member;
+  }
+
+  template <class T>
+  void put(T state::*member, T value) {
+    std::lock_guard<std::mutex> guard{mtx};
+    this->*member = std::move(value);
+  }
+
+  std::shared_ptr<node_service> service(const std::string& name) const {
+    for (auto& [n, s] : services)
+      if (n == name)
+        return s;
+    return nullptr;
+  }
+
+  domain_context context() const {
+    domain_context ctx;
+    ctx.node = opt.name;
+    ctx.kafka = kafka;
+    ctx.redis = redis;
+    ctx.router_of = [dir = by_domain](const std::string& domain) { return dir->get(domain); };
+    ctx.log = log;
+    // The services live as long as the node: every worker stops before them.
+    ctx.service_of = [this](const std::string& name) { return service(name); };
+    return ctx;
+  }
+
+  node_info describe() const {
+    node_info info;
+    std::lock_guard<std::mutex> guard{mtx};
+    info.root = root;
+    info.groups_root = groups;
+    info.started_ms = started_ms;
+    info.kafka = kafka;
+    info.redis = redis;
+    info.http_port = http_port;
+    return info;
+  }
+
+  std::vector<std::pair<std::string, caf::actor>> node_supervisors() const {
+    std::lock_guard<std::mutex> guard{mtx};
+    return {{opt.name + ".root", root},
+            {opt.name + ".groups", groups},
+            {opt.name + ".routers", routers},
+            {opt.name + ".services", services_sup}};
+  }
+};
+
+namespace {
+
+/// Internal to the agent's publisher: try publishing again.
+using publish_retry_atom = caf::atom_constant<caf::atom("pubretry")>;
+
+using state_ptr = std::shared_ptr<cluster_node::state>;
+
+/// Publishes a restarted agent where its predecessor was, without blocking
+/// a scheduler thread: the predecessor's port is unpublished, then the new
+/// agent published, tried again every 100 ms for 5 s (the old listener
+/// closes asynchronously). If it never binds, the agent is ended with the
+/// error, so that its supervisor sees the failure. Short-lived: it ends
+/// once the agent is published or given up on.
+caf::behavior agent_publisher(caf::event_based_actor* self, state_ptr st, caf::actor agent) {
+  auto mm = self->system().middleman().actor_handle();
+  auto old = st->get(&cluster_node::state::published);
+  if (old)
+    self->send(mm, caf::unpublish_atom::value, old, st->publish_port);
+  auto tries = std::make_shared<int>(0);
+  self->send(self, publish_retry_atom::value);
+  return {
+    [=](publish_retry_atom) {
+      self
+        ->request(mm, 5s, caf::publish_atom::value, st->publish_port,
+                  caf::actor_cast<caf::strong_actor_ptr>(agent), std::set<std::string>{},
+                  st->publish_host, true)
+        .then(
+          [=](uint16_t) {
+            st->put(&cluster_node::state::published, agent.address());
+            st->log("agent published again on " + st->publish_host + ":"
+                    + std::to_string(st->publish_port));
+            self->quit();
+          },
+          [=](caf::error& err) {
+            if (++*tries < 50) {
+              self->delayed_send(self, 100ms, publish_retry_atom::value);
+              return;
+            }
+            st->log.error("cannot publish the agent again: " + render(err));
+            self->send_exit(agent, err);
+            self->quit();
+          });
+    },
+  };
+}
+
+caf::expected<caf::actor> spawn_agent(caf::actor_system& sys, const state_ptr& st) {
+  std::weak_ptr<cluster_node::state> weak = st;
+  return cluster::spawn_node_agent(
+    sys, st->opt.topo, st->opt.name, st->directory, st->log, st->dial,
+    [weak] { auto s = weak.lock(); return s ? s->describe() : node_info{}; },
+    [weak] {
+      if (auto s = weak.lock())
+        s->halted = true;
+    });
+}
+
+/// The agent: the first run takes the one `start()` published; a restart
+/// spawns a new one and publishes it in the old one's place.
+child_spec agent_child(const state_ptr& st) {
+  child_spec c;
+  c.name = "agent";
+  c.start = [st](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    caf::actor agent;
+    {
+      std::lock_guard<std::mutex> guard{st->mtx};
+      agent = std::move(st->first_agent);
+      st->first_agent = nullptr;
+    }
+    if (!agent) {
+      auto a = spawn_agent(sys, st);
+      if (!a)
+        return a.error();
+      agent = *a;
+      sys.spawn(agent_publisher, st, agent);
+    }
+    st->put(&cluster_node::state::agent, agent);
+    return agent;
+  };
+  return c;
+}
+
+/// A supervisor child whose handle the node keeps in `member`.
+child_spec remembered(caf::expected<child_spec> child, const state_ptr& st,
+                      caf::actor cluster_node::state::*member) {
+  auto c = std::move(*child); // the specs below are valid by construction
+  c.start = [st, member, start = std::move(c.start)](caf::actor_system& sys) {
+    auto result = start(sys);
+    if (result)
+      st->put(member, *result);
+    return result;
+  };
+  return c;
+}
+
+child_spec placement_child(const state_ptr& st) {
+  child_spec c;
+  c.name = "placement";
+  c.start = [st](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    auto factory = [st](const topology::group_decl& d, uint32_t n) {
+      return build_group(*st->opt.domains, d, n, st->context());
+    };
+    return cluster::spawn_placement_manager(sys, st->opt.topo, st->opt.name,
+                                            st->get(&cluster_node::state::agent),
+                                            st->get(&cluster_node::state::groups), factory,
+                                            st->directory, st->log);
+  };
+  return c;
+}
+
+/// One cluster router per group this build can run.
+supervisor_spec routers_spec(const state_ptr& st) {
+  supervisor_spec s;
+  s.name = st->opt.name + ".routers";
+  s.dynamic = true; // a topology may declare no group
+  s.intensity = 10;
+  s.period = 60s;
+  s.log = st->log;
+  auto ctx = st->context();
+  for (auto& g : st->opt.topo.groups) {
+    // The group's own spec gives its routing key, fallback and limits.
+    auto spec = build_group(*st->opt.domains, g, g.instances, ctx);
+    if (!spec)
+      continue; // the placement manager logs why it cannot host it
+    bool first_of_domain = true;
+    for (auto& other : st->opt.topo.groups) {
+      if (&other == &g)
+        break;
+      first_of_domain &= other.domain != g.domain;
+    }
+    child_spec c;
+    c.name = "router/" + g.name;
+    c.start = [st, name = g.name, domain = first_of_domain ? g.domain : std::string{},
+               spec = *spec](caf::actor_system& sys) -> caf::expected<caf::actor> {
+      auto r = cluster::spawn_cluster_router(sys, st->opt.topo, name, st->opt.name,
+                                             st->get(&cluster_node::state::agent),
+                                             st->directory, spec);
+      if (!r)
+        return r;
+      {
+        std::lock_guard<std::mutex> guard{st->mtx};
+        st->router_of[name] = *r;
+      }
+      if (!domain.empty())
+        st->by_domain->put(domain, *r);
+      return r;
+    };
+    s.children.push_back(std::move(c));
+  }
+  return s;
+}
+
+/// The node's HTTP server as an actor: it owns the server (I/O threads of
+/// its own) and closes it when it ends. Detached, because closing joins
+/// the I/O threads.
+struct http_owner_state {
+  static inline const char* name = "troupe.http_server";
+  std::unique_ptr<http::server> server;
+  state_ptr node;
+  ~http_owner_state() {
+    if (node) {
+      std::lock_guard<std::mutex> guard{node->mtx};
+      if (node->server == server.get())
+        node->server = nullptr;
+    }
+  }
+};
+
+caf::behavior http_owner(caf::stateful_actor<http_owner_state>* self,
+                         std::shared_ptr<std::unique_ptr<http::server>> server, state_ptr st) {
+  self->state.server = std::move(*server);
+  self->state.node = std::move(st);
+  return {
+    [](status_atom) { return std::string{"serving"}; },
+  };
+}
+
+/// The node's routes: `/metrics`, `/healthz`, then each service's.
+http::route_fn node_routes(const state_ptr& st) {
+  std::weak_ptr<cluster_node::state> weak = st;
+  return [weak](const std::string& target) -> http::response {
+    auto st = weak.lock();
+    if (!st)
+      return {503, "text/plain; charset=utf-8", "stopping\n"};
+    auto path = target.substr(0, target.find('?'));
+    if (path == "/metrics")
+      return {200, "text/plain; version=0.0.4; charset=utf-8", *st->metrics_text->get()};
+    if (path == "/healthz") {
+      nlohmann::json groups = nlohmann::json::array();
+      for (auto& name : st->directory->names())
+        if (!name.empty() && name[0] != '@')
+          groups.push_back(name);
+      nlohmann::json j{{"node", st->opt.name}, {"status", "ok"}, {"groups", groups}};
+      j["websocket"] = false;
+      for (auto& [name, svc] : st->services)
+        svc->health(j);
+      return {200, "application/json", j.dump() + "\n"};
+    }
+    for (auto& [name, svc] : st->services) {
+      auto r = svc->route(target);
+      if (r.status != 0)
+        return r;
+    }
+    return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
+  };
+}
+
+caf::expected<std::unique_ptr<http::server>> make_server(const state_ptr& st) {
+  http::server_limits limits;
+  http::ws_handler* ws = nullptr;
+  for (auto& [name, svc] : st->services) {
+    svc->limit(limits);
+    if (!ws)
+      ws = svc->websocket();
+  }
+  return http::server::make(st->spec.host, st->spec.http_port, 2, node_routes(st), ws, limits);
+}
+
+child_spec http_child(const state_ptr& st) {
+  child_spec c;
+  c.name = "http";
+  c.start = [st](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    std::unique_ptr<http::server> srv;
+    {
+      std::lock_guard<std::mutex> guard{st->mtx};
+      srv = std::move(st->first_server);
+    }
+    if (!srv) {
+      auto made = make_server(st);
+      if (!made)
+        return made.error();
+      srv = std::move(*made);
+    }
+    {
+      std::lock_guard<std::mutex> guard{st->mtx};
+      st->server = srv.get();
+    }
+    auto holder = std::make_shared<std::unique_ptr<http::server>>(std::move(srv));
+    return sys.spawn<caf::detached>(http_owner, holder, st);
+  };
+  return c;
+}
+
+/// The HTTP server's counters, while one runs.
+void server_metrics(const state_ptr& st, metrics::exposition& e) {
+  std::lock_guard<std::mutex> guard{st->mtx};
+  if (!st->server)
+    return;
+  metrics::labels node{{"node", st->opt.name}};
+  auto n = [](const std::atomic<uint64_t>& x) {
+    return static_cast<double>(x.load(std::memory_order_relaxed));
+  };
+  auto& sc = st->server->counters();
+  e.counter("troupe_http_requests_total", "Plain HTTP requests served.", node, n(sc.http_requests));
+  e.counter("troupe_ws_opened_total", "WebSocket connections opened.", node, n(sc.ws_opened));
+  e.counter("troupe_ws_closed_total", "WebSocket connections closed, for any reason.", node,
+            n(sc.ws_closed));
+  e.counter("troupe_ws_dropped_total",
+            "WebSocket clients disconnected because their send queue was full (too slow).", node,
+            n(sc.ws_dropped_slow));
+  e.counter("troupe_ws_messages_in_total", "WebSocket messages received.", node,
+            n(sc.ws_messages_in));
+  e.counter("troupe_ws_messages_out_total", "WebSocket messages sent.", node,
+            n(sc.ws_messages_out));
+  e.counter("troupe_ws_bad_frames_total",
+            "WebSocket frames refused (binary, invalid UTF-8, oversized).", node,
+            n(sc.ws_bad_frames));
+}
+
+child_spec collector_child(const state_ptr& st) {
+  child_spec c;
+  c.name = "collector";
+  c.start = [st](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    metrics::collector_settings ms;
+    ms.node = st->opt.name;
+    ms.directory = st->directory;
+    ms.agent = st->get(&cluster_node::state::agent);
+    std::weak_ptr<cluster_node::state> weak = st;
+    ms.extra = [weak](metrics::exposition& e) {
+      auto st = weak.lock();
+      if (!st)
+        return;
+      for (auto& [name, svc] : st->services)
+        svc->metrics(e);
+      server_metrics(st, e);
+    };
+    ms.node_supervisors = [weak] {
+      auto st = weak.lock();
+      return st ? st->node_supervisors() : std::vector<std::pair<std::string, caf::actor>>{};
+    };
+    ms.log = st->log.get();
+    return metrics::spawn_collector(sys, ms, st->metrics_text);
+  };
+  return c;
+}
+
+supervisor_spec services_spec(const state_ptr& st) {
+  supervisor_spec s;
+  s.name = st->opt.name + ".services";
+  s.intensity = 10;
+  s.period = 60s;
+  s.log = st->log;
+  s.children.push_back(collector_child(st));
+  for (auto& [name, svc] : st->services)
+    for (auto& c : svc->children())
+      s.children.push_back(std::move(c));
+  if (st->spec.http_port != 0)
+    s.children.push_back(http_child(st));
+  return s;
+}
+
+supervisor_spec root_spec(const state_ptr& st) {
+  supervisor_spec root;
+  root.name = st->opt.name + ".root";
+  root.strat = strategy::rest_for_one;
+  root.intensity = 5;
+  root.period = 60s;
+  root.log = st->log;
+  root.children.push_back(agent_child(st));
+  supervisor_spec groups;
+  groups.name = st->opt.name + ".groups";
+  groups.dynamic = true;
+  groups.intensity = 10;
+  groups.period = 60s;
+  groups.log = st->log;
+  root.children.push_back(
+    remembered(supervisor_child(std::move(groups)), st, &cluster_node::state::groups));
+  root.children.push_back(placement_child(st));
+  root.children.push_back(
+    remembered(supervisor_child(routers_spec(st)), st, &cluster_node::state::routers));
+  root.children.push_back(
+    remembered(supervisor_child(services_spec(st)), st, &cluster_node::state::services_sup));
+  return root;
+}
+
+} // namespace
+
+cluster_node::cluster_node(std::shared_ptr<state> st) : st_(std::move(st)) {
+  // nop
+}
+
+cluster_node::~cluster_node() {
+  stop();
+}
+
+caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_system& sys,
+                                                                cluster_node_options opt) {
+  auto st = std::make_shared<state>();
+  st->sys = &sys;
+  auto self_spec = opt.topo.node(opt.name);
+  if (!self_spec)
+    return caf::make_error(ec::invalid_argument,
+                           "no node '" + opt.name + "' in " + opt.topo.source);
+  if (!opt.domains)
+    return caf::make_error(ec::invalid_argument, std::string{"a node needs its domains"});
+  st->spec = *self_spec;
+  st->kafka = opt.kafka.empty() ? opt.topo.cluster.kafka : opt.kafka;
+  st->redis = opt.redis.empty() ? opt.topo.cluster.redis : opt.redis;
+  st->log = opt.log;
+  st->opt = std::move(opt);
+  auto& topo = st->opt.topo;
+  auto& log = st->log;
+  // With [cluster.tls], nodes talk through TLS tunnels: every peer is dialled
+  // at a local port of the tunnel, and the agent listens on loopback behind it.
+  if (topo.cluster.tls) {
+    auto t = cluster::tls_tunnel::make(*topo.cluster.tls, topo.cluster.failure_timeout * 4, log);
+    if (!t)
+      return t.error();
+    st->tunnel = std::move(*t);
+    for (auto& n : topo.nodes) {
+      if (n.name == st->opt.name)
+        continue;
+      auto port = st->tunnel->dial(n.name, n.host, n.cluster_port);
+      if (!port)
+        return port.error();
+      st->dial[n.name] = {"127.0.0.1", *port};
+    }
+  }
+  // The agent is bound here, before anything starts, so that a port in use
+  // is an error of `troupe node` rather than a crash loop.
+  auto agent = spawn_agent(sys, st);
+  if (!agent)
+    return agent.error();
+  caf::error published;
+  if (st->tunnel) {
+    auto basp = cluster::publish_on_loopback(sys, *agent);
+    if (basp) {
+      st->publish_host = "127.0.0.1";
+      st->publish_port = *basp;
+      published = st->tunnel->listen(st->spec.host, st->spec.cluster_port, *basp);
+    } else {
+      published = basp.error();
+    }
+  } else {
+    st->publish_host = st->spec.host;
+    st->publish_port = st->spec.cluster_port;
+    published = cluster::publish(sys, *agent, st->spec);
+  }
+  if (published) {
+    caf::anon_send_exit(*agent, caf::exit_reason::kill);
+    return published;
+  }
+  st->first_agent = *agent;
+  st->published = agent->address();
+  log("listening on " + st->spec.host + ":" + std::to_string(st->spec.cluster_port)
+      + " in cluster " + topo.cluster.name + (st->tunnel ? " (TLS)" : ""));
+  log("kafka at " + st->kafka + ", redis at " + st->redis);
+  // The domains' node services, for every domain the topology declares.
+  service_context sctx;
+  sctx.sys = &sys;
+  sctx.topo = &topo;
+  sctx.node = &st->spec;
+  std::weak_ptr<state> weak = st;
+  sctx.agent = [weak] {
+    auto s = weak.lock();
+    return s ? s->get(&state::agent) : caf::actor{};
+  };
+  sctx.directory = st->directory;
+  sctx.log = log;
+  for (auto& d : *st->opt.domains) {
+    if (!d.make_service || st->service(d.service_name))
+      continue;
+    std::vector<const topology::group_decl*> groups;
+    for (auto& g : topo.groups)
+      if (g.domain == d.schema.name)
+        groups.push_back(&g);
+    if (groups.empty())
+      continue;
+    auto svc = d.make_service(sctx, groups);
+    if (!svc) {
+      caf::anon_send_exit(*agent, caf::exit_reason::kill);
+      return svc.error();
+    }
+    st->services.emplace_back(d.service_name, std::move(*svc));
+  }
+  if (st->spec.http_port != 0) {
+    auto srv = make_server(st);
+    if (!srv) {
+      caf::anon_send_exit(*agent, caf::exit_reason::kill);
+      return srv.error();
+    }
+    st->http_port = (*srv)->port();
+    st->first_server = std::move(*srv);
+    log("http on " + st->spec.host + ":" + std::to_string(st->http_port)
+        + " (live page /, /healthz, /metrics, WebSocket /ws)");
+  }
+  auto root = spawn_supervisor(sys, root_spec(st));
+  if (!root) {
+    caf::anon_send_exit(*agent, caf::exit_reason::kill);
+    return root.error();
+  }
+  st->put(&state::root, *root);
+  return std::unique_ptr<cluster_node>{new cluster_node(std::move(st))};
+}
+
+caf::actor cluster_node::root() const {
+  return st_->get(&state::root);
+}
+
+caf::actor cluster_node::router(const std::string& group) const {
+  std::lock_guard<std::mutex> guard{st_->mtx};
+  auto i = st_->router_of.find(group);
+  return i == st_->router_of.end() ? caf::actor{} : i->second;
+}
+
+uint16_t cluster_node::http_port() const {
+  return st_->get(&state::http_port);
+}
+
+bool cluster_node::halted() const {
+  return st_->halted;
+}
+
+void cluster_node::stop() {
+  auto root = st_->get(&state::root);
+  if (!root)
+    return;
+  caf::scoped_actor self{*st_->sys};
+  self->monitor(root);
+  self->send_exit(root, caf::exit_reason::user_shutdown);
+  self->receive([](caf::down_msg&) {}, caf::after(60s) >> [] {});
+  st_->put(&state::root, caf::actor{});
+  auto published = st_->get(&state::published);
+  if (auto agent = caf::actor_cast<caf::actor>(published); agent && !st_->tunnel)
+    st_->sys->middleman().unpublish(agent, st_->spec.cluster_port);
+  // The services outlive every actor that used them.
+  st_->services.clear();
+}
+
+} // namespace troupe
