@@ -236,7 +236,11 @@ std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
                    {{"consumer_group", group_}, {"error", rd_kafka_err2name(m->err)}})
           .fetch_add(1, std::memory_order_relaxed);
         if (errors_.size() < 100)
-          errors_.push_back(rd_kafka_message_errstr(m));
+          // Where it happened, when the error concerns a partition.
+          errors_.push_back((m->rkt ? std::string{rd_kafka_topic_name(m->rkt)} + "/"
+                                        + std::to_string(m->partition) + ": "
+                                  : std::string{})
+                            + rd_kafka_message_errstr(m));
       }
     } else {
       record r;

@@ -193,6 +193,34 @@ TEST_CASE("an idle member reports a lag of 0 for partitions with nothing to read
     CHECK(x.offset == 0);
 }
 
+TEST_CASE("a consume error is counted by its name and summarised in one log line") {
+  auto mock = kafka::embedded_kafka::make(1, {{"no-offset", 1}});
+  REQUIRE(mock);
+  auto conf = kafka::defaults((*mock)->bootstrap());
+  // A new group with nothing committed may not pick a start by itself: the
+  // consumer reports an error instead of reading.
+  conf["auto.offset.reset"] = "error";
+  auto c = kafka::consumer::make(conf, "error-group", {"no-offset"});
+  REQUIRE(c);
+  std::string summary;
+  auto until = std::chrono::steady_clock::now() + 30s;
+  while (summary.empty() && std::chrono::steady_clock::now() < until) {
+    CHECK((*c)->poll(10, 100ms).empty());
+    summary = (*c)->error_summary();
+  }
+  CHECK_MESSAGE(summary.rfind("Kafka consume error", 0) == 0, summary);
+  CHECK_MESSAGE(summary.find("no-offset") != std::string::npos, summary);
+  // Once taken, the errors are gone; the counter keeps them.
+  CHECK((*c)->take_errors().empty());
+  double counted = 0;
+  for (auto& x : registry::instance().samples())
+    if (x.name == "troupe_kafka_consumer_errors_total"
+        && x.ls == registry::labels{{"consumer_group", "error-group"},
+                                    {"error", "_AUTO_OFFSET_RESET"}})
+      counted = x.value;
+  CHECK(counted >= 1);
+}
+
 TEST_CASE("a bad setting is refused with its name") {
   auto p = kafka::producer::make({{"no.such.setting", "1"}});
   REQUIRE(!p);
