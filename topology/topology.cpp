@@ -252,7 +252,7 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
                                                           + ": cluster: expected a table")};
   reader r{source, *c->as_table(), "cluster"};
   r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout", "kafka",
-          "redis", "tls", "log_level", "log_format"});
+          "redis", "tls", "log_level", "log_format", "state_dir"});
   cluster_settings x;
   x.name = r.unique_name("cluster", std::vector<node_spec>{});
   auto has_secret = r.find("secret") != nullptr;
@@ -279,6 +279,16 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   x.redis = r.str("redis", std::string{"embedded"});
   if (x.redis != "embedded" && x.redis.rfind("redis://", 0) != 0)
     r.fail(line_of(*r.find("redis")), "redis", "expected \"embedded\" or redis://host:port");
+  // Relative to the topology file's folder, like every path a file names
+  // for the cluster as a whole.
+  x.state_dir = r.str("state_dir", std::string{".troupe-state"});
+  if (x.state_dir.empty())
+    r.fail(line_of(*r.find("state_dir")), "state_dir", "must not be empty");
+  if (x.state_dir.front() != '/') {
+    auto slash = source.rfind('/');
+    x.state_dir = (slash == std::string::npos ? std::string{} : source.substr(0, slash + 1))
+                  + x.state_dir;
+  }
   if (r.find("log_level"))
     x.log = r.log_level("log_level");
   if (r.find("log_format")) {

@@ -36,6 +36,10 @@ struct cluster_settings {
   std::string kafka = "embedded";
   /// `"embedded"` (a redis-server started by `troupe up`) or `redis://host:port`.
   std::string redis = "embedded";
+  /// Where the cluster keeps what must outlive its processes on this host
+  /// (the embedded Redis's append-only file, under `redis/`): `state_dir`,
+  /// relative to the topology file's folder; default `.troupe-state`.
+  std::string state_dir = ".troupe-state";
   std::optional<tls_settings> tls;
   /// What the nodes log (`log_level`, default info) and how (`log_format`,
   /// `text` or `json`); a node's own `log_level` and `troupe node

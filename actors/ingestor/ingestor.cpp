@@ -4,10 +4,12 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include "actors/ingestor/transaction_json.hpp"
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/histogram.hpp"
 #include "runtime/core/messages.hpp"
@@ -68,6 +70,18 @@ struct stage_times {
   }
 };
 
+/// A dead letter Kafka has not confirmed yet.
+struct pending_dead_letter {
+  kafka::record r;
+  std::string reason;
+  /// The partition's epoch when the event was read: a letter outlives its
+  /// partition's stay here only until its answer comes.
+  uint64_t epoch = 0;
+  int attempts = 0;
+  /// Kafka refused it as too large: write it truncated.
+  bool truncate = false;
+};
+
 struct worker_state {
   caf::event_based_actor* self = nullptr;
   ingestor_settings cfg;
@@ -75,6 +89,8 @@ struct worker_state {
   std::unique_ptr<kafka::consumer> consumer;
   std::unique_ptr<kafka::producer> dead_letters;
   std::map<partition_key, partition_state> parts;
+  /// Dead letters sent and not confirmed, by topic, partition and offset.
+  std::map<std::tuple<std::string, int32_t, int64_t>, pending_dead_letter> dead_pending;
   std::map<uint64_t, batch_state> batches;
   uint64_t next_batch = 0;
   uint64_t next_epoch = 0;
@@ -184,23 +200,44 @@ struct worker_state {
     self->send(self, poll_atom::value);
   }
 
+  // -- dead letters ---------------------------------------------------------------
+  //
+  // An event is finished once Kafka confirmed its dead letter: before that
+  // its offset is not committed. A letter Kafka does not confirm is sent
+  // again, backing off from 100 ms to 5 s, for as long as this worker holds
+  // the partition; one too large for Kafka is written truncated (size,
+  // SHA-256 and the head of the value), so no event holds back its
+  // partition for ever.
+
+  /// What becomes of a dead letter sent: `(dead_letter_done_atom, topic,
+  /// partition, offset, status)`.
+  enum dead_letter_status : int32_t { dl_confirmed = 0, dl_failed = 1, dl_too_large = 2 };
+
+  static int32_t status_of(const caf::error& e) {
+    return !e ? dl_confirmed : e == ec::too_large ? dl_too_large : dl_failed;
+  }
+
   void send_dead_letter(const kafka::record& r, const std::string& reason, uint64_t epoch) {
     ++dead;
+    dead_pending[{r.topic, r.partition, r.offset}] = pending_dead_letter{r, reason, epoch};
+    produce_dead_letter(r.topic, r.partition, r.offset);
+  }
+
+  void produce_dead_letter(const std::string& topic, int32_t part, int64_t off) {
+    auto i = dead_pending.find({topic, part, off});
+    if (i == dead_pending.end())
+      return;
+    auto& d = i->second;
+    auto json = kafka::dead_letter_json(d.reason, topic, part, off, d.r.key, d.r.value,
+                                        d.truncate ? 4096 : kafka::max_dead_letter_bytes);
     auto handle = caf::actor{self};
-    auto topic = r.topic;
-    auto part = r.partition;
-    auto off = r.offset;
-    auto err = dead_letters->produce(
-      cfg.dead_letter_topic, r.key,
-      kafka::dead_letter_json(reason, r.topic, r.partition, r.offset, r.key, r.value),
-      [handle, topic, part, off, epoch](const caf::error& e) {
-        caf::anon_send(handle, dead_letter_done_atom::value, topic, part, off, epoch, !e);
-      });
-    if (err) {
-      log("cannot queue a dead letter: " + render(err));
-      self->delayed_send(self, 100ms, dead_letter_done_atom::value, topic, part, off, epoch,
-                         false);
-    }
+    auto err = dead_letters->produce(cfg.dead_letter_topic, d.r.key, std::move(json),
+                                     [handle, topic, part, off](const caf::error& e) {
+                                       caf::anon_send(handle, dead_letter_done_atom::value,
+                                                      topic, part, off, status_of(e));
+                                     });
+    if (err)
+      self->send(self, dead_letter_done_atom::value, topic, part, off, status_of(err));
   }
 
   void launch(const partition_key& k, partition_state& p) {
@@ -331,18 +368,39 @@ struct worker_state {
     }
   }
 
-  void on_dead_letter_done(const std::string& topic, int32_t part, int64_t off, uint64_t epoch,
-                           bool ok) {
-    auto pi = parts.find({topic, part});
-    if (pi == parts.end() || pi->second.epoch != epoch)
+  void on_dead_letter_done(const std::string& topic, int32_t part, int64_t off,
+                           int32_t status) {
+    auto i = dead_pending.find({topic, part, off});
+    if (i == dead_pending.end())
       return;
-    if (!ok) {
-      // Never skip an event: its dead letter is produced again.
-      log("dead letter for " + topic + "/" + std::to_string(part) + "@" + std::to_string(off)
-          + " not confirmed; the event will be read again");
-      return; // stays unfinished, so its offset is never committed
+    auto& d = i->second;
+    auto pi = parts.find({topic, part});
+    if (pi == parts.end() || pi->second.epoch != d.epoch) {
+      // The partition moved: its next owner reads the event again.
+      dead_pending.erase(i);
+      return;
     }
-    mark_done(pi->second, off);
+    if (status == dl_confirmed) {
+      dead_pending.erase(i);
+      mark_done(pi->second, off);
+      return;
+    }
+    auto where = topic + "/" + std::to_string(part) + "@" + std::to_string(off);
+    if (status == dl_too_large && !d.truncate) {
+      d.truncate = true;
+      log("dead letter for " + where + " is larger than Kafka takes: writing it truncated");
+      produce_dead_letter(topic, part, off);
+      return;
+    }
+    // Never skip an event: its dead letter is sent again, and until Kafka
+    // confirms it the event stays unfinished (its offset is not committed).
+    auto delay = std::min<caf::timespan>(100ms * (1 << std::min(d.attempts, 6)), 5s);
+    ++d.attempts;
+    if (d.attempts == 1 || d.attempts % 10 == 0)
+      cfg.log.warning(name + ": dead letter for " + where + " not confirmed (attempt "
+                      + std::to_string(d.attempts) + "); sending it again in "
+                      + to_duration_string(delay));
+    self->delayed_send(self, delay, dead_letter_retry_atom::value, topic, part, off);
   }
 
   void commit() {
@@ -399,8 +457,11 @@ group_spec make_group(const std::string& name, size_t instances, ingestor_settin
     return {
       [st](poll_atom) { st->on_poll(); },
       [st](retry_atom, uint64_t id) { st->run(id); },
-      [st](dead_letter_done_atom, std::string& topic, int32_t part, int64_t off, uint64_t epoch,
-           bool ok) { st->on_dead_letter_done(topic, part, off, epoch, ok); },
+      [st](dead_letter_done_atom, std::string& topic, int32_t part, int64_t off,
+           int32_t status) { st->on_dead_letter_done(topic, part, off, status); },
+      [st](dead_letter_retry_atom, std::string& topic, int32_t part, int64_t off) {
+        st->produce_dead_letter(topic, part, off);
+      },
     };
   };
   return g;

@@ -29,6 +29,7 @@ std::string to_string(ec x) {
     case ec::stopped_by_operator: return "stopped_by_operator";
     case ec::io_failure: return "io_failure";
     case ec::cannot_bind: return "cannot_bind";
+    case ec::too_large: return "too_large";
   }
   return "ec(" + std::to_string(static_cast<int>(x)) + ")";
 }

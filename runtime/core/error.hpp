@@ -60,6 +60,8 @@ enum class ec : uint8_t {
   io_failure,
   /// A port could not be bound (in use, or the address is not this host's).
   cannot_bind,
+  /// A record is larger than Kafka accepts: sent as it is, it never will be.
+  too_large,
 };
 
 /// Returns the name of `x`, e.g. `"group_saturated"`.

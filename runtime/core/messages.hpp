@@ -387,8 +387,12 @@ using model_status_atom = caf::atom_constant<caf::atom("modelstat")>;
 /// Internal to an ingestor worker: read the next records, `(poll_atom)`.
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
 /// Internal to an ingestor worker: Kafka confirmed (or refused) a dead
-/// letter, `(dead_letter_done_atom, topic, partition, offset, epoch, ok)`.
+/// letter, `(dead_letter_done_atom, topic, partition, offset, int32_t status)`
+/// (0 confirmed, 1 failed, 2 too large).
 using dead_letter_done_atom = caf::atom_constant<caf::atom("dl_done")>;
+/// Internal to an ingestor worker: send a dead letter again,
+/// `(dead_letter_retry_atom, topic, partition, offset)`.
+using dead_letter_retry_atom = caf::atom_constant<caf::atom("dl_retry")>;
 /// Internal to an ingestor worker: send a batch down the pipeline again,
 /// `(retry_atom, batch id)`.
 using retry_atom = caf::atom_constant<caf::atom("retry")>;

@@ -22,7 +22,12 @@ registry::labels lag_labels(const std::string& group, const std::string& topic,
 }
 
 caf::error kafka_error(const std::string& what, rd_kafka_resp_err_t err) {
-  return caf::make_error(ec::io_failure, what + ": " + rd_kafka_err2str(err));
+  // A record too large fails the same way however often it is sent again.
+  auto code = err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+                  || err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE
+                ? ec::too_large
+                : ec::io_failure;
+  return caf::make_error(code, what + ": " + rd_kafka_err2str(err));
 }
 
 int to_ms(caf::timespan t) {

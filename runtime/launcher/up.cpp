@@ -3,6 +3,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -178,18 +179,29 @@ int run_up(const up_options& opt) {
     print("up", "kafka (embedded mock cluster, 1 broker) at " + bootstrap);
   }
   // -- embedded Redis --------------------------------------------------------------
+  // It persists every write to an append-only file in the cluster's state
+  // directory, fsynced every second: a Redis killed and started again (by
+  // its supervisor here, or with the next `troupe up`) has the features,
+  // the alert claims and the preferences it had.
   auto redis = topo->cluster.redis;
-  char dir_tmpl[] = "/tmp/troupe-redis-XXXXXX";
   std::string redis_dir;
   uint16_t redis_port = 0;
   if (redis == "embedded") {
-    redis_dir = mkdtemp(dir_tmpl);
+    redis_dir = topo->cluster.state_dir + "/redis";
+    std::error_code made;
+    std::filesystem::create_directories(redis_dir, made);
+    if (made) {
+      std::fprintf(stderr, "troupe up: cannot create the state directory %s: %s\n",
+                   redis_dir.c_str(), made.message().c_str());
+      return 2;
+    }
     redis_port = free_loopback_port();
     redis = "redis://127.0.0.1:" + std::to_string(redis_port);
+    print("up", "redis keeps its data in " + redis_dir);
     root.children.push_back(supervised(process_child(
       "redis",
       {"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", std::to_string(redis_port),
-       "--save", "", "--appendonly", "no", "--dir", redis_dir},
+       "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", redis_dir},
       [](const std::string& line) { print("redis", line); },
       [](int pid) { print("up", "redis started, pid " + std::to_string(pid)); })));
   }
@@ -280,8 +292,6 @@ int run_up(const up_options& opt) {
     self->receive([](caf::down_msg&) {});
   }
   mock.reset();
-  if (!redis_dir.empty())
-    rmdir(redis_dir.c_str());
   print("up", "stopped");
   return running.empty() ? 1 : 0;
 }

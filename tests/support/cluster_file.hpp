@@ -3,6 +3,7 @@
 // A topology file for tests that run real node processes: three (or more)
 // nodes on free loopback ports, in a fresh temporary folder removed with it.
 
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -45,8 +46,9 @@ struct cluster_file {
   cluster_file(const cluster_file&) = delete;
 
   ~cluster_file() {
-    std::remove(path.c_str());
-    rmdir(dir.c_str());
+    // The file, and the state a cluster of it kept beside it.
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
   }
 
 private:

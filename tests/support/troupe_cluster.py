@@ -9,9 +9,11 @@ Run with Debian's python3 (/usr/bin/python3): python3-websockets, python3-kafka.
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -62,10 +64,18 @@ class Cluster:
         self.proc = subprocess.Popen([binary, "up", self.conf, *up_args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace")
         threading.Thread(target=self._read, daemon=True).start()
+        self.pids = {}
+        try:
+            self._wait_up(nodes, timeout)
+        except BaseException:
+            # Nothing started here outlives a cluster that never came up.
+            self.__exit__(*sys.exc_info())
+            raise
+
+    def _wait_up(self, nodes, timeout):
         self.kafka = self.wait_for(r"^\[up\] kafka \(embedded mock cluster.*\) at (\S+)$",
                                    timeout).group(1)
         self.redis = self.wait_for(r"^\[up\] redis ready at redis://(\S+)$", timeout).group(1)
-        self.pids = {}
         for i in range(1, nodes + 1):
             m = self.wait_for(rf"^\[up\] n{i} started, pid (\d+)$", timeout)
             self.pids[f"n{i}"] = int(m.group(1))
@@ -169,4 +179,7 @@ class Cluster:
                 f.write("\n".join(self.lines) + "\n")
             print("\n".join(self.lines[-60:]))
             print(f"(the whole log: {path})")
+        else:
+            # The topology and the state the cluster kept beside it.
+            shutil.rmtree(self.dir, ignore_errors=True)
         return False

@@ -203,6 +203,44 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
   CHECK(node->wait_exit(10000ms) == 0);
 }
 
+TEST_CASE("a malformed record of 500 KB is dead-lettered truncated and its partition goes on: every later event scored and committed") {
+  auto want = expected(2028, 200, 1.0);
+  REQUIRE(want.events.size() > 300);
+  REQUIRE(!want.alerts.empty());
+  parts env;
+  auto& bootstrap = env.bootstrap;
+  cluster_file f{"pipeline", "a-shared-secret", "", pipeline_groups("[\"n1\"]"), {"n1"}};
+  auto node = start_node(f, "n1", {"--kafka", bootstrap, "--redis", env.redis.url()});
+  REQUIRE(node->wait_for("member of consumer group", 20000ms));
+  // The large record first, on the first user's partition, then that
+  // user's events and everyone else's: all must get through behind it.
+  auto p = kafka::producer::make(kafka::defaults(bootstrap));
+  REQUIRE(p);
+  std::string huge(500000, 'x');
+  auto big_key = want.events.front().first;
+  REQUIRE(!(*p)->produce("transactions", big_key, huge));
+  for (auto& [user, json] : want.events)
+    REQUIRE(!(*p)->produce("transactions", user, json));
+  REQUIRE(!(*p)->flush(30s));
+  auto dead = read_all(bootstrap, "dead-letters", 1, 30s);
+  REQUIRE(dead.size() == 1);
+  auto letter = nlohmann::json::parse(dead[0].value);
+  CHECK(letter["truncated"] == true);
+  CHECK(letter["size"] == 500000);
+  CHECK(letter["sha256"] == "c7adf6280412b3f9acbd4759796fdb295f7894b4a2a7a9d3412b3c72d2434442");
+  CHECK(letter["reason"].get<std::string>().find("too large") != std::string::npos);
+  CHECK(dead[0].key == big_key);
+  // Everything behind it was scored, alerted and committed.
+  auto alerts = read_all(bootstrap, "fraud-alerts", want.alerts.size(), 60s);
+  std::set<std::string> ids;
+  for (auto& r : alerts)
+    ids.insert(r.key);
+  CHECK(ids == want.alerts);
+  CHECK(all_committed(bootstrap, 30s));
+  node->signal(SIGTERM);
+  CHECK(node->wait_exit(10000ms) == 0);
+}
+
 TEST_CASE("workers crashing and a node killed with kill -9 mid-stream lose no transaction and raise no alert twice") {
   auto want = expected(2027, 600, 3.0);
   REQUIRE(want.events.size() > 6000);

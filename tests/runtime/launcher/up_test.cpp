@@ -4,6 +4,7 @@
 #include "runtime/launcher/up.hpp"
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 
@@ -50,6 +51,43 @@ bool gone(int pid) {
   auto exited = poll(&p, 1, 5000) == 1;
   close(fd);
   return exited;
+}
+
+/// One Redis command's raw reply (RESP), over a fresh connection.
+std::string redis_command(uint16_t port, const std::vector<std::string>& args) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  std::string reply;
+  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    std::string cmd = "*" + std::to_string(args.size()) + "\r\n";
+    for (auto& a : args)
+      cmd += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+    if (write(s, cmd.data(), cmd.size()) > 0) {
+      char buf[256];
+      timeval tv{2, 0};
+      setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      auto n = read(s, buf, sizeof(buf));
+      if (n > 0)
+        reply.assign(buf, static_cast<size_t>(n));
+    }
+  }
+  close(s);
+  return reply;
+}
+
+/// Everything in the files under `dir`, concatenated.
+std::string files_under(const std::string& dir) {
+  std::string all;
+  std::error_code ec;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir, ec))
+    if (e.is_regular_file()) {
+      std::ifstream in{e.path()};
+      all.append(std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{});
+    }
+  return all;
 }
 
 std::string redis_ping(uint16_t port) {
@@ -145,6 +183,42 @@ TEST_CASE("troupe up runs embedded Kafka and Redis that real clients can use") {
   up->signal(SIGINT);
   CHECK(up->wait_exit(20000ms) == 0);
   CHECK(gone(redis_pid[0]));
+}
+
+TEST_CASE("the embedded Redis killed with kill -9 comes back with its data: it persists to the "
+          "cluster's state directory") {
+  topology_file f{"embedded", "embedded"};
+  auto up = child_process::start({TROUPE_BINARY, "up", f.path});
+  REQUIRE(up);
+  REQUIRE(up->wait_for("[up] redis ready at redis://127.0.0.1:", join_timeout));
+  std::smatch m;
+  auto out = up->output();
+  REQUIRE(std::regex_search(out, m, std::regex{"redis ready at redis://127\\.0\\.0\\.1:([0-9]+)"}));
+  auto port = static_cast<uint16_t>(std::stoi(m[1]));
+  auto dir = f.dir + "/.troupe-state/redis";
+  CHECK(out.find("[up] redis keeps its data in " + dir) != std::string::npos);
+  // What the pipeline keeps there: a user's features and an alert's claim.
+  CHECK(redis_command(port, {"HSET", "features:u-1", "count", "7"}) == ":1\r\n");
+  CHECK(redis_command(port, {"SET", "alert:tx-1", "sent"}) == "+OK\r\n");
+  // Once Redis wrote them to its append-only file, killing the process
+  // cannot lose them (the kernel holds the written pages).
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (files_under(dir).find("alert:tx-1") == std::string::npos
+         && std::chrono::steady_clock::now() < deadline)
+    up->wait_for("never printed", 50ms);
+  REQUIRE(files_under(dir).find("alert:tx-1") != std::string::npos);
+  auto pids = pids_of(*up, "redis");
+  REQUIRE(pids.size() == 1);
+  auto mark = up->mark();
+  kill(pids[0], SIGKILL); // the redis-server this test's troupe up started
+  REQUIRE(up->wait_for("[up] redis started, pid", 10000ms, mark));
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (redis_ping(port) != "+PONG\r\n" && std::chrono::steady_clock::now() < deadline)
+    up->wait_for("never printed", 50ms);
+  CHECK(redis_command(port, {"HGET", "features:u-1", "count"}) == "$1\r\n7\r\n");
+  CHECK(redis_command(port, {"GET", "alert:tx-1"}) == "$4\r\nsent\r\n");
+  up->signal(SIGTERM);
+  CHECK(up->wait_exit(20000ms) == 0);
 }
 
 TEST_CASE("troupe kafka prints a bootstrap list and stops on SIGTERM") {
