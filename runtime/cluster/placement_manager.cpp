@@ -48,6 +48,13 @@ struct manager_state {
   std::map<std::string, int> stopping;
   /// Claims under way, with the round they belong to.
   std::map<instance_key, uint64_t> claims;
+  /// Peers seen up since this manager started.
+  std::set<std::string> seen;
+  /// Until the start-up grace is over, a node not seen up yet keeps its
+  /// instances: nodes started together join within moments of each other,
+  /// and moving a late one's instances away and back would restart those
+  /// groups (and rebalance their Kafka consumer groups) for nothing.
+  bool grace_over = false;
   uint64_t next_round = 1;
 
   size_t live_count() const {
@@ -79,6 +86,10 @@ struct manager_state {
       std::set<std::string> alive{me};
       for (auto& kv : peers)
         alive.insert(kv.first);
+      if (!grace_over)
+        for (auto& n : topo.nodes)
+          if (seen.count(n.name) == 0)
+            alive.insert(n.name); // not seen yet: its instances wait for it
       for (auto& d : drained)
         alive.erase(d);
       for (auto& a : topology::place(topo, alive).assignments)
@@ -244,6 +255,14 @@ struct manager_state {
   }
 };
 
+} // namespace
+
+caf::timespan startup_grace(const topology::topology& topo) {
+  return topo.cluster.failure_timeout * 4;
+}
+
+namespace {
+
 caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::string me,
                            caf::actor agent, caf::actor groups, group_factory factory,
                            std::shared_ptr<group_directory> directory, log_fn log) {
@@ -258,6 +277,7 @@ caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::st
   self->request(agent, 30s, manager_atom::value, caf::actor{self}).then([] {});
   self->request(agent, 30s, subscribe_atom::value, caf::actor{self}).then([] {});
   self->send(self, tick_atom::value);
+  self->delayed_send(self, startup_grace(st.topo), startup_grace_atom::value);
   // A manager started again after a crash finds the groups its predecessor
   // started: they stop, so that what runs here is what this one plans.
   for (auto& g : st.topo.groups) {
@@ -270,7 +290,19 @@ caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::st
   return {
     [self](member_up_atom, std::string& name, caf::actor& peer_agent) {
       self->state.peers[name] = peer_agent;
+      self->state.seen.insert(name);
       self->state.replan();
+    },
+    [self](startup_grace_atom) {
+      auto& st = self->state;
+      st.grace_over = true;
+      std::string late;
+      for (auto& n : st.topo.nodes)
+        if (n.name != st.me && st.seen.count(n.name) == 0)
+          late += (late.empty() ? "" : ", ") + n.name;
+      if (!late.empty())
+        st.log("not seen since start: " + late + "; their instances may move now");
+      st.replan();
     },
     [self](member_down_atom, std::string& name, std::string&) {
       self->state.peers.erase(name);

@@ -41,6 +41,18 @@ using group_factory =
 /// views differ for a moment (n1 sees {n1, n2}, n3 sees {n2, n3}) never both
 /// run an instance: n2 answers for n3. Instances that are no longer ours stop
 /// at once. Each change is logged: `hosting echo: #0, #2 (moved)`.
+///
+/// For its first `startup_grace()` a manager leaves a node it has not seen up
+/// yet its instances (they wait for it) instead of moving them at once:
+/// nodes started together join within moments of each other, and moving a
+/// late one's instances away and back would restart those groups, and
+/// rebalance their Kafka consumer groups, for nothing. Past it, a node still
+/// not seen is treated as lost (logged `not seen since start: n3`).
+/// How long a placement manager waits, from its start, for nodes it has
+/// not seen up before moving their instances: 4 failure timeouts (2 s with
+/// the default 500 ms).
+caf::timespan startup_grace(const topology::topology& topo);
+
 caf::expected<caf::actor> spawn_placement_manager(caf::actor_system& sys, topology::topology topo,
                                                   std::string me, caf::actor agent,
                                                   caf::actor groups, group_factory factory,

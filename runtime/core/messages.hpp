@@ -80,6 +80,8 @@ using manager_atom = caf::atom_constant<caf::atom("manager")>;
 /// Internal: a supervised process ended, `(process_exit_atom, description)`
 /// from its reader thread to its process actor.
 using process_exit_atom = caf::atom_constant<caf::atom("proc_exit")>;
+/// Internal: a placement manager's start-up grace is over, `(startup_grace_atom)`.
+using startup_grace_atom = caf::atom_constant<caf::atom("startgrace")>;
 /// Internal: a node agent's periodic (re)connect round, `(tick_atom)`.
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 /// `(node_info_atom) -> node_info`: what a node agent's node is and hosts
