@@ -1,10 +1,13 @@
 #include "actors/feature_enricher/enricher.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 
 #include "actors/feature_enricher/feature_store.hpp"
+#include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
+#include "runtime/core/registry.hpp"
 
 using namespace std::chrono_literals;
 
@@ -16,32 +19,47 @@ namespace {
 struct worker_state {
   std::unique_ptr<feature_store> store;
   std::chrono::steady_clock::time_point next_try;
+  /// Why the last connection failed or was lost, for the log.
+  std::string why = "not connected yet";
+  log_budget budget;
 };
+
+std::atomic<uint64_t>& degraded_counter(const std::string& group) {
+  return registry::instance().counter(
+    "troupe_enricher_degraded_events_total",
+    "Transactions enriched with degraded features (Redis unreachable or too slow).",
+    {{"group", group}});
+}
 
 } // namespace
 
 group_spec make_group(const std::string& name, size_t instances, const std::string& redis_url,
-                      caf::timespan retry) {
+                      caf::timespan retry, log_fn log) {
   group_spec g;
   g.name = name;
   g.instances = instances;
   g.detached = true;
-  g.worker = [redis_url, retry](caf::event_based_actor*, size_t) -> caf::behavior {
+  auto degraded = &degraded_counter(name);
+  g.worker = [redis_url, retry, log, name, degraded](caf::event_based_actor*,
+                                                     size_t index) -> caf::behavior {
     auto st = std::make_shared<worker_state>();
+    auto who = name + "/" + std::to_string(index);
     auto connect = [st, redis_url, retry] {
       auto now = std::chrono::steady_clock::now();
       if ((!st->store || !st->store->alive()) && now >= st->next_try) {
         st->store.reset();
         auto s = feature_store::make(redis_url, 200ms);
-        if (s)
+        if (s) {
           st->store = std::move(*s);
-        else
+        } else {
+          st->why = render(s.error());
           st->next_try = now + retry;
+        }
       }
     };
     connect(); // now, so that the first batch does not wait for it
     return {
-      [st, connect, retry](enrich_atom, std::vector<transaction>& batch) {
+      [st, connect, retry, log, who, degraded](enrich_atom, std::vector<transaction>& batch) {
         auto now = std::chrono::steady_clock::now();
         connect();
         std::vector<enriched_transaction> out;
@@ -54,9 +72,17 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
             return out;
           }
           // Lost mid-batch: degrade this batch, retry later.
+          st->why = render(features.error());
           st->store.reset();
           st->next_try = now + retry;
         }
+        degraded->fetch_add(batch.size(), std::memory_order_relaxed);
+        uint64_t held = 0;
+        if (log && st->budget.take(held))
+          log.warning(who + ": " + std::to_string(batch.size())
+                        + " transactions with degraded features (" + st->why + ")"
+                        + (held ? "; " + std::to_string(held) + " more lines held back" : ""),
+                      batch.empty() ? std::string{} : batch.front().id);
         for (auto& tx : batch) {
           auto v = feature_store::degraded(tx);
           out.push_back({std::move(tx), std::move(v), true});

@@ -16,9 +16,13 @@ namespace troupe::enrich {
 /// one pipelined round trip. While Redis is unreachable it answers at once
 /// with degraded vectors (`enriched_transaction::degraded`), and tries to
 /// reconnect at most every `retry` (with a short connect timeout) until Redis
-/// is back; then it answers with real features again by itself.
+/// is back; then it answers with real features again by itself. A batch may
+/// take `feature_store::batch_timeout` in Redis (a slow reply under load is
+/// not an outage). Every degraded batch is counted
+/// (`troupe_enricher_degraded_events_total`) and logged as a warning with
+/// its reason (at most 20 lines a second per worker).
 group_spec make_group(const std::string& name, size_t instances, const std::string& redis_url,
-                      caf::timespan retry = std::chrono::seconds(1));
+                      caf::timespan retry = std::chrono::seconds(1), log_fn log = {});
 
 /// The `feature-enricher` domain's registration (actors/domains.cpp): its settings
 /// schema and group factory.

@@ -65,6 +65,10 @@ caf::error feature_store::load_script() {
   return caf::none;
 }
 
+caf::timespan feature_store::batch_timeout(size_t n) {
+  return std::chrono::seconds(1) + std::chrono::milliseconds(2) * static_cast<int64_t>(n);
+}
+
 caf::expected<std::vector<std::vector<float>>>
 feature_store::features(const std::vector<transaction>& batch) {
   std::vector<std::vector<std::string>> cmds;
@@ -77,6 +81,7 @@ feature_store::features(const std::vector<transaction>& batch) {
                     std::to_string(tx.timestamp), number(tx.amount), tx.merchant, tx.country,
                     tx.device, ttl});
   }
+  conn_->set_timeout(batch_timeout(batch.size()));
   auto replies = conn_->pipeline(cmds);
   if (!replies)
     return replies.error();

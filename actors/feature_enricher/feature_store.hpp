@@ -42,6 +42,11 @@ public:
     return conn_->alive();
   }
 
+  /// How long a batch of `n` transactions may take in Redis: 1 s, plus 2 ms
+  /// per transaction (the script runs once per transaction). A slow reply
+  /// under load is not an outage; a frozen Redis is found within it.
+  static caf::timespan batch_timeout(size_t n);
+
 private:
   feature_store(std::unique_ptr<redis::connection> conn, std::string sha, int64_t ttl_seconds);
 

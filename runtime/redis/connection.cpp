@@ -121,6 +121,10 @@ bool connection::alive() const {
   return ctx_of(ctx_)->err == 0;
 }
 
+void connection::set_timeout(caf::timespan timeout) {
+  redisSetTimeout(ctx_of(ctx_), to_timeval(timeout));
+}
+
 caf::expected<std::vector<reply>>
 connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
   commands_->fetch_add(1, std::memory_order_relaxed);

@@ -47,6 +47,11 @@ public:
 
   bool alive() const;
 
+  /// How long each later reply may take before it counts as an I/O error
+  /// (the connection is then dead): a large pipeline gets longer than a
+  /// ping.
+  void set_timeout(caf::timespan timeout);
+
   /// Sends every command, then reads every reply: one round trip for all.
   /// A Redis error reply is a reply (kind `error`), not a failure; failures
   /// are I/O errors and timeouts.

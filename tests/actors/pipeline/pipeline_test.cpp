@@ -13,6 +13,9 @@
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "runtime/core/error.hpp"
@@ -105,6 +108,29 @@ bool all_committed(const std::string& bootstrap, std::chrono::seconds deadline) 
     if (done || std::chrono::steady_clock::now() >= until)
       return done;
   }
+}
+
+/// The body of `GET path` from 127.0.0.1:port ("" if it failed).
+std::string http_get(uint16_t port, const std::string& path) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  std::string reply;
+  timeval tv{5, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    auto req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (write(s, req.data(), req.size()) > 0) {
+      char buf[65536];
+      for (ssize_t n; (n = read(s, buf, sizeof(buf))) > 0;)
+        reply.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(s);
+  auto body = reply.find("\r\n\r\n");
+  return body == std::string::npos ? std::string{} : reply.substr(body + 4);
 }
 
 /// Produces every event with its user as key (a user's events share a
@@ -352,6 +378,20 @@ TEST_CASE("Redis stopped and started again mid-stream: no crash, degraded featur
   while (degraded() == 0 && std::chrono::steady_clock::now() < until)
     node->wait_for("degraded)", 500ms, node->mark());
   CHECK(degraded() > 0);
+  // No degradation is silent: the enricher says why, and counts it.
+  CHECK(node->wait_for("transactions with degraded features (io_failure: cannot connect to",
+                       5000ms));
+  auto counted = [&] {
+    auto text = http_get(f.ports["n1"].second, "/metrics");
+    std::string series = "troupe_enricher_degraded_events_total{node=\"n1\","
+                         "group=\"feature-enricher\"} ";
+    auto at = text.find(series);
+    return at == std::string::npos ? 0.0 : std::stod(text.substr(at + series.size()));
+  };
+  until = std::chrono::steady_clock::now() + 10s;
+  while (counted() == 0 && std::chrono::steady_clock::now() < until)
+    node->wait_for("degraded features", 500ms, node->mark());
+  CHECK(counted() > 0);
   redis.start();
   // Back: every event ends finished and committed, and the node never died.
   CHECK(all_committed(bootstrap, 60s));
