@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <mutex>
 
 #include <librdkafka/rdkafka.h>
 
@@ -35,8 +37,59 @@ int to_ms(caf::timespan t) {
 }
 
 /// A configuration from `conf`, or the first setting librdkafka refused.
+/// The process's sink for librdkafka's own lines (`set_client_log`).
+struct client_log {
+  std::mutex mtx;
+  log_fn log;
+
+  static client_log& instance() {
+    static client_log x;
+    return x;
+  }
+
+  log_fn get() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return log;
+  }
+};
+
+/// librdkafka's syslog levels (0 emergency ... 7 debug) as Troupe's.
+log_level level_of(int syslog_level) {
+  if (syslog_level <= 3)
+    return log_level::error;
+  if (syslog_level == 4)
+    return log_level::warning;
+  return syslog_level <= 6 ? log_level::info : log_level::debug;
+}
+
+void on_client_log(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  auto line = std::string{"kafka "} + rd_kafka_name(rk) + ": " + fac + ": " + buf;
+  if (auto log = client_log::instance().get())
+    log.write(level_of(level), line);
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void on_client_error(rd_kafka_t* rk, int err, const char* reason, void*) {
+  auto code = static_cast<rd_kafka_resp_err_t>(err);
+  registry::instance()
+    .counter("troupe_kafka_client_errors_total",
+             "Errors a Kafka client of this node reported (brokers down, transport "
+             "failures, ...), by librdkafka's error name.",
+             {{"error", rd_kafka_err2name(code)}})
+    .fetch_add(1, std::memory_order_relaxed);
+  auto line = std::string{"kafka "} + rd_kafka_name(rk) + ": error " + rd_kafka_err2name(code)
+              + ": " + reason;
+  if (auto log = client_log::instance().get())
+    log.warning(line);
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
 caf::expected<rd_kafka_conf_t*> make_conf(const settings& conf) {
   auto c = rd_kafka_conf_new();
+  rd_kafka_conf_set_log_cb(c, on_client_log);
+  rd_kafka_conf_set_error_cb(c, on_client_error);
   char err[512];
   for (auto& [k, v] : conf)
     if (rd_kafka_conf_set(c, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
@@ -62,6 +115,12 @@ std::vector<partition_offset> from_list(const rd_kafka_topic_partition_list_t* l
 }
 
 } // namespace
+
+void set_client_log(log_fn log) {
+  auto& sink = client_log::instance();
+  std::lock_guard<std::mutex> guard{sink.mtx};
+  sink.log = std::move(log);
+}
 
 settings defaults(const std::string& bootstrap) {
   return {{"bootstrap.servers", bootstrap},

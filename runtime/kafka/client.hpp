@@ -13,6 +13,8 @@
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 
+#include "runtime/core/log.hpp"
+
 struct rd_kafka_s;
 struct rd_kafka_topic_partition_list_s;
 
@@ -25,6 +27,15 @@ using settings = std::map<std::string, std::string>;
 /// (the mock cluster waits the full `fetch.wait.max.ms` on an empty fetch,
 /// and `linger.ms=0` collapses throughput), errors-only logging.
 settings defaults(const std::string& bootstrap);
+
+/// Where the Kafka clients of this process report what librdkafka says:
+/// its log lines (`1/1 brokers are down`, a failed connect) and its client
+/// errors become lines of `log` (`kafka rdkafka#consumer-3: FAIL: ...`, at
+/// the level librdkafka gives them) instead of unstructured stderr, and
+/// each client error counts in `troupe_kafka_client_errors_total{error}`.
+/// A node sets its log at start; without one, lines go to stderr. Applies
+/// to clients made after the call.
+void set_client_log(log_fn log);
 
 /// A topic partition and an offset (the next one to read, when committed).
 struct partition_offset {

@@ -16,6 +16,7 @@
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/http/server.hpp"
+#include "runtime/kafka/client.hpp"
 #include "runtime/metrics/collector.hpp"
 #include "runtime/supervision/supervisor.hpp"
 
@@ -476,6 +477,8 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
   st->kafka = opt.kafka.empty() ? opt.topo.cluster.kafka : opt.kafka;
   st->redis = opt.redis.empty() ? opt.topo.cluster.redis : opt.redis;
   st->log = opt.log;
+  // librdkafka's own lines and client errors, in the node's log.
+  kafka::set_client_log(opt.log);
   st->opt = std::move(opt);
   auto& topo = st->opt.topo;
   auto& log = st->log;

@@ -4,6 +4,7 @@
 #include "runtime/kafka/client.hpp"
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 
@@ -241,4 +242,37 @@ TEST_CASE("an independent client (python3-kafka) produces records that Troupe co
   REQUIRE(got.size() == 50);
   CHECK(got.front().value == "py-0");
   CHECK(got.back().value == "py-49");
+}
+
+TEST_CASE("librdkafka's own lines and client errors go to the node's log, and errors are counted") {
+  // A log into a file this test reads back.
+  std::FILE* out = std::tmpfile();
+  REQUIRE(out);
+  kafka::set_client_log(log_fn{logger::make("n1", log_level::info, log_format::text, out)});
+  // Nothing listens on port 1 of loopback: the client cannot connect.
+  auto c = kafka::consumer::make(kafka::defaults("127.0.0.1:1"), "down-group", {"t"});
+  REQUIRE(c);
+  auto errors = [] {
+    double n = 0;
+    for (auto& x : registry::instance().samples())
+      if (x.name == "troupe_kafka_client_errors_total")
+        n += x.value;
+    return n;
+  };
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (errors() == 0 && std::chrono::steady_clock::now() < until)
+    (*c)->poll(10, 100ms);
+  CHECK(errors() >= 1);
+  c->reset();
+  kafka::set_client_log({});
+  std::fflush(out);
+  std::rewind(out);
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), out)) > 0;)
+    text.append(buf, n);
+  std::fclose(out);
+  // Whole structured lines from the node's log, naming the client.
+  CHECK_MESSAGE(text.find("[n1] kafka rdkafka#consumer-") != std::string::npos, text);
+  CHECK_MESSAGE(text.find("127.0.0.1:1") != std::string::npos, text);
 }
