@@ -13,15 +13,13 @@
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "runtime/core/error.hpp"
 #include "runtime/kafka/client.hpp"
 #include "runtime/kafka/embedded_kafka.hpp"
 #include "tests/support/cluster_file.hpp"
+#include "tests/support/loopback.hpp"
 #include "tests/support/python_reference.hpp"
 #include "tests/support/redis_server.hpp"
 
@@ -112,23 +110,8 @@ bool all_committed(const std::string& bootstrap, std::chrono::seconds deadline) 
 
 /// The body of `GET path` from 127.0.0.1:port ("" if it failed).
 std::string http_get(uint16_t port, const std::string& path) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  std::string reply;
-  timeval tv{5, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    auto req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (write(s, req.data(), req.size()) > 0) {
-      char buf[65536];
-      for (ssize_t n; (n = read(s, buf, sizeof(buf))) > 0;)
-        reply.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(s);
+  auto reply = loopback_exchange(
+    port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   auto body = reply.find("\r\n\r\n");
   return body == std::string::npos ? std::string{} : reply.substr(body + 4);
 }

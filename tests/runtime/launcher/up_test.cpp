@@ -14,6 +14,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "tests/support/cluster_file.hpp"
+#include "tests/support/loopback.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe::test;
@@ -55,27 +56,10 @@ bool gone(int pid) {
 
 /// One Redis command's raw reply (RESP), over a fresh connection.
 std::string redis_command(uint16_t port, const std::vector<std::string>& args) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  std::string reply;
-  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    std::string cmd = "*" + std::to_string(args.size()) + "\r\n";
-    for (auto& a : args)
-      cmd += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
-    if (write(s, cmd.data(), cmd.size()) > 0) {
-      char buf[256];
-      timeval tv{2, 0};
-      setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-      auto n = read(s, buf, sizeof(buf));
-      if (n > 0)
-        reply.assign(buf, static_cast<size_t>(n));
-    }
-  }
-  close(s);
-  return reply;
+  std::string cmd = "*" + std::to_string(args.size()) + "\r\n";
+  for (auto& a : args)
+    cmd += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return loopback_exchange(port, cmd, true, 2);
 }
 
 /// Everything in the files under `dir`, concatenated.
@@ -91,25 +75,7 @@ std::string files_under(const std::string& dir) {
 }
 
 std::string redis_ping(uint16_t port) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  std::string reply;
-  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const char cmd[] = "*1\r\n$4\r\nPING\r\n";
-    if (write(s, cmd, sizeof(cmd) - 1) > 0) {
-      char buf[64];
-      timeval tv{2, 0};
-      setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-      auto n = read(s, buf, sizeof(buf));
-      if (n > 0)
-        reply.assign(buf, static_cast<size_t>(n));
-    }
-  }
-  close(s);
-  return reply;
+  return redis_command(port, {"PING"});
 }
 
 /// The topic names a Kafka cluster reports, through librdkafka.

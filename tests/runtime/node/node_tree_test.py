@@ -91,15 +91,17 @@ def shell(c, command, timeout=30, check=True):
     return json.loads(p.stdout)
 
 
-def bounded(pred, what, timeout=30):
-    """Polls `pred` (about 5 times a second) until it returns a true value."""
+def bounded(c, pred, what, timeout=30):
+    """Asks `pred` again at each new line of the cluster's log (at least 5
+    times a second) until it returns a true value."""
     deadline = time.monotonic() + timeout
     while True:
         x = pred()
         if x:
             return x
         assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.2)
+        with c.cond:
+            c.cond.wait(0.2)
 
 
 def walk(node, depth=0):
@@ -178,7 +180,7 @@ def every_actor_has_a_supervisor(c):
     def settled():
         groups = shell(c, "groups")["groups"]
         return all(g["state"] == "up" for g in groups)
-    bounded(settled, "every group up", 60)
+    bounded(c, settled, "every group up", 60)
     # The tree and the count are two requests: a part restarting between them
     # (a group restarted as its instances settle) differs for a moment. An
     # actor nobody supervises would differ for ever.
@@ -200,7 +202,7 @@ def every_actor_has_a_supervisor(c):
             print(f"not yet consistent: {problems}")
         return not problems
     try:
-        bounded(consistent, "every node's tree consistent", 30)
+        bounded(c, consistent, "every node's tree consistent", 30)
     except AssertionError:
         raise AssertionError(f"trees: {problems}")
 
@@ -269,8 +271,8 @@ async def node_parts_restart_while_serving(c):
             doc = shell(c, "tree n1", check=False)
             now = doc and parts_of(doc, "n1").get(part)
             return now and now[0] == "running" and now[1] >= before[1] + 1
-        bounded(restarted, f"{part} restarted")
-        crashes = bounded(lambda: shell(c, "crashes", check=False), "crashes")["crashes"]
+        bounded(c, restarted, f"{part} restarted")
+        crashes = bounded(c, lambda: shell(c, "crashes", check=False), "crashes")["crashes"]
         assert any(x["node"] == "n1" and x["child"] == part
                    and x["reason"].startswith("killed_by_operator") for x in crashes), \
             (part, crashes)
@@ -278,7 +280,7 @@ async def node_parts_restart_while_serving(c):
         print(f"n1:{part} restarted; breaking news and alerts still flow")
     crash_line = 'troupe_node_recent_crashes{node="n1",supervisor="n1.services",' \
         'child="http",reason="killed_by_operator"} 1'
-    metrics = bounded(lambda: (lambda t: crash_line in t and t)(
+    metrics = bounded(c, lambda: (lambda t: crash_line in t and t)(
         urllib.request.urlopen(f"http://127.0.0.1:{c.http['n1']}/metrics", timeout=5)
         .read().decode()), "the http crash in /metrics")
     assert 'troupe_node_restarts_total{node="n1",supervisor="n1.services",child="http"} 1' \
