@@ -1,5 +1,6 @@
 #include "actors/websocket_broadcaster/broadcaster.hpp"
 
+#include <deque>
 #include <map>
 
 #include <caf/all.hpp>
@@ -16,6 +17,15 @@ namespace troupe::ws {
 
 namespace {
 
+/// The records of one poll on their way: their offsets are committed once
+/// the news hub took every article and alert of them and Kafka confirmed
+/// every dead letter (and every batch before them is done).
+struct batch_state {
+  uint64_t id = 0;
+  size_t remaining = 0;
+  std::vector<kafka::partition_offset> offsets;
+};
+
 /// The reader's state: one consumer, one dead-letter producer.
 struct reader_state {
   broadcaster_settings cfg;
@@ -27,6 +37,45 @@ struct reader_state {
   uint64_t dead = 0;
   size_t partitions = 0;
   log_budget dead_log;
+  caf::event_based_actor* self = nullptr;
+  std::deque<batch_state> batches;
+  uint64_t next_batch = 1;
+  /// Batches in flight before the reader stops polling for more.
+  static constexpr size_t max_batches = 4;
+
+  /// One part of batch `id` is done: commit every finished batch at the
+  /// front. A part that failed ends the reader (and its worker): restarted
+  /// by their supervisor, a new consumer reads again from the last commit,
+  /// and the hub drops what it has seen.
+  void ack(uint64_t id, const caf::error& err) {
+    if (err) {
+      cfg.log.error(name + ": the news hub or Kafka did not take a record (" + render(err)
+                    + "): reading again from the last commit");
+      self->quit(err);
+      return;
+    }
+    for (auto& b : batches)
+      if (b.id == id && b.remaining > 0)
+        --b.remaining;
+    std::vector<kafka::partition_offset> done;
+    while (!batches.empty() && batches.front().remaining == 0) {
+      auto& xs = batches.front().offsets;
+      done.insert(done.end(), xs.begin(), xs.end());
+      batches.pop_front();
+    }
+    // A commit for a partition lost in a rebalance fails: its new owner
+    // reads those records again, and the hub drops what it has seen.
+    if (!done.empty())
+      consumer->commit(done);
+  }
+
+  /// Sends `msg` to the hub as part of batch `id`.
+  template <class... Ts>
+  void to_hub(const caf::actor& hub, uint64_t id, Ts&&... xs) {
+    ++batches.back().remaining;
+    self->request(hub, std::chrono::seconds(10), std::forward<Ts>(xs)...)
+      .then([this, id] { ack(id, caf::none); }, [this, id](caf::error& err) { ack(id, err); });
+  }
 
   void log(const std::string& line) {
     if (cfg.log)
@@ -55,14 +104,21 @@ struct reader_state {
   void dead_letter(const kafka::record& r, const std::string& reason) {
     ++dead;
     kafka::log_dead_letter(cfg.log, dead_log, name, reason, r);
+    auto id = batches.back().id;
+    ++batches.back().remaining;
+    auto me = caf::actor{self};
     auto err = producer->produce(cfg.dead_letter_topic, r.key,
                                  kafka::dead_letter_json(reason, r.topic, r.partition, r.offset,
-                                                         r.key, r.value));
+                                                         r.key, r.value),
+                                 [me, id](const caf::error& e) {
+                                   caf::anon_send(me, reader_ack_atom::value, id, e);
+                                 });
     if (err)
-      log("dead letter lost (" + render(err) + "): " + reason);
+      ack(id, err);
   }
 
   void take(const kafka::record& r, const caf::actor& hub) {
+    auto id = batches.back().id;
     if (r.topic == cfg.articles_topic) {
       auto a = news::parse_article(r.value);
       if (!a) {
@@ -74,7 +130,7 @@ struct reader_state {
         cfg.log.debug(name + ": article " + a->category + (a->breaking ? " (breaking)" : "")
                         + " to the news hub",
                       a->id);
-      caf::anon_send(hub, article_atom::value, std::move(*a), false);
+      to_hub(hub, id, article_atom::value, std::move(*a), false);
       return;
     }
     auto j = nlohmann::json::parse(r.value, nullptr, false);
@@ -91,8 +147,8 @@ struct reader_state {
       cfg.log.debug(name + ": alert for user " + (*tx)["user"].get<std::string>()
                       + " to the news hub",
                     (*tx)["id"].get<std::string>());
-    caf::anon_send(hub, alert_push_atom::value, (*tx)["id"].get<std::string>(),
-                   (*tx)["user"].get<std::string>(), r.value, false);
+    to_hub(hub, id, alert_push_atom::value, (*tx)["id"].get<std::string>(),
+           (*tx)["user"].get<std::string>(), r.value, false);
   }
 };
 
@@ -100,6 +156,7 @@ caf::behavior reader(caf::event_based_actor* self, broadcaster_settings cfg, std
   auto st = std::make_shared<reader_state>();
   st->cfg = std::move(cfg);
   st->name = std::move(name);
+  st->self = self;
   self->send(self, consume_atom::value);
   return {
     [self, st](consume_atom) {
@@ -113,6 +170,11 @@ caf::behavior reader(caf::event_based_actor* self, broadcaster_settings cfg, std
         self->delayed_send(self, 100ms, consume_atom::value);
         return;
       }
+      if (st->batches.size() >= reader_state::max_batches) {
+        // The hub is behind: wait for it rather than buffer without bound.
+        self->delayed_send(self, 5ms, consume_atom::value);
+        return;
+      }
       // Blocks this reader's own thread (a detached actor) for at most 100 ms.
       auto records = st->consumer->poll(500, 100ms);
       if (auto errors = st->consumer->error_summary(); !errors.empty())
@@ -122,20 +184,22 @@ caf::behavior reader(caf::event_based_actor* self, broadcaster_settings cfg, std
         st->log("partitions assigned: " + std::to_string(n));
       }
       if (!records.empty()) {
+        // At-least-once: the batch's offsets are committed only once the
+        // hub took every record and Kafka confirmed every dead letter.
+        auto id = st->next_batch++;
+        st->batches.push_back(batch_state{id, 1, {}});
         std::map<std::pair<std::string, int32_t>, int64_t> next;
         for (auto& r : records) {
           st->take(r, hub);
           next[{r.topic, r.partition}] = r.offset + 1;
         }
-        std::vector<kafka::partition_offset> offsets;
         for (auto& kv : next)
-          offsets.push_back({kv.first.first, kv.first.second, kv.second});
-        // A commit for a partition lost in a rebalance fails: its new owner
-        // reads those records again, and the hub drops what it has seen.
-        st->consumer->commit(offsets);
+          st->batches.back().offsets.push_back({kv.first.first, kv.first.second, kv.second});
+        st->ack(id, caf::none); // the part that stood for the loop above
       }
       self->send(self, consume_atom::value);
     },
+    [st](reader_ack_atom, uint64_t id, caf::error& err) { st->ack(id, err); },
   };
 }
 

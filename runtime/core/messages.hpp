@@ -392,6 +392,9 @@ using poll_atom = caf::atom_constant<caf::atom("poll")>;
 /// letter, `(dead_letter_done_atom, topic, partition, offset, int32_t status)`
 /// (0 confirmed, 1 failed, 2 too large).
 using dead_letter_done_atom = caf::atom_constant<caf::atom("dl_done")>;
+/// Internal to a broadcaster's Kafka reader: Kafka confirmed (or refused) a
+/// dead letter of batch `id`, `(reader_ack_atom, uint64_t id, caf::error)`.
+using reader_ack_atom = caf::atom_constant<caf::atom("readerack")>;
 /// Internal to an ingestor worker: send a dead letter again,
 /// `(dead_letter_retry_atom, topic, partition, offset)`.
 using dead_letter_retry_atom = caf::atom_constant<caf::atom("dl_retry")>;

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -467,6 +468,40 @@ async def alerts_reach_authorised_subscribers_only(c):
                 break
 
 
+async def articles_survive_crashing_hubs(c):
+    """The broadcasters commit an article's offset only once their node's
+    hub took it: articles read on n2 and n3 while their hubs are killed are
+    read again, and still reach a subscriber on n1."""
+    kafka = Kafka(c.kafka)
+    ws = await websockets.connect(c.url("n1"))
+    await request(ws, {"op": "subscribe", "channel": "breaking:hubtest", "id": 1})
+    await request(ws, {"op": "subscribe", "channel": "breaking:probe", "id": 2})
+    await ready(kafka, [ws])
+    want = set()
+    for i in range(60):
+        aid = f"hub-{i}"
+        want.add(aid)
+        kafka.send("articles", article(aid, "hubtest", breaking=True), key=aid)
+        if i % 20 == 10:
+            kafka.flush()
+            for node in ("n2", "n3"):
+                subprocess.run([c.binary, "shell", "--config", c.conf, "-c",
+                                f"kill {node}:news-hub"], check=True, capture_output=True,
+                               timeout=30)
+    kafka.flush()
+    got = set()
+    deadline = time.monotonic() + 60
+    while got != want and time.monotonic() < deadline:
+        try:
+            m = await recv_json(ws, 1)
+        except asyncio.TimeoutError:
+            continue
+        if m["type"] == "breaking" and m["article"]["category"] == "hubtest":
+            assert m["article"]["id"] not in got, m  # each pushed once
+            got.add(m["article"]["id"])
+    assert got == want, sorted(want - got)
+
+
 CASES = {
     "breaking": (breaking_news_reaches_every_node, {}),
     "feed": (feed_equals_the_formula, {"rate_limit": 1000}),
@@ -475,6 +510,7 @@ CASES = {
     "slow": (slow_client_is_dropped_without_delaying_others, {"send_queue": 256}),
     "frames": (bad_frames_get_documented_answers, {}),
     "alerts": (alerts_reach_authorised_subscribers_only, {}),
+    "hubs": (articles_survive_crashing_hubs, {}),
 }
 
 
