@@ -62,6 +62,18 @@ std::string redis_command(uint16_t port, const std::vector<std::string>& args) {
   return loopback_exchange(port, cmd, true, 2);
 }
 
+/// The port of the embedded Redis `troupe up` reports ready (0 if it does
+/// not within the join timeout).
+uint16_t embedded_redis_port(child_process& up) {
+  if (!up.wait_for("[up] redis ready at redis://127.0.0.1:", join_timeout))
+    return 0;
+  std::smatch m;
+  auto out = up.output();
+  if (!std::regex_search(out, m, std::regex{"redis ready at redis://127\\.0\\.0\\.1:([0-9]+)"}))
+    return 0;
+  return static_cast<uint16_t>(std::stoi(m[1]));
+}
+
 /// Everything in the files under `dir`, concatenated.
 std::string files_under(const std::string& dir) {
   std::string all;
@@ -130,11 +142,10 @@ TEST_CASE("troupe up runs embedded Kafka and Redis that real clients can use") {
   topology_file f{"embedded", "embedded"};
   auto up = child_process::start({TROUPE_BINARY, "up", f.path});
   REQUIRE(up);
-  REQUIRE(up->wait_for("[up] redis ready at redis://127.0.0.1:", join_timeout));
+  auto port = embedded_redis_port(*up);
+  REQUIRE(port != 0);
   std::smatch m;
   auto out = up->output();
-  REQUIRE(std::regex_search(out, m, std::regex{"redis ready at redis://127\\.0\\.0\\.1:([0-9]+)"}));
-  auto port = static_cast<uint16_t>(std::stoi(m[1]));
   CHECK(redis_ping(port) == "+PONG\r\n");
   REQUIRE(std::regex_search(out, m, std::regex{"kafka \\(embedded mock cluster, [0-9]+ brokers?\\) at ([0-9.:,]+)"}));
   auto topics = kafka_topics(m[1]);
@@ -156,11 +167,9 @@ TEST_CASE("the embedded Redis killed with kill -9 comes back with its data: it p
   topology_file f{"embedded", "embedded"};
   auto up = child_process::start({TROUPE_BINARY, "up", f.path});
   REQUIRE(up);
-  REQUIRE(up->wait_for("[up] redis ready at redis://127.0.0.1:", join_timeout));
-  std::smatch m;
+  auto port = embedded_redis_port(*up);
+  REQUIRE(port != 0);
   auto out = up->output();
-  REQUIRE(std::regex_search(out, m, std::regex{"redis ready at redis://127\\.0\\.0\\.1:([0-9]+)"}));
-  auto port = static_cast<uint16_t>(std::stoi(m[1]));
   auto dir = f.dir + "/.troupe-state/redis";
   CHECK(out.find("[up] redis keeps its data in " + dir) != std::string::npos);
   // What the pipeline keeps there: a user's features and an alert's claim.
