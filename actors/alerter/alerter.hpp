@@ -21,6 +21,15 @@ struct alerter_settings {
   /// How long an alerted transaction id is remembered (replays within it
   /// never raise a second alert).
   std::chrono::seconds remember{7 * 24 * 3600};
+  /// Kafka answers for each alert within this (`message.timeout.ms`).
+  std::chrono::milliseconds delivery_timeout{10000};
+  /// How long an attempt's claim keeps other attempts at the same alert
+  /// waiting; past it, the next attempt reads the partition to learn
+  /// whether the alert landed. Longer than `delivery_timeout`.
+  std::chrono::milliseconds lease{20000};
+  /// Fault injection: a worker dies after Kafka confirmed every N-th batch
+  /// of alerts, before it marks them `sent` (0: never).
+  uint64_t crash_after_confirm_every = 0;
   /// Each alert Kafka confirmed is logged here (info, with its transaction id).
   log_fn log;
 };
@@ -34,15 +43,21 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
 /// Kafka producer.
 ///
 /// `(alert_atom, std::vector<scored_transaction>)` raises an alert for each
-/// score over the threshold, at most once per transaction id: the id is
-/// claimed in Redis (`SET alert:{id} pending NX`), the alert is produced, and
-/// once Kafka confirmed it the claim becomes `sent`. A replay after that finds
-/// `sent` and raises nothing; one that finds `pending` (a crash between the
-/// claim and the confirmation) produces again, the only window in which a
-/// consumer may see an alert twice. Answers how many alerts were new, once
-/// Kafka confirmed them (the worker takes other batches meanwhile); fails
-/// (so that the caller retries) while Redis or Kafka cannot be reached.
-/// Each worker connects when it starts, so the first alert does not wait.
+/// score over the threshold, exactly once per transaction id:
+/// - the id is claimed in Redis with a lease (`alert:{id}` = `pending TOKEN
+///   LEASE_END PARTITION FROM`): the alert will be written to PARTITION
+///   (chosen from the id, so every attempt writes the same one) at an offset
+///   not below FROM;
+/// - the alert is produced without blind resends, and Kafka answers within
+///   `delivery_timeout`: delivered (the claim becomes `sent`), surely not
+///   written (the claim is dropped), or possibly written (the lease ends);
+/// - another attempt at the same id waits while a lease runs (the batch
+///   fails with `in_doubt` and is retried); once the lease ended without
+///   `sent` (the worker died after Kafka's confirmation, or its answer was
+///   lost), it reads the partition from FROM and writes the alert only if it
+///   is not there.
+/// Answers how many alerts were new; fails (so that the caller retries)
+/// while Redis or Kafka cannot be reached.
 group_spec make_group(const std::string& name, size_t instances, alerter_settings settings);
 
 /// The `alerter` domain's registration (actors/domains.cpp): its settings

@@ -13,6 +13,9 @@ troupe::domain domain_entry() {
      "the Kafka topic alerts are produced to"},
     {"remember", setting_type::duration, "168h", 1000, {}, false,
      "how long an alerted transaction id is kept, so a replay raises no second alert"},
+    {"crash_after_confirm_every", setting_type::integer, "0", 0, 1e9, false,
+     "fault injection: a worker dies after Kafka confirmed every Nth batch of alerts, before "
+     "marking them sent (0: never)"},
   };
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
                     const domain_context& ctx) -> caf::expected<group_spec> {
@@ -24,6 +27,8 @@ troupe::domain domain_entry() {
     s.kafka = ctx.kafka;
     s.redis = ctx.redis;
     s.node = ctx.node;
+    s.crash_after_confirm_every =
+      static_cast<uint64_t>(topology::number(decl, "crash_after_confirm_every"));
     s.log = ctx.log.with_group(decl.name);
     auto g = make_group(decl.name, instances, s);
     g.call_timeout = std::chrono::seconds(30); // a backlog is not a failure

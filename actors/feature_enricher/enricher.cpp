@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "actors/feature_enricher/feature_store.hpp"
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/core/registry.hpp"
@@ -34,14 +35,22 @@ std::atomic<uint64_t>& degraded_counter(const std::string& group) {
 } // namespace
 
 group_spec make_group(const std::string& name, size_t instances, const std::string& redis_url,
-                      caf::timespan retry, log_fn log) {
+                      caf::timespan retry, log_fn log, caf::timespan degrade_after) {
   group_spec g;
   g.name = name;
   g.instances = instances;
   g.detached = true;
   auto degraded = &degraded_counter(name);
-  g.worker = [redis_url, retry, log, name, degraded](caf::event_based_actor*,
-                                                     size_t index) -> caf::behavior {
+  auto held = &registry::instance().counter(
+    "troupe_enricher_held_batches_total",
+    "Batches the enricher refused (to be tried again) because the feature store was "
+    "unreachable for less than degrade_after.",
+    {{"group", name}});
+  // Since when this node's workers find the feature store unreachable
+  // (steady nanoseconds; 0: reachable), shared by the group's workers.
+  auto down_since = std::make_shared<std::atomic<int64_t>>(0);
+  g.worker = [redis_url, retry, log, name, degraded, held, down_since,
+              degrade_after](caf::event_based_actor*, size_t index) -> caf::behavior {
     auto st = std::make_shared<worker_state>();
     auto who = name + "/" + std::to_string(index);
     auto connect = [st, redis_url, retry] {
@@ -59,7 +68,9 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
     };
     connect(); // now, so that the first batch does not wait for it
     return {
-      [st, connect, retry, log, who, degraded](enrich_atom, std::vector<transaction>& batch) {
+      [st, connect, retry, log, who, degraded, held, down_since,
+       degrade_after](enrich_atom,
+                      std::vector<transaction>& batch) -> caf::result<std::vector<enriched_transaction>> {
         auto now = std::chrono::steady_clock::now();
         connect();
         std::vector<enriched_transaction> out;
@@ -69,12 +80,28 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
           if (features) {
             for (size_t i = 0; i < batch.size(); ++i)
               out.push_back({std::move(batch[i]), std::move((*features)[i]), false});
+            if (down_since->exchange(0) != 0 && log)
+              log.info(who + ": the feature store is reachable again");
             return out;
           }
-          // Lost mid-batch: degrade this batch, retry later.
+          // Lost mid-batch: try again later.
           st->why = render(features.error());
           st->store.reset();
           st->next_try = now + retry;
+        }
+        auto now_ns = now.time_since_epoch().count();
+        int64_t since = 0;
+        if (down_since->compare_exchange_strong(since, now_ns)) {
+          since = now_ns;
+          if (log)
+            log.warning(who + ": the feature store is unreachable (" + st->why
+                        + "); holding batches for up to " + to_duration_string(degrade_after)
+                        + ", then scoring with degraded features");
+        }
+        if (now_ns - since < degrade_after.count()) {
+          held->fetch_add(1, std::memory_order_relaxed);
+          return caf::make_error(ec::store_unavailable,
+                                 "the feature store is unreachable (" + st->why + ")");
         }
         degraded->fetch_add(batch.size(), std::memory_order_relaxed);
         uint64_t held = 0;

@@ -40,7 +40,8 @@ struct worker_state {
 } // namespace
 
 caf::expected<group_spec> make_group(const std::string& name, size_t instances,
-                                     const std::string& model_path, uint64_t crash_every) {
+                                     const std::string& model_path, uint64_t crash_every,
+                                     std::string crash_on_user) {
   auto probe = model::make(model_path);
   if (!probe)
     return probe.error();
@@ -49,7 +50,8 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
   group_spec g;
   g.name = name;
   g.instances = instances;
-  g.worker = [shared, crash_every](caf::event_based_actor*, size_t) -> caf::behavior {
+  g.worker = [shared, crash_every, crash_on_user](caf::event_based_actor*,
+                                                  size_t) -> caf::behavior {
     auto st = std::make_shared<worker_state>();
     auto ensure = [st, shared]() -> caf::error {
       auto [path, gen] = shared->get();
@@ -63,11 +65,16 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
       return caf::none;
     };
     return {
-      [st, ensure, crash_every](score_atom, std::vector<enriched_transaction>& batch)
+      [st, ensure, crash_every, crash_on_user](score_atom,
+                                               std::vector<enriched_transaction>& batch)
         -> caf::result<std::vector<scored_transaction>> {
         if (crash_every > 0 && ++st->batches % crash_every == 0)
           throw std::runtime_error("injected fault (crash_every " + std::to_string(crash_every)
                                    + ")");
+        if (!crash_on_user.empty())
+          for (auto& e : batch)
+            if (e.tx.user == crash_on_user)
+              throw std::runtime_error("injected fault (crash_on_user " + crash_on_user + ")");
         if (auto err = ensure())
           return err;
         auto cols = feature_names().size();

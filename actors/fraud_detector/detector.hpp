@@ -22,9 +22,12 @@ namespace troupe::fraud {
 /// Fails (and so refuses to host the group) when the model cannot be loaded.
 /// `crash_every` > 0 injects faults: each worker throws on every
 /// `crash_every`-th batch it gets (to watch supervision and redelivery work;
-/// the `crash_every` group setting, 0 in production).
+/// the `crash_every` group setting, 0 in production). A non-empty
+/// `crash_on_user` makes a worker throw on every batch holding a transaction
+/// of that user: a poison event (the `crash_on_user` setting, for drills).
 caf::expected<group_spec> make_group(const std::string& name, size_t instances,
-                                     const std::string& model_path, uint64_t crash_every = 0);
+                                     const std::string& model_path, uint64_t crash_every = 0,
+                                     std::string crash_on_user = {});
 
 /// The `fraud-detector` domain's registration (actors/domains.cpp): its settings
 /// schema and group factory.

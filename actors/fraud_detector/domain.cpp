@@ -11,11 +11,15 @@ troupe::domain domain_entry() {
      "the XGBoost model file (JSON), relative to the node's working directory"},
     {"crash_every", setting_type::integer, "0", 0, 1e9, false,
      "fault injection: each worker throws on every Nth batch (0: never)"},
+    {"crash_on_user", setting_type::string, "", {}, {}, true,
+     "fault injection: a worker throws on every batch holding a transaction of this user "
+     "(a poison event; empty: never)"},
   };
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
                     const domain_context&) -> caf::expected<group_spec> {
     auto g = make_group(decl.name, instances, topology::setting(decl, "model"),
-                        static_cast<uint64_t>(topology::number(decl, "crash_every")));
+                        static_cast<uint64_t>(topology::number(decl, "crash_every")),
+                        topology::setting(decl, "crash_on_user"));
     if (g)
       g->call_timeout = std::chrono::seconds(30); // a backlog is not a failure
     return g;

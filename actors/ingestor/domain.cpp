@@ -11,8 +11,15 @@ troupe::domain domain_entry() {
      "the Kafka topic of transactions the instances read as one consumer group"},
     {"dead_letter_topic", setting_type::string, "dead-letters", {}, {}, false,
      "where a malformed transaction goes, with its reason"},
+    {"rescore_topic", setting_type::string, "transactions-rescore", {}, {}, false,
+     "where transactions scored with degraded features go, to be scored again once the "
+     "feature store is back (read by the same instances)"},
     {"report_every", setting_type::duration, "10s", 0, {}, false,
      "how often each instance logs its counters (\"0s\": never)"},
+    {"stall_timeout", setting_type::duration, "30s", 1000, {}, false,
+     "an instance whose Kafka consumer makes no progress this long (unread records it "
+     "does not read, or no partitions while nobody reads one) is restarted with a fresh "
+     "consumer"},
   };
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
                     const domain_context& ctx) -> caf::expected<group_spec> {
@@ -20,8 +27,10 @@ troupe::domain domain_entry() {
     s.kafka = ctx.kafka;
     s.topic = topology::setting(decl, "topic");
     s.dead_letter_topic = topology::setting(decl, "dead_letter_topic");
+    s.rescore_topic = topology::setting(decl, "rescore_topic");
     s.consumer_group = "troupe." + decl.name;
     s.report_every = topology::duration(decl, "report_every");
+    s.stall_timeout = topology::duration(decl, "stall_timeout");
     s.router_of = ctx.router_of;
     s.log = ctx.log.with_group(decl.name);
     auto g = make_group(decl.name, instances, s);

@@ -45,11 +45,24 @@ struct partition_state {
   int64_t to_commit = -1;
   /// Results for an older assignment of the partition are ignored.
   uint64_t epoch = 0;
+  /// Paused by flow control: too many of its events unfinished.
+  bool paused = false;
+  /// The most events its next batch may take: halved while a batch fails
+  /// because of its input (to find the event that does), doubled back by
+  /// every batch that succeeds.
+  size_t limit = 0;
 };
 
 /// A batch on its way down the pipeline.
 struct batch_state {
   partition_key key;
+  /// Its transactions were scored with degraded features before: scored
+  /// with degraded features again, the batch waits instead.
+  bool again = false;
+  /// Answers Kafka still owes for the transactions sent to be scored again.
+  size_t rescore_waiting = 0;
+  size_t rescore_sent = 0;
+  bool rescore_failed = false;
   uint64_t epoch = 0;
   std::vector<transaction> txs;
   std::vector<int64_t> offsets;
@@ -99,8 +112,9 @@ struct worker_state {
   clock_type::time_point last_commit = clock_type::now();
   clock_type::time_point last_report = clock_type::now();
   clock_type::time_point last_stage_log;
+  clock_type::time_point last_stall_check = clock_type::now();
   // counters
-  uint64_t read = 0, scored = 0, degraded = 0, alerts = 0, dead = 0, retries = 0;
+  uint64_t read = 0, scored = 0, degraded = 0, alerts = 0, dead = 0, retries = 0, rescore = 0;
   stage_times times;
   log_budget dead_log;
 
@@ -113,7 +127,10 @@ struct worker_state {
     if (consumer)
       return true;
     auto conf = kafka::defaults(cfg.kafka);
-    auto c = kafka::consumer::make(conf, cfg.consumer_group, {cfg.topic});
+    std::vector<std::string> topics{cfg.topic};
+    if (!cfg.rescore_topic.empty() && cfg.rescore_topic != cfg.topic)
+      topics.push_back(cfg.rescore_topic);
+    auto c = kafka::consumer::make(conf, cfg.consumer_group, topics);
     if (!c) {
       log("cannot join consumer group " + cfg.consumer_group + ": " + render(c.error()));
       return false;
@@ -193,6 +210,17 @@ struct worker_state {
       last_commit = now;
     }
     flow_control();
+    if (now - last_stall_check >= 1s) {
+      last_stall_check = now;
+      if (auto why = consumer->stalled(cfg.stall_timeout, false); !why.empty()) {
+        // Treated as a crash: the supervisor restarts this worker with a
+        // fresh consumer; its unfinished events are read again.
+        cfg.log.warning(name + ": consumer wedged: " + why
+                        + "; restarting with a fresh consumer");
+        self->quit(caf::make_error(ec::io_failure, "wedged consumer: " + why));
+        return;
+      }
+    }
     if (cfg.report_every.count() > 0 && now - last_report >= cfg.report_every) {
       report();
       last_report = now;
@@ -244,8 +272,11 @@ struct worker_state {
     auto id = next_batch++;
     auto& b = batches[id];
     b.key = k;
+    b.again = k.first == cfg.rescore_topic;
     b.epoch = p.epoch;
-    auto n = std::min(cfg.batch, p.queue.size());
+    if (p.limit == 0)
+      p.limit = cfg.batch;
+    auto n = std::min({cfg.batch, p.limit, p.queue.size()});
     b.oldest = p.queue.front().read_at;
     times.queued.record(clock_type::now() - b.oldest);
     for (size_t i = 0; i < n; ++i) {
@@ -257,9 +288,68 @@ struct worker_state {
     run(id);
   }
 
+  /// Whether `err` says something about the batch's input (a worker it
+  /// crashed too often, an argument a stage refused) rather than about the
+  /// availability of a stage or a store (which a retry outlasts).
+  static bool input_caused(const caf::error& err) {
+    if (err.category() != ec_category)
+      return false; // CAF's own: a request timeout, a dead actor
+    switch (static_cast<ec>(err.code())) {
+      case ec::poison_message:
+      case ec::invalid_argument:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /// A batch failed because of one of its events: the batch is split in
+  /// two, the first half tried again now, the second waiting at the front
+  /// of its partition's queue (order holds). A single event that fails so
+  /// goes to the dead-letter topic with the stage's reason, and the rest of
+  /// the partition proceeds.
+  void split(uint64_t id, const std::string& stage, const caf::error& err) {
+    auto i = batches.find(id);
+    if (i == batches.end())
+      return;
+    auto& b = i->second;
+    auto pi = parts.find(b.key);
+    if (pi == parts.end() || pi->second.epoch != b.epoch) {
+      batches.erase(i);
+      return;
+    }
+    auto& p = pi->second;
+    if (b.txs.size() == 1) {
+      auto& tx = b.txs.front();
+      kafka::record r{b.key.first, b.key.second, b.offsets.front(), tx.user, to_json(tx)};
+      auto why = stage + " failed on this event: " + render(err);
+      kafka::log_dead_letter(cfg.log, dead_log, name, why, r);
+      send_dead_letter(r, why, p.epoch);
+      p.limit = 1;
+      p.in_flight = false;
+      batches.erase(i);
+      for (auto& [k, q] : parts)
+        if (!q.in_flight && !q.queue.empty() && batches.size() < cfg.max_batches)
+          launch(k, q);
+      return;
+    }
+    auto half = b.txs.size() / 2;
+    log(stage + " failed on a batch of " + std::to_string(b.txs.size()) + " (" + render(err)
+        + "): splitting it to find the event");
+    for (auto k = b.txs.size(); k-- > half;)
+      p.queue.push_front({b.offsets[k], std::move(b.txs[k]), b.oldest});
+    b.txs.resize(half);
+    b.offsets.resize(half);
+    p.limit = half;
+    b.attempts = 0;
+    run(id);
+  }
+
   /// Stage failed: log now and then, try the whole batch again shortly
-  /// (every stage is safe to repeat).
+  /// (every stage is safe to repeat); split it if its input is to blame.
   void stage_failed(uint64_t id, const std::string& stage, const caf::error& err) {
+    if (input_caused(err))
+      return split(id, stage, err);
     ++retries;
     auto now = clock_type::now();
     if (now - last_stage_log >= 1s) {
@@ -308,23 +398,79 @@ struct worker_state {
                                     + x.model_version + (x.item.degraded ? " (degraded)" : ""),
                                   x.item.tx.id);
                 auto n = scores.size();
-                auto deg = static_cast<uint64_t>(
-                  std::count_if(scores.begin(), scores.end(),
-                                [](const scored_transaction& s) { return s.item.degraded; }));
+                // Degraded scores are final only for now: those
+                // transactions are scored again once the feature store is
+                // back (a missed alert is raised late, not never).
+                std::vector<transaction> again;
+                for (auto& x : scores)
+                  if (x.item.degraded)
+                    again.push_back(x.item.tx);
+                auto deg = static_cast<uint64_t>(again.size());
+                auto bi = batches.find(id);
+                if (bi != batches.end() && bi->second.again && deg > 0)
+                  return stage_failed(id, "feature-enricher",
+                                      caf::make_error(ec::store_unavailable,
+                                                      "still unreachable: the transactions to "
+                                                      "score again wait"));
                 self->request(alerter, cfg.stage_timeout, alert_atom::value, std::move(scores))
                   .then(
-                    [this, id, n, deg](uint64_t fresh) {
+                    [this, id, n, deg, again = std::move(again)](uint64_t fresh) mutable {
                       lap(id, times.alert);
                       scored += n;
                       degraded += deg;
                       alerts += fresh;
-                      finish(id);
+                      if (again.empty())
+                        finish(id);
+                      else
+                        send_to_rescore(id, again);
                     },
                     [this, id](caf::error& err) { stage_failed(id, "alerter", err); });
               },
               [this, id](caf::error& err) { stage_failed(id, "fraud-detector", err); });
         },
         [this, id](caf::error& err) { stage_failed(id, "feature-enricher", err); });
+  }
+
+  /// Sends batch `id`'s transactions scored with degraded features to the
+  /// rescore topic; the batch is finished once Kafka confirmed them all (a
+  /// refusal retries the whole batch: every stage is safe to repeat).
+  void send_to_rescore(uint64_t id, const std::vector<transaction>& txs) {
+    auto i = batches.find(id);
+    if (i == batches.end())
+      return;
+    if (cfg.rescore_topic.empty())
+      return finish(id);
+    auto& b = i->second;
+    b.rescore_waiting = txs.size();
+    b.rescore_sent = txs.size();
+    b.rescore_failed = false;
+    auto handle = caf::actor{self};
+    for (auto& tx : txs) {
+      auto err = dead_letters->produce(cfg.rescore_topic, tx.user, to_json(tx),
+                                       [handle, id](const caf::error& e) {
+                                         caf::anon_send(handle, rescore_done_atom::value, id,
+                                                        !e);
+                                       });
+      if (err)
+        self->send(self, rescore_done_atom::value, id, false);
+    }
+  }
+
+  void on_rescore_done(uint64_t id, bool ok) {
+    auto i = batches.find(id);
+    if (i == batches.end())
+      return;
+    auto& b = i->second;
+    if (!ok)
+      b.rescore_failed = true;
+    if (b.rescore_waiting == 0 || --b.rescore_waiting > 0)
+      return;
+    if (b.rescore_failed)
+      return stage_failed(id, "rescore", caf::make_error(ec::io_failure,
+                                                         "Kafka did not take the transactions "
+                                                         "to score again"));
+    rescore += b.rescore_sent;
+    finish(id);
   }
 
   /// Records the stage that just ended and starts the next one's clock.
@@ -348,6 +494,7 @@ struct worker_state {
       for (auto off : i->second.offsets)
         mark_done(p, off);
       p.in_flight = false;
+      p.limit = std::min(cfg.batch, std::max<size_t>(1, p.limit) * 2);
     }
     batches.erase(i);
     // Give the freed slot to the partition that waited longest (the poll
@@ -418,21 +565,33 @@ struct worker_state {
       parts[{n.topic, n.partition}].committed = n.offset;
   }
 
+  /// Pauses only the partitions that are behind: one with more unfinished
+  /// events than its share of `max_pending` (at least two batches' worth)
+  /// stops being read until it is below half of that; the others go on.
   void flow_control() {
-    if (!paused && pending > cfg.max_pending) {
-      if (!consumer->pause(consumer->assignment()))
-        paused = true;
-    } else if (paused && pending < cfg.max_pending / 2) {
-      if (!consumer->resume(consumer->assignment()))
-        paused = false;
+    auto share = std::max(cfg.batch * 2, cfg.max_pending / std::max<size_t>(1, parts.size()));
+    std::vector<kafka::partition_offset> to_pause, to_resume;
+    for (auto& [k, p] : parts) {
+      if (!p.paused && p.open.size() > share)
+        to_pause.push_back({k.first, k.second, 0});
+      else if (p.paused && p.open.size() < share / 2)
+        to_resume.push_back({k.first, k.second, 0});
     }
+    if (!to_pause.empty() && !consumer->pause(to_pause))
+      for (auto& x : to_pause)
+        parts[{x.topic, x.partition}].paused = true;
+    if (!to_resume.empty() && !consumer->resume(to_resume))
+      for (auto& x : to_resume)
+        parts[{x.topic, x.partition}].paused = false;
+    paused = std::any_of(parts.begin(), parts.end(), [](auto& kv) { return kv.second.paused; });
   }
 
   void report() {
     log("read " + std::to_string(read) + ", scored " + std::to_string(scored) + " ("
         + std::to_string(degraded) + " degraded), alerts " + std::to_string(alerts)
         + ", dead letters " + std::to_string(dead) + ", retries " + std::to_string(retries)
-        + ", pending " + std::to_string(pending) + (paused ? " (paused)" : "") + ", partitions "
+        + ", to score again " + std::to_string(rescore)
+        + ", pending " + std::to_string(pending) + (paused ? " (some paused)" : "") + ", partitions "
         + std::to_string(parts.size()));
     if (times.total.count() > 0)
       log("batches: " + times.summary());
@@ -457,6 +616,7 @@ group_spec make_group(const std::string& name, size_t instances, ingestor_settin
     return {
       [st](poll_atom) { st->on_poll(); },
       [st](retry_atom, uint64_t id) { st->run(id); },
+      [st](rescore_done_atom, uint64_t id, bool ok) { st->on_rescore_done(id, ok); },
       [st](dead_letter_done_atom, std::string& topic, int32_t part, int64_t off,
            int32_t status) { st->on_dead_letter_done(topic, part, off, status); },
       [st](dead_letter_retry_atom, std::string& topic, int32_t part, int64_t off) {

@@ -17,6 +17,10 @@ struct ingestor_settings {
   std::string kafka;
   std::string topic = "transactions";
   std::string dead_letter_topic = "dead-letters";
+  /// Where transactions scored with degraded features go (their original
+  /// JSON, keyed by user), to be read by the same consumer group and scored
+  /// again once the feature store is back ("": nowhere).
+  std::string rescore_topic = "transactions-rescore";
   /// The consumer group every ingestor instance of the cluster joins.
   std::string consumer_group = "troupe-ingestor";
   /// At most this many transactions per batch sent down the pipeline (a batch
@@ -32,6 +36,10 @@ struct ingestor_settings {
   /// partitions): more only queue inside the stages, where they would time
   /// out and be retried, multiplying the work under load.
   size_t max_batches = 4;
+  /// A worker whose consumer is wedged this long (see
+  /// `kafka::consumer::stalled`) stops, and its supervisor restarts it with
+  /// a fresh consumer.
+  caf::timespan stall_timeout = std::chrono::seconds(30);
   /// How often finished offsets are committed.
   caf::timespan commit_every = std::chrono::milliseconds(100);
   /// How often each instance logs its counters (0: never).

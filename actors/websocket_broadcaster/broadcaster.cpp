@@ -42,6 +42,9 @@ struct reader_state {
   uint64_t next_batch = 1;
   /// Batches in flight before the reader stops polling for more.
   static constexpr size_t max_batches = 4;
+  /// A consumer wedged this long ends the reader (see `stalled`).
+  static constexpr auto stall_timeout = std::chrono::seconds(30);
+  std::chrono::steady_clock::time_point last_stall_check = std::chrono::steady_clock::now();
 
   /// One part of batch `id` is done: commit every finished batch at the
   /// front. A part that failed ends the reader (and its worker): restarted
@@ -90,7 +93,10 @@ struct reader_state {
       producer = std::move(*p);
     }
     if (!consumer) {
-      auto c = kafka::consumer::make(kafka::defaults(cfg.kafka), cfg.consumer_group,
+      auto conf = kafka::defaults(cfg.kafka);
+      // Only what a transactional writer committed (alerts may come from one).
+      conf["isolation.level"] = "read_committed";
+      auto c = kafka::consumer::make(conf, cfg.consumer_group,
                                      {cfg.articles_topic, cfg.alerts_topic});
       if (!c)
         return c.error();
@@ -179,6 +185,17 @@ caf::behavior reader(caf::event_based_actor* self, broadcaster_settings cfg, std
       auto records = st->consumer->poll(500, 100ms);
       if (auto errors = st->consumer->error_summary(); !errors.empty())
         st->cfg.log.warning(st->name + ": " + errors);
+      if (auto now = std::chrono::steady_clock::now(); now - st->last_stall_check >= 1s) {
+        st->last_stall_check = now;
+        if (auto why = st->consumer->stalled(reader_state::stall_timeout, false); !why.empty()) {
+          // Treated as a crash: the supervisor restarts the worker and its
+          // reader with a fresh consumer, which reads from the last commit.
+          st->cfg.log.warning(st->name + ": consumer wedged: " + why
+                              + "; restarting with a fresh consumer");
+          self->quit(caf::make_error(ec::io_failure, "wedged consumer: " + why));
+          return;
+        }
+      }
       if (auto n = st->consumer->assignment().size(); n != st->partitions) {
         st->partitions = n;
         st->log("partitions assigned: " + std::to_string(n));

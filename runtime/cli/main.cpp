@@ -665,6 +665,11 @@ int main(int argc, char** argv) {
   auto* kafka_cmd = app.add_subcommand("kafka", "run the embedded Kafka alone, print its bootstrap");
   kafka_cmd->add_option("--brokers", brokers, "mock brokers")->capture_default_str()
     ->check(CLI::Range(1, 16));
+  std::vector<std::string> kafka_topics;
+  kafka_cmd->add_option("--topic", kafka_topics, "a topic to create, NAME:PARTITIONS (repeatable)");
+  std::string kafka_topology;
+  kafka_cmd->add_option("--topics-of", kafka_topology,
+                        "create the topics this topology file's groups name, as troupe up does");
 
   troupe::cli::bench_options bopt;
   auto* bench_cmd = app.add_subcommand("bench", "benchmarks (scripts/bench-supervision, bench-cluster, bench-pipeline)");
@@ -711,8 +716,22 @@ int main(int argc, char** argv) {
     uopt.domains = troupe::schemas_of(troupe::actors::domains());
     return troupe::launcher::run_up(uopt);
   }
-  if (*kafka_cmd)
-    return troupe::launcher::run_kafka(brokers);
+  if (*kafka_cmd) {
+    std::vector<std::pair<std::string, int>> topics;
+    for (auto& t : kafka_topics) {
+      auto colon = t.rfind(':');
+      int n = 0;
+      if (colon == std::string::npos || colon == 0
+          || std::sscanf(t.c_str() + colon + 1, "%d", &n) != 1 || n < 1 || n > 1000) {
+        std::fprintf(stderr, "troupe kafka: --topic %s: expected NAME:PARTITIONS (1 to 1000)\n",
+                     t.c_str());
+        return 2;
+      }
+      topics.emplace_back(t.substr(0, colon), n);
+    }
+    return troupe::launcher::run_kafka(brokers, topics, kafka_topology,
+                                       troupe::schemas_of(troupe::actors::domains()));
+  }
   if (*token_cmd)
     return run_token(token_user, token_file);
   if (*shell_cmd) {

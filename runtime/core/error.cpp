@@ -30,6 +30,8 @@ std::string to_string(ec x) {
     case ec::io_failure: return "io_failure";
     case ec::cannot_bind: return "cannot_bind";
     case ec::too_large: return "too_large";
+    case ec::in_doubt: return "in_doubt";
+    case ec::store_unavailable: return "store_unavailable";
   }
   return "ec(" + std::to_string(static_cast<int>(x)) + ")";
 }

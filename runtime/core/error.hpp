@@ -62,6 +62,13 @@ enum class ec : uint8_t {
   cannot_bind,
   /// A record is larger than Kafka accepts: sent as it is, it never will be.
   too_large,
+  /// An earlier attempt at the same work may still land (its outcome is not
+  /// known yet): try again once it is settled.
+  in_doubt,
+  /// The feature store has been unreachable for less than the enricher's
+  /// `degrade_after`: the batch waits (is retried) instead of being scored
+  /// without the user's history.
+  store_unavailable,
 };
 
 /// Returns the name of `x`, e.g. `"group_saturated"`.

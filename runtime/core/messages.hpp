@@ -398,6 +398,11 @@ using reader_ack_atom = caf::atom_constant<caf::atom("readerack")>;
 /// Internal to an ingestor worker: send a dead letter again,
 /// `(dead_letter_retry_atom, topic, partition, offset)`.
 using dead_letter_retry_atom = caf::atom_constant<caf::atom("dl_retry")>;
+
+/// Internal to an ingestor worker: Kafka answered for the transactions of
+/// a batch that were scored with degraded features and sent to be scored
+/// again, `(rescore_done_atom, batch id, bool ok)`.
+using rescore_done_atom = caf::atom_constant<caf::atom("rescored")>;
 /// Internal to an ingestor worker: send a batch down the pipeline again,
 /// `(retry_atom, batch id)`.
 using retry_atom = caf::atom_constant<caf::atom("retry")>;

@@ -36,6 +36,12 @@ int to_ms(caf::timespan t) {
   return static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(t).count());
 }
 
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
 /// A configuration from `conf`, or the first setting librdkafka refused.
 /// The process's sink for librdkafka's own lines (`set_client_log`).
 struct client_log {
@@ -138,16 +144,19 @@ settings defaults(const std::string& bootstrap) {
 void producer::on_delivery(rd_kafka_s*, const void* raw, void* opaque) {
   auto msg = static_cast<const rd_kafka_message_t*>(raw);
   auto self = static_cast<producer*>(opaque);
-  caf::error err;
+  delivery d;
+  d.partition = msg->partition;
+  d.offset = msg->offset;
   if (msg->err) {
     ++self->failed_;
-    err = kafka_error("delivery failed", msg->err);
+    d.error = kafka_error("delivery failed", msg->err);
+    d.possibly_persisted = rd_kafka_message_status(msg) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
   } else {
     ++self->delivered_;
   }
-  if (auto done = static_cast<done_fn*>(msg->_private)) {
-    (*done)(err);
-    delete done;
+  if (auto report = static_cast<report_fn*>(msg->_private)) {
+    (*report)(d);
+    delete report;
   }
 }
 
@@ -184,9 +193,19 @@ producer::~producer() {
 
 caf::error producer::produce(const std::string& topic, const std::string& key,
                              const std::string& value, done_fn done) {
-  auto opaque = done ? new done_fn(std::move(done)) : nullptr;
+  report_fn report;
+  if (done)
+    report = [done = std::move(done)](const delivery& d) { done(d.error); };
+  return produce_to(topic, RD_KAFKA_PARTITION_UA, key, value, std::move(report));
+}
+
+caf::error producer::produce_to(const std::string& topic, int32_t partition,
+                                const std::string& key, const std::string& value,
+                                report_fn report) {
+  auto opaque = report ? new report_fn(std::move(report)) : nullptr;
   auto err = rd_kafka_producev(
-    rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+    rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
     RD_KAFKA_V_KEY(key.data(), key.size()),
     RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
     RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
@@ -195,6 +214,36 @@ caf::error producer::produce(const std::string& topic, const std::string& key,
     return kafka_error("cannot produce to " + topic, err);
   }
   return caf::none;
+}
+
+caf::expected<int32_t> producer::partitions(const std::string& topic, caf::timespan timeout) {
+  auto rkt = rd_kafka_topic_new(rk_, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  auto rc = rd_kafka_metadata(rk_, 0, rkt, &md, to_ms(timeout));
+  rd_kafka_topic_destroy(rkt);
+  if (rc)
+    return kafka_error("metadata of " + topic, rc);
+  int32_t n = 0;
+  auto topic_err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  for (int i = 0; i < md->topic_cnt; ++i)
+    if (topic == md->topics[i].topic) {
+      n = md->topics[i].partition_cnt;
+      topic_err = md->topics[i].err;
+    }
+  rd_kafka_metadata_destroy(md);
+  if (n <= 0)
+    return kafka_error("metadata of " + topic, topic_err);
+  return n;
+}
+
+caf::expected<int64_t> producer::end_offset(const std::string& topic, int32_t partition,
+                                            caf::timespan timeout) {
+  int64_t low = 0, high = 0;
+  auto rc = rd_kafka_query_watermark_offsets(rk_, topic.c_str(), partition, &low, &high,
+                                             to_ms(timeout));
+  if (rc)
+    return kafka_error("end of " + topic + "/" + std::to_string(partition), rc);
+  return high;
 }
 
 caf::error producer::flush(caf::timespan timeout) {
@@ -213,13 +262,16 @@ void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partiti
   auto cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   auto xs = from_list(parts);
   self->rebalanced_ = true;
+  self->watch_read_ms_ = steady_ms();
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     if (cooperative)
       rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
     else
       rd_kafka_assign(rk, parts);
-    for (auto& x : xs)
+    for (auto& x : xs) {
       self->assigned_.push_back(x);
+      self->paused_.erase({x.topic, x.partition}); // assigned unpaused
+    }
   } else {
     if (cooperative)
       rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
@@ -231,6 +283,7 @@ void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partiti
                                        self);
       self->committed_.erase({x.topic, x.partition});
       self->starts_.erase({x.topic, x.partition});
+      self->paused_.erase({x.topic, x.partition});
       self->assigned_.erase(std::remove_if(self->assigned_.begin(), self->assigned_.end(),
                                            [&](const partition_offset& a) {
                                              return a.topic == x.topic
@@ -253,6 +306,7 @@ consumer::make(const settings& conf, const std::string& group,
     return c.error();
   std::unique_ptr<consumer> k{new consumer};
   k->group_ = group;
+  k->topics_ = topics;
   rd_kafka_conf_set_rebalance_cb(
     *c, [](rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
            void* opaque) { on_rebalance(rk, err, parts, opaque); });
@@ -284,6 +338,10 @@ std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
   std::vector<record> out;
   auto wait = to_ms(timeout);
   rebalanced_at_ = std::string::npos;
+  auto started = steady_ms();
+  if (started - watch_poll_ms_ > 1000)
+    watch_read_ms_ = started; // the owner was not reading meanwhile
+  watch_poll_ms_ = started;
   while (out.size() < max) {
     rebalanced_ = false;
     auto m = rd_kafka_consumer_poll(rk_, out.empty() ? wait : 0);
@@ -327,6 +385,8 @@ std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
     if (rebalanced_at_ != std::string::npos)
       break; // the rest in the next poll, after the owner caught up
   }
+  if (!out.empty())
+    watch_read_ms_ = steady_ms();
   auto now = unix_ms();
   if (now - lag_published_ms_ >= 250) {
     lag_published_ms_ = now;
@@ -361,6 +421,135 @@ std::vector<partition_offset> consumer::lag() {
     result.push_back({p.topic, p.partition, std::max<int64_t>(0, high - from)});
   }
   return result;
+}
+
+namespace {
+
+/// Per consumer group, how many wedges were found by members that held no
+/// partitions, since one of its members last held some.
+std::mutex empty_wedges_mtx;
+std::map<std::string, int> empty_wedges;
+
+void count_wedged(const std::string& group) {
+  registry::instance()
+    .counter("troupe_kafka_consumer_wedged_total",
+             "Consumer group members found wedged (holding partitions with unread records "
+             "and reading nothing, or holding none while nobody reads a partition) and "
+             "restarted with a fresh consumer.",
+             {{"consumer_group", group}})
+    .fetch_add(1, std::memory_order_relaxed);
+}
+
+} // namespace
+
+std::string consumer::stalled(caf::timespan after_span, bool paused) {
+  auto now = steady_ms();
+  auto after = to_ms(after_span);
+  if (paused) {
+    watch_read_ms_ = now;
+    return {};
+  }
+  if (!assigned_.empty()) {
+    watch_empty_ms_ = -1;
+    watch_still_.clear();
+    {
+      std::lock_guard<std::mutex> guard{empty_wedges_mtx};
+      empty_wedges.erase(group_);
+    }
+    if (now - watch_read_ms_ < after)
+      return {};
+    // Paused partitions are not expected to be read.
+    std::vector<partition_offset> active;
+    for (auto& a : assigned_)
+      if (paused_.count({a.topic, a.partition}) == 0)
+        active.push_back(a);
+    if (active.empty()) {
+      watch_read_ms_ = now;
+      return {};
+    }
+    auto list = to_list(active);
+    rd_kafka_position(rk_, list);
+    auto positions = from_list(list);
+    rd_kafka_topic_partition_list_destroy(list);
+    int64_t unread = 0;
+    for (auto& p : positions) {
+      int64_t low = -1, high = -1;
+      if (rd_kafka_get_watermark_offsets(rk_, p.topic.c_str(), p.partition, &low, &high) == 0
+          && high >= 0 && p.offset >= 0 && high > p.offset)
+        unread += high - p.offset;
+    }
+    if (unread == 0) {
+      watch_read_ms_ = now;
+      return {};
+    }
+    count_wedged(group_);
+    return "holds " + std::to_string(active.size()) + " partitions with " + std::to_string(unread)
+           + " unread records and read nothing for "
+           + std::to_string((now - watch_read_ms_) / 1000) + " s";
+  }
+  if (watch_empty_ms_ < 0)
+    watch_empty_ms_ = now;
+  int wedges = 0;
+  {
+    std::lock_guard<std::mutex> guard{empty_wedges_mtx};
+    wedges = std::min(empty_wedges[group_], 4);
+  }
+  auto needed = after << wedges;
+  if (now - watch_empty_ms_ < needed || now < watch_next_check_ms_)
+    return {};
+  watch_next_check_ms_ = now + after / 2;
+  // The group's committed offsets and the ends of every partition.
+  std::vector<partition_offset> all;
+  for (auto& t : topics_) {
+    auto rkt = rd_kafka_topic_new(rk_, t.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    auto rc = rd_kafka_metadata(rk_, 0, rkt, &md, 2000);
+    rd_kafka_topic_destroy(rkt);
+    if (rc)
+      return {};
+    for (int i = 0; i < md->topic_cnt; ++i)
+      if (t == md->topics[i].topic)
+        for (int p = 0; p < md->topics[i].partition_cnt; ++p)
+          all.push_back({t, md->topics[i].partitions[p].id, RD_KAFKA_OFFSET_INVALID});
+    rd_kafka_metadata_destroy(md);
+  }
+  if (all.empty())
+    return {};
+  auto list = to_list(all);
+  auto rc = rd_kafka_committed(rk_, list, 2000);
+  auto committed = from_list(list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (rc)
+    return {};
+  size_t stuck = 0;
+  std::map<std::pair<std::string, int32_t>, std::pair<int64_t, int64_t>> still;
+  for (auto& c : committed) {
+    int64_t low = -1, high = -1;
+    if (rd_kafka_query_watermark_offsets(rk_, c.topic.c_str(), c.partition, &low, &high, 2000))
+      return {};
+    auto at = c.offset >= 0 ? c.offset : low;
+    if (at >= high)
+      continue; // nothing unread
+    auto key = std::make_pair(c.topic, c.partition);
+    auto i = watch_still_.find(key);
+    if (i != watch_still_.end() && i->second.first == at) {
+      still[key] = i->second;
+      if (now - i->second.second >= needed)
+        ++stuck;
+    } else {
+      still[key] = {at, now};
+    }
+  }
+  watch_still_ = std::move(still);
+  if (stuck == 0)
+    return {};
+  {
+    std::lock_guard<std::mutex> guard{empty_wedges_mtx};
+    ++empty_wedges[group_];
+  }
+  count_wedged(group_);
+  return "held no partitions for " + std::to_string((now - watch_empty_ms_) / 1000) + " s while "
+         + std::to_string(stuck) + " partitions of its topics had unread records and no progress";
 }
 
 void consumer::learn_starts() {
@@ -435,14 +624,24 @@ caf::error consumer::pause(const std::vector<partition_offset>& partitions) {
   auto list = to_list(partitions);
   auto err = rd_kafka_pause_partitions(rk_, list);
   rd_kafka_topic_partition_list_destroy(list);
-  return err ? kafka_error("pause", err) : caf::none;
+  if (err)
+    return kafka_error("pause", err);
+  for (auto& x : partitions)
+    paused_.insert({x.topic, x.partition});
+  return caf::none;
 }
 
 caf::error consumer::resume(const std::vector<partition_offset>& partitions) {
   auto list = to_list(partitions);
   auto err = rd_kafka_resume_partitions(rk_, list);
   rd_kafka_topic_partition_list_destroy(list);
-  return err ? kafka_error("resume", err) : caf::none;
+  if (err)
+    return kafka_error("resume", err);
+  for (auto& x : partitions)
+    paused_.erase({x.topic, x.partition});
+  // Reading picks up again now: the stall watch's clock starts here.
+  watch_read_ms_ = steady_ms();
+  return caf::none;
 }
 
 std::vector<partition_offset> consumer::take_revoked() {
@@ -459,6 +658,67 @@ std::string consumer::error_summary() {
 
 std::vector<std::string> consumer::take_errors() {
   return std::exchange(errors_, {});
+}
+
+caf::expected<std::set<std::string>> find_keys(const settings& conf, const std::string& topic,
+                                               int32_t partition, int64_t from,
+                                               const std::set<std::string>& keys,
+                                               caf::timespan timeout) {
+  auto all = conf;
+  all["group.id"] = "troupe.read-back";
+  all["enable.auto.commit"] = "false";
+  all["enable.auto.offset.store"] = "false";
+  all["enable.partition.eof"] = "true";
+  all["isolation.level"] = "read_committed";
+  auto c = make_conf(all);
+  if (!c)
+    return c.error();
+  char err[512];
+  auto rk = rd_kafka_new(RD_KAFKA_CONSUMER, *c, err, sizeof(err));
+  if (!rk) {
+    rd_kafka_conf_destroy(*c);
+    return caf::make_error(ec::invalid_argument, std::string{"cannot create a client: "} + err);
+  }
+  std::set<std::string> found;
+  auto done = [&](caf::error e) -> caf::expected<std::set<std::string>> {
+    rd_kafka_destroy(rk);
+    if (e)
+      return e;
+    return std::move(found);
+  };
+  auto where = topic + "/" + std::to_string(partition);
+  auto until = std::chrono::steady_clock::now() + timeout;
+  int64_t low = 0, high = 0;
+  auto rc = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high,
+                                             to_ms(timeout));
+  if (rc)
+    return done(kafka_error("end of " + where, rc));
+  from = std::max(from, low);
+  if (from >= high || keys.empty())
+    return done({});
+  auto list = to_list({{topic, partition, from}});
+  rc = rd_kafka_assign(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (rc)
+    return done(kafka_error("cannot read " + where, rc));
+  while (std::chrono::steady_clock::now() < until) {
+    auto m = rd_kafka_consumer_poll(rk, 100);
+    if (!m)
+      continue;
+    auto end = false;
+    if (!m->err) {
+      std::string key{m->key ? static_cast<const char*>(m->key) : "", m->key_len};
+      if (keys.count(key) > 0)
+        found.insert(std::move(key));
+      end = m->offset + 1 >= high;
+    } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      end = m->offset >= high;
+    }
+    rd_kafka_message_destroy(m);
+    if (end)
+      return done({});
+  }
+  return done(caf::make_error(ec::io_failure, "reading " + where + " took too long"));
 }
 
 caf::expected<std::vector<std::pair<int64_t, int64_t>>>

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,6 +78,31 @@ public:
   /// local queue is full or the topic is unknown; else `done` says later.
   caf::error produce(const std::string& topic, const std::string& key, const std::string& value,
                      done_fn done = {});
+
+  /// What became of one record: where it landed, or why it did not. A
+  /// failed record is `possibly_persisted` when the broker may have written
+  /// it anyway (the request was sent and its answer lost): only reading the
+  /// partition tells.
+  struct delivery {
+    caf::error error;
+    int32_t partition = -1;
+    int64_t offset = -1;
+    bool possibly_persisted = false;
+  };
+
+  using report_fn = std::function<void(const delivery&)>;
+
+  /// Queues one record for `partition` of `topic`; `report` says later, on
+  /// the producer's thread, what became of it.
+  caf::error produce_to(const std::string& topic, int32_t partition, const std::string& key,
+                        const std::string& value, report_fn report);
+
+  /// How many partitions `topic` has (a metadata round trip).
+  caf::expected<int32_t> partitions(const std::string& topic, caf::timespan timeout);
+
+  /// The offset the next record of `topic`/`partition` will get (a round trip).
+  caf::expected<int64_t> end_offset(const std::string& topic, int32_t partition,
+                                    caf::timespan timeout);
 
   /// Waits until everything queued was delivered or failed.
   caf::error flush(caf::timespan timeout);
@@ -167,6 +193,20 @@ public:
   /// the process's registry.
   std::vector<partition_offset> lag();
 
+  /// The stall watch: "" while this member makes progress or has nothing
+  /// to do, else why it is wedged. A member is wedged when, not paused, it
+  /// holds partitions it has not paused with unread records and read
+  /// nothing for `after`; or
+  /// when it held no partitions for `after` while a partition of its topics
+  /// had unread records and its group's committed offset did not move for
+  /// `after` (nobody reads it). The owner treats a wedged member as crashed:
+  /// its supervisor restarts it with a fresh consumer. Each call is cheap
+  /// but for the empty case, which asks the group's offsets (a round trip)
+  /// at most every `after / 2`; after each wedge found empty in a process,
+  /// the next needs twice as long (up to 16 times), until a member of the
+  /// group gets partitions again.
+  std::string stalled(caf::timespan after, bool paused);
+
 private:
   consumer() = default;
   static void on_rebalance(rd_kafka_s*, int err, rd_kafka_topic_partition_list_s* parts,
@@ -192,7 +232,27 @@ private:
   std::vector<std::string> errors_;
   bool rebalanced_ = false;
   size_t rebalanced_at_ = std::string::npos;
+  std::vector<std::string> topics_;
+  /// Partitions paused by the owner (until resumed or revoked).
+  std::set<std::pair<std::string, int32_t>> paused_;
+  // The stall watch's clock (steady milliseconds).
+  int64_t watch_read_ms_ = 0;
+  int64_t watch_poll_ms_ = 0;
+  int64_t watch_empty_ms_ = -1;
+  int64_t watch_next_check_ms_ = 0;
+  /// Per partition with unread records: the group's committed offset and
+  /// since when it has not moved.
+  std::map<std::pair<std::string, int32_t>, std::pair<int64_t, int64_t>> watch_still_;
 };
+
+/// Which of `keys` `topic`/`partition` holds as record keys, at offsets from
+/// `from` up to the partition's end as of the call. Reads the range with a
+/// consumer of its own (no group; `read_committed`): for the rare check of
+/// whether an earlier attempt's records landed.
+caf::expected<std::set<std::string>> find_keys(const settings& conf, const std::string& topic,
+                                               int32_t partition, int64_t from,
+                                               const std::set<std::string>& keys,
+                                               caf::timespan timeout);
 
 /// For each partition of `topic` (0 .. partitions-1): the offset the
 /// consumer group `group` committed (-1001 when none) and the partition's

@@ -26,6 +26,7 @@ embedded_kafka::make(int brokers, const std::vector<std::pair<std::string, int>>
   if (!result->cluster_)
     return caf::make_error(ec::invalid_argument, std::string{"cannot start the mock Kafka cluster"});
   result->bootstrap_ = rd_kafka_mock_cluster_bootstraps(result->cluster_);
+  result->brokers_ = brokers;
   for (auto& [name, partitions] : topics) {
     auto rc = rd_kafka_mock_topic_create(result->cluster_, name.c_str(), partitions, 1);
     if (rc != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -33,6 +34,26 @@ embedded_kafka::make(int brokers, const std::vector<std::pair<std::string, int>>
                              "cannot create topic " + name + ": " + rd_kafka_err2str(rc));
   }
   return result;
+}
+
+caf::error embedded_kafka::set_down(bool down) {
+  for (int id = 1; id <= brokers_; ++id) {
+    auto rc = down ? rd_kafka_mock_broker_set_down(cluster_, id)
+                   : rd_kafka_mock_broker_set_up(cluster_, id);
+    if (rc != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return caf::make_error(ec::invalid_argument, "cannot set broker " + std::to_string(id)
+                                                     + (down ? " down: " : " up: ")
+                                                     + rd_kafka_err2str(rc));
+  }
+  return {};
+}
+
+caf::error embedded_kafka::set_rtt(int ms) {
+  for (int id = 1; id <= brokers_; ++id)
+    if (auto rc = rd_kafka_mock_broker_set_rtt(cluster_, id, ms); rc != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return caf::make_error(ec::invalid_argument, "cannot delay broker " + std::to_string(id)
+                                                     + ": " + rd_kafka_err2str(rc));
+  return {};
 }
 
 embedded_kafka::~embedded_kafka() {

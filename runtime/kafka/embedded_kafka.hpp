@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include <caf/error.hpp>
 #include <caf/expected.hpp>
 
 struct rd_kafka_s;
@@ -33,12 +34,26 @@ public:
     return bootstrap_;
   }
 
+  /// Takes every broker down (its connections close, requests to it fail)
+  /// or brings them all up again, as a broker outage does; for fault tests
+  /// and `troupe kafka`'s `down` / `up` commands.
+  caf::error set_down(bool down);
+
+  /// Delays every broker's answers by `ms` (0: none again): a broker that
+  /// hangs rather than fails.
+  caf::error set_rtt(int ms);
+
+  int brokers() const {
+    return brokers_;
+  }
+
 private:
   embedded_kafka() = default;
 
   rd_kafka_s* handle_ = nullptr;
   rd_kafka_mock_cluster_s* cluster_ = nullptr;
   std::string bootstrap_;
+  int brokers_ = 0;
 };
 
 } // namespace troupe::kafka

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -296,8 +297,19 @@ int run_up(const up_options& opt) {
   return running.empty() ? 1 : 0;
 }
 
-int run_kafka(int brokers) {
-  auto k = kafka::embedded_kafka::make(brokers, {});
+int run_kafka(int brokers, std::vector<std::pair<std::string, int>> topics,
+              const std::string& topology_file,
+              const std::vector<topology::domain_schema>& domains) {
+  if (!topology_file.empty()) {
+    auto topo = topology::load(topology_file, domains);
+    if (!topo) {
+      std::fprintf(stderr, "troupe kafka: %s\n", render(topo.error()).c_str());
+      return 2;
+    }
+    for (auto& t : topics_of(*topo))
+      topics.push_back(t);
+  }
+  auto k = kafka::embedded_kafka::make(brokers, topics);
   if (!k) {
     std::fprintf(stderr, "troupe kafka: %s\n", render(k.error()).c_str());
     return 1;
@@ -306,8 +318,39 @@ int run_kafka(int brokers) {
   std::signal(SIGTERM, on_stop_signal);
   std::printf("bootstrap: %s\n", (*k)->bootstrap().c_str());
   std::fflush(stdout);
-  while (!stop_requested)
-    std::this_thread::sleep_for(50ms);
+  // Commands on standard input, one per line: `down` takes every broker
+  // down (a broker outage), `up` brings them back. End of input ignored.
+  std::string line;
+  bool input = true;
+  while (!stop_requested) {
+    pollfd in{STDIN_FILENO, POLLIN, 0};
+    if (!input || ::poll(&in, 1, 50) <= 0) {
+      if (!input)
+        std::this_thread::sleep_for(50ms);
+      continue;
+    }
+    char buf[256];
+    auto n = ::read(STDIN_FILENO, buf, sizeof(buf));
+    if (n <= 0) {
+      input = false;
+      continue;
+    }
+    line.append(buf, static_cast<size_t>(n));
+    for (auto eol = line.find('\n'); eol != std::string::npos; eol = line.find('\n')) {
+      auto cmd = line.substr(0, eol);
+      line.erase(0, eol + 1);
+      if (cmd == "down" || cmd == "up") {
+        auto err = (*k)->set_down(cmd == "down");
+        if (err)
+          std::printf("error: %s\n", render(err).c_str());
+        else
+          std::printf("brokers %s\n", cmd.c_str());
+      } else if (!cmd.empty()) {
+        std::printf("error: unknown command '%s' (down | up)\n", cmd.c_str());
+      }
+      std::fflush(stdout);
+    }
+  }
   return 0;
 }
 

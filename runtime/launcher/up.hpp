@@ -1,6 +1,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "topology/domain_schema.hpp"
 
@@ -34,8 +36,14 @@ struct up_options {
 /// prefixed with the name of the process that printed them.
 int run_up(const up_options& opt);
 
-/// `troupe kafka`: runs the mock Kafka cluster alone and prints its bootstrap
-/// list until SIGINT/SIGTERM.
-int run_kafka(int brokers);
+/// `troupe kafka`: runs the mock Kafka cluster alone with `topics` (name,
+/// partitions) and, given a topology file, the topics its groups name (as
+/// `troupe up` creates them), and prints its bootstrap list until
+/// SIGINT/SIGTERM. Lines on standard input command it: `down` takes every
+/// broker down, `up` brings them back (answered `brokers down` / `brokers
+/// up`), for outage drills.
+int run_kafka(int brokers, std::vector<std::pair<std::string, int>> topics,
+              const std::string& topology_file,
+              const std::vector<topology::domain_schema>& domains);
 
 } // namespace troupe::launcher

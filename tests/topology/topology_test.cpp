@@ -189,7 +189,7 @@ TEST_CASE("domains, strategies, routing, fallbacks and settings are checked agai
         != std::string::npos);
   CHECK(problem(group("domain = \"ranker\"\nfallback = \"trending\"\n")).empty());
   CHECK(problem(group("domain = \"alerter\"\nsettings = { treshold = 0.9 }\n"))
-          .find("group[0].settings.treshold: unknown setting of alerter (known: remember, threshold, topic)")
+          .find("group[0].settings.treshold: unknown setting of alerter (known: crash_after_confirm_every, remember, threshold, topic)")
         != std::string::npos);
   CHECK(problem(group("domain = \"echo\"\nbackoff = { min = \"1s\", max = \"10ms\" }\n"))
           .find("group[0].backoff.max: is below min")

@@ -276,3 +276,58 @@ TEST_CASE("librdkafka's own lines and client errors go to the node's log, and er
   CHECK_MESSAGE(text.find("[n1] kafka rdkafka#consumer-") != std::string::npos, text);
   CHECK_MESSAGE(text.find("127.0.0.1:1") != std::string::npos, text);
 }
+
+TEST_CASE("the stall watch finds a member that holds partitions with unread records and reads nothing, and one that holds none while nobody reads") {
+  auto mock = kafka::embedded_kafka::make(1, {{"work", 1}});
+  REQUIRE(mock);
+  auto conf = kafka::defaults((*mock)->bootstrap());
+  auto p = kafka::producer::make(conf);
+  REQUIRE(p);
+  for (int i = 0; i < 50; ++i)
+    REQUIRE(!(*p)->produce("work", "k", std::to_string(i)));
+  REQUIRE(!(*p)->flush(10s));
+  // `a` takes the only partition and reads ten records one by one, then
+  // keeps calling poll for none (max 0): it holds unread records it never
+  // takes.
+  auto a = kafka::consumer::make(conf, "stall", {"work"});
+  REQUIRE(a);
+  std::vector<kafka::record> got;
+  auto until = std::chrono::steady_clock::now() + 30s;
+  while (got.size() < 10 && std::chrono::steady_clock::now() < until) {
+    auto one = (*a)->poll(1, 100ms);
+    got.insert(got.end(), one.begin(), one.end());
+  }
+  REQUIRE(got.size() == 10);
+  REQUIRE((*a)->assignment().size() == 1);
+  // Reading normally, it is not wedged.
+  CHECK((*a)->stalled(1s, false).empty());
+  // `b` joins: the group has one partition, so `b` holds none.
+  auto b = kafka::consumer::make(conf, "stall", {"work"});
+  REQUIRE(b);
+  std::string a_stall, b_stall;
+  until = std::chrono::steady_clock::now() + 40s;
+  while ((a_stall.empty() || b_stall.empty()) && std::chrono::steady_clock::now() < until) {
+    (*a)->poll(0, 50ms);
+    (*b)->poll(1, 50ms);
+    if (a_stall.empty())
+      a_stall = (*a)->stalled(1s, false);
+    if (b_stall.empty() && (*b)->assignment().empty())
+      b_stall = (*b)->stalled(1s, false);
+  }
+  INFO(a_stall);
+  INFO(b_stall);
+  REQUIRE((*a)->assignment().size() == 1);
+  CHECK(a_stall.find("holds 1 partitions with ") != std::string::npos);
+  CHECK(a_stall.find(" unread records and read nothing for ") != std::string::npos);
+  CHECK(b_stall.find("held no partitions for ") != std::string::npos);
+  CHECK(b_stall.find("1 partitions of its topics had unread records and no progress")
+        != std::string::npos);
+  // Paused, a member is never wedged.
+  CHECK((*a)->stalled(1s, true).empty());
+  double wedged = 0;
+  for (auto& x : registry::instance().samples())
+    if (x.name == "troupe_kafka_consumer_wedged_total"
+        && x.ls == registry::labels{{"consumer_group", "stall"}})
+      wedged = x.value;
+  CHECK(wedged == 2);
+}
