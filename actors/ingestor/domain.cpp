@@ -14,6 +14,8 @@ troupe::domain domain_entry() {
     {"rescore_topic", setting_type::string, "transactions-rescore", {}, {}, false,
      "where transactions scored with degraded features go, to be scored again once the "
      "feature store is back (read by the same instances)"},
+    {"batch", setting_type::integer, "500", 1, 10000, false,
+     "the most transactions of one partition sent down the pipeline as one batch"},
     {"report_every", setting_type::duration, "10s", 0, {}, false,
      "how often each instance logs its counters (\"0s\": never)"},
     {"stall_timeout", setting_type::duration, "30s", 1000, {}, false,
@@ -30,6 +32,7 @@ troupe::domain domain_entry() {
     s.rescore_topic = topology::setting(decl, "rescore_topic");
     s.consumer_group = "troupe." + decl.name;
     s.report_every = topology::duration(decl, "report_every");
+    s.batch = static_cast<size_t>(topology::number(decl, "batch"));
     s.stall_timeout = topology::duration(decl, "stall_timeout");
     s.router_of = ctx.router_of;
     s.log = ctx.log.with_group(decl.name);

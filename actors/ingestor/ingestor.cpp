@@ -47,10 +47,9 @@ struct partition_state {
   uint64_t epoch = 0;
   /// Paused by flow control: too many of its events unfinished.
   bool paused = false;
-  /// The most events its next batch may take: halved while a batch fails
-  /// because of its input (to find the event that does), doubled back by
-  /// every batch that succeeds.
-  size_t limit = 0;
+  /// Events up to this offset go down the pipeline one by one: a batch
+  /// that held them failed because of one of them.
+  int64_t single_until = -1;
 };
 
 /// A batch on its way down the pipeline.
@@ -63,6 +62,10 @@ struct batch_state {
   size_t rescore_waiting = 0;
   size_t rescore_sent = 0;
   bool rescore_failed = false;
+  /// Times this batch, down to one event, was found to blame: its event
+  /// goes to the dead letters at the third (a crash that merely happened to
+  /// hit it, as injected faults do, rarely repeats three times).
+  int strikes = 0;
   uint64_t epoch = 0;
   std::vector<transaction> txs;
   std::vector<int64_t> offsets;
@@ -274,9 +277,8 @@ struct worker_state {
     b.key = k;
     b.again = k.first == cfg.rescore_topic;
     b.epoch = p.epoch;
-    if (p.limit == 0)
-      p.limit = cfg.batch;
-    auto n = std::min({cfg.batch, p.limit, p.queue.size()});
+    auto n = p.queue.front().offset <= p.single_until ? size_t{1}
+                                                      : std::min(cfg.batch, p.queue.size());
     b.oldest = p.queue.front().read_at;
     times.queued.record(clock_type::now() - b.oldest);
     for (size_t i = 0; i < n; ++i) {
@@ -303,11 +305,13 @@ struct worker_state {
     }
   }
 
-  /// A batch failed because of one of its events: the batch is split in
-  /// two, the first half tried again now, the second waiting at the front
-  /// of its partition's queue (order holds). A single event that fails so
-  /// goes to the dead-letter topic with the stage's reason, and the rest of
-  /// the partition proceeds.
+  /// A batch failed because of one of its events: its events go down the
+  /// pipeline again one by one (the rest wait at the front of the queue, so
+  /// order holds), and only the event to blame fails again. Found to blame
+  /// three times (tried again after 5 s and 10 s, longer than a group's
+  /// restart window, so that crashes that merely hit it do not condemn it),
+  /// the event goes to the dead-letter topic with the stage's reason, and
+  /// the rest of the partition proceeds.
   void split(uint64_t id, const std::string& stage, const caf::error& err) {
     auto i = batches.find(id);
     if (i == batches.end())
@@ -319,30 +323,34 @@ struct worker_state {
       return;
     }
     auto& p = pi->second;
-    if (b.txs.size() == 1) {
-      auto& tx = b.txs.front();
-      kafka::record r{b.key.first, b.key.second, b.offsets.front(), tx.user, to_json(tx)};
-      auto why = stage + " failed on this event: " + render(err);
-      kafka::log_dead_letter(cfg.log, dead_log, name, why, r);
-      send_dead_letter(r, why, p.epoch);
-      p.limit = 1;
-      p.in_flight = false;
-      batches.erase(i);
-      for (auto& [k, q] : parts)
-        if (!q.in_flight && !q.queue.empty() && batches.size() < cfg.max_batches)
-          launch(k, q);
+    if (b.txs.size() > 1) {
+      log(stage + " failed on a batch of " + std::to_string(b.txs.size()) + " (" + render(err)
+          + "): trying its events one by one");
+      p.single_until = std::max(p.single_until, b.offsets.back());
+      for (auto k = b.txs.size(); k-- > 1;)
+        p.queue.push_front({b.offsets[k], std::move(b.txs[k]), b.oldest});
+      b.txs.resize(1);
+      b.offsets.resize(1);
+      b.attempts = 0;
+      run(id);
       return;
     }
-    auto half = b.txs.size() / 2;
-    log(stage + " failed on a batch of " + std::to_string(b.txs.size()) + " (" + render(err)
-        + "): splitting it to find the event");
-    for (auto k = b.txs.size(); k-- > half;)
-      p.queue.push_front({b.offsets[k], std::move(b.txs[k]), b.oldest});
-    b.txs.resize(half);
-    b.offsets.resize(half);
-    p.limit = half;
-    b.attempts = 0;
-    run(id);
+    auto& tx = b.txs.front();
+    if (++b.strikes < 3) {
+      log(stage + " failed on event " + tx.id + " (" + render(err)
+          + "): trying it again before it goes to the dead letters");
+      self->delayed_send(self, 5s * b.strikes, retry_atom::value, id);
+      return;
+    }
+    kafka::record r{b.key.first, b.key.second, b.offsets.front(), tx.user, to_json(tx)};
+    auto why = stage + " failed on this event: " + render(err);
+    kafka::log_dead_letter(cfg.log, dead_log, name, why, r);
+    send_dead_letter(r, why, p.epoch);
+    p.in_flight = false;
+    batches.erase(i);
+    for (auto& [k, q] : parts)
+      if (!q.in_flight && !q.queue.empty() && batches.size() < cfg.max_batches)
+        launch(k, q);
   }
 
   /// Stage failed: log now and then, try the whole batch again shortly
@@ -494,7 +502,6 @@ struct worker_state {
       for (auto off : i->second.offsets)
         mark_done(p, off);
       p.in_flight = false;
-      p.limit = std::min(cfg.batch, std::max<size_t>(1, p.limit) * 2);
     }
     batches.erase(i);
     // Give the freed slot to the partition that waited longest (the poll
