@@ -204,9 +204,7 @@ struct worker_state {
     }
     if (cut != std::string::npos && cut >= recs.size())
       drop_revoked();
-    for (auto& [k, p] : parts)
-      if (!p.in_flight && !p.queue.empty() && batches.size() < cfg.max_batches)
-        launch(k, p);
+    launch_ready();
     auto now = clock_type::now();
     if (now - last_commit >= cfg.commit_every) {
       commit();
@@ -348,9 +346,7 @@ struct worker_state {
     send_dead_letter(r, why, p.epoch);
     p.in_flight = false;
     batches.erase(i);
-    for (auto& [k, q] : parts)
-      if (!q.in_flight && !q.queue.empty() && batches.size() < cfg.max_batches)
-        launch(k, q);
+    launch_ready();
   }
 
   /// Stage failed: log now and then, try the whole batch again shortly
@@ -504,8 +500,12 @@ struct worker_state {
       p.in_flight = false;
     }
     batches.erase(i);
-    // Give the freed slot to the partition that waited longest (the poll
-    // loop fills the others).
+    launch_ready();
+  }
+
+  /// Gives free batch slots to the partitions with queued events and none
+  /// in flight.
+  void launch_ready() {
     for (auto& [k, q] : parts)
       if (!q.in_flight && !q.queue.empty() && batches.size() < cfg.max_batches)
         launch(k, q);

@@ -259,7 +259,10 @@ void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partiti
                             void* opaque) {
   auto self = static_cast<consumer*>(opaque);
   auto err = static_cast<rd_kafka_resp_err_t>(err_code);
-  auto cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  // NULL while the member is not in a group (a rebalance served by
+  // rd_kafka_consumer_close, after it left): then it is not cooperative.
+  auto protocol = rd_kafka_rebalance_protocol(rk);
+  auto cooperative = protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
   auto xs = from_list(parts);
   self->rebalanced_ = true;
   self->watch_read_ms_ = steady_ms();
@@ -660,6 +663,25 @@ std::vector<std::string> consumer::take_errors() {
   return std::exchange(errors_, {});
 }
 
+namespace {
+
+/// A consumer handle that joins no group (it only assigns partitions or
+/// asks offsets); the caller destroys it.
+caf::expected<rd_kafka_t*> make_consumer_client(const settings& conf) {
+  auto c = make_conf(conf);
+  if (!c)
+    return c.error();
+  char err[512];
+  auto rk = rd_kafka_new(RD_KAFKA_CONSUMER, *c, err, sizeof(err));
+  if (!rk) {
+    rd_kafka_conf_destroy(*c);
+    return caf::make_error(ec::invalid_argument, std::string{"cannot create a client: "} + err);
+  }
+  return rk;
+}
+
+} // namespace
+
 caf::expected<std::set<std::string>> find_keys(const settings& conf, const std::string& topic,
                                                int32_t partition, int64_t from,
                                                const std::set<std::string>& keys,
@@ -670,15 +692,10 @@ caf::expected<std::set<std::string>> find_keys(const settings& conf, const std::
   all["enable.auto.offset.store"] = "false";
   all["enable.partition.eof"] = "true";
   all["isolation.level"] = "read_committed";
-  auto c = make_conf(all);
-  if (!c)
-    return c.error();
-  char err[512];
-  auto rk = rd_kafka_new(RD_KAFKA_CONSUMER, *c, err, sizeof(err));
-  if (!rk) {
-    rd_kafka_conf_destroy(*c);
-    return caf::make_error(ec::invalid_argument, std::string{"cannot create a client: "} + err);
-  }
+  auto client = make_consumer_client(all);
+  if (!client)
+    return client.error();
+  auto rk = *client;
   std::set<std::string> found;
   auto done = [&](caf::error e) -> caf::expected<std::set<std::string>> {
     rd_kafka_destroy(rk);
@@ -726,15 +743,10 @@ group_progress(const settings& conf, const std::string& group, const std::string
                int partitions, caf::timespan timeout) {
   auto all = conf;
   all["group.id"] = group;
-  auto c = make_conf(all);
-  if (!c)
-    return c.error();
-  char err[512];
-  auto rk = rd_kafka_new(RD_KAFKA_CONSUMER, *c, err, sizeof(err));
-  if (!rk) {
-    rd_kafka_conf_destroy(*c);
-    return caf::make_error(ec::invalid_argument, std::string{"cannot create a client: "} + err);
-  }
+  auto client = make_consumer_client(all);
+  if (!client)
+    return client.error();
+  auto rk = *client;
   std::vector<partition_offset> parts;
   for (int p = 0; p < partitions; ++p)
     parts.push_back({topic, p, RD_KAFKA_OFFSET_INVALID});
