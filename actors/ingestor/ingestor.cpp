@@ -311,16 +311,11 @@ struct worker_state {
   /// the event goes to the dead-letter topic with the stage's reason, and
   /// the rest of the partition proceeds.
   void split(uint64_t id, const std::string& stage, const caf::error& err) {
-    auto i = batches.find(id);
-    if (i == batches.end())
+    auto [bp, pp] = live(id);
+    if (!bp)
       return;
-    auto& b = i->second;
-    auto pi = parts.find(b.key);
-    if (pi == parts.end() || pi->second.epoch != b.epoch) {
-      batches.erase(i);
-      return;
-    }
-    auto& p = pi->second;
+    auto& b = *bp;
+    auto& p = *pp;
     if (b.txs.size() > 1) {
       log(stage + " failed on a batch of " + std::to_string(b.txs.size()) + " (" + render(err)
           + "): trying its events one by one");
@@ -345,7 +340,7 @@ struct worker_state {
     kafka::log_dead_letter(cfg.log, dead_log, name, why, r);
     send_dead_letter(r, why, p.epoch);
     p.in_flight = false;
-    batches.erase(i);
+    batches.erase(id);
     launch_ready();
   }
 
@@ -367,16 +362,25 @@ struct worker_state {
                        retry_atom::value, id);
   }
 
-  void run(uint64_t id) {
+  /// Batch `id` and its partition, or nulls: a batch whose partition moved
+  /// away meanwhile is dropped here (its new owner reads the events again).
+  std::pair<batch_state*, partition_state*> live(uint64_t id) {
     auto i = batches.find(id);
     if (i == batches.end())
-      return;
-    auto& b = i->second;
-    auto pi = parts.find(b.key);
-    if (pi == parts.end() || pi->second.epoch != b.epoch) {
-      batches.erase(i); // the partition moved away meanwhile
-      return;
+      return {nullptr, nullptr};
+    auto pi = parts.find(i->second.key);
+    if (pi == parts.end() || pi->second.epoch != i->second.epoch) {
+      batches.erase(i);
+      return {nullptr, nullptr};
     }
+    return {&i->second, &pi->second};
+  }
+
+  void run(uint64_t id) {
+    auto [bp, pp] = live(id);
+    if (!bp)
+      return;
+    auto& b = *bp;
     ++b.attempts;
     b.stage_start = clock_type::now();
     auto enricher = cfg.router_of ? cfg.router_of("feature-enricher") : caf::actor{};
