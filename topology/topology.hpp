@@ -17,7 +17,8 @@ namespace troupe::topology {
 
 // -- cluster-wide settings ------------------------------------------------------
 
-/// TLS between nodes (libcaf_openssl); all three paths or none.
+/// Certificates for the cluster transport (`runtime/cluster/tls_tunnel.hpp`);
+/// all three paths or none. Without them the cluster secret keys it.
 struct tls_settings {
   std::string certificate;
   std::string key;

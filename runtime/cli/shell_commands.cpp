@@ -675,6 +675,12 @@ private:
     }
     auto reason = caf::make_error(ec::killed_by_operator, me_);
     self_->send<caf::message_priority::high>(target, caf::exit_msg{self_->address(), reason});
+    // One round trip on the same connection after it: the exit has reached
+    // the node before the shell may end (its transport relays what is
+    // written; a process that ends at once could take it along).
+    for (auto& sup : node_supervisors(i->second))
+      if (sup != target && ask<std::vector<child_info>>(sup, which_children_atom::value))
+        break;
     outcome o;
     o.text = node + ": killed " + child + "\n";
     o.doc["killed"] = json::array({{{"node", node}, {"child", child}}});
@@ -733,6 +739,8 @@ private:
                     + ")\n";
           o.doc["killed"].push_back({{"node", p.node}, {"instance", id}, {"child", child.name}});
         }
+        // A round trip after the exits: they reached the node (see kill_node_part).
+        ask<std::vector<child_info>>(*sup, which_children_atom::value);
       }
     if (o.doc["killed"].empty()) {
       o.rc = shell_failed;

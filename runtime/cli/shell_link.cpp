@@ -9,6 +9,7 @@
 #include <caf/io/middleman.hpp>
 
 #include "runtime/cluster/auth.hpp"
+#include "runtime/cluster/secure_transport.hpp"
 #include "runtime/core/log.hpp"
 
 namespace troupe::cli {
@@ -41,22 +42,17 @@ std::vector<std::string> cluster_link::ordered_nodes() const {
   return result;
 }
 
-caf::expected<uint16_t> cluster_link::tls_port(const topology::node_spec& n) {
-  if (!tunnel_) {
+caf::expected<caf::io::middleman_actor> cluster_link::transport() {
+  if (!transport_) {
     // Refusals (a certificate the nodes do not accept) go to stderr.
     auto log = log_fn{logger::make(me_, log_level::warning, log_format::text, stderr)};
-    auto t = cluster::tls_tunnel::make(*topo_.cluster.tls, timeout_, log);
+    auto t = cluster::tls_tunnel::make(topo_.cluster, timeout_, log);
     if (!t)
       return t.error();
     tunnel_ = std::move(*t);
+    transport_ = cluster::spawn_secure_middleman(sys_, tunnel_, log);
   }
-  auto i = tunnel_ports_.find(n.name);
-  if (i != tunnel_ports_.end())
-    return i->second;
-  auto port = tunnel_->dial(n.name, n.host, n.cluster_port);
-  if (port)
-    tunnel_ports_[n.name] = *port;
-  return port;
+  return transport_;
 }
 
 caf::expected<caf::actor> cluster_link::agent_of(const std::string& name) {
@@ -72,17 +68,12 @@ caf::expected<caf::actor> cluster_link::agent_of(const std::string& name) {
   std::string why;
   auto host = spec->host;
   auto port = spec->cluster_port;
-  if (topo_.cluster.tls) {
-    auto local = tls_port(*spec);
-    if (!local) {
-      l.error = render(local.error());
-      return local.error();
-    }
-    host = "127.0.0.1";
-    port = *local;
+  auto mm = transport();
+  if (!mm) {
+    l.error = render(mm.error());
+    return mm.error();
   }
-  self_
-    ->request(sys_.middleman().actor_handle(), timeout_, caf::connect_atom::value, host, port)
+  self_->request(*mm, timeout_, caf::connect_atom::value, host, port)
     .receive(
       [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
         if (ptr)

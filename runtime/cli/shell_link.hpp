@@ -11,6 +11,8 @@
 #include <caf/expected.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <caf/io/middleman_actor.hpp>
+
 #include "runtime/cluster/tls_tunnel.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
@@ -25,8 +27,8 @@ struct link {
 };
 
 /// How `troupe shell` reaches a cluster: it dials each node's agent through
-/// CAF's middleman (with `[cluster.tls]`, through a TLS tunnel of its own
-/// that presents the topology's certificate), proves the cluster's secret
+/// the cluster transport (a TLS tunnel of its own, keyed as the nodes' are:
+/// the topology's certificate, or the cluster secret), proves the secret
 /// (it names itself `shell/HOST:PID`), and asks the agents, their routers
 /// and supervisors, each request with the shell's timeout. A node that does
 /// not answer is reported for that command and dialled again for the next.
@@ -67,8 +69,8 @@ protected:
     return result;
   }
 
-  /// With `[cluster.tls]`: the local port of the shell's tunnel to `n`.
-  caf::expected<uint16_t> tls_port(const topology::node_spec& n);
+  /// The shell's end of the cluster transport, made on first use.
+  caf::expected<caf::io::middleman_actor> transport();
 
   /// The node's agent, connected and authenticated (dialled again if the
   /// last command lost it).
@@ -92,11 +94,10 @@ protected:
   /// The shell's name in the cluster: `shell/HOST:PID`.
   std::string me_;
   std::map<std::string, link> links_;
-  /// With `[cluster.tls]`: the shell's own end of the nodes' TLS tunnels
-  /// (it presents the topology's certificate, as a node does), and the
-  /// local port that leads to each node.
-  std::unique_ptr<cluster::tls_tunnel> tunnel_;
-  std::map<std::string, uint16_t> tunnel_ports_;
+  /// The shell's own end of the nodes' TLS tunnels, and the middleman actor
+  /// that dials through it.
+  std::shared_ptr<cluster::tls_tunnel> tunnel_;
+  caf::io::middleman_actor transport_;
 };
 
 } // namespace troupe::cli

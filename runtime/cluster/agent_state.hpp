@@ -30,8 +30,7 @@ namespace troupe::cluster {
 /// A peer as the agent tracks it.
 struct peer {
   topology::node_spec spec;
-  /// Where to dial it: its `host:cluster_port`, or the local end of the TLS
-  /// tunnel to it.
+  /// Where to dial it: its `host:cluster_port` (through the transport).
   std::string dial_host;
   uint16_t dial_port = 0;
   caf::actor agent;
@@ -68,7 +67,17 @@ struct agent_state {
   /// Nodes that proved themselves to us: node id -> node name.
   std::map<caf::node_id, std::string> trusted;
   /// Challenges handed out and not yet answered: (node id, name) -> nonce.
-  std::map<std::pair<caf::node_id, std::string>, std::string> nonces;
+  /// Pending challenges: (sender's node, claimed name) -> (nonce, when
+  /// issued). At most `max_pending_challenges`; each valid for
+  /// `challenge_ttl`.
+  std::map<std::pair<caf::node_id, std::string>,
+           std::pair<std::string, std::chrono::steady_clock::time_point>>
+    nonces;
+  static constexpr size_t max_pending_challenges = 256;
+  static constexpr std::chrono::seconds challenge_ttl{10};
+  /// Stores a fresh challenge, dropping expired ones (and, when still full,
+  /// the oldest).
+  std::string challenge(const caf::node_id& nid, const std::string& name);
   std::vector<caf::actor> listeners;
   /// This node's placement manager, which answers claims.
   caf::actor manager;
@@ -93,8 +102,14 @@ struct agent_state {
 
   // -- membership and authentication (membership.cpp) ------------------------------
   caf::timespan request_timeout() const;
-  /// The node the current message came from (invalid for local senders).
+  /// The node the current message came from (invalid for local senders and
+  /// for anonymous messages).
   caf::node_id sender_node();
+  /// The current message came from an actor of this process. A message
+  /// without a sender is never local: CAF delivers another node's
+  /// `anon_send` with no sender at all.
+  bool sender_local();
+  /// From this process, or from a node or shell that proved the secret.
   bool sender_trusted();
   void notify_up(const std::string& name);
   void notify_down(const std::string& name, const std::string& reason);

@@ -24,9 +24,16 @@ caf::node_id agent_state::sender_node() {
   return src->node();
 }
 
+bool agent_state::sender_local() {
+  auto src = self->current_sender();
+  return src && src->node() == self->system().node();
+}
+
 bool agent_state::sender_trusted() {
-  auto nid = sender_node();
-  return nid == caf::node_id{} || trusted.count(nid) > 0;
+  auto src = self->current_sender();
+  if (!src)
+    return false;
+  return src->node() == self->system().node() || trusted.count(src->node()) > 0;
 }
 
 void agent_state::notify_up(const std::string& name) {
@@ -39,7 +46,24 @@ void agent_state::notify_down(const std::string& name, const std::string& reason
     self->send(l, member_down_atom::value, name, reason);
 }
 
+std::string agent_state::challenge(const caf::node_id& nid, const std::string& name) {
+  auto now = std::chrono::steady_clock::now();
+  for (auto i = nonces.begin(); i != nonces.end();)
+    i = now - i->second.second > challenge_ttl ? nonces.erase(i) : std::next(i);
+  if (nonces.size() >= max_pending_challenges) {
+    auto oldest = std::min_element(nonces.begin(), nonces.end(), [](auto& x, auto& y) {
+      return x.second.second < y.second.second;
+    });
+    nonces.erase(oldest);
+  }
+  auto nonce = make_nonce();
+  nonces[{nid, name}] = {nonce, now};
+  return nonce;
+}
+
 caf::result<std::string> agent_state::on_hello(const std::string& name, const std::string& cluster) {
+  if (!self->current_sender())
+    return caf::make_error(ec::not_authenticated, "anonymous");
   auto nid = sender_node();
   if (cluster != topo.cluster.name) {
     log.warning("refused node '" + name + "': it belongs to cluster '" + cluster + "'");
@@ -48,16 +72,13 @@ caf::result<std::string> agent_state::on_hello(const std::string& name, const st
   if (is_operator(name)) {
     // An operator's shell (`troupe shell`): it proves the cluster's
     // secret like a node, and may then ask what nodes may ask.
-    auto nonce = make_nonce();
-    nonces[{nid, name}] = nonce;
-    return nonce;
+    return challenge(nid, name);
   }
   if (!topo.node(name) || name == me) {
     log.warning("refused node '" + name + "': not a node of this cluster");
     return caf::make_error(ec::not_authenticated, "unknown node");
   }
-  auto nonce = make_nonce();
-  nonces[{nid, name}] = nonce;
+  auto nonce = challenge(nid, name);
   // A peer we count as up asks to prove itself again: it has lost us (it
   // saw us frozen, say, while we never saw it go), so it no longer trusts
   // us either. Prove ourselves to it again, or it would wait forever.
@@ -70,11 +91,15 @@ caf::result<std::string> agent_state::on_hello(const std::string& name, const st
 caf::result<void> agent_state::on_auth(const std::string& name, const std::string& proof) {
   auto nid = sender_node();
   auto i = nonces.find({nid, name});
+  if (i != nonces.end() && std::chrono::steady_clock::now() - i->second.second > challenge_ttl) {
+    nonces.erase(i);
+    i = nonces.end();
+  }
   if (i == nonces.end()) {
     log.warning("refused node '" + name + "': no challenge pending");
     return caf::make_error(ec::not_authenticated, "no challenge");
   }
-  auto expected = make_proof(topo.cluster.secret, topo.cluster.name, name, i->second);
+  auto expected = make_proof(topo.cluster.secret, topo.cluster.name, name, i->second.first);
   nonces.erase(i);
   if (!same_proof(proof, expected)) {
     log.warning("refused node '" + name + "': wrong secret");
@@ -276,7 +301,7 @@ caf::message_handler membership_handlers(agent_actor* self) {
       return caf::unit;
     },
     [self](manager_atom, caf::actor& manager) -> caf::result<void> {
-      if (self->state.sender_node() != caf::node_id{})
+      if (!self->state.sender_local())
         return caf::make_error(ec::not_authenticated);
       self->state.manager = manager;
       return caf::unit;
@@ -296,7 +321,7 @@ caf::message_handler membership_handlers(agent_actor* self) {
       return self->state.directory->get(name); // invalid while not hosted here
     },
     [self](tick_atom) {
-      if (self->state.sender_node() == caf::node_id{})
+      if (self->state.sender_local())
         self->state.on_tick();
     },
   };

@@ -16,7 +16,7 @@ namespace {
 
 caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string me,
                          std::shared_ptr<group_directory> directory, log_fn log,
-                         dial_map dial, std::function<node_info()> describe_node,
+                         caf::io::middleman_actor transport, std::function<node_info()> describe_node,
                          std::function<void()> on_halt) {
   auto& st = self->state;
   st.self = self;
@@ -26,15 +26,14 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
   st.topo = std::move(topo);
   st.me = std::move(me);
   st.log = std::move(log);
-  st.mm = self->system().middleman().actor_handle();
+  st.mm = transport ? transport : self->system().middleman().actor_handle();
   for (auto& n : st.topo.nodes) {
     if (n.name == st.me)
       continue;
     auto& p = st.peers[n.name];
     p.spec = n;
-    auto i = dial.find(n.name);
-    p.dial_host = i != dial.end() ? i->second.first : n.host;
-    p.dial_port = i != dial.end() ? i->second.second : n.cluster_port;
+    p.dial_host = n.host;
+    p.dial_port = n.cluster_port;
   }
   self->set_down_handler([self](caf::down_msg& msg) { self->state.on_down(msg); });
   self->send(self, tick_atom::value);
@@ -47,25 +46,15 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
                                            std::string self_name,
                                            std::shared_ptr<group_directory> directory,
-                                           log_fn log, dial_map dial,
+                                           log_fn log, caf::io::middleman_actor transport,
                                            std::function<node_info()> describe_node,
                                            std::function<void()> on_halt) {
   if (!topo.node(self_name))
     return caf::make_error(ec::invalid_argument,
                            "node '" + self_name + "' is not in " + topo.source);
   return sys.spawn(agent_impl, std::move(topo), std::move(self_name), std::move(directory),
-                   std::move(log), std::move(dial), std::move(describe_node),
+                   std::move(log), std::move(transport), std::move(describe_node),
                    std::move(on_halt));
-}
-
-caf::error publish(caf::actor_system& sys, const caf::actor& agent,
-                   const topology::node_spec& node) {
-  auto port = sys.middleman().publish(agent, node.cluster_port, node.host.c_str(), true);
-  if (!port)
-    return caf::make_error(ec::cannot_bind,
-                           "cannot listen on " + node.host + ":"
-                             + std::to_string(node.cluster_port) + ": " + render(port.error()));
-  return caf::none;
 }
 
 void configure_system(caf::actor_system_config& cfg, const topology::cluster_settings& c,
@@ -75,14 +64,6 @@ void configure_system(caf::actor_system_config& cfg, const topology::cluster_set
   cfg.load<caf::io::middleman>();
   cfg.set("middleman.heartbeat-interval", c.heartbeat_interval);
   cfg.set("middleman.connection-timeout", c.failure_timeout);
-}
-
-caf::expected<uint16_t> publish_on_loopback(caf::actor_system& sys, const caf::actor& agent) {
-  auto port = sys.middleman().publish(agent, 0, "127.0.0.1", false);
-  if (!port)
-    return caf::make_error(ec::cannot_bind,
-                           "cannot listen on 127.0.0.1: " + render(port.error()));
-  return *port;
 }
 
 } // namespace troupe::cluster

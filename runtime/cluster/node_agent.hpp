@@ -7,6 +7,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
+#include <caf/io/middleman_actor.hpp>
 
 #include "runtime/core/log.hpp"
 #include "runtime/core/messages.hpp"
@@ -14,10 +15,6 @@
 #include "topology/topology.hpp"
 
 namespace troupe::cluster {
-
-/// Where to dial a peer instead of its `host:cluster_port` (node name ->
-/// host, port): the local ends of the TLS tunnel.
-using dial_map = std::map<std::string, std::pair<std::string, uint16_t>>;
 
 /// Spawns the node agent of node `self_name` of topology `topo`.
 ///
@@ -36,8 +33,9 @@ using dial_map = std::map<std::string, std::pair<std::string, uint16_t>>;
 /// `subscribe_atom`, and name the placement manager (`manager_atom`) to which
 /// the agent forwards trusted peers' `claim_atom` requests.
 /// `directory` holds the routers of the groups this node hosts: trusted
-/// peers ask for one with `(group_atom, name)`. `dial` replaces the address
-/// dialled for some peers (the TLS tunnel's local ends).
+/// peers ask for one with `(group_atom, name)`. `transport` is the
+/// middleman actor peers are dialled through (`secure_transport.hpp`; CAF's
+/// own when invalid).
 ///
 /// `describe_node` gives what the node is for operators (its supervisors,
 /// HTTP port, Kafka and Redis; the agent adds its name, groups and
@@ -48,19 +46,10 @@ using dial_map = std::map<std::string, std::pair<std::string, uint16_t>>;
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
                                            std::string self_name,
                                            std::shared_ptr<group_directory> directory,
-                                           log_fn log, dial_map dial = {},
+                                           log_fn log,
+                                           caf::io::middleman_actor transport = {},
                                            std::function<node_info()> describe_node = {},
                                            std::function<void()> on_halt = {});
-
-/// Publishes `agent` on the node's host and cluster port (binding only that
-/// host). Blocks the calling thread until bound: call it from `main`, not
-/// from an actor.
-caf::error publish(caf::actor_system& sys, const caf::actor& agent,
-                   const topology::node_spec& node);
-
-/// With `[cluster.tls]`: publishes `agent` on 127.0.0.1 and an ephemeral
-/// port, for the TLS tunnel (`tls_tunnel.hpp`) to relay to; returns the port.
-caf::expected<uint16_t> publish_on_loopback(caf::actor_system& sys, const caf::actor& agent);
 
 /// Configures a node's actor system from the topology: the middleman's
 /// heartbeat and connection timeout, and `node.threads` scheduler threads

@@ -97,7 +97,7 @@ caf::message_handler operator_handlers(agent_actor* self) {
       return self->state.describe();
     },
     [self](node_info_atom, node_info& info) -> caf::result<void> {
-      if (self->state.sender_node() != caf::node_id{})
+      if (!self->state.sender_local())
         return caf::make_error(ec::not_authenticated);
       self->state.info = std::move(info);
       return caf::unit;
@@ -179,8 +179,10 @@ caf::message_handler operator_handlers(agent_actor* self) {
       return caf::unit;
     },
     [self](halt_atom, bool) {
-      if (self->state.sender_node() != caf::node_id{})
+      if (!self->state.sender_local()) {
+        self->state.log.warning("ignored a halt from outside this process");
         return;
+      }
       if (auto& halt = self->state.on_halt) {
         halt();
         halt = nullptr;

@@ -2,24 +2,47 @@
 
 #include <array>
 #include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
 #include <thread>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/ssl.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
 #include "runtime/core/error.hpp"
+#include "runtime/core/registry.hpp"
 
 namespace troupe::cluster {
 
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
+using local = asio::local::stream_protocol;
 using boost::system::error_code;
+
+/// One TLS listener: where its connections are relayed to (changed when the
+/// agent is published again).
+struct listener {
+  tcp::acceptor acceptor;
+  std::string basp;
+  explicit listener(asio::io_context& io) : acceptor(io) {
+  }
+};
 
 struct tls_tunnel::impl {
   asio::io_context io;
@@ -28,7 +51,14 @@ struct tls_tunnel::impl {
   ssl::context client_ctx{ssl::context::tls_client};
   std::chrono::milliseconds handshake_timeout;
   log_fn log;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  using listener_ref = std::shared_ptr<listener>;
+  /// By "host:port"; guarded by `mtx` (read on the tunnel's thread).
+  std::map<std::string, listener_ref> listeners;
+  std::mutex mtx;
+  /// The pre-shared key and its identity, without certificates.
+  bool psk = false;
+  std::array<unsigned char, 32> psk_key{};
+  std::string psk_identity;
   std::atomic<uint64_t> relayed{0};
   std::atomic<uint64_t> refused{0};
   std::thread thread;
@@ -38,10 +68,24 @@ struct tls_tunnel::impl {
   }
 };
 
+void count_refused_connection(const std::string& reason) {
+  registry::instance()
+    .counter("troupe_cluster_refused_connections_total",
+             "Connections to the cluster transport refused before reaching CAF: failed or "
+             "timed-out TLS handshakes (no certificate of the cluster's CA, or no cluster "
+             "secret), and local processes other than the node itself at its BASP socket.",
+             {{"reason", reason}})
+    .fetch_add(1, std::memory_order_relaxed);
+}
+
 namespace {
 
-/// One relayed connection: a TLS stream on one side, the plain loopback
-/// connection to (or from) the local middleman on the other.
+void count_refused(const char* reason) {
+  count_refused_connection(reason);
+}
+
+/// One relayed connection: a TLS stream on one side, the Unix socket to (or
+/// from) the local middleman on the other.
 class relay : public std::enable_shared_from_this<relay> {
 public:
   relay(tls_tunnel::impl& t, ssl::context& ctx, std::string what)
@@ -52,29 +96,33 @@ public:
     return tls_;
   }
 
-  tcp::socket& plain() {
+  local::socket& plain() {
     return plain_;
   }
 
   /// Server side: handshake on the accepted TLS socket, then connect to the
-  /// local BASP port.
-  void accept(uint16_t basp_port) {
+  /// node's BASP socket.
+  void accept(const tls_tunnel::impl::listener_ref& l) {
     arm_timer();
     auto self = shared_from_this();
-    tls_.async_handshake(ssl::stream_base::server, [this, self, basp_port](error_code ec) {
+    tls_.async_handshake(ssl::stream_base::server, [this, self, l](error_code ec) {
       if (ec)
         return refuse(ec);
-      plain_.async_connect({asio::ip::make_address_v4("127.0.0.1"), basp_port},
-                           [this, self](error_code ec) {
-                             if (ec)
-                               return close();
-                             start();
-                           });
+      std::string basp;
+      {
+        std::lock_guard<std::mutex> guard{t_.mtx};
+        basp = l->basp;
+      }
+      plain_.async_connect(local::endpoint{basp}, [this, self](error_code ec) {
+        if (ec)
+          return close();
+        start();
+      });
     });
   }
 
-  /// Client side: the local middleman connected to `plain`; connect over TLS
-  /// to the peer and hand-shake.
+  /// Client side: the local middleman holds the other end of `plain`;
+  /// connect over TLS to the peer and hand-shake.
   void dial(const tcp::endpoint& peer) {
     arm_timer();
     auto self = shared_from_this();
@@ -106,11 +154,13 @@ private:
   void refuse(const error_code& ec) {
     if (closed_)
       return;
-    ++t_.refused;
     auto tls_failure = ec.category() == asio::error::get_ssl_category()
                        || ec.category() == ssl::error::get_stream_category();
-    if (tls_failure || ec == asio::error::timed_out)
+    if (tls_failure || ec == asio::error::timed_out) {
+      ++t_.refused;
+      count_refused(tls_failure ? "tls_handshake" : "handshake_timeout");
       t_.log(what_ + ": refused (" + (tls_failure ? "TLS: " : "") + ec.message() + ")");
+    }
     close();
   }
 
@@ -119,7 +169,6 @@ private:
     timer_.cancel();
     ++t_.relayed;
     error_code ignored;
-    plain_.set_option(tcp::no_delay{true}, ignored);
     tls_.lowest_layer().set_option(tcp::no_delay{true}, ignored);
     pump(plain_, tls_, up_);
     pump(tls_, plain_, down_);
@@ -155,7 +204,7 @@ private:
 
   tls_tunnel::impl& t_;
   ssl::stream<tcp::socket> tls_;
-  tcp::socket plain_;
+  local::socket plain_;
   asio::steady_timer timer_;
   std::string what_;
   bool started_ = false;
@@ -164,7 +213,7 @@ private:
   std::array<char, 16384> down_;
 };
 
-void configure(ssl::context& ctx, const topology::tls_settings& tls) {
+void configure_certificates(ssl::context& ctx, const topology::tls_settings& tls) {
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2
                   | ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1
                   | ssl::context::single_dh_use);
@@ -174,33 +223,67 @@ void configure(ssl::context& ctx, const topology::tls_settings& tls) {
   ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
 }
 
-void accept_loop(tls_tunnel::impl& t, tcp::acceptor& acc, uint16_t basp_port) {
-  acc.async_accept([&t, &acc, basp_port](error_code ec, tcp::socket sock) {
+/// The tunnel a context belongs to, for the PSK callbacks.
+int tunnel_index() {
+  static int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+tls_tunnel::impl* tunnel_of(SSL* ssl) {
+  return static_cast<tls_tunnel::impl*>(
+    SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tunnel_index()));
+}
+
+unsigned int psk_server(SSL* ssl, const char* identity, unsigned char* psk,
+                        unsigned int max_len) {
+  auto t = tunnel_of(ssl);
+  if (t == nullptr || identity == nullptr || t->psk_identity != identity
+      || max_len < t->psk_key.size())
+    return 0; // unknown identity: the handshake fails
+  std::memcpy(psk, t->psk_key.data(), t->psk_key.size());
+  return static_cast<unsigned int>(t->psk_key.size());
+}
+
+unsigned int psk_client(SSL* ssl, const char*, char* identity, unsigned int max_identity,
+                        unsigned char* psk, unsigned int max_len) {
+  auto t = tunnel_of(ssl);
+  if (t == nullptr || max_identity <= t->psk_identity.size() || max_len < t->psk_key.size())
+    return 0;
+  std::memcpy(identity, t->psk_identity.c_str(), t->psk_identity.size() + 1);
+  std::memcpy(psk, t->psk_key.data(), t->psk_key.size());
+  return static_cast<unsigned int>(t->psk_key.size());
+}
+
+/// TLS 1.3 only, keyed by the pre-shared key (with ECDHE: `psk_dhe_ke`).
+/// Neither side has a certificate, so a peer without the key cannot finish
+/// a handshake.
+void configure_psk(ssl::context& ctx, tls_tunnel::impl& t, bool server) {
+  auto h = ctx.native_handle();
+  SSL_CTX_set_min_proto_version(h, TLS1_3_VERSION);
+  SSL_CTX_set_ciphersuites(h, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256");
+  SSL_CTX_set_ex_data(h, tunnel_index(), &t);
+  if (server)
+    SSL_CTX_set_psk_server_callback(h, psk_server);
+  else
+    SSL_CTX_set_psk_client_callback(h, psk_client);
+  ctx.set_verify_mode(ssl::verify_none);
+}
+
+void accept_loop(tls_tunnel::impl& t, tls_tunnel::impl::listener_ref l) {
+  l->acceptor.async_accept([&t, l](error_code ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted)
       return;
     if (!ec) {
       error_code ignored;
       auto from = sock.remote_endpoint(ignored);
       auto r = std::make_shared<relay>(t, t.server_ctx,
-                                       "TLS connection from " + from.address().to_string() + ":"
+                                       "connection to the cluster port from "
+                                         + from.address().to_string() + ":"
                                          + std::to_string(from.port()));
       r->tls().lowest_layer() = std::move(sock);
-      r->accept(basp_port);
+      r->accept(l);
     }
-    accept_loop(t, acc, basp_port);
-  });
-}
-
-void dial_loop(tls_tunnel::impl& t, tcp::acceptor& acc, std::string peer, tcp::endpoint to) {
-  acc.async_accept([&t, &acc, peer, to](error_code ec, tcp::socket sock) {
-    if (ec == asio::error::operation_aborted)
-      return;
-    if (!ec) {
-      auto r = std::make_shared<relay>(t, t.client_ctx, "TLS connection to " + peer);
-      r->plain() = std::move(sock);
-      r->dial(to);
-    }
-    dial_loop(t, acc, peer, to);
+    accept_loop(t, l);
   });
 }
 
@@ -210,17 +293,33 @@ tls_tunnel::tls_tunnel(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
 }
 
 caf::expected<std::unique_ptr<tls_tunnel>>
-tls_tunnel::make(const topology::tls_settings& tls, caf::timespan handshake_timeout,
+tls_tunnel::make(const topology::cluster_settings& c, caf::timespan handshake_timeout,
                  log_fn log) {
   auto ptr = std::make_unique<impl>(
     std::chrono::duration_cast<std::chrono::milliseconds>(handshake_timeout), std::move(log));
-  try {
-    configure(ptr->server_ctx, tls);
-    configure(ptr->client_ctx, tls);
-  } catch (const boost::system::system_error& e) {
-    return caf::make_error(ec::invalid_argument,
-                           "cannot load the TLS certificate, key or CA (" + tls.certificate
-                             + ", " + tls.key + ", " + tls.ca_file + "): " + e.what());
+  if (c.tls) {
+    auto& tls = *c.tls;
+    try {
+      configure_certificates(ptr->server_ctx, tls);
+      configure_certificates(ptr->client_ctx, tls);
+    } catch (const boost::system::system_error& e) {
+      return caf::make_error(ec::invalid_argument,
+                             "cannot load the TLS certificate, key or CA (" + tls.certificate
+                               + ", " + tls.key + ", " + tls.ca_file + "): " + e.what());
+    }
+  } else {
+    if (c.secret.empty())
+      return caf::make_error(ec::invalid_argument,
+                             std::string{"the cluster has no secret to key its transport with"});
+    ptr->psk = true;
+    ptr->psk_identity = "troupe:" + c.name;
+    auto label = "troupe cluster transport|" + c.name;
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), c.secret.data(), static_cast<int>(c.secret.size()),
+         reinterpret_cast<const unsigned char*>(label.data()), label.size(),
+         ptr->psk_key.data(), &len);
+    configure_psk(ptr->server_ctx, *ptr, true);
+    configure_psk(ptr->client_ctx, *ptr, false);
   }
   auto raw = ptr.get();
   ptr->thread = std::thread{[raw] { raw->io.run(); }};
@@ -229,9 +328,10 @@ tls_tunnel::make(const topology::tls_settings& tls, caf::timespan handshake_time
 
 tls_tunnel::~tls_tunnel() {
   asio::post(impl_->io, [t = impl_.get()] {
-    for (auto& a : t->acceptors) {
+    std::lock_guard<std::mutex> guard{t->mtx};
+    for (auto& [key, l] : t->listeners) {
       error_code ignored;
-      a->close(ignored);
+      l->acceptor.close(ignored);
     }
   });
   impl_->work.reset();
@@ -240,61 +340,77 @@ tls_tunnel::~tls_tunnel() {
     impl_->thread.join();
 }
 
-caf::error tls_tunnel::listen(const std::string& host, uint16_t port, uint16_t basp_port) {
+caf::error tls_tunnel::listen(const std::string& host, uint16_t port,
+                              const std::string& basp) {
+  auto key = host + ":" + std::to_string(port);
+  {
+    std::lock_guard<std::mutex> guard{impl_->mtx};
+    if (auto i = impl_->listeners.find(key); i != impl_->listeners.end()) {
+      i->second->basp = basp;
+      return caf::none;
+    }
+  }
   error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec)
     return caf::make_error(ec::cannot_bind, "cannot listen on " + host + ": " + ec.message());
-  auto acc = std::make_unique<tcp::acceptor>(impl_->io);
+  auto l = std::make_shared<listener>(impl_->io);
+  l->basp = basp;
+  auto& acc = l->acceptor;
   tcp::endpoint ep{addr, port};
-  acc->open(ep.protocol(), ec);
+  acc.open(ep.protocol(), ec);
   if (!ec)
-    acc->set_option(tcp::acceptor::reuse_address(true), ec);
+    acc.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec)
-    acc->bind(ep, ec);
+    acc.bind(ep, ec);
   if (!ec)
-    acc->listen(asio::socket_base::max_listen_connections, ec);
+    acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    return caf::make_error(ec::cannot_bind, "cannot listen on " + host + ":"
-                                                   + std::to_string(port) + ": " + ec.message());
-  auto& ref = *acc;
+    return caf::make_error(ec::cannot_bind, "cannot listen on " + key + ": " + ec.message());
   auto t = impl_.get();
-  asio::post(impl_->io, [t, &ref, basp_port] { accept_loop(*t, ref, basp_port); });
-  impl_->acceptors.push_back(std::move(acc));
+  {
+    std::lock_guard<std::mutex> guard{impl_->mtx};
+    impl_->listeners.emplace(key, l);
+  }
+  asio::post(impl_->io, [t, l] { accept_loop(*t, l); });
   return caf::none;
 }
 
-caf::expected<uint16_t> tls_tunnel::dial(const std::string& peer, const std::string& host,
-                                         uint16_t port) {
+caf::expected<int> tls_tunnel::connect(const std::string& host, uint16_t port) {
   error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec) {
-    // A host name: resolve it once, now (the topology names fixed hosts).
+    // A host name: resolved on the caller's thread (the middleman's own).
     asio::io_context tmp;
     tcp::resolver resolver{tmp};
     auto results = resolver.resolve(host, std::to_string(port), ec);
     if (ec || results.empty())
-      return caf::make_error(ec::invalid_argument,
-                             "cannot resolve " + host + " (node " + peer + "): " + ec.message());
+      return caf::make_error(ec::invalid_argument, "cannot resolve " + host + ": " + ec.message());
     addr = results.begin()->endpoint().address();
   }
-  auto acc = std::make_unique<tcp::acceptor>(impl_->io);
-  tcp::endpoint local{asio::ip::make_address_v4("127.0.0.1"), 0};
-  acc->open(local.protocol(), ec);
-  if (!ec)
-    acc->bind(local, ec);
-  if (!ec)
-    acc->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     return caf::make_error(ec::invalid_argument,
-                           "cannot open a local port for TLS to " + peer + ": " + ec.message());
-  auto local_port = acc->local_endpoint().port();
-  auto& ref = *acc;
+                           std::string{"cannot open a socket pair: "} + std::strerror(errno));
+  ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
   auto t = impl_.get();
   tcp::endpoint to{addr, port};
-  asio::post(impl_->io, [t, &ref, peer, to] { dial_loop(*t, ref, peer, to); });
-  impl_->acceptors.push_back(std::move(acc));
-  return local_port;
+  auto what = "connection to " + host + ":" + std::to_string(port);
+  asio::post(impl_->io, [t, fd = fds[1], to, what] {
+    auto r = std::make_shared<relay>(*t, t->client_ctx, what);
+    error_code ec;
+    r->plain().assign(local{}, fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    r->dial(to);
+  });
+  return fds[0];
+}
+
+std::string tls_tunnel::keys() const {
+  return impl_->psk ? "cluster secret (TLS 1.3 PSK)" : "certificates";
 }
 
 uint64_t tls_tunnel::relayed() const {

@@ -13,9 +13,19 @@
 
 namespace troupe::cluster {
 
-/// TLS between nodes, carrying CAF's own BASP connections unchanged.
+/// The cluster transport: every node-to-node and shell-to-node connection
+/// is TLS, carrying CAF's BASP unchanged, and CAF's BASP is never on a TCP
+/// port.
 ///
-/// Why not libcaf_openssl: in CAF 0.17.6 its sessions stall. Measured here
+/// Keys: with `[cluster.tls]`, certificates (both sides present one and
+/// verify the other's against the cluster's CA; TLS 1.2 or newer); without,
+/// the cluster secret itself, as a TLS 1.3 external pre-shared key
+/// (HMAC-SHA256 of the secret and the cluster's name, identity
+/// `troupe:<cluster>`; ECDHE on top, so past sessions stay secret). A client
+/// that holds neither fails the handshake, which is logged and counted
+/// (`troupe_cluster_refused_connections_total`), and never sees a BASP byte.
+///
+/// Why not `libcaf_openssl`: in CAF 0.17.6 its sessions stall. Measured here
 /// with the certificates of a test CA: two nodes never finished their
 /// handshake (`auth: request_receiver_down`), and three nodes under traffic
 /// saw their links fail every few seconds (`remote_link_unreachable`). Its
@@ -23,40 +33,51 @@ namespace troupe::cluster {
 /// retry rules OpenSSL requires (same buffer on `WANT_WRITE`, records left in
 /// OpenSSL's buffer after a read).
 ///
-/// So each node terminates TLS itself, on a thread of its own with
+/// So each process terminates TLS itself, on a thread of its own with
 /// Boost.Asio's OpenSSL streams:
 /// - `listen()` accepts TLS on the node's public `host:cluster_port` and
-///   relays each connection, once the peer's certificate checked out against
-///   the cluster's CA, to the agent's BASP port on 127.0.0.1.
-/// - `dial()` gives a 127.0.0.1 port for one peer: each connection the
-///   middleman opens there is relayed over a new TLS connection to that peer.
+///   relays each connection that passed the handshake to the node's BASP
+///   socket: a Unix socket in the abstract namespace that accepts only
+///   connections from its own process (`secure_transport.hpp`).
+/// - `connect()` opens a TLS connection to a peer and returns the local end
+///   of a socket pair whose other end it relays over it: the middleman's
+///   connection to that peer (no port on this host to dial).
 ///
-/// Both sides present their certificate and verify the other's (TLS 1.2 or
-/// newer). A refused handshake is logged with its reason and closes the
-/// connection, which the agent sees as a failed connection round. A closed
-/// TLS connection closes its BASP connection at once, so a killed peer is
-/// still seen at once; a frozen one is still seen by the middleman's
-/// heartbeats, which pass through unchanged.
+/// A refused handshake is logged with its reason and closes the connection,
+/// which the agent sees as a failed connection round. A closed TLS
+/// connection closes its BASP connection at once, so a killed peer is still
+/// seen at once; a frozen one is still seen by the middleman's heartbeats,
+/// which pass through unchanged.
 class tls_tunnel {
 public:
-  /// Loads the certificate, key and CA; starts the tunnel's thread.
+  /// Loads the certificate, key and CA of `c.tls`, or derives the
+  /// pre-shared key from `c.secret` and `c.name` without them; starts the
+  /// tunnel's thread. A handshake not done within `handshake_timeout` is
+  /// refused.
   static caf::expected<std::unique_ptr<tls_tunnel>>
-  make(const topology::tls_settings& tls, caf::timespan handshake_timeout, log_fn log);
+  make(const topology::cluster_settings& c, caf::timespan handshake_timeout, log_fn log);
 
   ~tls_tunnel();
 
   tls_tunnel(const tls_tunnel&) = delete;
   tls_tunnel& operator=(const tls_tunnel&) = delete;
 
-  /// Accepts TLS on `host:port` (binding only `host`) and relays to
-  /// 127.0.0.1:`basp_port`.
-  caf::error listen(const std::string& host, uint16_t port, uint16_t basp_port);
+  /// Accepts TLS on `host:port` (binding only `host`) and relays to the
+  /// Unix socket `basp` (an abstract name starts with a NUL). Listening
+  /// again on the same `host:port` only changes where it relays to (an agent
+  /// published again after a restart).
+  caf::error listen(const std::string& host, uint16_t port, const std::string& basp);
 
-  /// Returns a 127.0.0.1 port whose connections go over TLS to `host:port`
-  /// (the node `peer`, named in logs).
-  caf::expected<uint16_t> dial(const std::string& peer, const std::string& host, uint16_t port);
+  /// Opens a TLS connection to `host:port` (asynchronously: a failure closes
+  /// the returned socket) and returns the local end of its socket pair,
+  /// non-blocking and owned by the caller.
+  caf::expected<int> connect(const std::string& host, uint16_t port);
 
-  /// Connections relayed so far (both directions) and handshakes refused.
+  /// "certificates" or "cluster secret (TLS 1.3 PSK)".
+  std::string keys() const;
+
+  /// Connections relayed so far (both directions) and handshakes refused
+  /// (also counted in `troupe_cluster_refused_connections_total`).
   uint64_t relayed() const;
   uint64_t refused() const;
 
@@ -66,5 +87,10 @@ private:
   explicit tls_tunnel(std::unique_ptr<impl> ptr);
   std::unique_ptr<impl> impl_;
 };
+
+/// Counts one connection refused before it reached CAF, by `reason`
+/// (`tls_handshake`, `handshake_timeout`, `foreign_process`), in
+/// `troupe_cluster_refused_connections_total`.
+void count_refused_connection(const std::string& reason);
 
 } // namespace troupe::cluster

@@ -11,6 +11,7 @@
 #include "runtime/cluster/cluster_router.hpp"
 #include "runtime/cluster/node_agent.hpp"
 #include "runtime/cluster/placement_manager.hpp"
+#include "runtime/cluster/secure_transport.hpp"
 #include "runtime/cluster/tls_tunnel.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
@@ -38,15 +39,16 @@ struct cluster_node::state {
   /// The cluster router of the first group of each domain: what workers
   /// reach other stages through.
   std::shared_ptr<group_directory> by_domain = std::make_shared<group_directory>();
-  std::unique_ptr<cluster::tls_tunnel> tunnel;
-  cluster::dial_map dial;
+  /// The cluster transport: TLS (certificates or the cluster secret) on the
+  /// cluster port, CAF's BASP only behind it (`secure_transport.hpp`).
+  std::shared_ptr<cluster::tls_tunnel> tunnel;
+  caf::io::middleman_actor transport;
   /// The domains' node services, by name, in registration order.
   std::vector<std::pair<std::string, std::shared_ptr<node_service>>> services;
   std::shared_ptr<metrics::snapshot> metrics_text = std::make_shared<metrics::snapshot>();
   std::atomic<bool> halted{false};
   int64_t started_ms = unix_ms();
-  /// Where the agent is published (the cluster port, or the loopback port
-  /// behind the TLS tunnel), and on which host.
+  /// Where the agent is published: the cluster port, on which host.
   std::string publish_host;
   uint16_t publish_port = 0;
 
@@ -132,7 +134,7 @@ using state_ptr = std::shared_ptr<cluster_node::state>;
 /// error, so that its supervisor sees the failure. Short-lived: it ends
 /// once the agent is published or given up on.
 caf::behavior agent_publisher(caf::event_based_actor* self, state_ptr st, caf::actor agent) {
-  auto mm = self->system().middleman().actor_handle();
+  auto mm = st->transport;
   auto old = st->get(&cluster_node::state::published);
   if (old)
     self->send(mm, caf::unpublish_atom::value, old, st->publish_port);
@@ -167,7 +169,7 @@ caf::behavior agent_publisher(caf::event_based_actor* self, state_ptr st, caf::a
 caf::expected<caf::actor> spawn_agent(caf::actor_system& sys, const state_ptr& st) {
   std::weak_ptr<cluster_node::state> weak = st;
   return cluster::spawn_node_agent(
-    sys, st->opt.topo, st->opt.name, st->directory, st->log, st->dial,
+    sys, st->opt.topo, st->opt.name, st->directory, st->log, st->transport,
     [weak] { auto s = weak.lock(); return s ? s->describe() : node_info{}; },
     [weak] {
       if (auto s = weak.lock())
@@ -482,41 +484,35 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
   st->opt = std::move(opt);
   auto& topo = st->opt.topo;
   auto& log = st->log;
-  // With [cluster.tls], nodes talk through TLS tunnels: every peer is dialled
-  // at a local port of the tunnel, and the agent listens on loopback behind it.
-  if (topo.cluster.tls) {
-    auto t = cluster::tls_tunnel::make(*topo.cluster.tls, topo.cluster.failure_timeout * 4, log);
-    if (!t)
-      return t.error();
-    st->tunnel = std::move(*t);
-    for (auto& n : topo.nodes) {
-      if (n.name == st->opt.name)
-        continue;
-      auto port = st->tunnel->dial(n.name, n.host, n.cluster_port);
-      if (!port)
-        return port.error();
-      st->dial[n.name] = {"127.0.0.1", *port};
-    }
-  }
+  // Every connection to and from other nodes and shells is TLS, keyed by
+  // the certificates of [cluster.tls] or else by the cluster secret; CAF's
+  // BASP runs only behind it, on a socket only this process may reach.
+  auto t = cluster::tls_tunnel::make(topo.cluster, topo.cluster.failure_timeout * 4, log);
+  if (!t)
+    return t.error();
+  st->tunnel = std::move(*t);
+  st->transport = cluster::spawn_secure_middleman(sys, st->tunnel, log);
   // The agent is bound here, before anything starts, so that a port in use
   // is an error of `troupe node` rather than a crash loop.
   auto agent = spawn_agent(sys, st);
   if (!agent)
     return agent.error();
+  st->publish_host = st->spec.host;
+  st->publish_port = st->spec.cluster_port;
   caf::error published;
-  if (st->tunnel) {
-    auto basp = cluster::publish_on_loopback(sys, *agent);
-    if (basp) {
-      st->publish_host = "127.0.0.1";
-      st->publish_port = *basp;
-      published = st->tunnel->listen(st->spec.host, st->spec.cluster_port, *basp);
-    } else {
-      published = basp.error();
-    }
-  } else {
-    st->publish_host = st->spec.host;
-    st->publish_port = st->spec.cluster_port;
-    published = cluster::publish(sys, *agent, st->spec);
+  {
+    caf::scoped_actor self{sys};
+    self
+      ->request(st->transport, 10s, caf::publish_atom::value, st->publish_port,
+                caf::actor_cast<caf::strong_actor_ptr>(*agent), std::set<std::string>{},
+                st->publish_host, true)
+      .receive([](uint16_t) {},
+               [&](caf::error& err) {
+                 published = caf::make_error(ec::cannot_bind,
+                                             "cannot listen on " + st->spec.host + ":"
+                                               + std::to_string(st->spec.cluster_port) + ": "
+                                               + render(err));
+               });
   }
   if (published) {
     caf::anon_send_exit(*agent, caf::exit_reason::kill);
@@ -525,7 +521,7 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
   st->first_agent = *agent;
   st->published = agent->address();
   log("listening on " + st->spec.host + ":" + std::to_string(st->spec.cluster_port)
-      + " in cluster " + topo.cluster.name + (st->tunnel ? " (TLS)" : ""));
+      + " in cluster " + topo.cluster.name + " (TLS, keyed by " + st->tunnel->keys() + ")");
   log("kafka at " + st->kafka + ", redis at " + st->redis);
   // The domains' node services, for every domain the topology declares.
   service_context sctx;
@@ -603,8 +599,9 @@ void cluster_node::stop() {
   self->receive([](caf::down_msg&) {}, caf::after(60s) >> [] {});
   st_->put(&state::root, caf::actor{});
   auto published = st_->get(&state::published);
-  if (auto agent = caf::actor_cast<caf::actor>(published); agent && !st_->tunnel)
-    st_->sys->middleman().unpublish(agent, st_->spec.cluster_port);
+  if (auto agent = caf::actor_cast<caf::actor>(published); agent && st_->transport)
+    self->send(st_->transport, caf::unpublish_atom::value, agent.address(),
+               st_->spec.cluster_port);
   // The services outlive every actor that used them.
   st_->services.clear();
 }

@@ -99,7 +99,7 @@ TEST_CASE("nodes with certificates from the cluster's CA talk over TLS, and lose
   if (!joined)
     MESSAGE("n1:\n" << n1->output() << "n2:\n" << n2->output() << "n3:\n" << n3->output());
   REQUIRE(joined);
-  CHECK(n1->output().find("(TLS)") != std::string::npos);
+  CHECK(n1->output().find("(TLS, keyed by certificates)") != std::string::npos);
   // The cluster port speaks TLS only: a plain client gets no BASP handshake,
   // and the node logs the refused connection.
   auto mark = n2->mark();

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+#include <caf/io/middleman_actor.hpp>
+
+#include "runtime/cluster/tls_tunnel.hpp"
+#include "runtime/core/log.hpp"
+
+namespace troupe::cluster {
+
+/// The process's way into the cluster: a middleman actor (CAF's
+/// `middleman_actor` interface, so `publish_atom`, `connect_atom` and
+/// `unpublish_atom` work as with CAF's own) whose connections all go
+/// through `tunnel`.
+///
+/// - `publish_atom` (port P on host H) opens the node's BASP socket, a Unix
+///   socket in the abstract namespace, and has the tunnel accept TLS on H:P
+///   and relay there. Nothing on the host speaks BASP over TCP. The BASP
+///   socket accepts a connection only from this very process (the peer's
+///   credentials, `SO_PEERCRED`); any other is closed before CAF sees it,
+///   logged (`refused a local connection to the BASP socket from pid N`) and
+///   counted (`troupe_cluster_refused_connections_total{reason="foreign_process"}`).
+/// - `connect_atom` (H, P) hands CAF one end of a socket pair whose other end
+///   the tunnel relays over TLS to H:P.
+///
+/// CAF's BASP then runs unchanged over these connections: its handshake,
+/// heartbeats and proxies. Until a connection has passed the TLS handshake,
+/// no byte of it reaches CAF, so no actor is reachable by a stranger.
+caf::io::middleman_actor spawn_secure_middleman(caf::actor_system& sys,
+                                                std::shared_ptr<tls_tunnel> tunnel,
+                                                log_fn log);
+
+} // namespace troupe::cluster

@@ -1,0 +1,268 @@
+// The cluster port against strangers: real node processes, attacked by this
+// test process as a raw CAF program, a plain TCP client, a TLS client keyed
+// by another secret, a local process at the node's BASP socket, and a holder
+// of the secret sending an anonymous halt.
+
+#include "runtime/cluster/secure_transport.hpp"
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "runtime/cluster/auth.hpp"
+#include "runtime/core/messages.hpp"
+#include "runtime/core/types.hpp"
+#include "tests/support/cluster_file.hpp"
+#include "tests/support/loopback.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+using namespace troupe::test;
+
+namespace {
+
+constexpr auto join_timeout = 15000ms;
+
+const std::string timing = "heartbeat_interval = \"100ms\"\nfailure_timeout = \"500ms\"\n";
+
+/// A CAF actor system of this test process, as a stranger's program would
+/// start one.
+struct stranger_system {
+  config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+
+  stranger_system() {
+    cfg.load<caf::io::middleman>();
+    cfg.set("middleman.heartbeat-interval", caf::timespan{100ms});
+    cfg.set("middleman.connection-timeout", caf::timespan{500ms});
+    sys = std::make_unique<caf::actor_system>(cfg);
+  }
+};
+
+/// Connects through `mm` to 127.0.0.1:port: the published actor, or null.
+caf::actor dial(caf::actor_system& sys, const caf::io::middleman_actor& mm, uint16_t port,
+                std::string& why) {
+  caf::actor result;
+  caf::scoped_actor self{sys};
+  self->request(mm, 5s, caf::connect_atom::value, std::string{"127.0.0.1"}, port)
+    .receive(
+      [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
+        result = caf::actor_cast<caf::actor>(ptr);
+        if (!result)
+          why = "no actor published";
+      },
+      [&](caf::error& e) { why = caf::to_string(e); });
+  return result;
+}
+
+/// Reads what `fd` yields until it closes or `timeout` passes: (bytes read,
+/// closed by the peer).
+std::pair<size_t, bool> drain(int fd, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  size_t total = 0;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now())
+                  .count();
+    if (left <= 0)
+      return {total, false};
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left)) <= 0)
+      continue;
+    char buf[4096];
+    auto n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0)
+      return {total, true};
+    total += static_cast<size_t>(n);
+  }
+}
+
+/// The BASP header of a direct message to actor `id` (CAF 0.17.6's layout:
+/// operation, padding, flags, payload length, operation data, source and
+/// destination actor), followed by `payload`.
+std::string basp_frame(uint64_t dest, const std::string& payload) {
+  std::string out;
+  auto put = [&](uint64_t x, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i)
+      out.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+  };
+  put(1, 1); // direct_message
+  put(0, 3);
+  put(0, 4);
+  put(payload.size(), 4);
+  put(0, 8);
+  put(0, 8);
+  put(dest, 8);
+  return out + payload;
+}
+
+/// The abstract Unix sockets process `pid` listens on (from /proc/net/unix).
+std::vector<std::string> basp_sockets_of(int pid) {
+  std::vector<std::string> result;
+  std::ifstream in{"/proc/net/unix"};
+  std::string line;
+  auto prefix = "@troupe/basp/" + std::to_string(pid) + "/";
+  while (std::getline(in, line)) {
+    auto i = line.find(prefix);
+    if (i != std::string::npos)
+      result.push_back(line.substr(i));
+  }
+  return result;
+}
+
+/// Connects to the abstract Unix socket `name` (written with a leading `@`).
+int connect_abstract(const std::string& name) {
+  auto fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  sa.sun_path[0] = '\0';
+  std::memcpy(sa.sun_path + 1, name.data() + 1, name.size() - 1);
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string metrics_of(uint16_t http_port) {
+  return loopback_exchange(http_port, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+}
+
+/// The value of `troupe_cluster_refused_connections_total` for `reason`.
+uint64_t refused(const std::string& metrics, const std::string& reason) {
+  std::regex rx{"troupe_cluster_refused_connections_total\\{[^}]*reason=\"" + reason
+                + "\"[^}]*\\} (\\d+)"};
+  std::smatch m;
+  return std::regex_search(metrics, m, rx) ? std::stoull(m[1]) : 0;
+}
+
+} // namespace
+
+TEST_CASE("a stranger without the secret reaches no actor: a raw CAF program, a plain client, "
+          "another key and another local process are refused, logged and counted") {
+  cluster_file f{"guarded", "the-cluster-secret", timing};
+  auto n1 = start_node(f, "n1");
+  auto n2 = start_node(f, "n2");
+  REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
+  auto port = f.ports.at("n1").first;
+  auto mark = n1->mark();
+  stranger_system stranger;
+  // 1. A raw CAF program dials the cluster port, as `remote_actor` would.
+  std::string why;
+  auto agent = dial(*stranger.sys, stranger.sys->middleman().actor_handle(), port, why);
+  CHECK(!agent);
+  MESSAGE("raw CAF program: " << why);
+  CHECK(n1->wait_for("[n1] connection to the cluster port from 127.0.0.1:", 5000ms, mark));
+  // 2. A plain TCP client writes BASP direct messages to actor ids 1..500
+  //    (a halt for each): no byte comes back and the connection is closed.
+  {
+    auto fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+    std::string frames;
+    for (uint64_t id = 1; id <= 500; ++id)
+      frames += basp_frame(id, "halt");
+    auto sent = send(fd, frames.data(), frames.size(), MSG_NOSIGNAL);
+    CHECK(sent > 0);
+    auto [bytes, closed] = drain(fd, 5000ms);
+    CHECK(bytes == 0);
+    CHECK(closed);
+    close(fd);
+  }
+  // 3. A TLS client keyed by another secret fails its handshake.
+  {
+    topology::cluster_settings other;
+    other.name = "guarded";
+    other.secret = "not-the-cluster-secret";
+    auto log = log_fn{logger::make("stranger", log_level::warning, log_format::text, stderr)};
+    auto tunnel = cluster::tls_tunnel::make(other, 2s, log);
+    REQUIRE(tunnel);
+    auto fd = (*tunnel)->connect("127.0.0.1", port);
+    REQUIRE(fd);
+    auto [bytes, closed] = drain(*fd, 5000ms);
+    CHECK(bytes == 0);
+    CHECK(closed);
+    close(*fd);
+    CHECK((*tunnel)->refused() >= 1);
+  }
+  // 4. Another local process (this one) at the node's BASP socket.
+  auto sockets = basp_sockets_of(n1->pid());
+  REQUIRE(!sockets.empty());
+  {
+    auto fd = connect_abstract(sockets.front());
+    REQUIRE(fd >= 0);
+    auto [bytes, closed] = drain(fd, 5000ms);
+    CHECK(bytes == 0);
+    CHECK(closed);
+    close(fd);
+  }
+  CHECK(n1->wait_for("[n1] refused a local connection to the BASP socket from pid "
+                       + std::to_string(getpid()),
+                     5000ms, mark));
+  // Nothing happened to the node: it serves, its peer is still up, and every
+  // attempt is counted.
+  // (/metrics is rendered once a second.)
+  std::string metrics;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       std::chrono::steady_clock::now() < deadline;) {
+    metrics = metrics_of(f.ports.at("n1").second);
+    if (refused(metrics, "foreign_process") >= 1)
+      break;
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(refused(metrics, "tls_handshake") + refused(metrics, "handshake_timeout") >= 3);
+  CHECK(refused(metrics, "foreign_process") >= 1);
+  CHECK(n1->output().find("stopping") == std::string::npos);
+  CHECK(n1->output().find("member n2 down", mark) == std::string::npos);
+  CHECK(n1->wait_exit(0ms) == -1);
+}
+
+TEST_CASE("a message with no sender is never the node's own: an anonymous halt from a "
+          "connection that holds the secret is ignored") {
+  cluster_file f{"guarded", "the-cluster-secret", timing};
+  auto n1 = start_node(f, "n1");
+  auto n2 = start_node(f, "n2");
+  REQUIRE(n1->wait_for("[n1] member n2 up", join_timeout));
+  stranger_system insider;
+  topology::cluster_settings c;
+  c.name = "guarded";
+  c.secret = "the-cluster-secret";
+  auto log = log_fn{logger::make("insider", log_level::warning, log_format::text, stderr)};
+  auto tunnel = cluster::tls_tunnel::make(c, 2s, log);
+  REQUIRE(tunnel);
+  std::shared_ptr<cluster::tls_tunnel> shared = std::move(*tunnel);
+  auto mm = cluster::spawn_secure_middleman(*insider.sys, shared, log);
+  std::string why;
+  auto agent = dial(*insider.sys, mm, f.ports.at("n1").first, why);
+  REQUIRE_MESSAGE(agent, why);
+  auto mark = n1->mark();
+  caf::anon_send(agent, halt_atom::value, true);
+  caf::anon_send(agent, halt_atom::value);
+  CHECK(n1->wait_for("[n1] ignored a halt from outside this process", 5000ms, mark));
+  // The unproven connection's request for a description is refused too.
+  caf::scoped_actor self{*insider.sys};
+  bool refused_info = false;
+  self->request(agent, 5s, node_info_atom::value)
+    .receive([&](node_info&) {}, [&](caf::error&) { refused_info = true; });
+  CHECK(refused_info);
+  CHECK(!n1->wait_for("stopping", 1000ms, mark));
+  CHECK(n1->wait_exit(0ms) == -1);
+  caf::anon_send_exit(mm, caf::exit_reason::user_shutdown);
+}
