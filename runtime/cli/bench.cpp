@@ -12,6 +12,7 @@
 
 #include <csignal>
 
+#include "runtime/cluster/secure_transport.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/core/messages.hpp"
@@ -244,8 +245,26 @@ extern "C" void on_server_signal(int) {
   server_stop = true;
 }
 
-/// `troupe bench remote-server --port P`: publishes an echo actor on
-/// 127.0.0.1:P with the plain middleman, until SIGTERM or SIGINT.
+/// With `--secure SECRET`: the cluster transport's middleman actor, keyed
+/// by SECRET (else CAF's own).
+caf::expected<caf::io::middleman_actor> bench_transport(caf::actor_system& sys,
+                                                        const bench_options& opt) {
+  if (opt.secure.empty())
+    return sys.middleman().actor_handle();
+  topology::cluster_settings c;
+  c.name = "bench";
+  c.secret = opt.secure;
+  auto log = log_fn{logger::make("bench", log_level::warning, log_format::text, stderr)};
+  auto t = cluster::tls_tunnel::make(c, std::chrono::seconds(5), log);
+  if (!t)
+    return t.error();
+  return cluster::spawn_secure_middleman(sys, std::shared_ptr<cluster::tls_tunnel>{std::move(*t)},
+                                         log);
+}
+
+/// `troupe bench remote-server --port P [--secure SECRET]`: publishes an echo
+/// actor on 127.0.0.1:P (plain BASP, or the cluster transport), until SIGTERM
+/// or SIGINT.
 int bench_remote_server(const bench_options& opt) {
   config cfg;
   cfg.load<caf::io::middleman>();
@@ -253,7 +272,20 @@ int bench_remote_server(const bench_options& opt) {
   auto echo = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
     return {[](uint64_t x) { return x; }};
   });
-  auto port = sys.middleman().publish(echo, opt.port, "127.0.0.1", true);
+  auto mm = bench_transport(sys, opt);
+  if (!mm) {
+    std::fprintf(stderr, "troupe bench: %s\n", render(mm.error()).c_str());
+    return 1;
+  }
+  caf::expected<uint16_t> port{caf::make_error(caf::sec::request_timeout)};
+  {
+    caf::scoped_actor self{sys};
+    self
+      ->request(*mm, std::chrono::seconds(10), caf::publish_atom::value, opt.port,
+                caf::actor_cast<caf::strong_actor_ptr>(echo), std::set<std::string>{},
+                std::string{"127.0.0.1"}, true)
+      .receive([&](uint16_t p) { port = p; }, [&](caf::error& e) { port = e; });
+  }
   if (!port) {
     std::fprintf(stderr, "troupe bench: cannot publish: %s\n", render(port.error()).c_str());
     caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
@@ -314,10 +346,26 @@ int bench_remote(const bench_options& opt) {
   config cfg;
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  auto echo = sys.middleman().remote_actor("127.0.0.1", opt.port);
-  if (!echo) {
+  auto mm = bench_transport(sys, opt);
+  if (!mm) {
+    std::fprintf(stderr, "troupe bench: %s\n", render(mm.error()).c_str());
+    return 1;
+  }
+  caf::expected<caf::actor> echo{caf::make_error(caf::sec::request_timeout)};
+  {
+    caf::scoped_actor self{sys};
+    self->request(*mm, std::chrono::seconds(10), caf::connect_atom::value, std::string{"127.0.0.1"},
+                  opt.port)
+      .receive(
+        [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
+          echo = caf::actor_cast<caf::actor>(ptr);
+        },
+        [&](caf::error& e) { echo = e; });
+  }
+  if (!echo || !*echo) {
     std::fprintf(stderr, "troupe bench: cannot reach 127.0.0.1:%u: %s\n",
-                 static_cast<unsigned>(opt.port), render(echo.error()).c_str());
+                 static_cast<unsigned>(opt.port),
+                 echo ? "no actor published" : render(echo.error()).c_str());
     return 1;
   }
   caf::scoped_actor self{sys};
@@ -326,7 +374,8 @@ int bench_remote(const bench_options& opt) {
     bool ok = false;
     self->receive(
       [&](done_atom, double secs, std::vector<double>& rtt) {
-        auto name = "raw_remote_w" + std::to_string(window);
+        auto name = (opt.secure.empty() ? "raw_remote_w" : "secure_remote_w")
+                    + std::to_string(window);
         std::printf("%s_p50_us %.1f\n", name.c_str(), percentile(rtt, 0.5));
         std::printf("%s_p99_us %.1f\n", name.c_str(), percentile(rtt, 0.99));
         std::printf("%s_msgs_per_s %.0f\n", name.c_str(), static_cast<double>(rtt.size()) / secs);

@@ -16,6 +16,9 @@ struct bench_options {
   /// plain printf lines, from `workers` threads, `count` lines each.
   std::string what;
   uint16_t port = 0;
+  /// remote-server, remote: when set, through the cluster transport keyed by
+  /// this secret (TLS 1.3 PSK, BASP on the Unix socket) instead of plain BASP.
+  std::string secure;
   /// kafka-consume, redis-features, pipeline: the running cluster's parts.
   std::string kafka;
   std::string redis;

@@ -695,6 +695,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--rate", bopt.rate, "pipeline: transactions/s (0: flat out); kafka-latency: records/s")
     ->capture_default_str();
   bench_cmd->add_option("--port", bopt.port, "remote, remote-server: the echo actor's port");
+  bench_cmd->add_option("--secure", bopt.secure,
+                        "remote, remote-server: through the cluster transport keyed by this secret");
   bench_cmd->add_option("--count", bopt.count, "crashes or messages")->capture_default_str();
   bench_cmd->add_option("--workers", bopt.workers, "router: workers in the group")
     ->capture_default_str();
