@@ -252,7 +252,7 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
                                                           + ": cluster: expected a table")};
   reader r{source, *c->as_table(), "cluster"};
   r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout", "kafka",
-          "redis", "tls", "log_level", "log_format", "state_dir"});
+          "redis", "redis_password_file", "tls", "log_level", "log_format", "state_dir"});
   cluster_settings x;
   x.name = r.unique_name("cluster", std::vector<node_spec>{});
   auto has_secret = r.find("secret") != nullptr;
@@ -279,6 +279,20 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   x.redis = r.str("redis", std::string{"embedded"});
   if (x.redis != "embedded" && x.redis.rfind("redis://", 0) != 0)
     r.fail(line_of(*r.find("redis")), "redis", "expected \"embedded\" or redis://host:port");
+  if (r.find("redis_password_file")) {
+    auto line = line_of(*r.find("redis_password_file"));
+    if (x.redis == "embedded")
+      r.fail(line, "redis_password_file",
+             "the embedded Redis generates its own password; give it for redis://host:port");
+    auto path = r.str("redis_password_file");
+    if (!path.empty() && path.front() != '/') {
+      auto slash = source.rfind('/');
+      path = (slash == std::string::npos ? std::string{} : source.substr(0, slash + 1)) + path;
+    }
+    x.redis_password = read_file(path, "Redis password file", r, line, "redis_password_file");
+    if (x.redis_password.empty())
+      r.fail(line, "redis_password_file", "the password file '" + path + "' is empty");
+  }
   // Relative to the topology file's folder, like every path a file names
   // for the cluster as a whole.
   x.state_dir = r.str("state_dir", std::string{".troupe-state"});

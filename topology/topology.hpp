@@ -37,6 +37,10 @@ struct cluster_settings {
   std::string kafka = "embedded";
   /// `"embedded"` (a redis-server started by `troupe up`) or `redis://host:port`.
   std::string redis = "embedded";
+  /// The password of a production Redis, read from `redis_password_file`
+  /// (relative to the topology file's folder); empty: none. The embedded
+  /// Redis has a generated one of its own.
+  std::string redis_password;
   /// Where the cluster keeps what must outlive its processes on this host
   /// (the embedded Redis's append-only file, under `redis/`): `state_dir`,
   /// relative to the topology file's folder; default `.troupe-state`.

@@ -32,7 +32,8 @@ caf::expected<std::string> text(const nlohmann::json& j, const char* name, size_
 
 } // namespace
 
-caf::expected<article> parse_article(std::string_view bytes, size_t max_bytes) {
+caf::expected<article> parse_article(std::string_view bytes, size_t max_bytes,
+                                     int64_t not_after_ms) {
   auto parsed = kafka::parse_record_json(bytes, max_bytes, article_schema);
   if (!parsed)
     return parsed.error();
@@ -69,6 +70,9 @@ caf::expected<article> parse_article(std::string_view bytes, size_t max_bytes) {
   a.published_ms = published->get<int64_t>();
   if (a.published_ms <= 0)
     return bad("field 'published_at' must be positive");
+  if (not_after_ms > 0 && a.published_ms > not_after_ms)
+    return bad("field 'published_at' is " + std::to_string(a.published_ms - not_after_ms)
+               + " ms past the allowed clock skew into the future");
   auto breaking = j.find("breaking");
   if (breaking != j.end()) {
     if (!breaking->is_boolean())

@@ -126,7 +126,12 @@ struct reader_state {
   void take(const kafka::record& r, const caf::actor& hub) {
     auto id = batches.back().id;
     if (r.topic == cfg.articles_topic) {
-      auto a = news::parse_article(r.value);
+      auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+      auto skew_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(cfg.max_future_skew).count();
+      auto a = news::parse_article(r.value, 16 * 1024, now_ms + skew_ms);
       if (!a) {
         dead_letter(r, "invalid article: " + render(a.error()));
         return;

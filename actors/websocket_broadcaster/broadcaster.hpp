@@ -28,6 +28,9 @@ struct broadcaster_settings {
   std::function<caf::actor()> hub;
   /// The cluster router of a domain (`ranker`).
   std::function<caf::actor(const std::string&)> router_of;
+  /// How far in the future an article may be dated (clock skew between its
+  /// source and this node); later ones are dead-lettered.
+  caf::timespan max_future_skew = std::chrono::minutes(5);
   log_fn log;
 };
 

@@ -22,6 +22,13 @@ troupe::domain domain_entry() {
      "messages queued per client before a slow one is dropped"},
     {"max_message", setting_type::integer, "65536", 256, 16777216, false,
      "the largest WebSocket message a client may send, in bytes"},
+    {"max_future_skew", setting_type::duration, "5m", 1, {}, false,
+     "how far in the future an article may be dated; later ones go to the dead-letter topic"},
+    {"max_connections", setting_type::integer, "16000", 1, 1e7, false,
+     "open HTTP and WebSocket connections per node at once (lowered to what the node's "
+     "open-files limit allows, keeping 2048 for Kafka, Redis, the cluster and models)"},
+    {"max_connections_per_address", setting_type::integer, "1000", 1, 1e7, false,
+     "open connections per node from one IP address at once"},
   };
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
                     const domain_context& ctx) -> caf::expected<group_spec> {
@@ -31,6 +38,7 @@ troupe::domain domain_entry() {
     s.alerts_topic = topology::setting(decl, "alerts_topic");
     s.dead_letter_topic = topology::setting(decl, "dead_letter_topic");
     s.consumer_group = "troupe." + decl.name;
+    s.max_future_skew = topology::duration(decl, "max_future_skew");
     if (auto news = ctx.service<news_service>(news_service::name)) {
       s.gw = news->gw();
       s.hub = [news] { return news->hub(); };

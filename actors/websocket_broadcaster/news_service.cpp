@@ -96,6 +96,9 @@ news_service::make(const service_context& ctx,
     gs.burst = 2 * gs.rate;
     ptr->limits_.send_queue = static_cast<size_t>(topology::number(g, "send_queue"));
     ptr->limits_.max_message = static_cast<size_t>(topology::number(g, "max_message"));
+    ptr->limits_.max_connections = static_cast<size_t>(topology::number(g, "max_connections"));
+    ptr->limits_.max_connections_per_address =
+      static_cast<size_t>(topology::number(g, "max_connections_per_address"));
   }
   ptr->gateway_ = std::make_shared<gateway>(gs);
   ptr->gateway_->set_store(ptr->articles_);
@@ -164,6 +167,8 @@ http::ws_handler* news_service::websocket() {
 void news_service::limit(http::server_limits& limits) const {
   limits.send_queue = limits_.send_queue;
   limits.max_message = limits_.max_message;
+  limits.max_connections = limits_.max_connections;
+  limits.max_connections_per_address = limits_.max_connections_per_address;
 }
 
 void news_service::health(nlohmann::json& out) const {

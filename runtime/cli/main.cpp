@@ -8,9 +8,11 @@
 //   troupe shell   the operator's shell: join the cluster and command it
 
 #include <algorithm>
+#include <sys/resource.h>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include <unistd.h>
@@ -31,6 +33,7 @@
 #include "runtime/core/messages.hpp"
 #include "runtime/core/types.hpp"
 #include "actors/domains.hpp"
+#include "runtime/redis/connection.hpp"
 #include "runtime/cluster/auth.hpp"
 #include "runtime/cluster/node_agent.hpp"
 #include "runtime/launcher/up.hpp"
@@ -252,6 +255,8 @@ struct node_options {
   std::string group = "echo";
   std::string kafka;
   std::string redis;
+  /// The file holding the Redis password (the embedded Redis's, from `troupe up`).
+  std::string redis_password_file;
   std::string name = "n1";
   size_t instances = 2;
   std::string duration = "0";
@@ -323,6 +328,20 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
   nopt.kafka = opt.kafka;
   nopt.redis = opt.redis;
   nopt.log = log;
+  // The Redis password: the file given (the embedded Redis's), else the
+  // topology's `redis_password_file`.
+  if (!opt.redis_password_file.empty()) {
+    std::ifstream in{opt.redis_password_file};
+    std::string pw;
+    if (!in || !std::getline(in, pw) || pw.empty()) {
+      std::cerr << "troupe node: --redis-password-file: cannot read a password from '"
+                << opt.redis_password_file << "'\n";
+      return 2;
+    }
+    redis::connection::set_password(pw);
+  } else {
+    redis::connection::set_password(topo->cluster.redis_password);
+  }
   nopt.domains = &actors::domains();
   auto node = cluster_node::start(sys, std::move(nopt));
   if (!node) {
@@ -592,6 +611,13 @@ int run_token(const std::string& user, const std::string& path) {
 
 int main(int argc, char** argv) {
   using namespace troupe::cli;
+  // Every Troupe process may open as many files as the host allows it (a
+  // node's clients, peers, Kafka and Redis connections): the soft limit is
+  // raised to the hard one.
+  if (rlimit nofile{}; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   CLI::App app{"troupe: a fault-tolerant actor runtime for real-time ML products"};
   app.require_subcommand(1);
 
@@ -604,6 +630,8 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--group", nopt.group, "with --config and --rate: the group to load")
     ->capture_default_str();
   node_cmd->add_option("--redis", nopt.redis, "Redis URL (overrides the topology's)");
+  node_cmd->add_option("--redis-password-file", nopt.redis_password_file,
+                       "the file holding the Redis password (troupe up gives the embedded one's)");
   node_cmd->add_option("--log-level", nopt.log_level,
                        "error, warning, info, debug or trace (overrides the topology's)");
   node_cmd->add_option("--log-format", nopt.log_format, "text or json (overrides the topology's)");

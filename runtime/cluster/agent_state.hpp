@@ -66,6 +66,10 @@ struct agent_state {
   std::map<std::string, peer> peers;
   /// Nodes that proved themselves to us: node id -> node name.
   std::map<caf::node_id, std::string> trusted;
+  /// The operators' shells, watched: when a shell's connection ends, its
+  /// node id is trusted no more (a later process with the same id must
+  /// prove the secret again).
+  std::map<caf::actor_addr, caf::node_id> operator_links;
   /// Challenges handed out and not yet answered: (node id, name) -> nonce.
   /// Pending challenges: (sender's node, claimed name) -> (nonce, when
   /// issued). At most `max_pending_challenges`; each valid for

@@ -107,6 +107,11 @@ caf::result<void> agent_state::on_auth(const std::string& name, const std::strin
   }
   trusted[nid] = name;
   if (is_operator(name)) {
+    if (auto src = self->current_sender()) {
+      auto addr = caf::actor_cast<caf::actor_addr>(src);
+      operator_links[addr] = nid;
+      self->monitor(addr);
+    }
     log("operator " + name + " connected");
     return caf::unit;
   }
@@ -237,6 +242,16 @@ void agent_state::maybe_up(const std::string& name) {
 }
 
 void agent_state::on_down(caf::down_msg& msg) {
+  if (auto i = operator_links.find(msg.source); i != operator_links.end()) {
+    auto nid = i->second;
+    operator_links.erase(i);
+    auto t = trusted.find(nid);
+    if (t != trusted.end() && is_operator(t->second)) {
+      log("operator " + t->second + " disconnected");
+      trusted.erase(t);
+    }
+    return;
+  }
   for (auto& [name, p] : peers) {
     if (p.agent && p.agent.address() == msg.source) {
       lose(name, p, render(msg.reason));

@@ -19,15 +19,18 @@ caf::expected<caf::timespan> parse_duration(const std::string& text) {
       return caf::make_error(ec::invalid_argument, "duration '" + text + "' needs a unit");
     return caf::timespan{0};
   }
-  if (unit == "us")
-    return caf::timespan{std::chrono::microseconds(n)};
-  if (unit == "ms")
-    return caf::timespan{std::chrono::milliseconds(n)};
-  if (unit == "s")
-    return caf::timespan{std::chrono::seconds(n)};
-  if (unit == "m")
-    return caf::timespan{std::chrono::minutes(n)};
-  return caf::timespan{std::chrono::hours(n)};
+  // At most 100,000 hours (about 11 years), so that no unit overflows the
+  // 64-bit nanoseconds it becomes, nor a deadline computed from it.
+  constexpr int64_t max_ns = int64_t{100000} * 3600 * 1000000000;
+  int64_t unit_ns = unit == "us"   ? 1000
+                    : unit == "ms" ? 1000000
+                    : unit == "s"  ? 1000000000
+                    : unit == "m"  ? int64_t{60} * 1000000000
+                                   : int64_t{3600} * 1000000000;
+  if (n > max_ns / unit_ns)
+    return caf::make_error(ec::invalid_argument,
+                           "duration '" + text + "' is too long (at most 100000h)");
+  return caf::timespan{n * unit_ns};
 }
 
 std::string to_duration_string(caf::timespan x) {

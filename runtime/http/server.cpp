@@ -42,6 +42,8 @@ struct server::impl {
   std::mutex mtx;
   /// Open WebSocket connections, to close at shutdown.
   std::unordered_map<uint64_t, std::weak_ptr<ws_session>> live;
+  /// Open connections per remote address (guarded by `mtx`).
+  std::unordered_map<std::string, size_t> per_address;
 
   void accept();
   /// Queues `msg` to every session of `sessions`: one task per thread.
@@ -52,6 +54,46 @@ struct server::impl {
 
 namespace {
 
+/// One accepted connection's place under the server's caps, from accept
+/// until its socket is gone (an HTTP connection hands it to the WebSocket
+/// connection it becomes).
+class conn_slot {
+public:
+  conn_slot(server::impl& srv, std::string address)
+    : srv_(srv), address_(std::move(address)) {
+  }
+
+  ~conn_slot() {
+    --srv_.counters.open_connections;
+    std::lock_guard<std::mutex> guard{srv_.mtx};
+    if (auto i = srv_.per_address.find(address_); i != srv_.per_address.end() && --i->second == 0)
+      srv_.per_address.erase(i);
+  }
+
+  /// Takes a slot for a connection from `address`, or none past a cap.
+  static std::shared_ptr<conn_slot> take(server::impl& srv, const std::string& address) {
+    if (srv.counters.open_connections.load() >= srv.limits.max_connections) {
+      ++srv.counters.refused_over_total;
+      return nullptr;
+    }
+    {
+      std::lock_guard<std::mutex> guard{srv.mtx};
+      auto& n = srv.per_address[address];
+      if (n >= srv.limits.max_connections_per_address) {
+        ++srv.counters.refused_over_address;
+        return nullptr;
+      }
+      ++n;
+    }
+    ++srv.counters.open_connections;
+    return std::make_shared<conn_slot>(srv, address);
+  }
+
+private:
+  server::impl& srv_;
+  std::string address_;
+};
+
 /// The path of a request target, without its query.
 std::string path_of(const std::string& target) {
   return target.substr(0, target.find('?'));
@@ -61,8 +103,9 @@ std::string path_of(const std::string& target) {
 /// close handshake, all on the thread of the connection's io_context.
 class ws_conn : public ws_session, public std::enable_shared_from_this<ws_conn> {
 public:
-  ws_conn(uint64_t id, beast::tcp_stream&& stream, server::impl& srv, size_t shard)
-    : ws_session(id), ws_(std::move(stream)), srv_(srv), shard_(shard) {
+  ws_conn(uint64_t id, beast::tcp_stream&& stream, server::impl& srv, size_t shard,
+          std::shared_ptr<conn_slot> slot)
+    : ws_session(id), ws_(std::move(stream)), srv_(srv), shard_(shard), slot_(std::move(slot)) {
     beast::error_code ec;
     auto& sock = beast::get_lowest_layer(ws_).socket();
     remote_ = sock.remote_endpoint(ec).address().to_string() + ":"
@@ -261,6 +304,7 @@ private:
   websocket::stream<beast::tcp_stream> ws_;
   server::impl& srv_;
   size_t shard_;
+  std::shared_ptr<conn_slot> slot_;
   bhttp::request<bhttp::string_body> req_;
   beast::flat_buffer buf_;
   std::deque<std::shared_ptr<const std::string>> queue_;
@@ -276,8 +320,8 @@ private:
 /// One plain HTTP connection (keep-alive), which may become a WebSocket.
 class http_conn : public std::enable_shared_from_this<http_conn> {
 public:
-  http_conn(tcp::socket&& sock, server::impl& srv, size_t shard)
-    : stream_(std::move(sock)), srv_(srv), shard_(shard) {
+  http_conn(tcp::socket&& sock, server::impl& srv, size_t shard, std::shared_ptr<conn_slot> slot)
+    : stream_(std::move(sock)), srv_(srv), shard_(shard), slot_(std::move(slot)) {
   }
 
   void read() {
@@ -314,7 +358,8 @@ private:
       } else if (!srv_.ws || !srv_.ws->accepting(why)) {
         reply({503, "text/plain; charset=utf-8", why + "\n"}, false);
       } else {
-        auto conn = std::make_shared<ws_conn>(srv_.next_id++, std::move(stream_), srv_, shard_);
+        auto conn = std::make_shared<ws_conn>(srv_.next_id++, std::move(stream_), srv_, shard_,
+                                              std::move(slot_));
         conn->start(std::move(req));
       }
       return;
@@ -359,6 +404,7 @@ private:
   beast::tcp_stream stream_;
   server::impl& srv_;
   size_t shard_;
+  std::shared_ptr<conn_slot> slot_;
   beast::flat_buffer buf_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
 };
@@ -371,7 +417,15 @@ void server::impl::accept() {
     if (ec == net::error::operation_aborted || !acceptor->is_open())
       return;
     if (!ec) {
-      std::make_shared<http_conn>(std::move(sock), *this, shard)->read();
+      beast::error_code ignored;
+      auto from = sock.remote_endpoint(ignored).address().to_string();
+      if (auto slot = conn_slot::take(*this, from)) {
+        std::make_shared<http_conn>(std::move(sock), *this, shard, std::move(slot))->read();
+      } else {
+        // Over a cap: closed at once, before any byte is read.
+        sock.set_option(net::socket_base::linger(true, 0), ignored);
+        sock.close(ignored);
+      }
       accept();
       return;
     }
@@ -425,6 +479,10 @@ server::impl::~impl() {
   for (auto& t : threads)
     if (t.joinable())
       t.join();
+  // The handlers still queued hold connections, whose slots need this
+  // object's mutex and counters: free them while those still exist.
+  acceptor.reset();
+  iocs.clear();
 }
 
 caf::expected<std::unique_ptr<server>> server::make(const std::string& host, uint16_t port,

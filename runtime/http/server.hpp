@@ -111,6 +111,12 @@ struct server_limits {
   int socket_send_buffer = 64 * 1024;
   /// How long an HTTP client may take to send its request.
   caf::timespan request_timeout = std::chrono::seconds(10);
+  /// Open connections (HTTP and WebSocket) at once, over all clients; past
+  /// it a new connection is closed at once and counted. The node lowers it
+  /// to what its open-files limit allows.
+  size_t max_connections = 16000;
+  /// Open connections at once from one IP address.
+  size_t max_connections_per_address = 1000;
 };
 
 /// Counters, read with relaxed loads.
@@ -123,6 +129,12 @@ struct server_counters {
   std::atomic<uint64_t> ws_messages_in{0};
   std::atomic<uint64_t> ws_messages_out{0};
   std::atomic<uint64_t> ws_bad_frames{0};
+  /// Connections closed at accept: over `max_connections`, or over
+  /// `max_connections_per_address`.
+  std::atomic<uint64_t> refused_over_total{0};
+  std::atomic<uint64_t> refused_over_address{0};
+  /// Open connections now.
+  std::atomic<uint64_t> open_connections{0};
 };
 
 /// An HTTP and WebSocket server (Boost.Beast) on threads of its own: plain

@@ -3,7 +3,9 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -13,7 +15,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/rand.h>
 
 #include <caf/all.hpp>
 
@@ -82,6 +88,42 @@ std::set<std::string> local_addresses() {
 
 bool is_local(const std::string& host, const std::set<std::string>& mine) {
   return mine.count(host) > 0 || host.rfind("127.", 0) == 0;
+}
+
+/// The embedded Redis's password and configuration in `dir`: the password
+/// (32 random bytes, hex) is generated on first use and kept in
+/// `dir/password`; `dir/redis.conf` says `requirepass` with it. Both are
+/// readable by their owner only. Returns the configuration's path.
+caf::expected<std::string> embedded_redis_auth(const std::string& dir) {
+  auto pw_path = dir + "/password";
+  std::string pw;
+  if (std::ifstream in{pw_path}; in)
+    std::getline(in, pw);
+  if (pw.size() < 32) {
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+      return caf::make_error(ec::io_failure, std::string{"no random bytes for the Redis password"});
+    static const char* hex = "0123456789abcdef";
+    pw.clear();
+    for (auto b : raw) {
+      pw.push_back(hex[b >> 4]);
+      pw.push_back(hex[b & 0xf]);
+    }
+  }
+  auto write_private = [](const std::string& path, const std::string& text) -> bool {
+    auto fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return false;
+    ::fchmod(fd, 0600);
+    auto ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    return ok;
+  };
+  auto conf_path = dir + "/redis.conf";
+  if (!write_private(pw_path, pw + "\n") || !write_private(conf_path, "requirepass " + pw + "\n"))
+    return caf::make_error(ec::io_failure, "cannot write the Redis password under " + dir + ": "
+                                             + std::strerror(errno));
+  return conf_path;
 }
 
 uint16_t free_loopback_port() {
@@ -186,6 +228,7 @@ int run_up(const up_options& opt) {
   // the alert claims and the preferences it had.
   auto redis = topo->cluster.redis;
   std::string redis_dir;
+  std::string redis_password_file;
   uint16_t redis_port = 0;
   if (redis == "embedded") {
     redis_dir = topo->cluster.state_dir + "/redis";
@@ -196,13 +239,24 @@ int run_up(const up_options& opt) {
                    redis_dir.c_str(), made.message().c_str());
       return 2;
     }
+    // Its password: generated once, kept beside its data (owner-only), and
+    // given to redis-server in a configuration file (never on a command
+    // line, which every local user can read) and to the nodes as a path.
+    auto conf = embedded_redis_auth(redis_dir);
+    if (!conf) {
+      std::fprintf(stderr, "troupe up: %s\n", render(conf.error()).c_str());
+      return 2;
+    }
+    redis_password_file = redis_dir + "/password";
     redis_port = free_loopback_port();
     redis = "redis://127.0.0.1:" + std::to_string(redis_port);
-    print("up", "redis keeps its data in " + redis_dir);
+    print("up", "redis keeps its data in " + redis_dir + "; its password is in "
+                  + redis_password_file);
     root.children.push_back(supervised(process_child(
       "redis",
-      {"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", std::to_string(redis_port),
-       "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", redis_dir},
+      {"/usr/bin/redis-server", *conf, "--bind", "127.0.0.1", "--port",
+       std::to_string(redis_port), "--save", "", "--appendonly", "yes", "--appendfsync",
+       "everysec", "--dir", redis_dir},
       [](const std::string& line) { print("redis", line); },
       [](int pid) { print("up", "redis started, pid " + std::to_string(pid)); })));
   }
@@ -215,6 +269,8 @@ int run_up(const up_options& opt) {
     std::vector<std::string> args{opt.troupe_binary, "node",  "--config", opt.config,
                                   "--name",          name,    "--kafka",  bootstrap,
                                   "--redis",         redis};
+    if (!redis_password_file.empty())
+      args.insert(args.end(), {"--redis-password-file", redis_password_file});
     if (!opt.log_level.empty())
       args.insert(args.end(), {"--log-level", opt.log_level});
     if (!opt.log_format.empty())

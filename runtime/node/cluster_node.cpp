@@ -1,6 +1,7 @@
 #include "runtime/node/cluster_node.hpp"
 
 #include <map>
+#include <sys/resource.h>
 #include <mutex>
 
 #include <caf/all.hpp>
@@ -335,6 +336,19 @@ caf::expected<std::unique_ptr<http::server>> make_server(const state_ptr& st) {
     if (!ws)
       ws = svc->websocket();
   }
+  // Clients never take the files the node needs for Kafka, Redis, its
+  // peers and its models: 2048 of its open-files limit stay theirs.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    auto room = nofile.rlim_cur > 4096 ? static_cast<size_t>(nofile.rlim_cur) - 2048
+                                       : static_cast<size_t>(nofile.rlim_cur) / 2;
+    if (limits.max_connections > room) {
+      st->log.warning("max_connections " + std::to_string(limits.max_connections)
+                      + " is more than the open-files limit (" + std::to_string(nofile.rlim_cur)
+                      + ") allows; using " + std::to_string(room));
+      limits.max_connections = room;
+    }
+  }
   return http::server::make(st->spec.host, st->spec.http_port, 2, node_routes(st), ws, limits);
 }
 
@@ -387,6 +401,21 @@ void server_metrics(const state_ptr& st, metrics::exposition& e) {
   e.counter("troupe_ws_bad_frames_total",
             "WebSocket frames refused (binary, invalid UTF-8, oversized).", node,
             n(sc.ws_bad_frames));
+  e.gauge("troupe_http_open_connections", "Open HTTP and WebSocket connections.", node,
+          n(sc.open_connections));
+  auto with = [&](const char* reason) {
+    auto ls = node;
+    ls.emplace_back("reason", reason);
+    return ls;
+  };
+  e.counter("troupe_http_connections_refused_total",
+            "Connections closed at accept: over max_connections (total) or over "
+            "max_connections_per_address (address).",
+            with("total"), n(sc.refused_over_total));
+  e.counter("troupe_http_connections_refused_total",
+            "Connections closed at accept: over max_connections (total) or over "
+            "max_connections_per_address (address).",
+            with("address"), n(sc.refused_over_address));
 }
 
 child_spec collector_child(const state_ptr& st) {

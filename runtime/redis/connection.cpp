@@ -1,6 +1,7 @@
 #include "runtime/redis/connection.hpp"
 
 #include <chrono>
+#include <mutex>
 
 #include <hiredis/hiredis.h>
 
@@ -74,6 +75,14 @@ caf::expected<std::pair<std::string, uint16_t>> parse_url(const std::string& url
 
 namespace {
 
+std::mutex password_mtx;
+std::string password;
+
+std::string current_password() {
+  std::lock_guard<std::mutex> guard{password_mtx};
+  return password;
+}
+
 std::atomic<uint64_t>& errors_of(const std::string& client, const char* kind) {
   return registry::instance().counter(
     "troupe_redis_errors_total",
@@ -114,7 +123,27 @@ connection::make(const std::string& url, caf::timespan timeout, const std::strin
     return err;
   }
   redisSetTimeout(c, tv);
+  if (auto pw = current_password(); !pw.empty()) {
+    auto r = static_cast<redisReply*>(redisCommand(c, "AUTH %b", pw.data(), pw.size()));
+    std::string why;
+    if (r == nullptr)
+      why = c->errstr;
+    else if (r->type == REDIS_REPLY_ERROR)
+      why = std::string(r->str, r->len);
+    if (r != nullptr)
+      freeReplyObject(r);
+    if (!why.empty()) {
+      errors_of(client, "connect").fetch_add(1, std::memory_order_relaxed);
+      redisFree(c);
+      return caf::make_error(ec::io_failure, url + " refused the password: " + why);
+    }
+  }
   return std::unique_ptr<connection>{new connection(c, client)};
+}
+
+void connection::set_password(std::string pw) {
+  std::lock_guard<std::mutex> guard{password_mtx};
+  password = std::move(pw);
 }
 
 bool connection::alive() const {

@@ -37,8 +37,16 @@ caf::expected<std::pair<std::string, uint16_t>> parse_url(const std::string& url
 /// `connect`, `io` or `reply`), which the node serves at `/metrics`.
 class connection {
 public:
+  /// Connects, and authenticates with the process's Redis password when one
+  /// is set (`set_password`): a refused password fails like an unreachable
+  /// server (kind `connect`), naming the reason.
   static caf::expected<std::unique_ptr<connection>>
   make(const std::string& url, caf::timespan timeout, const std::string& client = "troupe");
+
+  /// The password every later connection of this process presents (`AUTH`);
+  /// empty: none. Set once at start, from `redis_password_file` (or the
+  /// embedded Redis's generated one).
+  static void set_password(std::string password);
 
   ~connection();
 

@@ -143,9 +143,18 @@ class Cluster:
         q = f"?user={user}&token={self.token(user)}" if user else ""
         return f"ws://127.0.0.1:{self.http[node]}/ws{q}"
 
+    def redis_password(self):
+        """The embedded Redis's generated password ('' if there is none)."""
+        path = os.path.join(self.dir, ".troupe-state", "redis", "password")
+        if not os.path.exists(path):
+            return ""
+        with open(path) as f:
+            return f.readline().strip()
+
     def redis_cli(self, *args):
         host, port = self.redis.split(":")
-        return subprocess.run(["redis-cli", "-h", host, "-p", port, *args],
+        env = dict(os.environ, REDISCLI_AUTH=self.redis_password())
+        return subprocess.run(["redis-cli", "-h", host, "-p", port, *args], env=env,
                               capture_output=True, text=True, timeout=30, check=True).stdout
 
     def stop(self):

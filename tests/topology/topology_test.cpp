@@ -150,6 +150,26 @@ TEST_CASE("a bad duration is refused with its line and key") {
                 "\"1s\"\nfailure_timeout = \"500ms\"\n")
           .find("cluster.failure_timeout: must be longer than heartbeat_interval (1s)")
         != std::string::npos);
+  // Large numbers are refused, never wrapped around into a short or
+  // negative duration.
+  CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\nperiod = \"999999999999h\"\n")
+        == "invalid_topology: test.conf:17: group[0].period: duration '999999999999h' is too long "
+           "(at most 100000h)");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nfailure_timeout = "
+                "\"9223372036855ms\"\n")
+          .find("cluster.failure_timeout: bad duration") != std::string::npos);
+}
+
+TEST_CASE("a Redis password file is for a production Redis, and must be readable") {
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nredis_password_file = "
+                "\"pw\"\n")
+          .find("cluster.redis_password_file: the embedded Redis generates its own password")
+        != std::string::npos);
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nredis = "
+                "\"redis://10.0.0.5:6379\"\nredis_password_file = \"/nonexistent/pw\"\n")
+          .find("test.conf:5: cluster.redis_password_file: cannot read Redis password file "
+                "'/nonexistent/pw'")
+        != std::string::npos);
 }
 
 TEST_CASE("the secret is required once, inline or from a file") {

@@ -97,7 +97,7 @@ TEST_CASE("a replayed transaction gets its first features and counts once") {
     CHECK((*later)[i] == s.features[half + i]);
 }
 
-TEST_CASE("a lost server fails the call; a server that forgot the script gets it again") {
+TEST_CASE("a lost server fails the call, and a server that forgot the script gets it again") {
   auto s = reference(79, 5, 1.0);
   test::redis_server server;
   auto store = enrich::feature_store::make(server.url(), 1s);

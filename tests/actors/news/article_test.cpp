@@ -81,3 +81,18 @@ TEST_CASE("each kind of bad article names its problem") {
   CHECK(reason(with("breaking", "1")).find("true or false") != std::string::npos);
   CHECK(reason(std::string(20000, ' ')).find("too large") != std::string::npos);
 }
+
+TEST_CASE("an article dated past the allowed skew into the future is refused, one within it "
+          "is taken") {
+  // An article dated at T, a bound at T + 1 s, and one dated at T + 5 s.
+  auto a = news::parse_article(with("published_at", "1763800000000"), 16 * 1024,
+                               1763800001000);
+  CHECK(a);
+  auto later = news::parse_article(with("published_at", "1763800005000"), 16 * 1024,
+                                   1763800001000);
+  REQUIRE(!later);
+  CHECK(render(later.error()).find("4000 ms past the allowed clock skew into the future")
+        != std::string::npos);
+  // Without a bound (0), any date is taken.
+  CHECK(news::parse_article(with("published_at", "99999999999999")));
+}

@@ -256,13 +256,36 @@ TEST_CASE("a message with no sender is never the node's own: an anonymous halt f
   caf::anon_send(agent, halt_atom::value, true);
   caf::anon_send(agent, halt_atom::value);
   CHECK(n1->wait_for("[n1] ignored a halt from outside this process", 5000ms, mark));
-  // The unproven connection's request for a description is refused too.
-  caf::scoped_actor self{*insider.sys};
-  bool refused_info = false;
-  self->request(agent, 5s, node_info_atom::value)
-    .receive([&](node_info&) {}, [&](caf::error&) { refused_info = true; });
-  CHECK(refused_info);
-  CHECK(!n1->wait_for("stopping", 1000ms, mark));
-  CHECK(n1->wait_exit(0ms) == -1);
+  {
+    // The unproven connection's request for a description is refused too.
+    caf::scoped_actor self{*insider.sys};
+    bool refused_info = false;
+    self->request(agent, 5s, node_info_atom::value)
+      .receive([&](node_info&) {}, [&](caf::error&) { refused_info = true; });
+    CHECK(refused_info);
+    CHECK(!n1->wait_for("stopping", 1000ms, mark));
+    CHECK(n1->wait_exit(0ms) == -1);
+    // Proving the secret as an operator opens the description; trust ends
+    // with the connection.
+    std::string nonce;
+    self->request(agent, 5s, hello_atom::value, std::string{"shell/insider:1"},
+                  std::string{"guarded"})
+      .receive([&](std::string& x) { nonce = x; }, [&](caf::error&) {});
+    REQUIRE(!nonce.empty());
+    auto proof = cluster::make_proof("the-cluster-secret", "guarded", "shell/insider:1", nonce);
+    bool proved = false;
+    self->request(agent, 5s, auth_atom::value, std::string{"shell/insider:1"}, proof)
+      .receive([&]() { proved = true; }, [&](caf::error&) {});
+    REQUIRE(proved);
+    bool described = false;
+    self->request(agent, 5s, node_info_atom::value)
+      .receive([&](node_info&) { described = true; }, [&](caf::error&) {});
+    CHECK(described);
+  }
+  mark = n1->mark();
   caf::anon_send_exit(mm, caf::exit_reason::user_shutdown);
+  agent = nullptr;
+  mm = caf::io::middleman_actor{};
+  insider.sys.reset(); // the process's connections close
+  CHECK(n1->wait_for("[n1] operator shell/insider:1 disconnected", 5000ms, mark));
 }

@@ -11,6 +11,8 @@
 #include <sys/syscall.h>
 
 #include <doctest/doctest.h>
+
+#include <sys/stat.h>
 #include <librdkafka/rdkafka.h>
 
 #include "tests/support/cluster_file.hpp"
@@ -55,11 +57,30 @@ bool gone(int pid) {
 }
 
 /// One Redis command's raw reply (RESP), over a fresh connection.
-std::string redis_command(uint16_t port, const std::vector<std::string>& args) {
-  std::string cmd = "*" + std::to_string(args.size()) + "\r\n";
-  for (auto& a : args)
-    cmd += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
-  return loopback_exchange(port, cmd, true, 2);
+std::string redis_command(uint16_t port, const std::vector<std::string>& args,
+                          const std::string& password = {}) {
+  auto encode = [](const std::vector<std::string>& xs) {
+    std::string cmd = "*" + std::to_string(xs.size()) + "\r\n";
+    for (auto& a : xs)
+      cmd += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+    return cmd;
+  };
+  if (password.empty())
+    return loopback_exchange(port, encode(args), true, 2);
+  // AUTH, the command, QUIT (Redis then closes): the middle reply.
+  auto all = loopback_exchange(port, encode({"AUTH", password}) + encode(args) + encode({"QUIT"}),
+                               false, 2);
+  if (all.rfind("+OK\r\n", 0) != 0 || all.size() < 10)
+    return "AUTH failed: " + all;
+  return all.substr(5, all.size() - 10);
+}
+
+/// The embedded Redis's generated password (empty if it has none).
+std::string redis_password(const std::string& state_dir) {
+  std::ifstream in{state_dir + "/redis/password"};
+  std::string pw;
+  std::getline(in, pw);
+  return pw;
 }
 
 /// The port of the embedded Redis `troupe up` reports ready (0 if it does
@@ -86,8 +107,8 @@ std::string files_under(const std::string& dir) {
   return all;
 }
 
-std::string redis_ping(uint16_t port) {
-  return redis_command(port, {"PING"});
+std::string redis_ping(uint16_t port, const std::string& password = {}) {
+  return redis_command(port, {"PING"}, password);
 }
 
 /// The topic names a Kafka cluster reports, through librdkafka.
@@ -146,7 +167,19 @@ TEST_CASE("troupe up runs embedded Kafka and Redis that real clients can use") {
   REQUIRE(port != 0);
   std::smatch m;
   auto out = up->output();
-  CHECK(redis_ping(port) == "+PONG\r\n");
+  // It has a generated password, readable by its owner only; without it a
+  // local client cannot touch a key (say, mark an alert sent).
+  auto state = f.dir + "/.troupe-state";
+  auto pw = redis_password(state);
+  CHECK(pw.size() == 64);
+  struct stat st{};
+  REQUIRE(stat((state + "/redis/password").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(stat((state + "/redis/redis.conf").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(redis_command(port, {"SET", "alert:tx-1", "sent"}).rfind("-NOAUTH", 0) == 0);
+  CHECK(redis_command(port, {"PING"}, "not-the-password").rfind("AUTH failed", 0) == 0);
+  CHECK(redis_ping(port, pw) == "+PONG\r\n");
   REQUIRE(std::regex_search(out, m, std::regex{"kafka \\(embedded mock cluster, [0-9]+ brokers?\\) at ([0-9.:,]+)"}));
   auto topics = kafka_topics(m[1]);
   CHECK(std::find(topics.begin(), topics.end(), "transactions") != topics.end());
@@ -172,9 +205,10 @@ TEST_CASE("the embedded Redis killed with kill -9 comes back with its data: it p
   auto out = up->output();
   auto dir = f.dir + "/.troupe-state/redis";
   CHECK(out.find("[up] redis keeps its data in " + dir) != std::string::npos);
+  auto pw = redis_password(f.dir + "/.troupe-state");
   // What the pipeline keeps there: a user's features and an alert's claim.
-  CHECK(redis_command(port, {"HSET", "features:u-1", "count", "7"}) == ":1\r\n");
-  CHECK(redis_command(port, {"SET", "alert:tx-1", "sent"}) == "+OK\r\n");
+  CHECK(redis_command(port, {"HSET", "features:u-1", "count", "7"}, pw) == ":1\r\n");
+  CHECK(redis_command(port, {"SET", "alert:tx-1", "sent"}, pw) == "+OK\r\n");
   // Once Redis wrote them to its append-only file, killing the process
   // cannot lose them (the kernel holds the written pages).
   auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -188,10 +222,12 @@ TEST_CASE("the embedded Redis killed with kill -9 comes back with its data: it p
   kill(pids[0], SIGKILL); // the redis-server this test's troupe up started
   REQUIRE(up->wait_for("[up] redis started, pid", 10000ms, mark));
   deadline = std::chrono::steady_clock::now() + 10s;
-  while (redis_ping(port) != "+PONG\r\n" && std::chrono::steady_clock::now() < deadline)
+  while (redis_ping(port, pw) != "+PONG\r\n" && std::chrono::steady_clock::now() < deadline)
     up->wait_for("never printed", 50ms);
-  CHECK(redis_command(port, {"HGET", "features:u-1", "count"}) == "$1\r\n7\r\n");
-  CHECK(redis_command(port, {"GET", "alert:tx-1"}) == "$4\r\nsent\r\n");
+  // The same password after the restart: the nodes' connections still work.
+  CHECK(redis_password(f.dir + "/.troupe-state") == pw);
+  CHECK(redis_command(port, {"HGET", "features:u-1", "count"}, pw) == "$1\r\n7\r\n");
+  CHECK(redis_command(port, {"GET", "alert:tx-1"}, pw) == "$4\r\nsent\r\n");
   up->signal(SIGTERM);
   CHECK(up->wait_exit(20000ms) == 0);
 }

@@ -118,3 +118,28 @@ TEST_CASE("round trips and each kind of failure are counted per client for /metr
       }
   CHECK(found == 4); // commands, and errors of kind connect, io and reply
 }
+
+TEST_CASE("with a password set, connections authenticate, and a wrong password is refused "
+          "with its reason") {
+  test::redis_server server;
+  // The server starts requiring a password (as the embedded one does).
+  auto admin = redis::connection::make(server.url(), 1s);
+  REQUIRE(admin);
+  REQUIRE((*admin)->command({"CONFIG", "SET", "requirepass", "s3cret-pw"}));
+  auto anonymous = redis::connection::make(server.url(), 1s);
+  REQUIRE(anonymous);
+  auto denied = (*anonymous)->command({"SET", "alert:tx-1", "sent"});
+  REQUIRE(denied);
+  CHECK(denied->text.find("NOAUTH") == 0);
+  redis::connection::set_password("not-it");
+  auto wrong = redis::connection::make(server.url(), 1s);
+  REQUIRE(!wrong);
+  CHECK(render(wrong.error()).find("refused the password") != std::string::npos);
+  redis::connection::set_password("s3cret-pw");
+  auto right = redis::connection::make(server.url(), 1s);
+  redis::connection::set_password("");
+  REQUIRE(right);
+  auto ok = (*right)->command({"SET", "alert:tx-1", "sent"});
+  REQUIRE(ok);
+  CHECK(ok->kind == redis::reply::status);
+}
