@@ -59,6 +59,11 @@ struct tls_tunnel::impl {
   bool psk = false;
   std::array<unsigned char, 32> psk_key{};
   std::string psk_identity;
+  /// Accepted connections still in their handshake; past
+  /// `max_handshakes`, new ones are closed at once (a stranger holding
+  /// connections open cannot take the node's files).
+  std::atomic<uint64_t> handshaking{0};
+  static constexpr uint64_t max_handshakes = 256;
   std::atomic<uint64_t> relayed{0};
   std::atomic<uint64_t> refused{0};
   std::thread thread;
@@ -103,6 +108,8 @@ public:
   /// Server side: handshake on the accepted TLS socket, then connect to the
   /// node's BASP socket.
   void accept(const tls_tunnel::impl::listener_ref& l) {
+    ++t_.handshaking;
+    counted_ = true;
     arm_timer();
     auto self = shared_from_this();
     tls_.async_handshake(ssl::stream_base::server, [this, self, l](error_code ec) {
@@ -164,7 +171,15 @@ private:
     close();
   }
 
+  void handshake_over() {
+    if (counted_) {
+      counted_ = false;
+      --t_.handshaking;
+    }
+  }
+
   void start() {
+    handshake_over();
     started_ = true;
     timer_.cancel();
     ++t_.relayed;
@@ -196,6 +211,7 @@ private:
     if (closed_)
       return;
     closed_ = true;
+    handshake_over();
     error_code ignored;
     timer_.cancel();
     plain_.close(ignored);
@@ -209,6 +225,7 @@ private:
   std::string what_;
   bool started_ = false;
   bool closed_ = false;
+  bool counted_ = false;
   std::array<char, 16384> up_;
   std::array<char, 16384> down_;
 };
@@ -273,7 +290,13 @@ void accept_loop(tls_tunnel::impl& t, tls_tunnel::impl::listener_ref l) {
   l->acceptor.async_accept([&t, l](error_code ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted)
       return;
-    if (!ec) {
+    if (!ec && t.handshaking.load() >= tls_tunnel::impl::max_handshakes) {
+      error_code ignored;
+      sock.set_option(asio::socket_base::linger(true, 0), ignored);
+      sock.close(ignored);
+      ++t.refused;
+      count_refused("too_many_handshakes");
+    } else if (!ec) {
       error_code ignored;
       auto from = sock.remote_endpoint(ignored);
       auto r = std::make_shared<relay>(t, t.server_ctx,

@@ -89,7 +89,8 @@ private:
 };
 
 /// Counts one connection refused before it reached CAF, by `reason`
-/// (`tls_handshake`, `handshake_timeout`, `foreign_process`), in
+/// (`tls_handshake`, `handshake_timeout`, `too_many_handshakes`,
+/// `foreign_process`), in
 /// `troupe_cluster_refused_connections_total`.
 void count_refused_connection(const std::string& reason);
 

@@ -516,7 +516,11 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
   // Every connection to and from other nodes and shells is TLS, keyed by
   // the certificates of [cluster.tls] or else by the cluster secret; CAF's
   // BASP runs only behind it, on a socket only this process may reach.
-  auto t = cluster::tls_tunnel::make(topo.cluster, topo.cluster.failure_timeout * 4, log);
+  // A handshake gets 4 failure timeouts, and at least 5 s: a node starved of
+  // CPU for a moment must not refuse its peers.
+  auto t = cluster::tls_tunnel::make(
+    topo.cluster, std::max<caf::timespan>(topo.cluster.failure_timeout * 4, std::chrono::seconds(5)),
+    log);
   if (!t)
     return t.error();
   st->tunnel = std::move(*t);

@@ -166,7 +166,7 @@ TEST_CASE("a stranger without the secret reaches no actor: a raw CAF program, a 
   auto agent = dial(*stranger.sys, stranger.sys->middleman().actor_handle(), port, why);
   CHECK(!agent);
   MESSAGE("raw CAF program: " << why);
-  CHECK(n1->wait_for("[n1] connection to the cluster port from 127.0.0.1:", 5000ms, mark));
+  CHECK(n1->wait_for("[n1] connection to the cluster port from 127.0.0.1:", 10000ms, mark));
   // 2. A plain TCP client writes BASP direct messages to actor ids 1..500
   //    (a halt for each): no byte comes back and the connection is closed.
   {
