@@ -30,8 +30,9 @@ struct cluster_file {
   cluster_file(const std::string& name, const std::string& secret,
                const std::string& cluster_keys = "", const std::string& groups = "",
                const std::vector<std::string>& nodes = {"n1", "n2", "n3"}) {
-    for (auto& n : nodes)
-      ports[n] = {free_port(), free_port()};
+    auto free = free_ports(2 * nodes.size());
+    for (size_t i = 0; i < nodes.size(); ++i)
+      ports[nodes[i]] = {free[2 * i], free[2 * i + 1]};
     write(name, secret, cluster_keys, groups);
   }
 

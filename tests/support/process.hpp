@@ -140,6 +140,27 @@ private:
 };
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
+/// `n` distinct free loopback ports: each socket stays bound until all are
+/// chosen (one at a time, the kernel may hand out the same port twice).
+inline std::vector<uint16_t> free_ports(size_t n) {
+  std::vector<int> held;
+  std::vector<uint16_t> result;
+  for (size_t i = 0; i < n; ++i) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+    held.push_back(s);
+    result.push_back(ntohs(addr.sin_port));
+  }
+  for (auto s : held)
+    close(s);
+  return result;
+}
+
 inline uint16_t free_port() {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

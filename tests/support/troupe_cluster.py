@@ -26,6 +26,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """`n` distinct free loopback ports: all held open until all are chosen
+    (one at a time, the kernel may hand out the same port twice)."""
+    held = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 def topology(nodes=3, groups="", secret="test-secret", name="ws-test"):
     """A topology of `nodes` nodes on free ports, with `groups` appended."""
     text = f"""[cluster]
@@ -37,13 +52,14 @@ kafka = "embedded"
 redis = "embedded"
 """
     http = {}
+    ports = free_ports(2 * nodes)
     for i in range(1, nodes + 1):
-        http[f"n{i}"] = free_port()
+        http[f"n{i}"] = ports[2 * i - 1]
         text += f"""
 [[node]]
 name = "n{i}"
 host = "127.0.0.1"
-cluster_port = {free_port()}
+cluster_port = {ports[2 * i - 2]}
 http_port = {http[f"n{i}"]}
 """
     return text + "\n" + groups, http
