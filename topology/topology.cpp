@@ -252,7 +252,8 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
                                                           + ": cluster: expected a table")};
   reader r{source, *c->as_table(), "cluster"};
   r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout", "kafka",
-          "redis", "redis_password_file", "tls", "log_level", "log_format", "state_dir"});
+          "redis", "redis_password_file", "tls", "log_level", "log_format", "state_dir",
+          "client_token_key_file"});
   cluster_settings x;
   x.name = r.unique_name("cluster", std::vector<node_spec>{});
   auto has_secret = r.find("secret") != nullptr;
@@ -302,6 +303,23 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
     auto slash = source.rfind('/');
     x.state_dir = (slash == std::string::npos ? std::string{} : source.substr(0, slash + 1))
                   + x.state_dir;
+  }
+  x.client_token_key_file = x.state_dir + "/client-token.key";
+  if (r.find("client_token_key_file")) {
+    auto line = line_of(*r.find("client_token_key_file"));
+    auto path = r.str("client_token_key_file");
+    if (path.empty())
+      r.fail(line, "client_token_key_file", "must not be empty");
+    if (path.front() != '/') {
+      auto slash = source.rfind('/');
+      path = (slash == std::string::npos ? std::string{} : source.substr(0, slash + 1)) + path;
+    }
+    auto key = read_file(path, "client token key file", r, line, "client_token_key_file");
+    if (key.size() < 32)
+      r.fail(line, "client_token_key_file",
+             "the key in '" + path + "' is shorter than 32 bytes");
+    x.client_token_key_file = path;
+    x.client_token_key_generated = false;
   }
   if (r.find("log_level"))
     x.log = r.log_level("log_level");

@@ -45,6 +45,14 @@ struct cluster_settings {
   /// (the embedded Redis's append-only file, under `redis/`): `state_dir`,
   /// relative to the topology file's folder; default `.troupe-state`.
   std::string state_dir = ".troupe-state";
+  /// The key that signs WebSocket clients' tokens (`troupe token`), apart
+  /// from the cluster secret: the file `client_token_key_file` names
+  /// (relative to the topology file's folder), or by default
+  /// `<state_dir>/client-token.key`, generated when first needed. Hosts of
+  /// one cluster must share it: a cluster on several hosts names it.
+  std::string client_token_key_file;
+  /// True when `client_token_key_file` is the default (it may be created).
+  bool client_token_key_generated = true;
   std::optional<tls_settings> tls;
   /// What the nodes log (`log_level`, default info) and how (`log_format`,
   /// `text` or `json`); a node's own `log_level` and `troupe node

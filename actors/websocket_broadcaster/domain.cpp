@@ -14,8 +14,9 @@ troupe::domain domain_entry() {
      "the Kafka topic of fraud alerts pushed to operators and their users"},
     {"dead_letter_topic", setting_type::string, "dead-letters", {}, {}, false,
      "where a malformed article goes, with its reason"},
-    {"operators", setting_type::string, "operator", {}, {}, true,
-     "users (comma-separated) whose token opens every feed and every alert"},
+    {"unauthenticated_idle_timeout", setting_type::duration, "5m", 1, {}, false,
+     "how long a WebSocket client without a token may stay without making a request (ping "
+     "does not count); then it is closed with 1008"},
     {"rate_limit", setting_type::number, "20", 0.001, 1e6, false,
      "requests per second per client (the burst is twice it)"},
     {"send_queue", setting_type::integer, "1024", 1, 1e6, false,

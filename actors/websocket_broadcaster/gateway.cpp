@@ -9,6 +9,7 @@
 
 #include "runtime/cluster/auth.hpp"
 #include "runtime/core/duration.hpp"
+#include "runtime/core/error.hpp"
 
 namespace troupe::ws {
 
@@ -19,9 +20,13 @@ struct gateway::client {
   std::weak_ptr<http::ws_session> session;
   uint64_t id = 0;
   std::string remote;
-  /// Authenticated user (empty: anonymous).
+  /// Authenticated user (empty: anonymous), and its token's times.
   std::string user;
   bool is_operator = false;
+  int64_t issued_s = 0;
+  int64_t expires_s = 0;
+  /// The last request other than `ping` (or the upgrade).
+  std::chrono::steady_clock::time_point last_request;
   /// Channels as the client named them, and the internal ones they stand
   /// for (`alerts` is `alerts:<user>` for a user who is not an operator).
   std::map<std::string, std::string> subscriptions;
@@ -262,18 +267,17 @@ void gateway::on_open(const std::shared_ptr<http::ws_session>& s, const std::str
   c->remote = s->remote();
   c->tokens = cfg_.burst;
   c->refilled = std::chrono::steady_clock::now();
+  c->last_request = c->refilled;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     clients_.emplace(c->id, c);
   }
-  auto user = query_param(target, "user");
-  auto token = query_param(target, "token");
-  if (!user.empty() || !token.empty()) {
-    if (authenticate(c, user, token))
-      reply(c, dump(json{{"type", "auth"}, {"ok", true}, {"user", c->user},
-                         {"operator", c->is_operator}}));
-    else
-      reply(c, error_json("unauthorized", "bad token for user '" + user + "'", {}));
+  // A token in a URL ends up in browser histories, proxies and logs: it is
+  // refused, and the client is told where it goes.
+  if (!query_param(target, "token").empty()) {
+    ++counters_.auth_failures;
+    s->close(http::close_code::policy_violation,
+             "a token goes in the first message ({\"op\":\"auth\"}), never in a URL");
   }
 }
 
@@ -334,15 +338,86 @@ void gateway::on_text(const std::shared_ptr<http::ws_session>& s, std::string te
   handle(c, text);
 }
 
-bool gateway::authenticate(const client_ptr& c, const std::string& user,
-                           const std::string& token) {
-  if (user.empty() || user.size() > 128
-      || !cluster::same_proof(token, cluster::client_token(cfg_.secret, cfg_.cluster, user)))
+bool gateway::authenticate(const client_ptr& c, const std::string& token,
+                           const std::string& user, std::string& why) {
+  auto now_s = unix_ms() / 1000;
+  auto claims = cluster::verify_client_token(cfg_.token_key, cfg_.cluster, token, now_s);
+  if (!claims) {
+    // "not_authenticated: client token refused: expired" -> from "client".
+    why = render(claims.error());
+    if (auto colon = why.find(": "); colon != std::string::npos)
+      why = why.substr(colon + 2);
+    ++counters_.auth_failures;
     return false;
+  }
   std::lock_guard<std::mutex> guard{mtx_};
-  c->user = user;
-  c->is_operator = cfg_.operators.count(user) > 0;
+  if (auto r = revoked_.find(claims->user);
+      r != revoked_.end() && claims->issued_at <= r->second) {
+    why = "client token refused: revoked";
+    ++counters_.auth_failures;
+    return false;
+  }
+  if (!user.empty() && user != claims->user) {
+    why = "the token is for another user";
+    ++counters_.auth_failures;
+    return false;
+  }
+  // A token may be renewed on an open connection, for the same user: the
+  // connection's subscriptions are that user's.
+  if (!c->user.empty() && c->user != claims->user) {
+    why = "this connection is authenticated as another user; open a new one";
+    ++counters_.auth_failures;
+    return false;
+  }
+  c->user = claims->user;
+  c->is_operator = claims->role == "operator";
+  c->issued_s = claims->issued_at;
+  c->expires_s = claims->expires_at;
   return true;
+}
+
+void gateway::revoke(const std::string& user, int64_t at_s) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto& x = revoked_[user];
+  x = std::max(x, at_s);
+}
+
+void gateway::set_revocations(const std::unordered_map<std::string, int64_t>& revoked) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  for (auto& [user, at] : revoked) {
+    auto& x = revoked_[user];
+    x = std::max(x, at);
+  }
+}
+
+void gateway::sweep() {
+  auto now_s = unix_ms() / 1000;
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::shared_ptr<http::ws_session>, std::string>> to_close;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& kv : clients_) {
+      auto& c = *kv.second;
+      const char* why = nullptr;
+      if (!c.user.empty()) {
+        if (auto r = revoked_.find(c.user); r != revoked_.end() && c.issued_s <= r->second) {
+          why = "token revoked";
+          ++counters_.revoked;
+        } else if (c.expires_s <= now_s) {
+          why = "token expired";
+          ++counters_.expired;
+        }
+      } else if (now - c.last_request > cfg_.unauthenticated_idle) {
+        why = "idle without a token";
+        ++counters_.idle_closed;
+      }
+      if (why)
+        if (auto s = c.session.lock())
+          to_close.emplace_back(std::move(s), why);
+    }
+  }
+  for (auto& [s, why] : to_close)
+    s->close(http::close_code::policy_violation, why);
 }
 
 void gateway::reply(const client_ptr& c, const std::string& text) {
@@ -379,6 +454,8 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
     return;
   }
   auto op = op_it->get<std::string>();
+  if (op != "ping")
+    c->last_request = std::chrono::steady_clock::now();
   auto str = [&](const char* key) -> std::string {
     auto i = j.find(key);
     return i != j.end() && i->is_string() ? i->get<std::string>() : std::string{};
@@ -386,14 +463,17 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
   if (op == "ping") {
     reply(c, dump(with_id({{"type", "pong"}, {"time", unix_ms()}}, rid)));
   } else if (op == "auth") {
-    auto user = str("user");
-    if (!authenticate(c, user, str("token"))) {
-      fail("unauthorized", "bad token for user '" + user + "'", rid);
+    std::string why;
+    if (!authenticate(c, str("token"), str("user"), why)) {
+      fail("unauthorized", why, rid);
       return;
     }
-    reply(c, dump(with_id(
-               {{"type", "auth"}, {"ok", true}, {"user", user}, {"operator", c->is_operator}},
-               rid)));
+    reply(c, dump(with_id({{"type", "auth"},
+                           {"ok", true},
+                           {"user", c->user},
+                           {"operator", c->is_operator},
+                           {"expires_at", c->expires_s}},
+                          rid)));
   } else if (op == "subscribe" || op == "unsubscribe") {
     auto ch = str("channel");
     std::string internal = ch;

@@ -21,13 +21,15 @@ namespace troupe::ws {
 
 /// What a node's WebSocket gateway needs.
 struct gateway_settings {
-  /// The cluster's name and secret, which sign client tokens
-  /// (`cluster::client_token`).
-  std::string cluster;
-  std::string secret;
-  /// Users whose token opens every user's feed and the `alerts` channel of
+  /// The cluster's name (a token's issuer) and its client token key, which
+  /// signs clients' tokens (`cluster::verify_client_token`). A token with
+  /// role `operator` opens every user's feed and the `alerts` channel of
   /// all users (the live page's operator view).
-  std::set<std::string> operators = {"operator"};
+  std::string cluster;
+  std::string token_key;
+  /// How long a client that has not authenticated may stay without making
+  /// a request (`ping` does not count).
+  caf::timespan unauthenticated_idle = std::chrono::minutes(5);
   /// Requests per second per client, and the burst allowed above it.
   double rate = 20;
   double burst = 40;
@@ -50,6 +52,12 @@ struct gateway_counters {
   std::atomic<uint64_t> rate_limited{0};
   std::atomic<uint64_t> feeds{0};
   std::atomic<uint64_t> pushes{0};
+  std::atomic<uint64_t> auth_failures{0};
+  /// Clients closed by `sweep`: token expired, token revoked, idle without
+  /// a token.
+  std::atomic<uint64_t> expired{0};
+  std::atomic<uint64_t> revoked{0};
+  std::atomic<uint64_t> idle_closed{0};
 };
 
 /// The WebSocket side of the `websocket-broadcaster` group on one node: the
@@ -102,6 +110,17 @@ public:
   /// Closes every client with 1012 unless a worker is attached.
   void close_if_detached();
 
+  /// Tokens of `user` issued at or before `at_s` (seconds since the epoch)
+  /// are refused from now on. `set_revocations` takes the cluster's whole
+  /// list (a revocation is never undone: the later time of two holds).
+  void revoke(const std::string& user, int64_t at_s);
+  void set_revocations(const std::unordered_map<std::string, int64_t>& revoked);
+
+  /// Closes (1008) the clients whose token expired or was revoked, and
+  /// those without a token idle past `unauthenticated_idle`. The node's
+  /// client token keeper calls it every second.
+  void sweep();
+
   size_t clients() const;
   const gateway_counters& counters() const {
     return counters_;
@@ -124,7 +143,10 @@ private:
   using client_ptr = std::shared_ptr<client>;
 
   void handle(const client_ptr& c, const std::string& text);
-  bool authenticate(const client_ptr& c, const std::string& user, const std::string& token);
+  /// Checks `token` (for `user`, when not empty) and makes `c` its user;
+  /// false (and why) when refused.
+  bool authenticate(const client_ptr& c, const std::string& token, const std::string& user,
+                    std::string& why);
   void reply(const client_ptr& c, const std::string& json);
   void log(const std::string& line) const;
 
@@ -135,6 +157,8 @@ private:
   /// channel -> subscribers, by session id.
   std::unordered_map<std::string, std::unordered_map<uint64_t, client_ptr>> channels_;
   uint64_t publish_seq_ = 0;
+  /// user -> tokens issued at or before this second are revoked.
+  std::unordered_map<std::string, int64_t> revoked_;
   std::vector<caf::actor> workers_;
   size_t next_worker_ = 0;
   caf::actor hub_;

@@ -7,7 +7,10 @@
 
 #include "actors/news/news_hub.hpp"
 #include "actors/websocket_broadcaster/page_html.hpp"
+#include "runtime/cluster/auth.hpp"
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/redis/connection.hpp"
 
 namespace troupe::ws {
 
@@ -72,6 +75,111 @@ caf::behavior gateway_helper(caf::stateful_actor<helper_state>* self, std::weak_
   };
 }
 
+/// The Redis hash of revocations: user -> tokens issued at or before this
+/// second are refused. Shared by the cluster's nodes.
+constexpr const char* revocations_key = "troupe:revoked-client-tokens";
+
+/// The node's client token keeper (detached: it waits on Redis). Every
+/// second it reads the cluster's revocations into the gateway and sweeps
+/// the gateway's clients; `(revoke_atom, user)` from the node's agent
+/// stores a revocation.
+struct keeper_state {
+  static inline const char* name = "troupe.client_tokens";
+  std::weak_ptr<gateway> gw;
+  std::string redis_url;
+  std::unique_ptr<redis::connection> conn;
+  bool reported_down = false;
+  log_fn log;
+
+  /// A live connection, or null (logged once per outage).
+  redis::connection* connection() {
+    if (conn && conn->alive())
+      return conn.get();
+    conn.reset();
+    auto c = redis::connection::make(redis_url, std::chrono::seconds(1), "client-tokens");
+    if (!c) {
+      if (!reported_down)
+        log.warning("client tokens: cannot read revocations from Redis (" + render(c.error())
+                    + "); the ones known here still hold");
+      reported_down = true;
+      return nullptr;
+    }
+    if (reported_down)
+      log("client tokens: Redis reachable again");
+    reported_down = false;
+    conn = std::move(*c);
+    return conn.get();
+  }
+
+  void refresh() {
+    auto g = gw.lock();
+    if (!g)
+      return;
+    if (auto c = redis_url.empty() ? nullptr : connection()) {
+      if (auto r = c->command({"HGETALL", revocations_key});
+          r && r->kind == redis::reply::array) {
+        std::unordered_map<std::string, int64_t> revoked;
+        std::vector<std::string> stale;
+        auto oldest = unix_ms() / 1000 - cluster::max_client_token_ttl_s;
+        for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+          int64_t at = std::strtoll(r->elements[i + 1].text.c_str(), nullptr, 10);
+          // Every token issued before it has expired by now.
+          if (at < oldest)
+            stale.push_back(r->elements[i].text);
+          else
+            revoked[r->elements[i].text] = at;
+        }
+        g->set_revocations(revoked);
+        if (!stale.empty()) {
+          std::vector<std::string> cmd{"HDEL", revocations_key};
+          cmd.insert(cmd.end(), stale.begin(), stale.end());
+          c->command(cmd);
+        }
+      }
+    }
+    g->sweep();
+  }
+};
+
+caf::behavior client_token_keeper(caf::stateful_actor<keeper_state>* self,
+                                  std::weak_ptr<gateway> gw, std::string redis_url, log_fn log) {
+  self->state.gw = std::move(gw);
+  self->state.redis_url = std::move(redis_url);
+  self->state.log = std::move(log);
+  self->send(self, sweep_atom::value);
+  return {
+    [self](sweep_atom) {
+      self->state.refresh();
+      self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
+    },
+    [self](revoke_atom, const std::string& user) -> caf::result<int64_t> {
+      // From this node's agent only, which checked the operator.
+      auto& sender = self->current_sender();
+      if (!sender || sender->node() != self->node())
+        return caf::make_error(ec::not_authenticated);
+      if (user.empty() || user.size() > 128)
+        return caf::make_error(ec::invalid_argument, std::string{"a user id has 1 to 128 bytes"});
+      auto at = unix_ms() / 1000;
+      auto c = self->state.redis_url.empty() ? nullptr : self->state.connection();
+      if (!c)
+        return caf::make_error(ec::store_unavailable,
+                               std::string{"Redis is unreachable: the revocation is not stored"});
+      auto r = c->command({"HSET", revocations_key, user, std::to_string(at)});
+      if (!r || r->kind == redis::reply::error)
+        return caf::make_error(ec::store_unavailable,
+                               "the revocation is not stored: "
+                                 + (r ? r->text : render(r.error())));
+      if (auto g = self->state.gw.lock()) {
+        g->revoke(user, at);
+        g->sweep();
+      }
+      self->state.log("client tokens of " + user + " issued up to "
+                      + std::to_string(at) + " revoked");
+      return at;
+    },
+  };
+}
+
 } // namespace
 
 caf::expected<std::shared_ptr<node_service>>
@@ -82,16 +190,16 @@ news_service::make(const service_context& ctx,
   ptr->articles_ = std::make_shared<news::article_store>();
   gateway_settings gs;
   gs.cluster = ctx.topo->cluster.name;
-  gs.secret = ctx.topo->cluster.secret;
+  auto key = cluster::load_client_token_key(ctx.topo->cluster.client_token_key_file,
+                                            ctx.topo->cluster.client_token_key_generated);
+  if (!key)
+    return key.error();
+  gs.token_key = std::move(*key);
   gs.log = ctx.log;
   if (!groups.empty()) {
     // The schema checked every value; the first group's settings hold.
     auto& g = *groups.front();
-    gs.operators.clear();
-    std::stringstream list{topology::setting(g, "operators")};
-    for (std::string op; std::getline(list, op, ',');)
-      if (!op.empty())
-        gs.operators.insert(op);
+    gs.unauthenticated_idle = topology::duration(g, "unauthenticated_idle_timeout");
     gs.rate = topology::number(g, "rate_limit");
     gs.burst = 2 * gs.rate;
     ptr->limits_.send_queue = static_cast<size_t>(topology::number(g, "send_queue"));
@@ -150,6 +258,17 @@ std::vector<child_spec> news_service::children() {
     return h;
   };
   result.push_back(std::move(helper));
+  // The client token keeper: revocations and the clients' sweep.
+  child_spec keeper;
+  keeper.name = "client-tokens";
+  keeper.start = [this](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    auto k = sys.spawn<caf::detached>(client_token_keeper, std::weak_ptr<gateway>(gateway_),
+                                      ctx_.redis, ctx_.log);
+    if (ctx_.directory)
+      ctx_.directory->put(client_tokens_service, k);
+    return k;
+  };
+  result.push_back(std::move(keeper));
   return result;
 }
 
@@ -195,6 +314,18 @@ void news_service::metrics(troupe::metrics::exposition& e) const {
   e.counter("troupe_ws_rate_limited_total", "WebSocket requests refused by the rate limit.",
             node, n(gc.rate_limited));
   e.counter("troupe_ws_feeds_total", "Feed requests sent on to the ranker.", node, n(gc.feeds));
+  e.counter("troupe_ws_auth_failures_total",
+            "WebSocket authentications refused (bad, expired or revoked tokens, tokens in URLs).",
+            node, n(gc.auth_failures));
+  troupe::metrics::labels expired{{"node", ctx_.node->name}, {"reason", "token_expired"}};
+  troupe::metrics::labels revoked{{"node", ctx_.node->name}, {"reason", "token_revoked"}};
+  troupe::metrics::labels idle{{"node", ctx_.node->name}, {"reason", "idle_without_token"}};
+  e.counter("troupe_ws_closed_by_policy_total", "WebSocket clients closed by the gateway's sweep.",
+            expired, n(gc.expired));
+  e.counter("troupe_ws_closed_by_policy_total", "WebSocket clients closed by the gateway's sweep.",
+            revoked, n(gc.revoked));
+  e.counter("troupe_ws_closed_by_policy_total", "WebSocket clients closed by the gateway's sweep.",
+            idle, n(gc.idle_closed));
   e.counter("troupe_ws_pushes_total", "Breaking news and alerts pushed (one per publish).", node,
             n(gc.pushes));
 }

@@ -14,13 +14,18 @@
 
 namespace troupe::ws {
 
+/// The node directory's entry of the client token keeper, to which the
+/// node's agent hands an operator's `token revoke`.
+constexpr const char* client_tokens_service = "@client-tokens";
+
 /// What every node of a cluster with a `websocket-broadcaster` group runs
 /// for news personalisation and push, besides the group's workers: the
 /// article window, the news hub, the WebSocket gateway (the node's `/ws`),
 /// the gateway's helper, and the live page at `/`.
 ///
-/// The node owns it from start to stop. Its two actors are children of the
-/// node's services supervisor: `news-hub` and `gateway-helper`. A restarted
+/// The node owns it from start to stop. Its three actors are children of the
+/// node's services supervisor: `news-hub`, `gateway-helper` and
+/// `client-tokens` (revocations, expiries and idle clients without a token). A restarted
 /// one is wired in again by its start function (the gateway's hub and
 /// requester, the `@news` entry of the node's directory for peers' hubs);
 /// the window and the gateway's clients live on.

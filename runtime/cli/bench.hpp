@@ -33,6 +33,8 @@ struct bench_options {
   size_t window = 64;
   /// broadcast, feed: the WebSocket URL (ws://HOST:PORT/PATH[?query]).
   std::string url;
+  /// feed: the client token presented in the first message (`troupe token`).
+  std::string token;
   /// broadcast: subscribers to connect.
   size_t subscribers = 1000;
   /// broadcast: seconds to hold the idle connections before publishing

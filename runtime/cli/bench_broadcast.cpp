@@ -19,6 +19,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <nlohmann/json.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 
@@ -292,7 +293,7 @@ int bench_broadcast(const bench_options& opt) {
 int bench_feed(const bench_options& opt) {
   url_parts u;
   if (!parse_url(opt.url, u)) {
-    std::fprintf(stderr, "troupe bench feed: --url must be ws://HOST:PORT/PATH?user=U&token=T\n");
+    std::fprintf(stderr, "troupe bench feed: --url must be ws://HOST:PORT/PATH\n");
     return 2;
   }
   net::io_context ioc;
@@ -308,8 +309,17 @@ int bench_feed(const bench_options& opt) {
     return 1;
   }
   beast::flat_buffer buf;
-  ws.read(buf); // the auth answer
+  // The token goes in the first message, never in the URL.
+  nlohmann::json auth{{"op", "auth"}, {"token", opt.token}};
+  ws.write(net::buffer(auth.dump()));
+  ws.read(buf, ec);
+  auto answer = beast::buffers_to_string(buf.data());
   buf.consume(buf.size());
+  if (ec || answer.find(R"("ok":true)") == std::string::npos) {
+    std::fprintf(stderr, "troupe bench feed: not authenticated: %s\n",
+                 ec ? ec.message().c_str() : answer.c_str());
+    return 1;
+  }
   std::vector<double> ms;
   std::string last;
   size_t failed = 0;

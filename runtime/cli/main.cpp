@@ -4,7 +4,7 @@
 //   troupe up      launch the local cluster (node processes, embedded Kafka and Redis)
 //   troupe kafka   run the embedded Kafka (librdkafka's mock cluster) alone
 //   troupe bench   the runtime's micro-benchmarks (scripts/bench-supervision)
-//   troupe token   print a WebSocket client's token for a user
+//   troupe token   print a signed, expiring WebSocket client token for a user
 //   troupe shell   the operator's shell: join the cluster and command it
 
 #include <algorithm>
@@ -591,9 +591,11 @@ int run_check(const std::string& path, const std::string& without) {
   return 0;
 }
 
-/// `troupe token USER [--config FILE]`: the WebSocket token of USER in that
-/// cluster (hex HMAC-SHA256 of "cluster|client|USER" keyed by its secret).
-int run_token(const std::string& user, const std::string& path) {
+/// `troupe token USER [--ttl 1h] [--role user|operator] [--config FILE]`:
+/// a signed, expiring WebSocket token for USER in that cluster, from its
+/// client token key (generated at the default path when there is none yet).
+int run_token(const std::string& user, const std::string& ttl_text, const std::string& role,
+              const std::string& path) {
   auto t = load_topology(path, "");
   if (!t)
     return 2;
@@ -601,7 +603,29 @@ int run_token(const std::string& user, const std::string& path) {
     std::cerr << "troupe token: a user id has 1 to 128 bytes\n";
     return 2;
   }
-  std::cout << cluster::client_token(t->cluster.secret, t->cluster.name, user) << "\n";
+  if (role != "user" && role != "operator") {
+    std::cerr << "troupe token: --role is user or operator\n";
+    return 2;
+  }
+  auto ttl = parse_duration(ttl_text);
+  auto ttl_s = ttl ? std::chrono::duration_cast<std::chrono::seconds>(*ttl).count() : 0;
+  if (!ttl || ttl_s < 1 || ttl_s > cluster::max_client_token_ttl_s) {
+    std::cerr << "troupe token: --ttl is from 1s to 720h (30 days), got '" << ttl_text << "'\n";
+    return 2;
+  }
+  auto key = cluster::load_client_token_key(t->cluster.client_token_key_file,
+                                            t->cluster.client_token_key_generated);
+  if (!key) {
+    std::cerr << "troupe token: " << render(key.error()) << "\n";
+    return 2;
+  }
+  cluster::client_claims c;
+  c.issuer = t->cluster.name;
+  c.user = user;
+  c.role = role;
+  c.issued_at = unix_ms() / 1000;
+  c.expires_at = c.issued_at + ttl_s;
+  std::cout << cluster::sign_client_token(*key, c) << "\n";
   return 0;
 }
 
@@ -669,9 +693,16 @@ int main(int argc, char** argv) {
 
   std::string token_user;
   std::string token_file = "cluster.conf";
-  auto* token_cmd = app.add_subcommand("token", "print a WebSocket client's token for a user");
+  std::string token_ttl = "1h";
+  std::string token_role = "user";
+  auto* token_cmd = app.add_subcommand(
+    "token", "print a signed, expiring WebSocket client token for a user");
   token_cmd->add_option("user", token_user, "the user id")->required();
-  token_cmd->add_option("--config", token_file, "the topology file (its cluster and secret)")
+  token_cmd->add_option("--ttl", token_ttl, "how long it is valid (at most 720h)")
+    ->capture_default_str();
+  token_cmd->add_option("--role", token_role, "user, or operator (every feed and alert)")
+    ->capture_default_str();
+  token_cmd->add_option("--config", token_file, "the topology file (its cluster and client token key)")
     ->capture_default_str();
 
   troupe::cli::shell_options sopt;
@@ -710,6 +741,7 @@ int main(int argc, char** argv) {
                            "kafka-consume", "kafka-latency", "redis-features",
                            "pipeline", "broadcast", "feed"}));
   bench_cmd->add_option("--url", bopt.url, "broadcast, feed: WebSocket URL");
+  bench_cmd->add_option("--token", bopt.token, "feed: the client token (troupe token USER)");
   bench_cmd->add_option("--subscribers", bopt.subscribers, "broadcast: subscribers")
     ->capture_default_str();
   bench_cmd->add_option("--hold", bopt.hold_seconds,
@@ -763,7 +795,7 @@ int main(int argc, char** argv) {
                                        troupe::schemas_of(troupe::actors::domains()));
   }
   if (*token_cmd)
-    return run_token(token_user, token_file);
+    return run_token(token_user, token_ttl, token_role, token_file);
   if (*shell_cmd) {
     sopt.timeout = std::chrono::duration_cast<caf::timespan>(
       std::chrono::duration<double>(shell_timeout_s));

@@ -164,7 +164,8 @@ public:
          "restarts it. Instances are the cluster-wide numbers `groups` shows.\n"
          "`kill n1:collector` crashes one of a node's own actors, as `tree`\n"
          "names them (agent, placement, router/GROUP, collector, news-hub,\n"
-         "gateway-helper, http, or a supervisor): its supervisor restarts it.",
+         "gateway-helper, client-tokens, http, or a supervisor): its supervisor\n"
+         "restarts it.",
          1, 1, [](session& s, const args& a) { return s.kill(a[0]); }},
         {"publish", "<topic> <json>", "produce one record to a Kafka topic",
          "The JSON must parse; it goes to the cluster's Kafka as it is.",
@@ -205,6 +206,12 @@ public:
          "lives in the running node: a restarted node logs at the topology's\n"
          "`log_level` again.",
          0, 2, [](session& s, const args& a) { return s.log_level(a.empty() ? "" : a[0], a.size() < 2 ? "" : a[1]); }},
+        {"token", "revoke <user>", "revoke every client token of a user, on every node",
+         "Every token of the user issued up to now is refused from now on, and the\n"
+         "user's open WebSockets are closed (1008, \"token revoked\"): on the node\n"
+         "asked at once, on the others within a second. The revocation is kept in\n"
+         "Redis; a token the user gets afterwards (troupe token) works.",
+         2, 2, [](session& s, const args& a) { return s.token_command(a); }},
         {"quit", "", "leave the shell (also exit, Ctrl-D)", "",
          0, 0, [](session& s, const args& a) { return outcome{}; }},
     };
@@ -835,6 +842,39 @@ private:
       }
       self_->receive(caf::after(100ms) >> [] {});
     }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// `token revoke USER`: stored by the first node that keeps client tokens.
+  outcome token_command(const std::vector<std::string>& a) {
+    if (a[0] != "revoke")
+      return usage("token revoke <user>");
+    auto& user = a[1];
+    if (user.empty() || user.size() > 128)
+      return usage("a user id has 1 to 128 bytes");
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    std::string why;
+    for (auto& n : topo_.nodes) {
+      if (!infos.count(n.name))
+        continue;
+      auto at = ask<int64_t>(links_[n.name].agent, revoke_atom::value, user);
+      if (!at) {
+        why += "\n  " + n.name + ": " + render(at.error());
+        continue;
+      }
+      o.text = "revoked the client tokens of " + user + " issued up to " + std::to_string(*at)
+               + " (unix seconds), on every node within a second (stored by " + n.name + ")\n";
+      o.doc = {{"user", user}, {"revoked_up_to", *at}, {"node", n.name}};
+      note_unreachable(o, down);
+      return o;
+    }
+    o.rc = shell_failed;
+    o.text = "no node could revoke the tokens of " + user + ":" + why + "\n";
+    o.doc = {{"error", "failed"}, {"user", user}};
     note_unreachable(o, down);
     return o;
   }

@@ -166,6 +166,24 @@ caf::message_handler operator_handlers(agent_actor* self) {
       }
       return before;
     },
+    [self](revoke_atom, std::string& user) -> caf::result<int64_t> {
+      auto& st = self->state;
+      if (!st.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      // The node's client token keeper (a service of the
+      // websocket-broadcaster domain) stores it in Redis, where every
+      // node reads it within a second.
+      auto keeper = st.directory->get("@client-tokens");
+      if (!keeper)
+        return caf::make_error(ec::group_down,
+                               std::string{"this node keeps no client tokens (it runs no "
+                                           "websocket-broadcaster service)"});
+      auto rp = self->make_response_promise<int64_t>();
+      self->request(keeper, std::chrono::seconds(5), revoke_atom::value, std::move(user))
+        .then([rp](int64_t at) mutable { rp.deliver(at); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
     [self](halt_atom) -> caf::result<void> {
       if (!self->state.sender_trusted())
         return caf::make_error(ec::not_authenticated);

@@ -45,7 +45,9 @@ using worker_up_atom = caf::atom_constant<caf::atom("worker_up")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 /// Internal: a child's shutdown timeout expired, `(shutdown_timeout_atom, token)`.
 using shutdown_timeout_atom = caf::atom_constant<caf::atom("shut_tout")>;
-/// Internal: time to answer the requests past their call timeout, `(sweep_atom)`.
+/// Internal: time to answer the requests past their call timeout, `(sweep_atom)`;
+/// to the client token keeper, time to read the revocations again and sweep
+/// the gateway's clients.
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 
 // -- cluster membership (runtime/cluster) ---------------------------------------
@@ -496,5 +498,11 @@ using window_atom = caf::atom_constant<caf::atom("window")>;
 using feed_atom = caf::atom_constant<caf::atom("feed")>;
 /// Internal to a broadcaster worker: read the next records, `(consume_atom)`.
 using consume_atom = caf::atom_constant<caf::atom("consume")>;
+/// `(revoke_atom, std::string user) -> int64_t` from an operator to a node
+/// agent, which hands it to its node's client token keeper (the `@client-tokens`
+/// service): every token of `user` issued up to now (the answer, seconds
+/// since the epoch) is refused on every node from then on, and the user's
+/// open WebSockets are closed (`troupe shell`'s `token revoke USER`).
+using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
 
 } // namespace troupe

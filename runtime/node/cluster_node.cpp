@@ -567,6 +567,7 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
     return s ? s->get(&state::agent) : caf::actor{};
   };
   sctx.directory = st->directory;
+  sctx.redis = st->redis;
   sctx.log = log;
   for (auto& d : *st->opt.domains) {
     if (!d.make_service || st->service(d.service_name))

@@ -65,6 +65,8 @@ struct service_context {
   /// The node's directory: routers of hosted groups, and `@name` services
   /// for peers to find.
   std::shared_ptr<group_directory> directory;
+  /// Redis's URL (`redis://host:port`), as the node was started with it.
+  std::string redis;
   log_fn log;
 };
 

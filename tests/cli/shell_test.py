@@ -431,7 +431,7 @@ async def personalised_feeds(c, node, users, timeout=30):
     the ranker's instances run."""
     import asyncio
     import websockets
-    async with websockets.connect(c.url(node, "operator")) as ws:
+    async with c.connect(node, "operator") as ws:
         json.loads(await asyncio.wait_for(ws.recv(), 10))
         deadline = time.monotonic() + timeout
         n = 0
@@ -526,7 +526,7 @@ async def client_closed_by(c, node, command):
     close code and the shell's output."""
     import asyncio
     import websockets
-    async with websockets.connect(c.url(node, "operator")) as ws:
+    async with c.connect(node, "operator") as ws:
         json.loads(await asyncio.wait_for(ws.recv(), 10))
         proc = await asyncio.create_subprocess_exec(
             c.binary, "shell", "--config", c.conf, "-c", command,
@@ -548,7 +548,7 @@ async def feeds_while(c, node, users, command):
     import asyncio
     import websockets
     answers = []
-    async with websockets.connect(c.url(node, "operator")) as ws:
+    async with c.connect(node, "operator") as ws:
         json.loads(await asyncio.wait_for(ws.recv(), 10))
         proc = await asyncio.create_subprocess_exec(
             c.binary, "shell", "--config", c.conf, "-c", command,

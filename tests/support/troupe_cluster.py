@@ -65,6 +65,27 @@ http_port = {http[f"n{i}"]}
     return text + "\n" + groups, http
 
 
+class _Connect:
+    def __init__(self, url, token, kw):
+        self.url, self.token, self.kw, self.ws = url, token, kw, None
+
+    async def _open(self):
+        import websockets
+        self.ws = await websockets.connect(self.url, **self.kw)
+        if self.token:
+            await self.ws.send(json.dumps({"op": "auth", "token": self.token, "id": "auth"}))
+        return self.ws
+
+    def __await__(self):
+        return self._open().__await__()
+
+    async def __aenter__(self):
+        return await self._open()
+
+    async def __aexit__(self, *exc):
+        await self.ws.close()
+
+
 class Cluster:
     """`troupe up` of a topology; `http[node]` is each node's HTTP port."""
 
@@ -150,14 +171,25 @@ class Cluster:
         with self.cond:
             return len(self.lines)
 
-    def token(self, user):
-        out = subprocess.run([self.binary, "token", user, "--config", self.conf],
+    def token(self, user, role="user", ttl="1h"):
+        """A client token from `troupe token` (signed by the cluster's client
+        token key)."""
+        out = subprocess.run([self.binary, "token", user, "--config", self.conf,
+                              "--role", role, "--ttl", ttl],
                              capture_output=True, text=True, timeout=30, check=True)
         return out.stdout.strip()
 
-    def url(self, node, user=None):
-        q = f"?user={user}&token={self.token(user)}" if user else ""
-        return f"ws://127.0.0.1:{self.http[node]}/ws{q}"
+    def url(self, node):
+        return f"ws://127.0.0.1:{self.http[node]}/ws"
+
+    def connect(self, node, user=None, **kw):
+        """A WebSocket client of `node`'s gateway; with `user`, it sends a
+        token of that user (role operator for the user "operator") as its
+        first message, `{"op":"auth","token":T,"id":"auth"}`, and leaves the
+        answer for the caller to read. `await c.connect(...)` or `async with
+        c.connect(...) as ws`."""
+        token = self.token(user, "operator" if user == "operator" else "user") if user else None
+        return _Connect(self.url(node), token, kw)
 
     def redis_password(self):
         """The embedded Redis's generated password ('' if there is none)."""

@@ -172,6 +172,22 @@ TEST_CASE("a Redis password file is for a production Redis, and must be readable
         != std::string::npos);
 }
 
+TEST_CASE("a client token key file must be readable and hold at least 32 bytes") {
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nclient_token_key_file = "
+                "\"/nonexistent/key\"\n")
+          .find("test.conf:4: cluster.client_token_key_file: cannot read client token key file "
+                "'/nonexistent/key'")
+        != std::string::npos);
+  auto path = "/tmp/troupe-short-key-" + std::to_string(::getpid());
+  std::ofstream{path} << "too-short\n";
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nclient_token_key_file = \""
+                + path + "\"\n")
+          .find("test.conf:4: cluster.client_token_key_file: the key in '" + path
+                + "' is shorter than 32 bytes")
+        != std::string::npos);
+  std::remove(path.c_str());
+}
+
 TEST_CASE("the secret is required once, inline or from a file") {
   CHECK(problem("[cluster]\nname = \"x\"\n[[node]]\nname=\"n1\"\ncluster_port=1\nhttp_port=2\n")
         == "invalid_topology: test.conf:1: cluster.secret: give exactly one of 'secret' and "

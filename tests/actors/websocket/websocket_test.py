@@ -12,6 +12,7 @@ bounded.
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,14 +40,15 @@ restart_delay = "1s"
 name = "websocket-broadcaster"
 domain = "websocket-broadcaster"
 instances = 3
-settings = {{ send_queue = {send_queue}, rate_limit = {rate_limit}, max_message = 4096 }}
+settings = {{ send_queue = {send_queue}, rate_limit = {rate_limit}, max_message = 4096, unauthenticated_idle_timeout = "{idle}" }}
 """
 
 HOUR = 3600 * 1000
 
 
-def groups(ranker_node="n1", send_queue=1024, rate_limit=20):
-    return GROUPS.format(ranker_node=ranker_node, send_queue=send_queue, rate_limit=rate_limit)
+def groups(ranker_node="n1", send_queue=1024, rate_limit=20, idle="5m"):
+    return GROUPS.format(ranker_node=ranker_node, send_queue=send_queue, rate_limit=rate_limit,
+                         idle=idle)
 
 
 def now_ms():
@@ -198,7 +200,7 @@ async def feed_equals_the_formula(c):
     kafka = Kafka(c.kafka)
     c.redis_cli("HSET", "prefs:ana", "bias", "0.2", "category:politics", "0.9",
                 "category:sports", "0.3", "other", "0.1")
-    ws = await websockets.connect(c.url("n2", "ana"))
+    ws = await c.connect("n2", "ana")
     assert (await recv_json(ws))["type"] == "auth"
     await request(ws, {"op": "subscribe", "channel": "breaking:probe", "id": 0})
     await ready(kafka, [ws])
@@ -241,7 +243,7 @@ async def feed_equals_the_formula(c):
     # k limits the answer; a user without preferences gets the defaults.
     f3 = await request(ws, {"op": "feed", "k": 3, "id": "k3"})
     assert len(f3["items"]) == 3, f3
-    op = await websockets.connect(c.url("n3", "operator"))
+    op = await c.connect("n3", "operator")
     await recv_json(op)
     g = await request(op, {"op": "feed", "user": "nobody", "k": 5, "id": "g"})
     assert g["default_preferences"] and g["user"] == "nobody", g
@@ -253,7 +255,7 @@ async def feed_equals_the_formula(c):
 async def ranker_down_gives_trending_then_recovers(c):
     t0 = time.monotonic()
     kafka = Kafka(c.kafka)
-    ws = await websockets.connect(c.url("n1", "ana"))
+    ws = await c.connect("n1", "ana")
     await recv_json(ws)
     await request(ws, {"op": "subscribe", "channel": "breaking:probe", "id": 0})
     await ready(kafka, [ws])
@@ -379,7 +381,7 @@ async def bad_frames_get_documented_answers(c):
     m = await request(ws, {"op": "ping", "id": 6})
     assert m["type"] == "pong", m
     # A user's token reads that user's feed, never another's.
-    ana = await websockets.connect(c.url("n2", "ana"))
+    ana = await c.connect("n2", "ana")
     assert (await recv_json(ana))["ok"]
     m = await request(ana, {"op": "feed", "user": "bob", "id": 7})
     assert m["error"] == "unauthorized", m
@@ -441,9 +443,9 @@ def alert(txid, user, score=0.93):
 
 async def alerts_reach_authorised_subscribers_only(c):
     kafka = Kafka(c.kafka)
-    op = await websockets.connect(c.url("n1", "operator"))
-    ana = await websockets.connect(c.url("n2", "ana"))
-    bob = await websockets.connect(c.url("n3", "bob"))
+    op = await c.connect("n1", "operator")
+    ana = await c.connect("n2", "ana")
+    bob = await c.connect("n3", "bob")
     for ws in (op, ana, bob):
         assert (await recv_json(ws))["ok"]
         assert (await request(ws, {"op": "subscribe", "channel": "alerts", "id": 1}))["type"] \
@@ -502,6 +504,184 @@ async def articles_survive_crashing_hubs(c):
     assert got == want, sorted(want - got)
 
 
+def b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged(token, **changes):
+    """`token` with its payload changed (or its header, `alg`) and its
+    signature kept: what an attacker without the key can make."""
+    import base64
+    head, payload, sig = token.split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    alg = changes.pop("alg", None)
+    body.update(changes)
+    if alg is not None:
+        head = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+        sig = "" if alg == "none" else sig
+    return ".".join([head, b64url(json.dumps(body).encode()), sig])
+
+
+async def auth(ws, token, rid="a"):
+    return await request(ws, {"op": "auth", "token": token, "id": rid})
+
+
+async def closed_with(ws, code, reason, timeout=10):
+    """Reads until the server closes `ws`; its close frame must carry `code`
+    and a reason starting with `reason`."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except websockets.ConnectionClosed as e:
+        assert e.rcvd is not None and e.rcvd.code == code, (e.rcvd, e.sent)
+        assert e.rcvd.reason.startswith(reason), e.rcvd.reason
+        return e.rcvd.reason
+
+
+def metric(c, node, name):
+    """The sum of `name`'s samples on `node`'s /metrics."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{c.http[node]}/metrics", timeout=5).read()
+    total = 0.0
+    for line in text.decode().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def client_tokens_are_signed_expire_and_are_revoked_everywhere(c):
+    import hashlib
+    import hmac
+    ana_token = c.token("ana")
+    # A token in a URL is refused (1008), with where it goes instead.
+    ws = await websockets.connect(c.url("n1") + "?user=ana&token=" + ana_token)
+    print("token in a URL:", await closed_with(ws, 1008, "a token goes in the first message"))
+    # Forgeries: a role or user changed, alg none, another cluster's name,
+    # signed with the cluster secret, or from another key; all refused.
+    ws = await websockets.connect(c.url("n2"))
+    secret = re.search(r'secret = "([^"]+)"', open(c.conf).read()).group(1)
+    head_payload = ana_token.rsplit(".", 1)[0]
+    by_secret = head_payload + "." + b64url(
+        hmac.new(secret.encode(), head_payload.encode(), hashlib.sha256).digest())
+    attempts = {
+        "role changed": (forged(ana_token, role="operator"), "bad signature"),
+        "user changed": (forged(ana_token, sub="operator"), "bad signature"),
+        "alg none": (forged(ana_token, alg="none"), "only alg HS256"),
+        "signed with the cluster secret": (by_secret, "bad signature"),
+        "garbage": ("x.y", "not a JSON Web Token"),
+        "no token": ("", "no token"),
+    }
+    for what, (token, why) in attempts.items():
+        m = await auth(ws, token, what)
+        assert m["type"] == "error" and m["error"] == "unauthorized", (what, m)
+        assert why in m["message"], (what, m)
+    m = await request(ws, {"op": "subscribe", "channel": "alerts", "id": "still"})
+    assert m["error"] == "unauthorized", m
+    # A genuine token works; a token for one user cannot be presented as another's.
+    m = await request(ws, {"op": "auth", "token": ana_token, "user": "bob", "id": "other"})
+    assert m["error"] == "unauthorized" and "another user" in m["message"], m
+    m = await auth(ws, ana_token)
+    assert m["ok"] and m["user"] == "ana" and not m["operator"], m
+    assert 3500 <= m["expires_at"] - time.time() <= 3601, m
+    # An operator token opens another user's feed; ana's does not.
+    m = await request(ws, {"op": "feed", "user": "bob", "id": "bob"})
+    assert m["error"] == "unauthorized", m
+    # A token for 2 s: accepted, then the connection is closed when it
+    # expires, and the same token is refused afterwards.
+    short = c.token("carl", ttl="2s")
+    carl = await websockets.connect(c.url("n3"))
+    assert (await auth(carl, short))["ok"]
+    t0 = time.monotonic()
+    print("expired:", await closed_with(carl, 1008, "token expired", timeout=10))
+    assert time.monotonic() - t0 < 5
+    carl = await websockets.connect(c.url("n3"))
+    m = await auth(carl, short)
+    assert m["error"] == "unauthorized" and "expired" in m["message"], m
+    # Revocation: ana is connected to n1 and n3; the shell revokes her
+    # tokens through n2's agent (the first node), both connections close,
+    # and her old token is refused everywhere.
+    on1 = await c.connect("n1", "ana")
+    on3 = await c.connect("n3", "ana")
+    for x in (on1, on3):
+        assert (await recv_json(x))["ok"]
+    bob = await c.connect("n1", "bob")
+    assert (await recv_json(bob))["ok"]
+    out = subprocess.run([c.binary, "shell", "--config", c.conf, "-c", "token revoke ana"],
+                         capture_output=True, text=True, timeout=60)
+    print(out.stdout, out.stderr)
+    assert out.returncode == 0 and "revoked the client tokens of ana" in out.stdout, out
+    await closed_with(on1, 1008, "token revoked", timeout=10)
+    await closed_with(on3, 1008, "token revoked", timeout=10)
+    # Every node refuses the old token within a second or two of the
+    # revocation (the others read it from Redis every second).
+    revoked_at = time.monotonic()
+    for node in ("n1", "n2", "n3"):
+        while True:
+            x = await websockets.connect(c.url(node))
+            m = await auth(x, ana_token)
+            await x.close()
+            if m.get("error") or time.monotonic() - revoked_at > 3:
+                break
+        assert m.get("error") == "unauthorized" and "revoked" in m["message"], (node, m)
+    print(f"refused everywhere {time.monotonic() - revoked_at:.2f} s after the revocation")
+    # Bob is untouched.
+    assert (await request(bob, {"op": "ping", "id": "bob-alive"}))["type"] == "pong"
+    # A token ana gets after the revocation works (tokens issued within the
+    # revocation's second are refused too: try again, bounded).
+    deadline = time.monotonic() + 5
+    while True:
+        x = await websockets.connect(c.url("n2"))
+        m = await auth(x, c.token("ana"))
+        if m.get("ok") or time.monotonic() > deadline:
+            break
+    assert m.get("ok"), m
+    # A revoked connection and a restarted node: the revocation is in Redis.
+    assert "ana" in c.redis_cli("HGETALL", "troupe:revoked-client-tokens")
+    # Counted: 6 forgeries, another user's, the URL, the expired, 3 revoked;
+    # closed: 1 expired, 2 revoked. (/metrics is rendered once a second.)
+    deadline = time.monotonic() + 10
+    while True:
+        fails = sum(metric(c, n, "troupe_ws_auth_failures_total") for n in ("n1", "n2", "n3"))
+        closed = sum(metric(c, n, "troupe_ws_closed_by_policy_total") for n in ("n1", "n2", "n3"))
+        if fails >= len(attempts) + 6 and closed >= 3 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    print(f"auth failures {fails}, closed by policy {closed}")
+    assert fails >= len(attempts) + 6 and closed >= 3, (fails, closed)
+
+
+async def clients_without_a_token_are_closed_when_idle(c):
+    # idle = 2 s here. An anonymous client that only pings is closed; one
+    # that makes requests stays; an authenticated one that only pings stays.
+    pinger = await websockets.connect(c.url("n1"))
+    busy = await websockets.connect(c.url("n1"))
+    user = await c.connect("n1", "ana")
+    assert (await recv_json(user))["ok"]
+    t0 = time.monotonic()
+    closed = False
+    while time.monotonic() - t0 < 6:
+        try:
+            await request(pinger, {"op": "ping", "id": "p"})
+        except websockets.ConnectionClosed as e:
+            assert e.rcvd.code == 1008 and e.rcvd.reason == "idle without a token", e.rcvd
+            closed = True
+            break
+        await request(busy, {"op": "trending", "k": 1, "id": "t"})
+        await request(user, {"op": "ping", "id": "u"})
+        await asyncio.sleep(0.25)  # the client's own pace between requests
+    assert closed, "an idle client without a token stayed"
+    took = time.monotonic() - t0
+    print(f"idle anonymous client closed after {took:.1f} s")
+    assert 1.5 <= took <= 5, took
+    assert (await request(busy, {"op": "ping", "id": "b"}))["type"] == "pong"
+    assert (await request(user, {"op": "ping", "id": "u2"}))["type"] == "pong"
+    deadline = time.monotonic() + 10  # /metrics is rendered once a second
+    while metric(c, "n1", "troupe_ws_closed_by_policy_total") < 1:
+        assert time.monotonic() < deadline, "the idle close was not counted"
+        await asyncio.sleep(0.2)
+
+
 CASES = {
     "breaking": (breaking_news_reaches_every_node, {}),
     "feed": (feed_equals_the_formula, {"rate_limit": 1000}),
@@ -511,6 +691,8 @@ CASES = {
     "frames": (bad_frames_get_documented_answers, {}),
     "alerts": (alerts_reach_authorised_subscribers_only, {}),
     "hubs": (articles_survive_crashing_hubs, {}),
+    "tokens": (client_tokens_are_signed_expire_and_are_revoked_everywhere, {"rate_limit": 1000}),
+    "idle": (clients_without_a_token_are_closed_when_idle, {"rate_limit": 1000, "idle": "2s"}),
 }
 
 

@@ -3,12 +3,17 @@
 
 #include "runtime/cluster/node_agent.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <map>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
 #include "runtime/cluster/auth.hpp"
+#include "runtime/core/error.hpp"
 #include "tests/support/cluster_file.hpp"
 
 using namespace std::chrono_literals;
@@ -35,6 +40,59 @@ TEST_CASE("proofs match only for the same secret, cluster, name and nonce") {
   CHECK(!cluster::same_proof(proof, cluster::make_proof("secret-1", "c", "n2", nonce)));
   CHECK(!cluster::same_proof(proof, cluster::make_proof("secret-1", "c", "n1", "other")));
   CHECK(!cluster::same_proof("", ""));
+}
+
+TEST_CASE("a client token verifies with its key and cluster until it expires, and no other") {
+  std::string key(32, 'k');
+  cluster::client_claims c;
+  c.issuer = "c";
+  c.user = "ana";
+  c.role = "operator";
+  c.issued_at = 1000;
+  c.expires_at = 4600;
+  auto token = cluster::sign_client_token(key, c);
+  auto ok = cluster::verify_client_token(key, "c", token, 1001);
+  REQUIRE(ok);
+  CHECK(ok->user == "ana");
+  CHECK(ok->role == "operator");
+  CHECK(ok->expires_at == 4600);
+  auto why = [&](const std::string& k, const std::string& cl, const std::string& t, int64_t now) {
+    auto x = cluster::verify_client_token(k, cl, t, now);
+    return x ? std::string{"accepted"} : render(x.error());
+  };
+  CHECK(why(key, "c", token, 4600).find("expired") != std::string::npos);
+  CHECK(why(std::string(32, 'x'), "c", token, 1001).find("bad signature") != std::string::npos);
+  CHECK(why(key, "d", token, 1001).find("another cluster") != std::string::npos);
+  // One byte of the signature changed.
+  auto bent = token;
+  bent.back() = bent.back() == 'A' ? 'B' : 'A';
+  CHECK(why(key, "c", bent, 1001) != "accepted");
+  CHECK(why(key, "c", token + ".x", 1001).find("not a JSON Web Token") != std::string::npos);
+  CHECK(why(key, "c", std::string(5000, 'a'), 1001).find("4096") != std::string::npos);
+  // Longer than 30 days, or without a role it knows: refused even when signed.
+  c.expires_at = c.issued_at + cluster::max_client_token_ttl_s + 1;
+  CHECK(why(key, "c", cluster::sign_client_token(key, c), 1001).find("30 days")
+        != std::string::npos);
+  c.expires_at = 4600;
+  c.role = "root";
+  CHECK(why(key, "c", cluster::sign_client_token(key, c), 1001).find("role")
+        != std::string::npos);
+}
+
+TEST_CASE("a client token key is generated once, owner-only, and read back the same") {
+  auto dir = "/tmp/troupe-key-test-" + std::to_string(::getpid());
+  auto path = dir + "/sub/client-token.key";
+  CHECK(!cluster::load_client_token_key(path, false));
+  auto a = cluster::load_client_token_key(path, true);
+  REQUIRE(a);
+  CHECK(a->size() == 64);
+  auto b = cluster::load_client_token_key(path, true);
+  REQUIRE(b);
+  CHECK(*a == *b);
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("three node processes find each other and report every peer up") {

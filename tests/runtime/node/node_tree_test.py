@@ -209,10 +209,8 @@ def every_actor_has_a_supervisor(c):
 
 async def node_parts_restart_while_serving(c):
     kafka = KafkaProducer(bootstrap_servers=c.kafka, linger_ms=0)
-    url = c.url("n1", "operator")
-
     async def connect():
-        ws = await websockets.connect(url)
+        ws = await c.connect("n1", "operator")
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["ok"]
         for i, channel in enumerate(("alerts", "breaking:tree")):
             await ws.send(json.dumps({"op": "subscribe", "channel": channel, "id": i}))
