@@ -120,12 +120,37 @@ public:
       if (a.size() < c.min_args || a.size() > c.max_args)
         return c.max_args == 0 ? usage(w[0] + " takes no argument")
                                : usage("usage: " + w[0] + " " + c.args);
-      return c.run(*this, a);
+      auto o = c.run(*this, a);
+      audit(w, o);
+      return o;
     }
     std::string known;
     for (auto& c : table())
       known += (known.empty() ? "" : ", ") + std::string{c.name};
     return usage("unknown command '" + w[0] + "' (known: " + known + "; `help` explains them)");
+  }
+
+  /// Reports a command that ran to the first node it is connected to, for
+  /// the node's audit trail (`help` and `quit` aside).
+  void audit(const std::vector<std::string>& w, const outcome& o) {
+    if (w[0] == "help" || w[0] == "quit")
+      return;
+    std::string line;
+    for (auto& x : w)
+      line += (line.empty() ? "" : " ") + x;
+    std::string result = "ok";
+    if (o.rc != 0) {
+      result = o.text.substr(0, o.text.find('\n')).substr(0, 512);
+      if (result.empty())
+        result = "exit code " + std::to_string(o.rc);
+    }
+    for (auto& n : topo_.nodes) {
+      auto i = links_.find(n.name);
+      if (i == links_.end() || !i->second.agent)
+        continue;
+      if (!ask_void(i->second.agent, audit_atom::value, line, o.rc == 0, result))
+        return;
+    }
   }
 
   /// Every command, in `help`'s order.

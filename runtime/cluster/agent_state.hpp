@@ -18,6 +18,7 @@
 #include <caf/message_handler.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "runtime/cluster/audit.hpp"
 #include "runtime/cluster/node_agent.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/log.hpp"
@@ -97,6 +98,14 @@ struct agent_state {
   node_info info;
   std::function<node_info()> describe_node;
   std::function<void()> on_halt;
+  std::function<void(audit_entry)> audit;
+  /// An audit entry for the current message's command: who from
+  /// `trusted` (an operator, or this node), from where its node id.
+  audit_entry sender_entry(const std::string& command);
+  /// Records the current message's command with its outcome.
+  void audited(const std::string& command, const caf::error& err);
+  /// Hands an entry to `audit` (or, without one, to the log).
+  void record(audit_entry x);
   /// What operators decided, one last-writer-wins register per node
   /// (`troupe shell drain`/`undrain`: value 1 or 0) and per group (`scale`:
   /// the instance count), stamped with when it was decided.

@@ -17,9 +17,11 @@ namespace {
 caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string me,
                          std::shared_ptr<group_directory> directory, log_fn log,
                          caf::io::middleman_actor transport, std::function<node_info()> describe_node,
-                         std::function<void()> on_halt) {
+                         std::function<void()> on_halt,
+                         std::function<void(audit_entry)> audit) {
   auto& st = self->state;
   st.self = self;
+  st.audit = std::move(audit);
   st.describe_node = std::move(describe_node);
   st.on_halt = std::move(on_halt);
   st.directory = std::move(directory);
@@ -48,13 +50,14 @@ caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::top
                                            std::shared_ptr<group_directory> directory,
                                            log_fn log, caf::io::middleman_actor transport,
                                            std::function<node_info()> describe_node,
-                                           std::function<void()> on_halt) {
+                                           std::function<void()> on_halt,
+                                           std::function<void(audit_entry)> audit) {
   if (!topo.node(self_name))
     return caf::make_error(ec::invalid_argument,
                            "node '" + self_name + "' is not in " + topo.source);
   return sys.spawn(agent_impl, std::move(topo), std::move(self_name), std::move(directory),
                    std::move(log), std::move(transport), std::move(describe_node),
-                   std::move(on_halt));
+                   std::move(on_halt), std::move(audit));
 }
 
 void configure_system(caf::actor_system_config& cfg, const topology::cluster_settings& c,

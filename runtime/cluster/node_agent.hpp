@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 #include <caf/io/middleman_actor.hpp>
 
+#include "runtime/cluster/audit.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/node/node.hpp"
@@ -42,14 +43,18 @@ namespace troupe::cluster {
 /// decisions) at each `node_info_atom`; without it, what a local
 /// `(node_info_atom, node_info)` last said. `on_halt` runs once when an
 /// operator stops the node (`halt_atom`); without it, the agent itself
-/// exits with `ec::stopped_by_operator`.
+/// exits with `ec::stopped_by_operator`. `audit` gets every operator
+/// command the agent executes (drain, scale, log level, stop, token
+/// revoke) and every command an operator's shell reports
+/// (`(audit_atom, command, ok, result)`); without it, they are only logged.
 caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::topology topo,
                                            std::string self_name,
                                            std::shared_ptr<group_directory> directory,
                                            log_fn log,
                                            caf::io::middleman_actor transport = {},
                                            std::function<node_info()> describe_node = {},
-                                           std::function<void()> on_halt = {});
+                                           std::function<void()> on_halt = {},
+                                           std::function<void(audit_entry)> audit = {});
 
 /// Configures a node's actor system from the topology: the middleman's
 /// heartbeat and connection timeout, and `node.threads` scheduler threads

@@ -62,6 +62,31 @@ operator_decisions agent_state::decisions() const {
   return result;
 }
 
+audit_entry agent_state::sender_entry(const std::string& command) {
+  audit_entry x;
+  auto nid = sender_node();
+  auto t = trusted.find(nid);
+  x.who = t != trusted.end() ? t->second : sender_local() ? "this node" : "unknown";
+  x.from = nid ? to_string(nid) : std::string{"this process"};
+  x.command = command;
+  return x;
+}
+
+void agent_state::audited(const std::string& command, const caf::error& err) {
+  auto x = sender_entry(command);
+  x.ok = !err;
+  x.result = err ? render(err) : "ok";
+  record(std::move(x));
+}
+
+void agent_state::record(audit_entry x) {
+  if (audit) {
+    audit(std::move(x));
+    return;
+  }
+  log.warning("audit who=" + x.who + " command=" + x.command + " result=" + x.result);
+}
+
 bool agent_state::is_operator(const std::string& name) {
   return name.rfind("shell/", 0) == 0;
 }
@@ -106,25 +131,36 @@ caf::message_handler operator_handlers(agent_actor* self) {
       auto& st = self->state;
       if (!st.sender_trusted())
         return caf::make_error(ec::not_authenticated);
-      if (!st.topo.node(node))
-        return caf::make_error(ec::invalid_argument, "no node '" + node + "' in this cluster");
+      auto command = std::string{drained ? "drain " : "undrain "} + node;
+      if (!st.topo.node(node)) {
+        auto err = caf::make_error(ec::invalid_argument, "no node '" + node + "' in this cluster");
+        st.audited(command, err);
+        return err;
+      }
       operator_decision d{node, drained ? 1u : 0u, agent_state::next_stamp(st.drains, node)};
       st.apply_drain(d, "");
       st.share({{d}, {}});
+      st.audited(command, {});
       return caf::unit;
     },
     [self](scale_atom, std::string& group, uint32_t n) -> caf::result<void> {
       auto& st = self->state;
       if (!st.sender_trusted())
         return caf::make_error(ec::not_authenticated);
+      auto command = "scale " + group + " " + std::to_string(n);
+      caf::error err;
       if (!st.topo.group(group))
-        return caf::make_error(ec::invalid_argument, "no group '" + group + "' in this cluster");
-      if (n < 1 || n > 1024)
-        return caf::make_error(ec::invalid_argument,
-                               std::string{"a group has 1 to 1024 instances"});
+        err = caf::make_error(ec::invalid_argument, "no group '" + group + "' in this cluster");
+      else if (n < 1 || n > 1024)
+        err = caf::make_error(ec::invalid_argument, std::string{"a group has 1 to 1024 instances"});
+      if (err) {
+        st.audited(command, err);
+        return err;
+      }
       operator_decision d{group, n, agent_state::next_stamp(st.scales, group)};
       st.apply_scale(d, "");
       st.share({{}, {d}});
+      st.audited(command, {});
       return caf::unit;
     },
     [self](decisions_atom, operator_decisions& d) {
@@ -150,11 +186,14 @@ caf::message_handler operator_handlers(agent_actor* self) {
       if (!st.sender_trusted())
         return caf::make_error(ec::not_authenticated);
       auto x = parse_log_level(level);
-      if (!x)
+      if (!x) {
+        st.audited("log " + level, x.error());
         return x.error();
+      }
       auto& l = st.log.get();
       if (!l)
         return caf::make_error(ec::invalid_argument, std::string{"this node has no log"});
+      st.audited("log " + level, {});
       std::string before = to_string(l->level());
       if (*x != l->level()) {
         auto who = st.trusted.count(st.sender_node()) ? st.trusted[st.sender_node()]
@@ -173,16 +212,51 @@ caf::message_handler operator_handlers(agent_actor* self) {
       // The node's client token keeper (a service of the
       // websocket-broadcaster domain) stores it in Redis, where every
       // node reads it within a second.
+      auto command = "token revoke " + user;
       auto keeper = st.directory->get("@client-tokens");
-      if (!keeper)
-        return caf::make_error(ec::group_down,
-                               std::string{"this node keeps no client tokens (it runs no "
-                                           "websocket-broadcaster service)"});
+      if (!keeper) {
+        auto err = caf::make_error(ec::group_down,
+                                   std::string{"this node keeps no client tokens (it runs no "
+                                               "websocket-broadcaster service)"});
+        st.audited(command, err);
+        return err;
+      }
+      // Who asked, kept for the answer's audit entry.
+      auto who = st.sender_entry(command);
       auto rp = self->make_response_promise<int64_t>();
+      auto record = [self, who](const caf::error& err) mutable {
+        who.ok = !err;
+        who.result = err ? render(err) : "ok";
+        self->state.record(who);
+      };
       self->request(keeper, std::chrono::seconds(5), revoke_atom::value, std::move(user))
-        .then([rp](int64_t at) mutable { rp.deliver(at); },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        .then(
+          [rp, record](int64_t at) mutable {
+            record({});
+            rp.deliver(at);
+          },
+          [rp, record](caf::error& err) mutable {
+            record(err);
+            rp.deliver(std::move(err));
+          });
       return rp;
+    },
+    [self](audit_atom, std::string& command, bool ok, std::string& result) -> caf::result<void> {
+      // A whole command an operator's shell ran (one that went to
+      // supervisors or routers, or a read): recorded with who sent it.
+      auto& st = self->state;
+      if (!st.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      if (command.size() > 4096)
+        command.resize(4096);
+      if (result.size() > 4096)
+        result.resize(4096);
+      auto x = st.sender_entry(command);
+      x.source = "shell";
+      x.ok = ok;
+      x.result = ok ? "ok" : result;
+      st.record(std::move(x));
+      return caf::unit;
     },
     [self](halt_atom) -> caf::result<void> {
       if (!self->state.sender_trusted())
@@ -191,6 +265,7 @@ caf::message_handler operator_handlers(agent_actor* self) {
                    ? self->state.trusted[self->state.sender_node()]
                    : std::string{"this node"};
       self->state.log("stopping: asked by " + who);
+      self->state.audited("stop " + self->state.me, {});
       // Answer first, then end: the node process sees the agent end with
       // this reason, stops in order and exits with code 0.
       self->delayed_send(self, std::chrono::milliseconds(50), halt_atom::value, true);

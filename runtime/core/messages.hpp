@@ -504,5 +504,9 @@ using consume_atom = caf::atom_constant<caf::atom("consume")>;
 /// since the epoch) is refused on every node from then on, and the user's
 /// open WebSockets are closed (`troupe shell`'s `token revoke USER`).
 using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
+/// `(audit_atom, std::string command, bool ok, std::string result)` from an
+/// operator's shell to a node agent, after each command it ran: the node
+/// records it in its audit trail with who sent it (`runtime/cluster/audit.hpp`).
+using audit_atom = caf::atom_constant<caf::atom("audit")>;
 
 } // namespace troupe

@@ -165,6 +165,9 @@ std::vector<std::pair<std::string, int>> topics_of(const topology::topology& t) 
   std::vector<std::pair<std::string, int>> result;
   for (auto& n : names)
     result.emplace_back(n, 12); // many partitions: the mock keeps ~5 MiB each
+  // The nodes' audit trail of operator commands: one partition, one order.
+  if (!names.count("audit"))
+    result.emplace_back("audit", 1);
   return result;
 }
 

@@ -9,6 +9,7 @@
 #include <caf/io/middleman_actor.hpp>
 #include <nlohmann/json.hpp>
 
+#include "runtime/cluster/audit.hpp"
 #include "runtime/cluster/cluster_router.hpp"
 #include "runtime/cluster/node_agent.hpp"
 #include "runtime/cluster/placement_manager.hpp"
@@ -44,6 +45,8 @@ struct cluster_node::state {
   /// cluster port, CAF's BASP only behind it (`secure_transport.hpp`).
   std::shared_ptr<cluster::tls_tunnel> tunnel;
   caf::io::middleman_actor transport;
+  /// Operators' commands: log lines and the `audit` topic.
+  std::shared_ptr<cluster::audit_trail> audit;
   /// The domains' node services, by name, in registration order.
   std::vector<std::pair<std::string, std::shared_ptr<node_service>>> services;
   std::shared_ptr<metrics::snapshot> metrics_text = std::make_shared<metrics::snapshot>();
@@ -175,6 +178,10 @@ caf::expected<caf::actor> spawn_agent(caf::actor_system& sys, const state_ptr& s
     [weak] {
       if (auto s = weak.lock())
         s->halted = true;
+    },
+    [audit = st->audit](cluster::audit_entry x) {
+      if (audit)
+        audit->record(std::move(x));
     });
 }
 
@@ -525,6 +532,13 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
     return t.error();
   st->tunnel = std::move(*t);
   st->transport = cluster::spawn_secure_middleman(sys, st->tunnel, log);
+  // The audit trail: every operator command, as a log line and a record on
+  // the `audit` topic (none without Kafka).
+  auto trail = cluster::audit_trail::make(
+    st->spec.name, st->kafka == "embedded" ? std::string{} : st->kafka, "audit", log);
+  if (!trail)
+    return trail.error();
+  st->audit = std::move(*trail);
   // The agent is bound here, before anything starts, so that a port in use
   // is an error of `troupe node` rather than a crash loop.
   auto agent = spawn_agent(sys, st);

@@ -745,7 +745,53 @@ def structured_logs_and_levels(c):
             c.cond.wait(0.2)
 
 
+def every_command_is_audited(c):
+    """Each operator command is an audit line in the nodes' log and a record
+    on the `audit` topic, saying who, from where, what and the result; the
+    node records the commands it executes itself, the shell reports every
+    command line."""
+    from kafka import KafkaConsumer, TopicPartition
+    sh = Shell(c)
+    sh.until("groups", lambda d: all(g["state"] == "up" for g in d["groups"]))
+    mark = c.mark()
+    sh.run("-c", "drain n3", check_rc=0, timeout=60)
+    sh.run("-c", "undrain n3", check_rc=0, timeout=60)
+    rc, _, _ = sh.run("-c", "scale nosuchgroup 2")
+    assert rc != 0
+    sh.run("-c", "token revoke mallory", check_rc=0)
+    line = c.wait_for(r"audit who=shell/\S+ from=\S+ source=node command=\"drain n3\" result=ok",
+                      start=mark)
+    print("audit line:", line.group(0))
+    c.wait_for(r"source=shell command=\"scale nosuchgroup 2\" result=failed: ", start=mark)
+    # The records: read the topic from its start until every command is there.
+    consumer = KafkaConsumer(bootstrap_servers=c.kafka, enable_auto_commit=False,
+                             consumer_timeout_ms=1000)
+    tp = TopicPartition("audit", 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    want = {("node", "drain n3", True), ("node", "undrain n3", True),
+            ("shell", "drain n3", True), ("shell", "undrain n3", True),
+            ("shell", "scale nosuchgroup 2", False), ("node", "token revoke mallory", True),
+            ("shell", "token revoke mallory", True)}
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for r in consumer:
+            seen.append(json.loads(r.value))
+        if want <= {(x["source"], x["command"], x["ok"]) for x in seen}:
+            break
+    got = {(x["source"], x["command"], x["ok"]) for x in seen}
+    assert want <= got, (want - got, seen)
+    for x in seen:
+        assert x["who"].startswith("shell/") and x["from"] and x["node"] in ("n1", "n2", "n3"), x
+        assert x["at"] > 0, x
+    failed = [x for x in seen if x["command"] == "scale nosuchgroup 2"]
+    assert "no group" in failed[0]["result"], failed
+    print(f"{len(seen)} audit records, e.g. {seen[0]}")
+
+
 CASES = {
+    "audit": every_command_is_audited,
     "one_shot": one_shot_commands,
     "kill": kill_shows_restart_and_reason,
     "stdin": commands_from_standard_input,
