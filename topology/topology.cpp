@@ -355,7 +355,8 @@ std::vector<node_spec> read_nodes(const std::string& source, const toml::table& 
   std::map<std::pair<std::string, int64_t>, std::string> ports;
   for (auto& item : *arr->as_array()) {
     reader r{source, *item.as_table(), "node[" + std::to_string(i++) + "]"};
-    r.only({"name", "host", "cluster_port", "http_port", "threads", "log_level"});
+    r.only({"name", "host", "cluster_port", "http_port", "admin_host", "admin_port", "threads",
+            "log_level"});
     node_spec n;
     n.line = r.line();
     n.name = r.unique_name("node", result);
@@ -372,6 +373,20 @@ std::vector<node_spec> read_nodes(const std::string& source, const toml::table& 
                  + it->second);
       (std::string{key} == "cluster_port" ? n.cluster_port : n.http_port)
         = static_cast<uint16_t>(port);
+    }
+    if (r.find("admin_port")) {
+      n.admin_host = r.str("admin_host", std::string{"127.0.0.1"});
+      if (n.admin_host.empty())
+        r.fail(line_of(*r.find("admin_host")), "admin_host", "must not be empty");
+      auto port = r.integer("admin_port", std::nullopt, 1, 65535);
+      auto [it, fresh] = ports.emplace(std::make_pair(n.admin_host, port), r.path() + ".admin_port");
+      if (!fresh)
+        r.fail(line_of(*r.find("admin_port")), "admin_port",
+               "port " + std::to_string(port) + " on " + n.admin_host + " is already used by "
+                 + it->second);
+      n.admin_port = static_cast<uint16_t>(port);
+    } else if (r.find("admin_host")) {
+      r.fail(line_of(*r.find("admin_host")), "admin_host", "give admin_port with it");
     }
     n.threads = static_cast<size_t>(r.integer("threads", int64_t{0}, 0, 256));
     if (r.find("log_level"))

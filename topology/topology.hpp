@@ -70,6 +70,11 @@ struct node_spec {
   std::string host = "127.0.0.1";
   uint16_t cluster_port = 0;
   uint16_t http_port = 0;
+  /// Where `/metrics` and `/healthz` are served apart from the client port
+  /// (`admin_port`, on `admin_host`, default 127.0.0.1); 0: on `http_port`
+  /// with the rest.
+  std::string admin_host = "127.0.0.1";
+  uint16_t admin_port = 0;
   /// Scheduler threads of the node's actor system; 0: one per core.
   size_t threads = 0;
   /// This node's log level, if it differs from the cluster's.

@@ -15,6 +15,11 @@
 -- ARGV: id, timestamp (ms), amount, merchant, country, device, ttl (s)
 -- Returns "tx_1h tx_24h amount_z merchants_24h secs_since_last new_country
 -- new_device prior_tx", numbers with 17 significant digits.
+--
+-- Bounded per user, whatever a client sends: the two ZSETs keep their
+-- newest 10,000 members (so tx_24h and merchants_24h count at most that
+-- many), the two SETs take at most 1,000 members (a country or device past
+-- that is never added, so it counts as new every time: the cautious side).
 
 local cached = redis.call('GET', KEYS[6])
 if cached then
@@ -23,6 +28,7 @@ end
 local id, ts, amount = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local merchant, country, device, ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
 local hour, day, max_gap = 3600000, 86400000, 604800
+local max_recent, max_seen = 10000, 1000
 
 local tx_1h = redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.17g', ts - hour),
                          string.format('%.17g', ts))
@@ -56,10 +62,12 @@ local prior = math.min(n, 1000)
 -- update the user's state with this transaction
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.17g', ts - day))
 redis.call('ZADD', KEYS[1], string.format('%.17g', ts), id)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(max_recent + 1))
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%.17g', ts - day))
 redis.call('ZADD', KEYS[3], string.format('%.17g', ts), merchant)
-redis.call('SADD', KEYS[4], country)
-redis.call('SADD', KEYS[5], device)
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(max_recent + 1))
+if redis.call('SCARD', KEYS[4]) < max_seen then redis.call('SADD', KEYS[4], country) end
+if redis.call('SCARD', KEYS[5]) < max_seen then redis.call('SADD', KEYS[5], device) end
 n = n + 1
 local delta = amount - mean
 mean = mean + delta / n

@@ -390,6 +390,28 @@ void gateway::set_revocations(const std::unordered_map<std::string, int64_t>& re
   }
 }
 
+std::shared_ptr<const gateway::trending_snapshot> gateway::trending() {
+  // One request makes it; the others meanwhile wait for that one (not for
+  // the gateway's lock), then share it.
+  std::lock_guard<std::mutex> guard{trending_mtx_};
+  auto now = std::chrono::steady_clock::now();
+  if (trending_ && now - trending_->made < cfg_.trending_refresh)
+    return trending_;
+  std::shared_ptr<const news::article_store> store;
+  {
+    std::lock_guard<std::mutex> g{mtx_};
+    store = store_;
+  }
+  auto snap = std::make_shared<trending_snapshot>();
+  snap->made = now;
+  if (store) {
+    snap->candidates = store->size();
+    snap->items = store->trending(100, unix_ms(), 24LL * 3600 * 1000);
+  }
+  trending_ = snap;
+  return trending_;
+}
+
 void gateway::sweep() {
   auto now_s = unix_ms() / 1000;
   auto now = std::chrono::steady_clock::now();
@@ -571,17 +593,12 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
       }
       k = i->get<uint32_t>();
     }
-    std::shared_ptr<const news::article_store> store;
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      store = store_;
-    }
+    auto snap = trending();
     feed f;
     f.source = "trending";
-    if (store) {
-      f.candidates = store->size();
-      f.items = store->trending(k, unix_ms(), 24LL * 3600 * 1000);
-    }
+    f.candidates = snap->candidates;
+    f.items.assign(snap->items.begin(),
+                   snap->items.begin() + std::min<size_t>(k, snap->items.size()));
     auto j = nlohmann::json::parse(feed_json(f, rid));
     j["type"] = "trending";
     j.erase("user");

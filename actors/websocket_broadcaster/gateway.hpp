@@ -30,6 +30,8 @@ struct gateway_settings {
   /// How long a client that has not authenticated may stay without making
   /// a request (`ping` does not count).
   caf::timespan unauthenticated_idle = std::chrono::minutes(5);
+  /// How old the cached `trending` answer may be.
+  caf::timespan trending_refresh = std::chrono::seconds(1);
   /// Requests per second per client, and the burst allowed above it.
   double rate = 20;
   double burst = 40;
@@ -142,6 +144,16 @@ public:
 private:
   using client_ptr = std::shared_ptr<client>;
 
+  /// The last `trending` answer's material (the top 100, and the window's
+  /// size), made at most once per `trending_refresh` on an I/O thread and
+  /// shared by every request until then: anonymous clients asking for it
+  /// cannot make the gateway copy the window per request.
+  struct trending_snapshot {
+    std::vector<ranked_article> items;
+    size_t candidates = 0;
+    std::chrono::steady_clock::time_point made;
+  };
+
   void handle(const client_ptr& c, const std::string& text);
   /// Checks `token` (for `user`, when not empty) and makes `c` its user;
   /// false (and why) when refused.
@@ -149,6 +161,8 @@ private:
                     std::string& why);
   void reply(const client_ptr& c, const std::string& json);
   void log(const std::string& line) const;
+  /// The trending snapshot, made again when older than `trending_refresh`.
+  std::shared_ptr<const trending_snapshot> trending();
 
   gateway_settings cfg_;
   gateway_counters counters_;
@@ -157,6 +171,8 @@ private:
   /// channel -> subscribers, by session id.
   std::unordered_map<std::string, std::unordered_map<uint64_t, client_ptr>> channels_;
   uint64_t publish_seq_ = 0;
+  std::shared_ptr<const trending_snapshot> trending_;
+  std::mutex trending_mtx_;
   /// user -> tokens issued at or before this second are revoked.
   std::unordered_map<std::string, int64_t> revoked_;
   std::vector<caf::actor> workers_;

@@ -62,6 +62,7 @@ struct cluster_node::state {
   /// first run of their start functions.
   caf::actor first_agent;
   std::unique_ptr<http::server> first_server;
+  std::unique_ptr<http::server> first_admin_server;
   caf::actor_addr published;
   caf::actor root;
   caf::actor groups;
@@ -305,14 +306,20 @@ caf::behavior http_owner(caf::stateful_actor<http_owner_state>* self,
   };
 }
 
-/// The node's routes: `/metrics`, `/healthz`, then each service's.
-http::route_fn node_routes(const state_ptr& st) {
+/// The node's routes: `/metrics`, `/healthz`, then each service's. With an
+/// admin port, the client port has no `/metrics` and `/healthz`, and the
+/// admin port (`admin`) has nothing else.
+http::route_fn node_routes(const state_ptr& st, bool admin = false) {
   std::weak_ptr<cluster_node::state> weak = st;
-  return [weak](const std::string& target) -> http::response {
+  bool apart = st->spec.admin_port != 0;
+  return [weak, admin, apart](const std::string& target) -> http::response {
     auto st = weak.lock();
     if (!st)
       return {503, "text/plain; charset=utf-8", "stopping\n"};
     auto path = target.substr(0, target.find('?'));
+    bool operations = path == "/metrics" || path == "/healthz";
+    if (admin ? !operations : apart && operations)
+      return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
     if (path == "/metrics")
       return {200, "text/plain; version=0.0.4; charset=utf-8", *st->metrics_text->get()};
     if (path == "/healthz") {
@@ -357,6 +364,37 @@ caf::expected<std::unique_ptr<http::server>> make_server(const state_ptr& st) {
     }
   }
   return http::server::make(st->spec.host, st->spec.http_port, 2, node_routes(st), ws, limits);
+}
+
+caf::expected<std::unique_ptr<http::server>> make_admin_server(const state_ptr& st) {
+  http::server_limits limits;
+  limits.max_connections = 64;
+  limits.max_connections_per_address = 16;
+  return http::server::make(st->spec.admin_host, st->spec.admin_port, 1, node_routes(st, true),
+                            nullptr, limits);
+}
+
+/// The node's admin server (`admin_port`): `/metrics` and `/healthz`,
+/// owned like the client one by a detached actor.
+child_spec admin_http_child(const state_ptr& st) {
+  child_spec c;
+  c.name = "admin-http";
+  c.start = [st](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    std::unique_ptr<http::server> srv;
+    {
+      std::lock_guard<std::mutex> guard{st->mtx};
+      srv = std::move(st->first_admin_server);
+    }
+    if (!srv) {
+      auto made = make_admin_server(st);
+      if (!made)
+        return made.error();
+      srv = std::move(*made);
+    }
+    auto holder = std::make_shared<std::unique_ptr<http::server>>(std::move(srv));
+    return sys.spawn<caf::detached>(http_owner, holder, st);
+  };
+  return c;
 }
 
 child_spec http_child(const state_ptr& st) {
@@ -464,6 +502,8 @@ supervisor_spec services_spec(const state_ptr& st) {
       s.children.push_back(std::move(c));
   if (st->spec.http_port != 0)
     s.children.push_back(http_child(st));
+  if (st->spec.admin_port != 0)
+    s.children.push_back(admin_http_child(st));
   return s;
 }
 
@@ -608,7 +648,18 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
     st->http_port = (*srv)->port();
     st->first_server = std::move(*srv);
     log("http on " + st->spec.host + ":" + std::to_string(st->http_port)
-        + " (live page /, /healthz, /metrics, WebSocket /ws)");
+        + (st->spec.admin_port != 0 ? std::string{" (live page /, WebSocket /ws)"}
+                                      : std::string{" (live page /, /healthz, /metrics, WebSocket /ws)"}));
+    if (st->spec.admin_port != 0) {
+      auto admin = make_admin_server(st);
+      if (!admin) {
+        caf::anon_send_exit(*agent, caf::exit_reason::kill);
+        return admin.error();
+      }
+      st->first_admin_server = std::move(*admin);
+      log("admin http on " + st->spec.admin_host + ":" + std::to_string(st->spec.admin_port)
+          + " (/healthz, /metrics)");
+    }
   }
   auto root = spawn_supervisor(sys, root_spec(st));
   if (!root) {

@@ -75,6 +75,44 @@ TEST_CASE("the Redis features equal the reference features, batch after batch") 
   MESSAGE(s.txs.size() << " transactions compared");
 }
 
+TEST_CASE("one user's history in Redis stays bounded whatever its transactions say") {
+  test::redis_server server;
+  auto store = enrich::feature_store::make(server.url(), 1s);
+  REQUIRE_MESSAGE(store, render(store.error()));
+  // 12,000 transactions of one user within a day, each from a new country,
+  // device and merchant: what a hostile producer could send.
+  int64_t t0 = 1'700'000'000'000;
+  for (int at = 0; at < 12000; at += 500) {
+    std::vector<transaction> batch;
+    for (int i = at; i < at + 500; ++i) {
+      transaction t;
+      t.id = "tx-" + std::to_string(i);
+      t.user = "mallory";
+      t.amount = 10;
+      t.currency = "EUR";
+      t.merchant = "m-" + std::to_string(i);
+      t.category = "other";
+      t.country = "c" + std::to_string(i);
+      t.device = "d-" + std::to_string(i);
+      t.timestamp = t0 + i;
+      batch.push_back(std::move(t));
+    }
+    auto got = (*store)->features(batch);
+    REQUIRE_MESSAGE(got, render(got.error()));
+  }
+  auto admin = redis::connection::make(server.url(), 1s);
+  REQUIRE(admin);
+  auto size = [&](const char* cmd, const std::string& key) {
+    auto r = (*admin)->command({cmd, key});
+    REQUIRE(r);
+    return r->number;
+  };
+  CHECK(size("ZCARD", "u:{mallory}:tx") == 10000);
+  CHECK(size("ZCARD", "u:{mallory}:merchants") == 10000);
+  CHECK(size("SCARD", "u:{mallory}:countries") == 1000);
+  CHECK(size("SCARD", "u:{mallory}:devices") == 1000);
+}
+
 TEST_CASE("a replayed transaction gets its first features and counts once") {
   auto s = reference(78, 20, 2.0);
   test::redis_server server;

@@ -6,6 +6,7 @@
 #include "runtime/cluster/secure_transport.hpp"
 
 #include <fstream>
+#include <sstream>
 #include <regex>
 #include <set>
 #include <thread>
@@ -288,4 +289,32 @@ TEST_CASE("a message with no sender is never the node's own: an anonymous halt f
   mm = caf::io::middleman_actor{};
   insider.sys.reset(); // the process's connections close
   CHECK(n1->wait_for("[n1] operator shell/insider:1 disconnected", 5000ms, mark));
+}
+
+TEST_CASE("with an admin port, metrics and health are served there and not on the client port") {
+  auto admin = free_ports(1).front();
+  cluster_file f{"admin", "admin-secret-1", "", "", {"n1"}};
+  {
+    // The same file with n1's admin port.
+    std::ifstream in{f.path};
+    std::stringstream text;
+    text << in.rdbuf();
+    std::ofstream out{f.path};
+    out << text.str() << "admin_port = " << admin << "\n";
+  }
+  auto n1 = start_node(f, "n1");
+  REQUIRE(n1->wait_for("admin http on 127.0.0.1:" + std::to_string(admin), 15000ms));
+  auto client = f.ports.at("n1").second;
+  auto get = [](uint16_t port, const std::string& path) {
+    return loopback_exchange(port, "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n");
+  };
+  CHECK(get(client, "/metrics").find("HTTP/1.0 404") == 0);
+  CHECK(get(client, "/healthz").find("HTTP/1.0 404") == 0);
+  auto metrics = get(admin, "/metrics");
+  CHECK(metrics.find("HTTP/1.0 200") == 0);
+  CHECK(metrics.find("troupe_") != std::string::npos);
+  CHECK(get(admin, "/healthz").find("\"status\":\"ok\"") != std::string::npos);
+  // The admin port serves nothing else.
+  CHECK(get(admin, "/").find("HTTP/1.0 404") == 0);
+  CHECK(get(admin, "/ws").find("HTTP/1.0 404") == 0);
 }
