@@ -83,11 +83,21 @@ caf::expected<caf::actor> cluster_link::agent_of(const std::string& name) {
       },
       [&](caf::error& e) { why = render(e); });
   if (agent) {
-    auto nonce = ask<std::string>(agent, hello_atom::value, me_, topo_.cluster.name);
-    if (!nonce) {
-      why = "hello: " + render(nonce.error());
+    // Mutual: the node proves the secret first, for this shell's nonce and
+    // its own name; only then does the shell prove it back.
+    auto mine = cluster::make_nonce();
+    auto hello = ask<std::vector<std::string>>(agent, hello_atom::value, me_,
+                                               topo_.cluster.name, mine);
+    if (!hello) {
+      why = "hello: " + render(hello.error());
+    } else if (hello->size() != 3 || (*hello)[1] != name
+               || !cluster::same_proof((*hello)[2], cluster::make_mutual_proof(
+                                                      topo_.cluster.secret, topo_.cluster.name,
+                                                      "node", name, me_, mine, (*hello)[0]))) {
+      why = "the node did not prove the cluster secret as " + name;
     } else {
-      auto proof = cluster::make_proof(topo_.cluster.secret, topo_.cluster.name, me_, *nonce);
+      auto proof = cluster::make_mutual_proof(topo_.cluster.secret, topo_.cluster.name,
+                                              "operator", me_, name, (*hello)[0], mine);
       if (auto err = ask_void(agent, auth_atom::value, me_, proof))
         why = "auth: " + render(err);
     }

@@ -129,6 +129,9 @@ struct agent_state {
 
   // -- incoming challenges ---------------------------------------------------------
   caf::result<std::string> on_hello(const std::string& name, const std::string& cluster);
+  caf::result<std::vector<std::string>> on_operator_hello(const std::string& name,
+                                                          const std::string& cluster,
+                                                          const std::string& shell_nonce);
   caf::result<void> on_auth(const std::string& name, const std::string& proof);
 
   // -- outgoing connections ----------------------------------------------------------

@@ -234,6 +234,20 @@ caf::expected<std::string> load_client_token_key(const std::string& path, bool c
   return read();
 }
 
+std::string make_mutual_proof(const std::string& secret, const std::string& cluster,
+                              const std::string& role, const std::string& prover,
+                              const std::string& verifier, const std::string& challenge,
+                              const std::string& own_nonce) {
+  auto data = "troupe operator handshake|" + role + "|" + cluster + "|" + prover + "|" + verifier
+              + "|" + challenge + "|" + own_nonce;
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+            reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len))
+    return {};
+  return hex(out, len);
+}
+
 bool same_proof(const std::string& x, const std::string& y) {
   return !x.empty() && x.size() == y.size() && CRYPTO_memcmp(x.data(), y.data(), x.size()) == 0;
 }

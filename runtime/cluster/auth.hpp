@@ -50,6 +50,17 @@ caf::expected<client_claims> verify_client_token(const std::string& key,
 /// has at least 32 bytes.
 caf::expected<std::string> load_client_token_key(const std::string& path, bool create);
 
+/// The operator handshake's proofs (`troupe shell` and a node agent), each
+/// binding both names and both nonces: `role` is `node` (the node proves
+/// itself to the shell first) or `operator`; `prover` and `verifier` are the
+/// two names; `challenge` the verifier's nonce and `own_nonce` the
+/// prover's. Hex HMAC-SHA256 keyed by the cluster secret, so a proof made for
+/// one node, one shell or one session is worth nothing for another.
+std::string make_mutual_proof(const std::string& secret, const std::string& cluster,
+                              const std::string& role, const std::string& prover,
+                              const std::string& verifier, const std::string& challenge,
+                              const std::string& own_nonce);
+
 /// Compares two proofs in constant time.
 bool same_proof(const std::string& x, const std::string& y);
 

@@ -70,9 +70,9 @@ caf::result<std::string> agent_state::on_hello(const std::string& name, const st
     return caf::make_error(ec::not_authenticated, "wrong cluster");
   }
   if (is_operator(name)) {
-    // An operator's shell (`troupe shell`): it proves the cluster's
-    // secret like a node, and may then ask what nodes may ask.
-    return challenge(nid, name);
+    // Operators use the mutual handshake (`on_operator_hello`).
+    log.warning("refused operator '" + name + "': it did not ask for the mutual handshake");
+    return caf::make_error(ec::not_authenticated, "operators use the mutual handshake");
   }
   if (!topo.node(name) || name == me) {
     log.warning("refused node '" + name + "': not a node of this cluster");
@@ -88,6 +88,28 @@ caf::result<std::string> agent_state::on_hello(const std::string& name, const st
   return nonce;
 }
 
+caf::result<std::vector<std::string>>
+agent_state::on_operator_hello(const std::string& name, const std::string& cluster,
+                               const std::string& shell_nonce) {
+  if (!self->current_sender() || !sender_node())
+    return caf::make_error(ec::not_authenticated, "anonymous");
+  if (cluster != topo.cluster.name) {
+    log.warning("refused operator '" + name + "': it belongs to cluster '" + cluster + "'");
+    return caf::make_error(ec::not_authenticated, "wrong cluster");
+  }
+  if (!is_operator(name) || name.size() > 128 || shell_nonce.size() != 32)
+    return caf::make_error(ec::not_authenticated, "not an operator's hello");
+  // An operator's shell (`troupe shell`): this node proves the secret
+  // first, bound to both names and both nonces; the shell then proves it
+  // back (`on_auth`) and may ask what nodes may ask.
+  auto node_nonce = challenge(sender_node(), name);
+  // The shell's nonce is kept with ours: its proof covers both.
+  nonces[{sender_node(), name}].first = node_nonce + "|" + shell_nonce;
+  auto proof = make_mutual_proof(topo.cluster.secret, topo.cluster.name, "node", me, name,
+                                 shell_nonce, node_nonce);
+  return std::vector<std::string>{node_nonce, me, proof};
+}
+
 caf::result<void> agent_state::on_auth(const std::string& name, const std::string& proof) {
   auto nid = sender_node();
   auto i = nonces.find({nid, name});
@@ -99,7 +121,19 @@ caf::result<void> agent_state::on_auth(const std::string& name, const std::strin
     log.warning("refused node '" + name + "': no challenge pending");
     return caf::make_error(ec::not_authenticated, "no challenge");
   }
-  auto expected = make_proof(topo.cluster.secret, topo.cluster.name, name, i->second.first);
+  std::string expected;
+  if (is_operator(name)) {
+    auto& both = i->second.first;
+    auto bar = both.find('|');
+    if (bar == std::string::npos) {
+      nonces.erase(i);
+      return caf::make_error(ec::not_authenticated, "no challenge");
+    }
+    expected = make_mutual_proof(topo.cluster.secret, topo.cluster.name, "operator", name, me,
+                                 both.substr(0, bar), both.substr(bar + 1));
+  } else {
+    expected = make_proof(topo.cluster.secret, topo.cluster.name, name, i->second.first);
+  }
   nonces.erase(i);
   if (!same_proof(proof, expected)) {
     log.warning("refused node '" + name + "': wrong secret");
@@ -286,6 +320,9 @@ caf::message_handler membership_handlers(agent_actor* self) {
   return {
     [self](hello_atom, std::string& name, std::string& cluster) {
       return self->state.on_hello(name, cluster);
+    },
+    [self](hello_atom, std::string& name, std::string& cluster, std::string& shell_nonce) {
+      return self->state.on_operator_hello(name, cluster, shell_nonce);
     },
     [self](auth_atom, std::string& name, std::string& proof) {
       return self->state.on_auth(name, proof);

@@ -54,6 +54,12 @@ using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 
 /// `(hello_atom, node_name, cluster_name) -> std::string nonce`: asks a node
 /// agent for a challenge. Any peer may ask; nothing else is open to it.
+/// An operator's shell asks `(hello_atom, shell_name, cluster_name,
+/// shell_nonce) -> std::vector<std::string>{node_nonce, node_name,
+/// node_proof}` instead: the node proves the secret first
+/// (`make_mutual_proof(.., "node", node, shell, shell_nonce, node_nonce)`),
+/// and the shell's `auth_atom` proof is `make_mutual_proof(.., "operator",
+/// shell, node, node_nonce, shell_nonce)`.
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 /// `(auth_atom, node_name, proof) -> ok`: answers the challenge with
 /// HMAC-SHA256(secret, cluster|name|nonce); the agent trusts that node from then on.

@@ -266,14 +266,44 @@ TEST_CASE("a message with no sender is never the node's own: an anonymous halt f
     CHECK(refused_info);
     CHECK(!n1->wait_for("stopping", 1000ms, mark));
     CHECK(n1->wait_exit(0ms) == -1);
-    // Proving the secret as an operator opens the description; trust ends
-    // with the connection.
-    std::string nonce;
+    // The one-way challenge is closed to operators.
+    bool one_way_refused = false;
     self->request(agent, 5s, hello_atom::value, std::string{"shell/insider:1"},
                   std::string{"guarded"})
-      .receive([&](std::string& x) { nonce = x; }, [&](caf::error&) {});
-    REQUIRE(!nonce.empty());
-    auto proof = cluster::make_proof("the-cluster-secret", "guarded", "shell/insider:1", nonce);
+      .receive([&](std::string&) {}, [&](caf::error&) { one_way_refused = true; });
+    CHECK(one_way_refused);
+    // The mutual handshake: the node proves the secret first, bound to this
+    // shell's name and nonce and its own; a proof replayed for another
+    // shell or nonce does not verify.
+    auto mine = cluster::make_nonce();
+    std::vector<std::string> hello;
+    self->request(agent, 5s, hello_atom::value, std::string{"shell/insider:1"},
+                  std::string{"guarded"}, mine)
+      .receive([&](std::vector<std::string>& x) { hello = x; }, [&](caf::error&) {});
+    REQUIRE(hello.size() == 3);
+    CHECK(hello[1] == "n1");
+    CHECK(cluster::same_proof(hello[2],
+                              cluster::make_mutual_proof("the-cluster-secret", "guarded", "node",
+                                                         "n1", "shell/insider:1", mine, hello[0])));
+    CHECK(!cluster::same_proof(hello[2], cluster::make_mutual_proof(
+                                           "the-cluster-secret", "guarded", "node", "n1",
+                                           "shell/other:2", mine, hello[0])));
+    // A proof bound to another node (the verifier) is refused, and uses up
+    // the challenge.
+    bool wrong_refused = false;
+    self->request(agent, 5s, auth_atom::value, std::string{"shell/insider:1"},
+                  cluster::make_mutual_proof("the-cluster-secret", "guarded", "operator",
+                                             "shell/insider:1", "n2", hello[0], mine))
+      .receive([&]() {}, [&](caf::error&) { wrong_refused = true; });
+    CHECK(wrong_refused);
+    mine = cluster::make_nonce();
+    hello.clear();
+    self->request(agent, 5s, hello_atom::value, std::string{"shell/insider:1"},
+                  std::string{"guarded"}, mine)
+      .receive([&](std::vector<std::string>& x) { hello = x; }, [&](caf::error&) {});
+    REQUIRE(hello.size() == 3);
+    auto proof = cluster::make_mutual_proof("the-cluster-secret", "guarded", "operator",
+                                            "shell/insider:1", "n1", hello[0], mine);
     bool proved = false;
     self->request(agent, 5s, auth_atom::value, std::string{"shell/insider:1"}, proof)
       .receive([&]() { proved = true; }, [&](caf::error&) {});
