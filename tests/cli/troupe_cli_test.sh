@@ -111,12 +111,37 @@ case "$case_name" in
     expect_rc 2
     expect_line "$tmp/none.conf: cannot open the topology file"
     ;;
-  token_is_the_documented_hmac)
-    run "$troupe" token ana --config "$src/cluster.conf"
+  token_is_a_signed_expiring_jwt)
+    # A copy of the file, so that the generated key lands in its own state
+    # directory.
+    cp "$src/cluster.conf" "$tmp/cluster.conf"
+    run "$troupe" token ana --ttl 2h --config "$tmp/cluster.conf"
     expect_rc 0
-    want=$(printf 'troupe-local|client|ana' \
-      | openssl dgst -sha256 -hmac 'troupe-local-development-secret' | awk '{ print $NF }')
-    expect_line "$want"
+    token=$out
+    key="$tmp/.troupe-state/client-token.key"
+    [ "$(stat -c %a "$key")" = 600 ] || { echo "FAIL: the key file is not owner-only"; exit 1; }
+    b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+    unb64url() { local x; x=$(tr -- '-_' '+/'); while [ $(( ${#x} % 4 )) -ne 0 ]; do x="$x="; done; printf '%s' "$x" | base64 -d; }
+    # The signature is HMAC-SHA256 of "header.payload" keyed by the key file.
+    want=$(printf '%s' "${token%.*}" \
+      | openssl dgst -sha256 -mac HMAC -macopt "key:$(head -1 "$key")" -binary | b64url)
+    [ "${token##*.}" = "$want" ] || { echo "FAIL: signature ${token##*.}, expected $want"; exit 1; }
+    header=$(printf '%s' "${token%%.*}" | unb64url)
+    payload=$(printf '%s' "$token" | cut -d. -f2 | unb64url)
+    [ "$header" = '{"alg":"HS256","typ":"JWT"}' ] || { echo "FAIL: header $header"; exit 1; }
+    out=$payload
+    expect_text '"sub":"ana"'
+    expect_text '"role":"user"'
+    expect_text '"iss":"troupe-local"'
+    exp=$(printf '%s' "$payload" | sed -n 's/.*"exp":\([0-9]*\).*/\1/p')
+    iat=$(printf '%s' "$payload" | sed -n 's/.*"iat":\([0-9]*\).*/\1/p')
+    [ $((exp - iat)) -eq 7200 ] || { echo "FAIL: exp - iat = $((exp - iat))"; exit 1; }
+    # The same key signs the next token; a TTL past 30 days is refused.
+    run "$troupe" token bob --role operator --config "$tmp/cluster.conf"
+    expect_rc 0
+    run "$troupe" token ana --ttl 721h --config "$tmp/cluster.conf"
+    expect_rc 2
+    expect_text "from 1s to 720h (30 days)"
     run "$troupe" token ana --config "$tmp/none.conf"
     expect_rc 2
     ;;
