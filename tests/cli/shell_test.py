@@ -118,7 +118,9 @@ def one_shot_commands(c):
     assert sorted(p["node"] for p in fd["where"]) == ["n1", "n2", "n3"], fd
     assert sorted(i for p in fd["where"] for i in p["instances"]) == [0, 1, 2], fd
     assert group(doc, "ranker")["instances"] == 2, doc
-    nodes = sh.json("nodes")
+    # The first reachable node's view: every member up once it has seen
+    # them all (its groups may be placed before the last peer is up there).
+    nodes = sh.until("nodes", lambda d: all(n["state"] == "up" for n in d["nodes"]))
     assert [(n["name"], n["state"]) for n in nodes["nodes"]] == \
         [("n1", "up"), ("n2", "up"), ("n3", "up")], nodes
     assert all("websocket-broadcaster" in n["groups"] for n in nodes["nodes"]), nodes

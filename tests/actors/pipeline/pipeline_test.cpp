@@ -117,9 +117,23 @@ bool all_committed(const std::string& bootstrap, std::chrono::seconds deadline) 
     auto done = progress && std::all_of(progress->begin(), progress->end(), [](auto& p) {
                   return p.first == p.second;
                 });
-    if (done || std::chrono::steady_clock::now() >= until)
+    if (done || std::chrono::steady_clock::now() >= until) {
+      if (!done && progress)
+        for (size_t i = 0; i < progress->size(); ++i)
+          if ((*progress)[i].first != (*progress)[i].second)
+            MESSAGE("partition " << i << ": committed " << (*progress)[i].first << ", end "
+                                 << (*progress)[i].second);
       return done;
+    }
   }
+}
+
+/// Keeps a failed case's whole node log in /tmp (the case's folder goes
+/// with it) and says where.
+void keep_log(child_process& node, const std::string& what) {
+  auto path = "/tmp/troupe-" + what + "-" + std::to_string(::getpid()) + ".log";
+  std::ofstream{path} << node.output();
+  MESSAGE("the node's whole log: " << path);
 }
 
 /// The body of `GET path` from 127.0.0.1:port ("" if it failed).
@@ -231,12 +245,11 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
     node->wait_for("\n", 200ms, node->mark()); // the next report line
   CHECK(counters().first == want.events.size());
   CHECK(counters().second == bad.size());
-  if (counters().first != want.events.size()) {
-    auto out = node->output();
-    MESSAGE("the node's last lines:\n" << out.substr(out.size() > 4000 ? out.size() - 4000 : 0));
-  }
   // ... and committed: the group's offsets reach the end of every partition.
-  CHECK(all_committed(bootstrap, 15s));
+  auto committed = all_committed(bootstrap, 15s);
+  CHECK(committed);
+  if (counters().first != want.events.size() || !committed || unique != want.alerts)
+    keep_log(*node, "pipeline-end-to-end");
   node->signal(SIGTERM);
   CHECK(node->wait_exit(10000ms) == 0);
 }
