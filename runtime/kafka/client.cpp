@@ -271,11 +271,17 @@ void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partiti
       rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
     else
       rd_kafka_assign(rk, parts);
+    // librdkafka keeps a partition's pause across a revocation and a new
+    // assignment of it to this member: a partition paused by flow control
+    // when it was revoked would never be fetched again (its lag stays, its
+    // alerts are never raised). Assigned means unpaused.
+    rd_kafka_resume_partitions(rk, parts);
     for (auto& x : xs) {
       self->assigned_.push_back(x);
       self->paused_.erase({x.topic, x.partition}); // assigned unpaused
     }
   } else {
+    rd_kafka_resume_partitions(rk, parts);
     if (cooperative)
       rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
     else

@@ -239,16 +239,22 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
     }
     return std::make_pair(scored, dead_letters);
   };
+  // A batch read again after a rebalance (the second instance joining while
+  // the first already reads) is scored again: at least once, so the sums
+  // reach the totals and may pass them; the alerts above and the commits
+  // below are exact.
   auto until = std::chrono::steady_clock::now() + 15s;
-  while (counters() != std::make_pair(uint64_t{want.events.size()}, uint64_t{bad.size()})
+  while ((counters().first < want.events.size() || counters().second < bad.size())
          && std::chrono::steady_clock::now() < until)
     node->wait_for("\n", 200ms, node->mark()); // the next report line
-  CHECK(counters().first == want.events.size());
-  CHECK(counters().second == bad.size());
+  CHECK(counters().first >= want.events.size());
+  CHECK(counters().second >= bad.size());
+  if (counters().first > want.events.size())
+    MESSAGE((counters().first - want.events.size()) << " events scored again after a rebalance");
   // ... and committed: the group's offsets reach the end of every partition.
   auto committed = all_committed(bootstrap, 15s);
   CHECK(committed);
-  if (counters().first != want.events.size() || !committed || unique != want.alerts)
+  if (counters().first < want.events.size() || !committed || unique != want.alerts)
     keep_log(*node, "pipeline-end-to-end");
   node->signal(SIGTERM);
   CHECK(node->wait_exit(10000ms) == 0);
