@@ -94,6 +94,12 @@ std::string hmac_sha256(const std::string& key, const std::string& data) {
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
+/// Hex HMAC-SHA256 (empty if OpenSSL fails: an empty proof never verifies).
+std::string hmac_hex(const std::string& key, const std::string& data) {
+  auto raw = hmac_sha256(key, data);
+  return hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
+}
+
 caf::error refused(const std::string& why) {
   return caf::make_error(ec::not_authenticated, "client token refused: " + why);
 }
@@ -109,13 +115,7 @@ std::string make_nonce() {
 
 std::string make_proof(const std::string& secret, const std::string& cluster,
                        const std::string& name, const std::string& nonce) {
-  auto data = cluster + "|" + name + "|" + nonce;
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-            reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len))
-    return {};
-  return hex(out, len);
+  return hmac_hex(secret, cluster + "|" + name + "|" + nonce);
 }
 
 std::string sign_client_token(const std::string& key, const client_claims& c) {
@@ -238,14 +238,8 @@ std::string make_mutual_proof(const std::string& secret, const std::string& clus
                               const std::string& role, const std::string& prover,
                               const std::string& verifier, const std::string& challenge,
                               const std::string& own_nonce) {
-  auto data = "troupe operator handshake|" + role + "|" + cluster + "|" + prover + "|" + verifier
-              + "|" + challenge + "|" + own_nonce;
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-            reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len))
-    return {};
-  return hex(out, len);
+  return hmac_hex(secret, "troupe operator handshake|" + role + "|" + cluster + "|" + prover
+                            + "|" + verifier + "|" + challenge + "|" + own_nonce);
 }
 
 bool same_proof(const std::string& x, const std::string& y) {
