@@ -374,24 +374,31 @@ caf::expected<std::unique_ptr<http::server>> make_admin_server(const state_ptr& 
                             nullptr, limits);
 }
 
+/// The server `start()` bound (taken once, by a child's first run), or a
+/// new one from `make` (a restart).
+caf::expected<std::unique_ptr<http::server>>
+first_or_new(const state_ptr& st, std::unique_ptr<http::server> cluster_node::state::*first,
+             caf::expected<std::unique_ptr<http::server>> (*make)(const state_ptr&)) {
+  std::unique_ptr<http::server> srv;
+  {
+    std::lock_guard<std::mutex> guard{st->mtx};
+    srv = std::move((*st).*first);
+  }
+  if (srv)
+    return srv;
+  return make(st);
+}
+
 /// The node's admin server (`admin_port`): `/metrics` and `/healthz`,
 /// owned like the client one by a detached actor.
 child_spec admin_http_child(const state_ptr& st) {
   child_spec c;
   c.name = "admin-http";
   c.start = [st](caf::actor_system& sys) -> caf::expected<caf::actor> {
-    std::unique_ptr<http::server> srv;
-    {
-      std::lock_guard<std::mutex> guard{st->mtx};
-      srv = std::move(st->first_admin_server);
-    }
-    if (!srv) {
-      auto made = make_admin_server(st);
-      if (!made)
-        return made.error();
-      srv = std::move(*made);
-    }
-    auto holder = std::make_shared<std::unique_ptr<http::server>>(std::move(srv));
+    auto srv = first_or_new(st, &cluster_node::state::first_admin_server, make_admin_server);
+    if (!srv)
+      return srv.error();
+    auto holder = std::make_shared<std::unique_ptr<http::server>>(std::move(*srv));
     return sys.spawn<caf::detached>(http_owner, holder, st);
   };
   return c;
@@ -401,17 +408,10 @@ child_spec http_child(const state_ptr& st) {
   child_spec c;
   c.name = "http";
   c.start = [st](caf::actor_system& sys) -> caf::expected<caf::actor> {
-    std::unique_ptr<http::server> srv;
-    {
-      std::lock_guard<std::mutex> guard{st->mtx};
-      srv = std::move(st->first_server);
-    }
-    if (!srv) {
-      auto made = make_server(st);
-      if (!made)
-        return made.error();
-      srv = std::move(*made);
-    }
+    auto made = first_or_new(st, &cluster_node::state::first_server, make_server);
+    if (!made)
+      return made.error();
+    auto srv = std::move(*made);
     {
       std::lock_guard<std::mutex> guard{st->mtx};
       st->server = srv.get();
