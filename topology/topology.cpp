@@ -332,15 +332,49 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   }
   if (auto t = r.table("tls")) {
     reader tr{source, *t, "cluster.tls"};
-    tr.only({"certificate", "key", "ca_file"});
-    x.tls = tls_settings{tr.str("certificate"), tr.str("key"), tr.str("ca_file")};
-    // Refuse a file that cannot be read now, not at the first connection.
-    read_file(x.tls->certificate, "certificate", tr, line_of(*tr.find("certificate")),
-              "certificate");
-    read_file(x.tls->key, "key", tr, line_of(*tr.find("key")), "key");
+    tr.only({"certificate", "key", "ca_file", "operator_certificate", "operator_key"});
+    x.tls = tls_settings{tr.str("certificate"), tr.str("key"), tr.str("ca_file"), {}, {}};
+    // Refuse a file that cannot be read now, not at the first connection
+    // (per-node paths are checked once the nodes are known).
+    if (!x.tls->per_node()) {
+      read_file(x.tls->certificate, "certificate", tr, line_of(*tr.find("certificate")),
+                "certificate");
+      read_file(x.tls->key, "key", tr, line_of(*tr.find("key")), "key");
+    }
     read_file(x.tls->ca_file, "CA file", tr, line_of(*tr.find("ca_file")), "ca_file");
+    auto op_cert = tr.find("operator_certificate");
+    auto op_key = tr.find("operator_key");
+    if ((op_cert == nullptr) != (op_key == nullptr))
+      tr.fail(line_of(op_cert ? *op_cert : *op_key),
+              op_cert ? "operator_certificate" : "operator_key",
+              "operator_certificate and operator_key go together");
+    if (op_cert) {
+      x.tls->operator_certificate = tr.str("operator_certificate");
+      x.tls->operator_key = tr.str("operator_key");
+      read_file(x.tls->operator_certificate, "certificate", tr, line_of(*op_cert),
+                "operator_certificate");
+      read_file(x.tls->operator_key, "key", tr, line_of(*op_key), "operator_key");
+    }
   }
   return x;
+}
+
+/// Each node's own certificate and key, when `[cluster.tls]` names them
+/// per node (`{node}`): readable for every node of the file.
+void check_node_certificates(const std::string& source, const toml::table& root,
+                             const cluster_settings& c, const std::vector<node_spec>& nodes) {
+  if (!c.tls || !c.tls->per_node())
+    return;
+  auto t = root["cluster"]["tls"].as_table();
+  if (t == nullptr)
+    return;
+  reader tr{source, *t, "cluster.tls"};
+  for (auto& n : nodes) {
+    auto mine = c.tls->for_node(n.name);
+    read_file(mine.certificate, "certificate of node " + n.name, tr,
+              line_of(*tr.find("certificate")), "certificate");
+    read_file(mine.key, "key of node " + n.name, tr, line_of(*tr.find("key")), "key");
+  }
 }
 
 std::vector<node_spec> read_nodes(const std::string& source, const toml::table& root) {
@@ -562,6 +596,32 @@ std::vector<group_decl> read_groups(const std::string& source, const toml::table
 
 } // namespace
 
+bool tls_settings::per_node() const {
+  return certificate.find("{node}") != std::string::npos
+         || key.find("{node}") != std::string::npos;
+}
+
+tls_settings tls_settings::for_node(const std::string& name) const {
+  auto replace = [&](std::string s) {
+    for (auto i = s.find("{node}"); i != std::string::npos; i = s.find("{node}", i + name.size()))
+      s.replace(i, 6, name);
+    return s;
+  };
+  auto x = *this;
+  x.certificate = replace(certificate);
+  x.key = replace(key);
+  return x;
+}
+
+tls_settings tls_settings::for_operator() const {
+  auto x = *this;
+  if (!operator_certificate.empty()) {
+    x.certificate = operator_certificate;
+    x.key = operator_key;
+  }
+  return x;
+}
+
 caf::expected<topology> parse(const std::string& text, const std::string& source,
                               const domain_schemas& domains) {
   try {
@@ -579,6 +639,7 @@ caf::expected<topology> parse(const std::string& text, const std::string& source
     result.source = source;
     result.cluster = read_cluster(source, root);
     result.nodes = read_nodes(source, root);
+    check_node_certificates(source, root, result.cluster, result.nodes);
     result.groups = read_groups(source, root, result.nodes, domains);
     return result;
   } catch (failure& f) {

@@ -19,10 +19,29 @@ namespace troupe::topology {
 
 /// Certificates for the cluster transport (`runtime/cluster/tls_tunnel.hpp`);
 /// all three paths or none. Without them the cluster secret keys it.
+///
+/// A node's certificate names the node: its subjectAltName holds
+/// `DNS:<node name>`, and peers refuse a node whose certificate does not.
+/// `certificate` and `key` may hold `{node}`, replaced by each node's name
+/// (one certificate per node). The shell presents `operator_certificate`
+/// and `operator_key` when given (an operator's certificate names no node),
+/// else `certificate` and `key`.
 struct tls_settings {
   std::string certificate;
   std::string key;
   std::string ca_file;
+  std::string operator_certificate;
+  std::string operator_key;
+
+  /// True when `certificate` or `key` holds `{node}`.
+  bool per_node() const;
+
+  /// The settings node `name` uses: `{node}` replaced by its name.
+  tls_settings for_node(const std::string& name) const;
+
+  /// The settings an operator's shell uses: the operator's certificate and
+  /// key in place of the node's, when given.
+  tls_settings for_operator() const;
 };
 
 /// The `[cluster]` table: what every node of the cluster shares.

@@ -16,7 +16,9 @@
 #include <iostream>
 
 #include <unistd.h>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -266,9 +268,51 @@ struct node_options {
   uint64_t count = 10000;
   bool expect_no_loss = false;
   std::string status_every = "1s";
+  /// How long an orderly stop may take before the process exits anyway.
+  std::string shutdown_timeout = "8s";
   /// Overrides the topology's log level and format (empty: keep them).
   std::string log_level;
   std::string log_format;
+};
+
+/// The bound on a node's orderly stop, as a supervisor bounds a child's
+/// shutdown before killing it: once armed, the process exits after
+/// `timeout` with the code it was stopping with, whatever is still running
+/// (a Kafka client waiting on a broker, say). Nothing is lost by it: what
+/// the node had not committed is read again by its group's next member, and
+/// alerts keep their claims. Disarmed by its destructor, which runs after
+/// the actor system's (declare it first).
+class shutdown_deadline {
+public:
+  ~shutdown_deadline() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+  void arm(caf::timespan timeout, log_fn log, int rc) {
+    thread_ = std::thread{[this, timeout, log, rc] {
+      std::unique_lock<std::mutex> guard{mtx_};
+      if (cv_.wait_for(guard, timeout, [this] { return done_; }))
+        return;
+      log.error("stopping took longer than " + to_duration_string(timeout)
+                + ": exiting without waiting for the rest (what this node had not committed "
+                  "is read again by its group)");
+      std::fflush(stdout);
+      std::fflush(stderr);
+      std::_Exit(rc);
+    }};
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
 };
 
 /// The topology file at `path`, or nothing once its first problem was
@@ -318,6 +362,16 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
       || !override_with(opt.log_format, parse_log_format, format, "--log-format"))
     return 2;
   auto log = log_fn{logger::make(opt.name, level, format)};
+  auto shutdown_timeout = parse_duration(opt.shutdown_timeout);
+  if (!shutdown_timeout || shutdown_timeout->count() <= 0) {
+    std::cerr << "troupe node: --shutdown-timeout: "
+              << (shutdown_timeout ? std::string{"must be more than 0"}
+                                   : render(shutdown_timeout.error()))
+              << "\n";
+    return 2;
+  }
+  // Outlives the actor system: it bounds the system's shutdown too.
+  shutdown_deadline deadline;
   config cfg;
   cluster::configure_system(cfg, topo->cluster, spec);
   caf::actor_system sys{cfg};
@@ -415,6 +469,7 @@ int run_cluster_node(const node_options& opt, caf::timespan duration) {
       break;
   }
   log((*node)->halted() ? "stopping: asked by an operator" : "stopping");
+  deadline.arm(*shutdown_timeout, log, rc);
   self->demonitor(root);
   (*node)->stop();
   return rc;
@@ -671,6 +726,10 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   node_cmd->add_flag("--expect-no-loss", nopt.expect_no_loss,
                      "exit 1 unless every request was answered");
+  node_cmd->add_option("--shutdown-timeout", nopt.shutdown_timeout,
+                       "with --config: how long stopping may take before the process exits "
+                       "anyway")
+    ->capture_default_str();
   node_cmd->add_option("--status-every", nopt.status_every, "status line period (0: off)")
     ->capture_default_str();
 

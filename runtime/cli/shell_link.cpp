@@ -46,7 +46,18 @@ caf::expected<caf::io::middleman_actor> cluster_link::transport() {
   if (!transport_) {
     // Refusals (a certificate the nodes do not accept) go to stderr.
     auto log = log_fn{logger::make(me_, log_level::warning, log_format::text, stderr)};
-    auto t = cluster::tls_tunnel::make(topo_.cluster, timeout_, log);
+    // An operator presents the operator's certificate, when the topology
+    // names one, and pins each node's identity as nodes do.
+    auto keys = topo_.cluster;
+    if (keys.tls) {
+      if (keys.tls->per_node() && keys.tls->operator_certificate.empty())
+        return caf::make_error(ec::invalid_argument,
+                               "[cluster.tls] names a certificate per node ({node}): the shell "
+                               "needs operator_certificate and operator_key");
+      keys.tls = keys.tls->for_operator();
+    }
+    auto t = cluster::tls_tunnel::make(keys, timeout_, log,
+                                       cluster::tls_tunnel::names_of(topo_.nodes));
     if (!t)
       return t.error();
     tunnel_ = std::move(*t);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,11 @@ struct agent_state {
   std::map<std::string, peer> peers;
   /// Nodes that proved themselves to us: node id -> node name.
   std::map<caf::node_id, std::string> trusted;
+  /// With certificates: node ids that proved the secret as a node's name
+  /// before this node reached that node's address itself (where the tunnel
+  /// checks the certificate names it). Trusted only once that dial yields
+  /// the same id; at most 4 per name.
+  std::map<std::string, std::set<caf::node_id>> node_claims;
   /// The operators' shells, watched: when a shell's connection ends, its
   /// node id is trusted no more (a later process with the same id must
   /// prove the secret again).

@@ -139,6 +139,17 @@ caf::result<void> agent_state::on_auth(const std::string& name, const std::strin
     log.warning("refused node '" + name + "': wrong secret");
     return caf::make_error(ec::not_authenticated, "wrong secret");
   }
+  if (!is_operator(name) && topo.cluster.tls && peers[name].nid != nid) {
+    // Node identity is pinned to certificates: the id that proved the
+    // secret as `name` is trusted only if this node's own dial to `name`'s
+    // address (whose certificate must name `name`) reaches the same id. An
+    // operator's certificate, or another node's, cannot claim a node's name.
+    auto& claims = node_claims[name];
+    if (claims.size() >= 4)
+      claims.erase(claims.begin());
+    claims.insert(nid);
+    return caf::unit;
+  }
   trusted[nid] = name;
   if (is_operator(name)) {
     if (auto src = self->current_sender()) {
@@ -210,6 +221,11 @@ void agent_state::connect(const std::string& name) {
                     p.accepted_us = true;
                     p.agent = agent;
                     p.nid = nid;
+                    if (auto c = node_claims.find(name);
+                        c != node_claims.end() && c->second.count(nid) > 0) {
+                      trusted[nid] = name;
+                      node_claims.erase(c);
+                    }
                     self->monitor(agent);
                     if (p.state == "down") {
                       p.state = "joining";

@@ -13,7 +13,9 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -64,6 +66,9 @@ struct tls_tunnel::impl {
   /// connections open cannot take the node's files).
   std::atomic<uint64_t> handshaking{0};
   static constexpr uint64_t max_handshakes = 256;
+  /// With certificates: the node each address belongs to, whose name the
+  /// peer's certificate must hold (read-only after `make`).
+  tls_tunnel::node_names nodes;
   std::atomic<uint64_t> relayed{0};
   std::atomic<uint64_t> refused{0};
   std::thread thread;
@@ -129,8 +134,16 @@ public:
   }
 
   /// Client side: the local middleman holds the other end of `plain`;
-  /// connect over TLS to the peer and hand-shake.
-  void dial(const tcp::endpoint& peer) {
+  /// connect over TLS to the peer and hand-shake. With `node` given, the
+  /// peer's certificate must name it (subjectAltName `DNS:<node>`).
+  void dial(const tcp::endpoint& peer, const std::string& node) {
+    if (!node.empty()) {
+      node_ = node;
+      auto h = tls_.native_handle();
+      SSL_set_hostflags(h, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT
+                             | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      SSL_set1_host(h, node.c_str());
+    }
     arm_timer();
     auto self = shared_from_this();
     tls_.lowest_layer().async_connect(peer, [this, self](error_code ec) {
@@ -163,7 +176,13 @@ private:
       return;
     auto tls_failure = ec.category() == asio::error::get_ssl_category()
                        || ec.category() == ssl::error::get_stream_category();
-    if (tls_failure || ec == asio::error::timed_out) {
+    if (tls_failure && !node_.empty()
+        && SSL_get_verify_result(tls_.native_handle()) == X509_V_ERR_HOSTNAME_MISMATCH) {
+      ++t_.refused;
+      count_refused("wrong_identity");
+      t_.log(what_ + ": refused (the peer's certificate does not name node '" + node_
+             + "': no subjectAltName DNS:" + node_ + ")");
+    } else if (tls_failure || ec == asio::error::timed_out) {
       ++t_.refused;
       count_refused(tls_failure ? "tls_handshake" : "handshake_timeout");
       t_.log(what_ + ": refused (" + (tls_failure ? "TLS: " : "") + ec.message() + ")");
@@ -223,6 +242,7 @@ private:
   local::socket plain_;
   asio::steady_timer timer_;
   std::string what_;
+  std::string node_;
   bool started_ = false;
   bool closed_ = false;
   bool counted_ = false;
@@ -317,10 +337,11 @@ tls_tunnel::tls_tunnel(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
 
 caf::expected<std::unique_ptr<tls_tunnel>>
 tls_tunnel::make(const topology::cluster_settings& c, caf::timespan handshake_timeout,
-                 log_fn log) {
+                 log_fn log, node_names nodes) {
   auto ptr = std::make_unique<impl>(
     std::chrono::duration_cast<std::chrono::milliseconds>(handshake_timeout), std::move(log));
   if (c.tls) {
+    ptr->nodes = std::move(nodes);
     auto& tls = *c.tls;
     try {
       configure_certificates(ptr->server_ctx, tls);
@@ -399,7 +420,41 @@ caf::error tls_tunnel::listen(const std::string& host, uint16_t port,
   return caf::none;
 }
 
+tls_tunnel::node_names tls_tunnel::names_of(const std::vector<topology::node_spec>& nodes) {
+  node_names result;
+  for (auto& n : nodes)
+    result[n.host + ":" + std::to_string(n.cluster_port)] = n.name;
+  return result;
+}
+
+bool tls_tunnel::certificate_names(const std::string& path, const std::string& name) {
+  auto f = std::fopen(path.c_str(), "r");
+  if (f == nullptr)
+    return false;
+  auto cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  if (cert == nullptr)
+    return false;
+  auto ok = X509_check_host(cert, name.data(), name.size(),
+                            X509_CHECK_FLAG_NEVER_CHECK_SUBJECT
+                              | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+                            nullptr)
+            == 1;
+  X509_free(cert);
+  return ok;
+}
+
 caf::expected<int> tls_tunnel::connect(const std::string& host, uint16_t port) {
+  std::string node;
+  if (!impl_->psk) {
+    auto i = impl_->nodes.find(host + ":" + std::to_string(port));
+    if (i == impl_->nodes.end())
+      return caf::make_error(ec::not_authenticated,
+                             "no node of the topology listens at " + host + ":"
+                               + std::to_string(port)
+                               + ": with certificates, only nodes are dialled");
+    node = i->second;
+  }
   error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec) {
@@ -419,7 +474,7 @@ caf::expected<int> tls_tunnel::connect(const std::string& host, uint16_t port) {
   auto t = impl_.get();
   tcp::endpoint to{addr, port};
   auto what = "connection to " + host + ":" + std::to_string(port);
-  asio::post(impl_->io, [t, fd = fds[1], to, what] {
+  asio::post(impl_->io, [t, fd = fds[1], to, what, node] {
     auto r = std::make_shared<relay>(*t, t->client_ctx, what);
     error_code ec;
     r->plain().assign(local{}, fd, ec);
@@ -427,7 +482,7 @@ caf::expected<int> tls_tunnel::connect(const std::string& host, uint16_t port) {
       ::close(fd);
       return;
     }
-    r->dial(to);
+    r->dial(to, node);
   });
   return fds[0];
 }

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -50,12 +52,31 @@ namespace troupe::cluster {
 /// which pass through unchanged.
 class tls_tunnel {
 public:
+  /// The node each cluster address belongs to: `"host:port"` -> node name.
+  using node_names = std::map<std::string, std::string>;
+
   /// Loads the certificate, key and CA of `c.tls`, or derives the
   /// pre-shared key from `c.secret` and `c.name` without them; starts the
   /// tunnel's thread. A handshake not done within `handshake_timeout` is
   /// refused.
+  ///
+  /// With certificates, `connect()` pins the peer's identity: the peer at
+  /// an address of `nodes` must present a certificate whose subjectAltName
+  /// holds `DNS:<that node's name>` (the subject's CN does not count), and
+  /// an address not in `nodes` is not dialled. So a certificate of the
+  /// cluster's CA that names another node, or an operator's (which names
+  /// none), cannot answer for a node.
   static caf::expected<std::unique_ptr<tls_tunnel>>
-  make(const topology::cluster_settings& c, caf::timespan handshake_timeout, log_fn log);
+  make(const topology::cluster_settings& c, caf::timespan handshake_timeout, log_fn log,
+       node_names nodes = {});
+
+  /// The cluster addresses of a topology's nodes: `"host:cluster_port"` ->
+  /// name.
+  static node_names names_of(const std::vector<topology::node_spec>& nodes);
+
+  /// True when the PEM certificate at `path` names node `name` in its
+  /// subjectAltName (`DNS:<name>`).
+  static bool certificate_names(const std::string& path, const std::string& name);
 
   ~tls_tunnel();
 
@@ -89,7 +110,8 @@ private:
 };
 
 /// Counts one connection refused before it reached CAF, by `reason`
-/// (`tls_handshake`, `handshake_timeout`, `too_many_handshakes`,
+/// (`tls_handshake`, `wrong_identity` (a certificate that does not name
+/// the node dialled), `handshake_timeout`, `too_many_handshakes`,
 /// `foreign_process`), in
 /// `troupe_cluster_refused_connections_total`.
 void count_refused_connection(const std::string& reason);

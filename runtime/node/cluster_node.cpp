@@ -565,9 +565,19 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
   // BASP runs only behind it, on a socket only this process may reach.
   // A handshake gets 4 failure timeouts, and at least 5 s: a node starved of
   // CPU for a moment must not refuse its peers.
+  // With certificates, this node presents its own (`{node}` in the paths),
+  // and a peer must present one that names the peer dialled.
+  auto keys = topo.cluster;
+  if (keys.tls) {
+    keys.tls = keys.tls->for_node(st->spec.name);
+    if (!cluster::tls_tunnel::certificate_names(keys.tls->certificate, st->spec.name))
+      log.warning("this node's certificate (" + keys.tls->certificate
+                  + ") does not name it (no subjectAltName DNS:" + st->spec.name
+                  + "): its peers will refuse to count it as " + st->spec.name);
+  }
   auto t = cluster::tls_tunnel::make(
-    topo.cluster, std::max<caf::timespan>(topo.cluster.failure_timeout * 4, std::chrono::seconds(5)),
-    log);
+    keys, std::max<caf::timespan>(topo.cluster.failure_timeout * 4, std::chrono::seconds(5)),
+    log, cluster::tls_tunnel::names_of(topo.nodes));
   if (!t)
     return t.error();
   st->tunnel = std::move(*t);
