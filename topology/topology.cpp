@@ -138,6 +138,14 @@ public:
     return v;
   }
 
+  bool boolean(const char* key) const {
+    auto x = find(key);
+    if (!x || !x->is_boolean())
+      fail(x ? line_of(*x) : line(), key,
+           std::string{"expected true or false, got "} + (x ? type_name(*x) : "nothing"));
+    return x->as_boolean()->get();
+  }
+
   double number(const char* key, double fallback) const {
     auto x = find(key);
     if (!x)
@@ -332,8 +340,10 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   }
   if (auto t = r.table("tls")) {
     reader tr{source, *t, "cluster.tls"};
-    tr.only({"certificate", "key", "ca_file", "operator_certificate", "operator_key"});
+    tr.only({"certificate", "key", "ca_file", "operator_certificate", "operator_key", "clients"});
     x.tls = tls_settings{tr.str("certificate"), tr.str("key"), tr.str("ca_file"), {}, {}};
+    if (tr.find("clients"))
+      x.tls->clients = tr.boolean("clients");
     // Refuse a file that cannot be read now, not at the first connection
     // (per-node paths are checked once the nodes are known).
     if (!x.tls->per_node()) {

@@ -32,6 +32,9 @@ struct tls_settings {
   std::string ca_file;
   std::string operator_certificate;
   std::string operator_key;
+  /// The client port speaks TLS too (`https://`, `wss://`), presenting the
+  /// node's certificate (`clients = true`).
+  bool clients = false;
 
   /// True when `certificate` or `key` holds `{node}`.
   bool per_node() const;

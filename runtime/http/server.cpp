@@ -4,6 +4,7 @@
 #include <optional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -13,7 +14,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 #include "runtime/core/error.hpp"
 
@@ -24,6 +27,8 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace websocket = boost::beast::websocket;
 using tcp = boost::asio::ip::tcp;
+namespace ssl = boost::asio::ssl;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
 struct server::impl {
   /// One io_context per thread: a connection lives on one of them, so its
@@ -44,6 +49,8 @@ struct server::impl {
   std::unordered_map<uint64_t, std::weak_ptr<ws_session>> live;
   /// Open connections per remote address (guarded by `mtx`).
   std::unordered_map<std::string, size_t> per_address;
+  /// With TLS: the context every connection's stream uses.
+  std::optional<ssl::context> tls;
 
   void accept();
   /// Queues `msg` to every session of `sessions`: one task per thread.
@@ -99,13 +106,37 @@ std::string path_of(const std::string& target) {
   return target.substr(0, target.find('?'));
 }
 
+/// What the server itself calls on a WebSocket connection, plain or TLS.
+class ws_conn_base : public ws_session {
+public:
+  using ws_session::ws_session;
+
+  /// The io_context (thread) the connection lives on.
+  virtual size_t shard() const = 0;
+
+  /// Queues `text`; only on this connection's own thread.
+  virtual void enqueue_here(std::shared_ptr<const std::string> text) = 0;
+
+  /// Ends the connection without a close frame (server shutdown).
+  virtual void abort() = 0;
+};
+
+/// The socket under a plain or TLS stream.
+template <class Stream>
+tcp::socket& socket_of(Stream& s) {
+  return beast::get_lowest_layer(s).socket();
+}
+
 /// One WebSocket connection: a read loop, a bounded write queue, and the
 /// close handshake, all on the thread of the connection's io_context.
-class ws_conn : public ws_session, public std::enable_shared_from_this<ws_conn> {
+template <class Stream>
+class ws_conn : public ws_conn_base, public std::enable_shared_from_this<ws_conn<Stream>> {
 public:
-  ws_conn(uint64_t id, beast::tcp_stream&& stream, server::impl& srv, size_t shard,
+  using std::enable_shared_from_this<ws_conn<Stream>>::shared_from_this;
+
+  ws_conn(uint64_t id, Stream&& stream, server::impl& srv, size_t shard,
           std::shared_ptr<conn_slot> slot)
-    : ws_session(id), ws_(std::move(stream)), srv_(srv), shard_(shard), slot_(std::move(slot)) {
+    : ws_conn_base(id), ws_(std::move(stream)), srv_(srv), shard_(shard), slot_(std::move(slot)) {
     beast::error_code ec;
     auto& sock = beast::get_lowest_layer(ws_).socket();
     remote_ = sock.remote_endpoint(ec).address().to_string() + ":"
@@ -164,17 +195,15 @@ public:
     return remote_;
   }
 
-  size_t shard() const {
+  size_t shard() const override {
     return shard_;
   }
 
-  /// Queues `text`; only on this connection's own thread.
-  void enqueue_here(std::shared_ptr<const std::string> text) {
+  void enqueue_here(std::shared_ptr<const std::string> text) override {
     enqueue(std::move(text));
   }
 
-  /// Ends the connection without a close frame (server shutdown).
-  void abort() {
+  void abort() override {
     net::post(ws_.get_executor(), [self = shared_from_this()] { self->end("server stopping"); });
   }
 
@@ -301,7 +330,7 @@ private:
     srv_.ws->on_close(shared_from_this(), why);
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<Stream> ws_;
   server::impl& srv_;
   size_t shard_;
   std::shared_ptr<conn_slot> slot_;
@@ -317,18 +346,42 @@ private:
   std::string close_reason_;
 };
 
-/// One plain HTTP connection (keep-alive), which may become a WebSocket.
-class http_conn : public std::enable_shared_from_this<http_conn> {
+/// One HTTP connection (keep-alive), plain or TLS, which may become a
+/// WebSocket.
+template <class Stream>
+class http_conn : public std::enable_shared_from_this<http_conn<Stream>> {
 public:
-  http_conn(tcp::socket&& sock, server::impl& srv, size_t shard, std::shared_ptr<conn_slot> slot)
-    : stream_(std::move(sock)), srv_(srv), shard_(shard), slot_(std::move(slot)) {
+  using std::enable_shared_from_this<http_conn<Stream>>::shared_from_this;
+
+  http_conn(Stream&& stream, server::impl& srv, size_t shard, std::shared_ptr<conn_slot> slot)
+    : stream_(std::move(stream)), srv_(srv), shard_(shard), slot_(std::move(slot)) {
+  }
+
+  /// TLS: the handshake first, within the request timeout; a client that
+  /// fails it (or does not speak TLS) is closed and counted.
+  void handshake() {
+    beast::get_lowest_layer(stream_).expires_after(srv_.limits.request_timeout);
+    if constexpr (std::is_same_v<Stream, tls_stream>) {
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = shared_from_this()](beast::error_code ec) {
+                                if (ec) {
+                                  ++self->srv_.counters.tls_refused;
+                                  beast::error_code ignored;
+                                  socket_of(self->stream_).close(ignored);
+                                  return;
+                                }
+                                self->read();
+                              });
+    } else {
+      read();
+    }
   }
 
   void read() {
     parser_.emplace();
     parser_->header_limit(16 * 1024);
     parser_->body_limit(64 * 1024);
-    stream_.expires_after(srv_.limits.request_timeout);
+    beast::get_lowest_layer(stream_).expires_after(srv_.limits.request_timeout);
     bhttp::async_read(stream_, buf_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, size_t) {
                         self->on_read(ec);
@@ -344,7 +397,7 @@ private:
         reply(r, false);
       } else {
         beast::error_code ignored;
-        stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        socket_of(stream_).shutdown(tcp::socket::shutdown_both, ignored);
       }
       return;
     }
@@ -358,8 +411,8 @@ private:
       } else if (!srv_.ws || !srv_.ws->accepting(why)) {
         reply({503, "text/plain; charset=utf-8", why + "\n"}, false);
       } else {
-        auto conn = std::make_shared<ws_conn>(srv_.next_id++, std::move(stream_), srv_, shard_,
-                                              std::move(slot_));
+        auto conn = std::make_shared<ws_conn<Stream>>(srv_.next_id++, std::move(stream_), srv_,
+                                                      shard_, std::move(slot_));
         conn->start(std::move(req));
       }
       return;
@@ -389,7 +442,7 @@ private:
     res->prepare_payload();
     if (head)
       res->content_length(r.body.size());
-    stream_.expires_after(srv_.limits.request_timeout);
+    beast::get_lowest_layer(stream_).expires_after(srv_.limits.request_timeout);
     bhttp::async_write(stream_, *res,
                        [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
                          if (!ec && keep_alive) {
@@ -397,11 +450,11 @@ private:
                            return;
                          }
                          beast::error_code ignored;
-                         self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                         socket_of(self->stream_).shutdown(tcp::socket::shutdown_send, ignored);
                        });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   server::impl& srv_;
   size_t shard_;
   std::shared_ptr<conn_slot> slot_;
@@ -420,7 +473,14 @@ void server::impl::accept() {
       beast::error_code ignored;
       auto from = sock.remote_endpoint(ignored).address().to_string();
       if (auto slot = conn_slot::take(*this, from)) {
-        std::make_shared<http_conn>(std::move(sock), *this, shard, std::move(slot))->read();
+        if (tls)
+          std::make_shared<http_conn<tls_stream>>(tls_stream{std::move(sock), *tls}, *this, shard,
+                                                  std::move(slot))
+            ->handshake();
+        else
+          std::make_shared<http_conn<beast::tcp_stream>>(beast::tcp_stream{std::move(sock)},
+                                                         *this, shard, std::move(slot))
+            ->handshake();
       } else {
         // Over a cap: closed at once, before any byte is read.
         sock.set_option(net::socket_base::linger(true, 0), ignored);
@@ -443,12 +503,12 @@ void server::impl::deliver(std::vector<std::shared_ptr<ws_session>>&& sessions,
                            std::shared_ptr<const std::string> msg) {
   std::vector<std::vector<std::shared_ptr<ws_session>>> by_shard(iocs.size());
   for (auto& s : sessions)
-    by_shard[static_cast<ws_conn&>(*s).shard()].push_back(std::move(s));
+    by_shard[static_cast<ws_conn_base&>(*s).shard()].push_back(std::move(s));
   for (size_t i = 0; i < iocs.size(); ++i)
     if (!by_shard[i].empty())
       net::post(*iocs[i], [xs = std::move(by_shard[i]), msg] {
         for (auto& s : xs)
-          static_cast<ws_conn&>(*s).enqueue_here(msg);
+          static_cast<ws_conn_base&>(*s).enqueue_here(msg);
       });
 }
 
@@ -468,7 +528,7 @@ server::impl::~impl() {
         open_now.push_back(std::move(s));
   }
   for (auto& s : open_now)
-    static_cast<ws_conn&>(*s).abort();
+    static_cast<ws_conn_base&>(*s).abort();
   open_now.clear();
   // Let the aborts run (each tells the handler), at most one second.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
@@ -487,8 +547,23 @@ server::impl::~impl() {
 
 caf::expected<std::unique_ptr<server>> server::make(const std::string& host, uint16_t port,
                                                     size_t threads, route_fn routes,
-                                                    ws_handler* ws, server_limits limits) {
+                                                    ws_handler* ws, server_limits limits,
+                                                    std::optional<server_tls> tls) {
   auto ptr = std::make_unique<impl>();
+  if (tls) {
+    try {
+      ptr->tls.emplace(ssl::context::tls_server);
+      ptr->tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2
+                            | ssl::context::no_sslv3 | ssl::context::no_tlsv1
+                            | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+      ptr->tls->use_certificate_chain_file(tls->certificate);
+      ptr->tls->use_private_key_file(tls->key, ssl::context::pem);
+    } catch (const boost::system::system_error& e) {
+      return caf::make_error(ec::invalid_argument, "HTTP server: cannot load the certificate or key ("
+                                                     + tls->certificate + ", " + tls->key
+                                                     + "): " + e.what());
+    }
+  }
   auto n = std::max<size_t>(1, threads);
   for (size_t i = 0; i < n; ++i)
     ptr->iocs.push_back(std::make_unique<net::io_context>(1));
@@ -538,6 +613,10 @@ server::~server() = default;
 uint16_t server::port() const {
   beast::error_code ec;
   return impl_->acceptor->local_endpoint(ec).port();
+}
+
+bool server::secure() const {
+  return impl_->tls.has_value();
 }
 
 uint64_t server::connections() const {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -119,6 +120,13 @@ struct server_limits {
   size_t max_connections_per_address = 1000;
 };
 
+/// TLS on the server's port (`https://` and `wss://`): the certificate
+/// chain and key it presents (PEM files). TLS 1.2 or newer.
+struct server_tls {
+  std::string certificate;
+  std::string key;
+};
+
 /// Counters, read with relaxed loads.
 struct server_counters {
   std::atomic<uint64_t> http_requests{0};
@@ -135,6 +143,8 @@ struct server_counters {
   std::atomic<uint64_t> refused_over_address{0};
   /// Open connections now.
   std::atomic<uint64_t> open_connections{0};
+  /// TLS handshakes that failed or timed out (with `server_tls`).
+  std::atomic<uint64_t> tls_refused{0};
 };
 
 /// An HTTP and WebSocket server (Boost.Beast) on threads of its own: plain
@@ -146,9 +156,15 @@ public:
   /// Binds `host:port` (port 0: any free port) and starts `threads` I/O
   /// threads. `routes` answers every plain request; `ws` (may be null: no
   /// WebSockets) must outlive the server.
+  /// With `tls`, every connection starts with a TLS handshake (within
+  /// `request_timeout`); a client that does not speak TLS is closed.
   static caf::expected<std::unique_ptr<server>> make(const std::string& host, uint16_t port,
                                                      size_t threads, route_fn routes,
-                                                     ws_handler* ws, server_limits limits = {});
+                                                     ws_handler* ws, server_limits limits = {},
+                                                     std::optional<server_tls> tls = {});
+
+  /// True when the server speaks TLS.
+  bool secure() const;
 
   ~server();
 

@@ -363,7 +363,15 @@ caf::expected<std::unique_ptr<http::server>> make_server(const state_ptr& st) {
       limits.max_connections = room;
     }
   }
-  return http::server::make(st->spec.host, st->spec.http_port, 2, node_routes(st), ws, limits);
+  // With `[cluster.tls] clients = true`, https:// and wss:// with the
+  // node's own certificate.
+  std::optional<http::server_tls> tls;
+  if (auto& t = st->opt.topo.cluster.tls; t && t->clients) {
+    auto mine = t->for_node(st->spec.name);
+    tls = http::server_tls{mine.certificate, mine.key};
+  }
+  return http::server::make(st->spec.host, st->spec.http_port, 2, node_routes(st), ws, limits,
+                            std::move(tls));
 }
 
 caf::expected<std::unique_ptr<http::server>> make_admin_server(const state_ptr& st) {
@@ -658,6 +666,7 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
     st->http_port = (*srv)->port();
     st->first_server = std::move(*srv);
     log("http on " + st->spec.host + ":" + std::to_string(st->http_port)
+        + (st->first_server->secure() ? std::string{" with TLS (https://, wss://)"} : std::string{})
         + (st->spec.admin_port != 0 ? std::string{" (live page /, WebSocket /ws)"}
                                       : std::string{" (live page /, /healthz, /metrics, WebSocket /ws)"}));
     if (st->spec.admin_port != 0) {

@@ -41,8 +41,33 @@ def free_ports(n):
             s.close()
 
 
-def topology(nodes=3, groups="", secret="test-secret", name="ws-test"):
-    """A topology of `nodes` nodes on free ports, with `groups` appended."""
+def certificates(folder, nodes):
+    """A test CA in `folder` (made with the `openssl` command) and, signed by
+    it, a certificate per node naming it (subjectAltName DNS:nI, and
+    IP:127.0.0.1 for clients that dial the address) and an operator's."""
+    os.makedirs(folder, exist_ok=True)
+
+    def run(*args):
+        subprocess.run(args, cwd=folder, check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
+        "-subj", "/CN=troupe-test-ca")
+    names = {f"n{i}": f"DNS:n{i},IP:127.0.0.1" for i in range(1, nodes + 1)}
+    names["operator"] = "email:ops@example.org"
+    for name, san in names.items():
+        run("openssl", "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}")
+        with open(os.path.join(folder, f"{name}.ext"), "w") as f:
+            f.write(f"subjectAltName={san}\n")
+        run("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "30", "-extfile", f"{name}.ext")
+
+
+def topology(nodes=3, groups="", secret="test-secret", name="ws-test", certs=None):
+    """A topology of `nodes` nodes on free ports, with `groups` appended;
+    with `certs` (a folder made by `certificates`), TLS between nodes and on
+    the client ports."""
     text = f"""[cluster]
 name = "{name}"
 secret = "{secret}"
@@ -51,6 +76,10 @@ failure_timeout = "500ms"
 kafka = "embedded"
 redis = "embedded"
 """
+    if certs:
+        text += (f'tls = {{ certificate = "{certs}/{{node}}.pem", key = "{certs}/{{node}}.key", '
+                 f'ca_file = "{certs}/ca.pem", operator_certificate = "{certs}/operator.pem", '
+                 f'operator_key = "{certs}/operator.key", clients = true }}\n')
     http = {}
     ports = free_ports(2 * nodes)
     for i in range(1, nodes + 1):
@@ -89,10 +118,19 @@ class _Connect:
 class Cluster:
     """`troupe up` of a topology; `http[node]` is each node's HTTP port."""
 
-    def __init__(self, binary, groups, nodes=3, timeout=60, up_args=()):
+    def __init__(self, binary, groups, nodes=3, timeout=60, up_args=(), tls=False):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="troupe-test-")
-        text, self.http = topology(nodes, groups)
+        # With `tls`: certificates of a test CA, https:// and wss:// on the
+        # client ports; `self.ssl` trusts that CA.
+        self.ssl = None
+        certs = None
+        if tls:
+            import ssl
+            certs = os.path.join(self.dir, "certs")
+            certificates(certs, nodes)
+            self.ssl = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+        text, self.http = topology(nodes, groups, certs=certs)
         self.conf = os.path.join(self.dir, "cluster.conf")
         with open(self.conf, "w") as f:
             f.write(text)
@@ -123,8 +161,9 @@ class Cluster:
             self.wait_healthy(node, timeout)
 
     def health(self, node):
-        url = f"http://127.0.0.1:{self.http[node]}/healthz"
-        with urllib.request.urlopen(url, timeout=5) as r:
+        scheme = "https" if self.ssl else "http"
+        url = f"{scheme}://127.0.0.1:{self.http[node]}/healthz"
+        with urllib.request.urlopen(url, timeout=5, context=self.ssl) as r:
             return json.loads(r.read())
 
     def wait_healthy(self, node, timeout=60, websocket=True):
@@ -180,7 +219,7 @@ class Cluster:
         return out.stdout.strip()
 
     def url(self, node):
-        return f"ws://127.0.0.1:{self.http[node]}/ws"
+        return f"{'wss' if self.ssl else 'ws'}://127.0.0.1:{self.http[node]}/ws"
 
     def connect(self, node, user=None, **kw):
         """A WebSocket client of `node`'s gateway; with `user`, it sends a
@@ -189,6 +228,8 @@ class Cluster:
         answer for the caller to read. `await c.connect(...)` or `async with
         c.connect(...) as ws`."""
         token = self.token(user, "operator" if user == "operator" else "user") if user else None
+        if self.ssl and "ssl" not in kw:
+            kw["ssl"] = self.ssl
         return _Connect(self.url(node), token, kw)
 
     def redis_password(self):

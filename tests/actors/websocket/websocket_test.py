@@ -682,6 +682,50 @@ async def clients_without_a_token_are_closed_when_idle(c):
         await asyncio.sleep(0.2)
 
 
+async def clients_reach_the_node_over_https_and_wss_only(c):
+    """With `[cluster.tls] clients = true` the client port speaks TLS with
+    the node's certificate: https:// and wss:// work for a client that
+    trusts the cluster's CA; plain http:// and ws://, and a client that
+    does not trust the CA, get nothing."""
+    import ssl
+    import urllib.error
+    import urllib.request
+    port = c.http["n1"]
+    assert c.health("n1")["websocket"] is True
+    async with c.connect("n1", "ana") as ws:
+        assert (await recv_json(ws))["ok"]
+        t = await request(ws, {"op": "trending", "k": 2, "id": "t"})
+        assert t["type"] == "trending", t
+    # Plain HTTP and WebSocket on the TLS port: no answer, the connection ends.
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()
+        raise AssertionError("plain http:// was answered on the TLS port")
+    except (urllib.error.URLError, ConnectionError, OSError) as e:
+        print("plain http://:", type(e).__name__, e)
+    try:
+        ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=5)
+        await ws.close()
+        raise AssertionError("plain ws:// was accepted on the TLS port")
+    except (websockets.exceptions.WebSocketException, OSError, asyncio.TimeoutError) as e:
+        print("plain ws://:", type(e).__name__, e)
+    # A client that trusts only the system's CAs refuses the node's certificate.
+    try:
+        await websockets.connect(c.url("n1"), ssl=ssl.create_default_context(), open_timeout=5)
+        raise AssertionError("a client without the cluster's CA accepted the certificate")
+    except ssl.SSLCertVerificationError as e:
+        print("without the cluster's CA:", e.verify_message)
+    # The certificate the client port presents is the node's own (names n2).
+    with socket_to(port=c.http["n2"]) as raw:
+        with c.ssl.wrap_socket(raw, server_hostname="n2") as tls:
+            san = [v for k, v in tls.getpeercert()["subjectAltName"] if k == "DNS"]
+            assert san == ["n2"], san
+
+
+def socket_to(port):
+    import socket
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
 CASES = {
     "breaking": (breaking_news_reaches_every_node, {}),
     "feed": (feed_equals_the_formula, {"rate_limit": 1000}),
@@ -693,13 +737,14 @@ CASES = {
     "hubs": (articles_survive_crashing_hubs, {}),
     "tokens": (client_tokens_are_signed_expire_and_are_revoked_everywhere, {"rate_limit": 1000}),
     "idle": (clients_without_a_token_are_closed_when_idle, {"rate_limit": 1000, "idle": "2s"}),
+    "tls": (clients_reach_the_node_over_https_and_wss_only, {"rate_limit": 1000}),
 }
 
 
 def main():
     binary, case = sys.argv[1], sys.argv[2]
     fn, opts = CASES[case]
-    with Cluster(binary, groups(**opts)) as c:
+    with Cluster(binary, groups(**opts), tls=case == "tls") as c:
         asyncio.run(asyncio.wait_for(fn(c), 150))
     print(f"{case}: ok")
 
