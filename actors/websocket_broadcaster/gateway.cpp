@@ -138,6 +138,19 @@ void gateway::publish(const std::vector<std::string>& channels,
                       std::shared_ptr<const std::string> msg) {
   std::vector<std::shared_ptr<http::ws_session>> to;
   std::lock_guard<std::mutex> guard{mtx_};
+  // Kept for `recent`: what a client that connects later missed.
+  auto has = [&](const char* ch) {
+    return std::find(channels.begin(), channels.end(), ch) != channels.end();
+  };
+  auto keep = [&](std::deque<kept_push>& q) {
+    q.push_back({channels, msg});
+    while (q.size() > recent_kept)
+      q.pop_front();
+  };
+  if (has("breaking:*"))
+    keep(recent_breaking_);
+  else if (has("alerts"))
+    keep(recent_alerts_);
   auto seq = ++publish_seq_;
   for (auto& ch : channels) {
     auto i = channels_.find(ch);
@@ -605,10 +618,52 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
     j.erase("degraded");
     j.erase("default_preferences");
     reply(c, dump(j));
+  } else if (op == "recent") {
+    // The latest pushes of a channel this client may subscribe to, oldest
+    // first, as they were pushed: what a page shows on load.
+    auto ch = str("channel");
+    uint32_t k = recent_kept;
+    if (auto i = j.find("k"); i != j.end()) {
+      if (!i->is_number_unsigned() || i->get<uint64_t>() < 1
+          || i->get<uint64_t>() > recent_kept) {
+        fail("invalid_request",
+             "\"k\" must be an integer from 1 to " + std::to_string(recent_kept), rid);
+        return;
+      }
+      k = i->get<uint32_t>();
+    }
+    std::string wanted = ch;
+    bool alerts = ch == "alerts";
+    if (alerts) {
+      if (c->user.empty()) {
+        fail("unauthorized", "the alerts channel needs a token (op \"auth\")", rid);
+        return;
+      }
+      if (!c->is_operator)
+        wanted = "alerts:" + c->user;
+    } else if (ch != "breaking:*"
+               && !(ch.rfind("breaking:", 0) == 0 && valid_category(ch.substr(9)))) {
+      fail("unknown_channel",
+           "channels are \"breaking:<category>\", \"breaking:*\" and \"alerts\"", rid);
+      return;
+    }
+    std::vector<std::shared_ptr<const std::string>> picked;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      auto& q = alerts ? recent_alerts_ : recent_breaking_;
+      for (auto i = q.rbegin(); i != q.rend() && picked.size() < k; ++i)
+        if (std::find(i->channels.begin(), i->channels.end(), wanted) != i->channels.end())
+          picked.push_back(i->msg);
+    }
+    auto items = json::array();
+    for (auto i = picked.rbegin(); i != picked.rend(); ++i)
+      items.push_back(json::parse(**i, nullptr, false));
+    reply(c, dump(with_id({{"type", "recent"}, {"channel", ch}, {"items", std::move(items)}},
+                          rid)));
   } else {
     fail("unknown_op",
          "unknown op '" + op
-           + "' (known: auth, subscribe, unsubscribe, feed, trending, read, ping)",
+           + "' (known: auth, subscribe, unsubscribe, feed, trending, recent, read, ping)",
          rid);
   }
 }

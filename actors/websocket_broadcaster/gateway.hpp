@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -85,8 +86,13 @@ public:
   explicit gateway(gateway_settings settings);
 
   /// Sends `msg`, encoded once, to every client subscribed to any of
-  /// `channels` (each client once).
+  /// `channels` (each client once). The last `recent_kept` breaking
+  /// articles and alerts are kept for `recent` requests.
   void publish(const std::vector<std::string>& channels, std::shared_ptr<const std::string> msg);
+
+  /// How many of the latest breaking articles and alerts `recent` answers
+  /// from.
+  static constexpr size_t recent_kept = 20;
 
   /// Sends `msg` to one client (a feed answer), if it is still there.
   void answer(uint64_t session, std::shared_ptr<const std::string> msg);
@@ -182,6 +188,15 @@ private:
   std::function<void(caf::timespan)> after_;
   std::shared_ptr<const news::article_store> store_;
   http::deliver_fn deliver_;
+  /// A push kept for `recent`: its message and the channels it went to.
+  struct kept_push {
+    std::vector<std::string> channels;
+    std::shared_ptr<const std::string> msg;
+  };
+  /// The latest breaking articles and alerts published, oldest first (at
+  /// most `recent_kept` each; guarded by `mtx_`).
+  std::deque<kept_push> recent_breaking_;
+  std::deque<kept_push> recent_alerts_;
 };
 
 /// The JSON answer to a feed request `request_id` (JSON text, or empty).

@@ -2,7 +2,9 @@
 """The live page in a real browser: headless Chromium (Debian's `chromium`),
 driven over the DevTools protocol with python3-websockets, against a real
 cluster. The page must show a breaking article and a fraud alert pushed
-after it loaded, and a user's feed with each score's parts.
+after it loaded, and a user's feed with each score's parts; a page opened
+later must show them at once (the recent past) and load the feed by itself.
+Screenshots go to `TROUPE_TEST_OUTPUT` (default `test-output/page`).
 
   page_test.py TROUPE_BINARY
 """
@@ -87,6 +89,26 @@ class Browser:
             except asyncio.TimeoutError:
                 pass
 
+    async def screenshot(self, name):
+        """Writes the page as `name`.png to the test's output folder
+        (`TROUPE_TEST_OUTPUT`, else `test-output/page` under the working
+        folder), for a person to look at."""
+        import base64
+        folder = os.environ.get("TROUPE_TEST_OUTPUT", os.path.join(os.getcwd(), "test-output",
+                                                                   "page"))
+        os.makedirs(folder, exist_ok=True)
+        mid = next(self.ids)
+        await self.ws.send(json.dumps({"id": mid, "method": "Page.captureScreenshot",
+                                       "params": {"format": "png"}}))
+        while True:
+            m = json.loads(await asyncio.wait_for(self.ws.recv(), 20))
+            if m.get("id") == mid:
+                break
+        path = os.path.join(folder, f"{name}.png")
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(m["result"]["data"]))
+        print("screenshot:", path)
+
     def close(self):
         self.proc.terminate()
         try:
@@ -141,8 +163,35 @@ async def page_shows_news_alerts_and_feeds(c):
         assert abs(score - (0.4 * affinity + 0.3 * alignment + 0.3 * recency)) < 1e-3, row
         info = await browser.eval("document.getElementById('feed-info').textContent")
         assert "source ranker" in info, info
+        await browser.screenshot("1-live-pushes")
     finally:
         browser.close()
+    # A page opened later shows the recent past at once: the article and the
+    # alert pushed before it loaded, and ana's feed without a click.
+    later = Browser(url)
+    try:
+        await later.connect()
+        await later.until("document.getElementById('status').textContent === 'connected'")
+        text = await later.until(
+            "(document.querySelector('#breaking li[data-id=\"page-1\"]') || {}).textContent")
+        assert "Comet visible tonight" in text, text
+        await later.eval(f"document.getElementById('token').value = {json.dumps(token)};"
+                         "document.getElementById('connect').click()")
+        text = await later.until(
+            "(document.querySelector('#alerts li[data-id=\"tx-page-1\"]') || {}).textContent")
+        assert "ana" in text, text
+        row = await later.until(
+            "Array.from(document.querySelectorAll('#feed tr')).map(r => "
+            "Array.from(r.cells).map(c => c.textContent)).find(r => r[1] === "
+            "'Comet visible tonight')")
+        print("a page opened later shows the recent past and the feed:", row)
+        # Each item once, though it came both as recent and (maybe) pushed.
+        count = await later.eval("document.querySelectorAll('#breaking li[data-id=\"page-1\"]')"
+                                 ".length")
+        assert count == 1, count
+        await later.screenshot("2-recent-past-on-load")
+    finally:
+        later.close()
 
 
 def main():

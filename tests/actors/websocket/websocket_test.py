@@ -468,6 +468,22 @@ async def alerts_reach_authorised_subscribers_only(c):
             assert m["type"] != "alert", (who, m)  # no second copy, nothing for bob
             if m.get("id") == "end":
                 break
+    # Clients that connect later get the recent past of what they may see:
+    # the operator every alert, ana hers, bob none, an anonymous client no
+    # alerts at all.
+    for who, want in (("operator", ["tx-ana-1", "tx-carl-1"]), ("ana", ["tx-ana-1"]),
+                      ("bob", [])):
+        async with c.connect("n2", who) as ws:
+            assert (await recv_json(ws))["ok"]
+            r = await request(ws, {"op": "recent", "channel": "alerts", "id": "r"})
+            assert r["type"] == "recent", r
+            got = sorted(ids(m) for m in r["items"])
+            assert got == want, (who, r)
+    async with c.connect("n2") as anon:
+        r = await request(anon, {"op": "recent", "channel": "alerts", "id": "r"})
+        assert r["type"] == "error" and r["error"] == "unauthorized", r
+        r = await request(anon, {"op": "recent", "channel": "breaking:*", "k": 21, "id": "k"})
+        assert r["type"] == "error" and r["error"] == "invalid_request", r
 
 
 async def articles_survive_crashing_hubs(c):
