@@ -90,6 +90,26 @@ caf::behavior hub_impl(caf::stateful_actor<hub_state>* self, hub_settings cfg) {
       if (!relayed)
         st.relay(self, alert_push_atom::value, id, user, json);
     },
+    [self](console_atom, std::string& node, std::string& json, bool relayed) {
+      auto& st = self->state;
+      // A snapshot of this node comes from its own console only; a peer's
+      // only from that peer's hub.
+      auto src = self->current_sender();
+      bool local = src && src->node() == self->system().node();
+      if (relayed == local || json.size() > 1024 * 1024)
+        return;
+      if (relayed) {
+        auto i = st.peers.find(node);
+        if (i == st.peers.end() || i->second.node() != src->node())
+          return;
+      } else if (node != st.cfg.node) {
+        return;
+      }
+      if (st.cfg.console)
+        st.cfg.console(node, json);
+      if (!relayed)
+        st.relay(self, console_atom::value, node, json);
+    },
     [self](read_atom, std::string& id, bool relayed) {
       self->state.cfg.store->record_read(id);
       if (!relayed)

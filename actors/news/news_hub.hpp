@@ -30,6 +30,9 @@ struct hub_settings {
   /// The node agent: the hub subscribes to membership and asks each peer's
   /// agent for that peer's hub. Invalid on a standalone node.
   caf::actor agent;
+  /// Where a node's cluster-view snapshot goes on this node (the gateway's
+  /// `console_snapshot`); may be empty.
+  std::function<void(const std::string& node, const std::string& json)> console;
   log_fn log;
 };
 
@@ -45,6 +48,9 @@ struct hub_settings {
 ///   `{"type":"alert","alert":{...}}` to `alerts` and `alerts:<user>`, once
 ///   per id (Kafka may deliver twice), and relays it likewise.
 /// - `(read_atom, article_id, relayed)`: counts a read for trending; relayed.
+/// - `(console_atom, node, json, relayed)`: a node's part of the live page's
+///   cluster view, handed to `console` and, from this node's console
+///   (`relayed` false), relayed to every peer hub.
 /// - `(window_atom)`: the window, for a peer hub that just joined, which
 ///   fills its own from it (without pushing anything).
 caf::actor spawn_news_hub(caf::actor_system& sys, hub_settings settings);

@@ -10,6 +10,7 @@ set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
 troupe_add_component(NAME actors_websocket_broadcaster
   SOURCES actors/websocket_broadcaster/gateway.cpp actors/websocket_broadcaster/broadcaster.cpp
           actors/websocket_broadcaster/news_service.cpp actors/websocket_broadcaster/domain.cpp
+          actors/websocket_broadcaster/console.cpp
   DEPS actors_news runtime_http runtime_domain runtime_kafka runtime_cluster runtime_core
        nlohmann_json::nlohmann_json)
 target_include_directories(actors_websocket_broadcaster PUBLIC ${PROJECT_BINARY_DIR}/generated)

@@ -147,10 +147,12 @@ void gateway::publish(const std::vector<std::string>& channels,
     while (q.size() > recent_kept)
       q.pop_front();
   };
-  if (has("breaking:*"))
+  if (has("breaking:*")) {
     keep(recent_breaking_);
-  else if (has("alerts"))
+  } else if (has("alerts")) {
     keep(recent_alerts_);
+    ++counters_.alerts_pushed;
+  }
   auto seq = ++publish_seq_;
   for (auto& ch : channels) {
     auto i = channels_.find(ch);
@@ -174,6 +176,41 @@ void gateway::publish(const std::vector<std::string>& channels,
     for (auto& s : to)
       s->send(msg);
   }
+}
+
+std::string gateway::cluster_view_locked() const {
+  auto now = std::chrono::steady_clock::now();
+  auto nodes = json::array();
+  for (auto& [node, v] : views_) {
+    auto x = json::parse(v.json, nullptr, false);
+    if (x.is_discarded())
+      continue;
+    x["age_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(now - v.at).count();
+    nodes.push_back(std::move(x));
+  }
+  return json{{"type", "cluster"}, {"at", unix_ms()}, {"self", cfg_.node},
+              {"nodes", std::move(nodes)}}
+    .dump();
+}
+
+void gateway::console_snapshot(const std::string& node, const std::string& text) {
+  std::shared_ptr<const std::string> view;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    // Only nodes of the cluster send one (peers' hubs); bounded by them.
+    if (views_.size() >= 256 && !views_.count(node))
+      return;
+    views_[node] = {text, std::chrono::steady_clock::now()};
+    if (channels_.count("cluster") == 0)
+      return;
+    view = std::make_shared<const std::string>(cluster_view_locked());
+  }
+  publish({"cluster"}, std::move(view));
+}
+
+void gateway::set_console(command_fn fn) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  console_ = std::move(fn);
 }
 
 void gateway::set_deliver(http::deliver_fn fn) {
@@ -512,7 +549,12 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
   } else if (op == "subscribe" || op == "unsubscribe") {
     auto ch = str("channel");
     std::string internal = ch;
-    if (ch == "alerts") {
+    if (ch == "cluster") {
+      if (!c->is_operator) {
+        fail("unauthorized", "the cluster channel is for operators", rid);
+        return;
+      }
+    } else if (ch == "alerts") {
       if (c->user.empty()) {
         fail("unauthorized", "the alerts channel needs a token (op \"auth\")", rid);
         return;
@@ -522,11 +564,16 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
     } else if (ch != "breaking:*"
                && !(ch.rfind("breaking:", 0) == 0 && valid_category(ch.substr(9)))) {
       fail("unknown_channel",
-           "channels are \"breaking:<category>\", \"breaking:*\" and \"alerts\"", rid);
+           "channels are \"breaking:<category>\", \"breaking:*\", \"alerts\" and "
+           "\"cluster\"",
+           rid);
       return;
     }
+    std::string view;
     {
       std::lock_guard<std::mutex> guard{mtx_};
+      if (op == "subscribe" && ch == "cluster")
+        view = cluster_view_locked();
       if (op == "subscribe") {
         if (c->subscriptions.size() >= 64 && !c->subscriptions.count(ch)) {
           ++counters_.errors;
@@ -551,6 +598,31 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
     reply(c, dump(with_id(
                {{"type", op == "subscribe" ? "subscribed" : "unsubscribed"}, {"channel", ch}},
                rid)));
+    // The view now, then every change.
+    if (!view.empty())
+      reply(c, view);
+  } else if (op == "command") {
+    // An operator's action from the live page, run by the node's console.
+    if (!c->is_operator) {
+      fail("unauthorized", "commands are for operators", rid);
+      return;
+    }
+    auto action = str("action");
+    auto target = str("target");
+    if (action.empty() || target.empty() || action.size() > 32 || target.size() > 256) {
+      fail("invalid_request", "a command needs \"action\" and \"target\" (strings)", rid);
+      return;
+    }
+    command_fn run;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      run = console_;
+    }
+    if (!run) {
+      fail("unavailable", "this node's console is not running now", rid);
+      return;
+    }
+    run(c->id, rid, c->user, c->remote, action, target);
   } else if (op == "feed") {
     auto user = str("user");
     if (user.empty())
@@ -663,7 +735,8 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
   } else {
     fail("unknown_op",
          "unknown op '" + op
-           + "' (known: auth, subscribe, unsubscribe, feed, trending, recent, read, ping)",
+           + "' (known: auth, subscribe, unsubscribe, feed, trending, recent, read, command, "
+             "ping)",
          rid);
   }
 }

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -28,6 +29,8 @@ struct gateway_settings {
   /// all users (the live page's operator view).
   std::string cluster;
   std::string token_key;
+  /// This node's name (the cluster view names the node that serves it).
+  std::string node;
   /// How long a client that has not authenticated may stay without making
   /// a request (`ping` does not count).
   caf::timespan unauthenticated_idle = std::chrono::minutes(5);
@@ -55,6 +58,9 @@ struct gateway_counters {
   std::atomic<uint64_t> rate_limited{0};
   std::atomic<uint64_t> feeds{0};
   std::atomic<uint64_t> pushes{0};
+  /// Alerts this node pushed (published to `alerts`), for the live page's
+  /// alert-rate chart.
+  std::atomic<uint64_t> alerts_pushed{0};
   std::atomic<uint64_t> auth_failures{0};
   /// Clients closed by `sweep`: token expired, token revoked, idle without
   /// a token.
@@ -111,6 +117,18 @@ public:
 
   /// The node's article window, for `trending` requests.
   void set_store(std::shared_ptr<const news::article_store> store);
+
+  /// A node's part of the cluster view (`console.hpp`), from the hub: kept
+  /// with every other node's latest, and the whole view pushed to the
+  /// `cluster` channel (operators only).
+  void console_snapshot(const std::string& node, const std::string& json);
+
+  /// How an operator's action from the page reaches the node's console:
+  /// `(session, request_id, who, from, action, target)`.
+  using command_fn = std::function<void(uint64_t, const std::string&, const std::string&,
+                                        const std::string&, const std::string&,
+                                        const std::string&)>;
+  void set_console(command_fn fn);
 
   /// How the gateway calls `close_if_detached` later (without it, at once).
   void set_timer(std::function<void(caf::timespan)> after);
@@ -197,6 +215,17 @@ private:
   /// most `recent_kept` each; guarded by `mtx_`).
   std::deque<kept_push> recent_breaking_;
   std::deque<kept_push> recent_alerts_;
+  /// The cluster view: each node's latest snapshot and when it came
+  /// (guarded by `mtx_`).
+  struct node_view {
+    std::string json;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, node_view> views_;
+  command_fn console_;
+  /// The cluster view as pushed: `{"type":"cluster","at","self","nodes":[...]}`,
+  /// each snapshot with its `age_ms`. Under `mtx_`.
+  std::string cluster_view_locked() const;
 };
 
 /// The JSON answer to a feed request `request_id` (JSON text, or empty).

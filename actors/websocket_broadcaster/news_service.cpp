@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/news/news_hub.hpp"
+#include "actors/websocket_broadcaster/console.hpp"
 #include "actors/websocket_broadcaster/page_html.hpp"
 #include "runtime/cluster/auth.hpp"
 #include "runtime/core/duration.hpp"
@@ -190,6 +191,7 @@ news_service::make(const service_context& ctx,
   ptr->articles_ = std::make_shared<news::article_store>();
   gateway_settings gs;
   gs.cluster = ctx.topo->cluster.name;
+  gs.node = ctx.node->name;
   auto key = cluster::load_client_token_key(ctx.topo->cluster.client_token_key_file,
                                             ctx.topo->cluster.client_token_key_generated);
   if (!key)
@@ -233,6 +235,9 @@ std::vector<child_spec> news_service::children() {
       gw->publish(channels, std::move(msg));
     };
     hs.agent = ctx_.agent();
+    hs.console = [gw = gateway_](const std::string& node, const std::string& json) {
+      gw->console_snapshot(node, json);
+    };
     hs.log = ctx_.log;
     auto h = news::spawn_news_hub(sys, hs);
     {
@@ -269,6 +274,30 @@ std::vector<child_spec> news_service::children() {
     return k;
   };
   result.push_back(std::move(keeper));
+  // The console: this node's part of the live page's cluster view, and the
+  // operators' actions from the page.
+  child_spec console;
+  console.name = "console";
+  console.start = [this](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    console_settings cs;
+    cs.node = ctx_.node->name;
+    cs.agent = ctx_.agent;
+    cs.hub = [this] { return this->hub(); };
+    cs.directory = ctx_.directory;
+    cs.gw = gateway_;
+    cs.log = ctx_.log;
+    auto c = spawn_console(sys, std::move(cs));
+    // The gateway runs on I/O threads: it asks through a local actor made
+    // for the one message, so the console sees a sender of its own process.
+    gateway_->set_console([&sys, c](uint64_t session, const std::string& rid,
+                                    const std::string& who, const std::string& from,
+                                    const std::string& action, const std::string& target) {
+      caf::scoped_actor tmp{sys};
+      tmp->send(c, console_command_atom::value, session, rid, who, from, action, target);
+    });
+    return c;
+  };
+  result.push_back(std::move(console));
   return result;
 }
 

@@ -23,9 +23,10 @@ constexpr const char* client_tokens_service = "@client-tokens";
 /// article window, the news hub, the WebSocket gateway (the node's `/ws`),
 /// the gateway's helper, and the live page at `/`.
 ///
-/// The node owns it from start to stop. Its three actors are children of the
+/// The node owns it from start to stop. Its actors are children of the
 /// node's services supervisor: `news-hub`, `gateway-helper` and
-/// `client-tokens` (revocations, expiries and idle clients without a token). A restarted
+/// `client-tokens` (revocations, expiries and idle clients without a token),
+/// and `console` (the live page's cluster view and actions). A restarted
 /// one is wired in again by its start function (the gateway's hub and
 /// requester, the `@news` entry of the node's directory for peers' hubs);
 /// the window and the gateway's clients live on.

@@ -258,6 +258,23 @@ caf::message_handler operator_handlers(agent_actor* self) {
       st.record(std::move(x));
       return caf::unit;
     },
+    [self](audit_atom, std::string& who, std::string& from, std::string& source,
+           std::string& command, bool ok, std::string& result) -> caf::result<void> {
+      // An operator's action taken through an actor of this process (the
+      // live page's console), with the operator its caller authenticated.
+      auto& st = self->state;
+      if (!st.sender_local())
+        return caf::make_error(ec::not_authenticated);
+      audit_entry x;
+      x.who = who.substr(0, 256);
+      x.from = from.substr(0, 256);
+      x.source = source.substr(0, 32);
+      x.command = command.substr(0, 4096);
+      x.ok = ok;
+      x.result = ok ? "ok" : result.substr(0, 4096);
+      st.record(std::move(x));
+      return caf::unit;
+    },
     [self](halt_atom) -> caf::result<void> {
       if (!self->state.sender_trusted())
         return caf::make_error(ec::not_authenticated);

@@ -514,5 +514,17 @@ using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
 /// operator's shell to a node agent, after each command it ran: the node
 /// records it in its audit trail with who sent it (`runtime/cluster/audit.hpp`).
 using audit_atom = caf::atom_constant<caf::atom("audit")>;
+/// `(audit_atom, who, from, source, command, ok, result)` from an actor of
+/// the node's own process to its agent (the live page's console, for an
+/// operator's action): recorded with the operator the caller authenticated.
+/// Refused from any other sender.
+/// `(console_atom, node, snapshot_json, relayed)`: a node's part of the live
+/// page's cluster view, from its console to its news hub and from hub to
+/// hub (`actors/websocket_broadcaster/console.hpp`).
+using console_atom = caf::atom_constant<caf::atom("console")>;
+/// `(console_command_atom, session, request_id, who, from, action, target)`:
+/// an operator's action from the live page, from the gateway to its node's
+/// console.
+using console_command_atom = caf::atom_constant<caf::atom("consolecmd")>;
 
 } // namespace troupe

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,9 +61,26 @@ class Browser:
             assert time.monotonic() < deadline, "chromium opened no page"
         self.ids = itertools.count(1)
         self.ws = None
+        # DevTools events seen while waiting for answers (exceptions, console).
+        self.events = []
 
     async def connect(self):
         self.ws = await websockets.connect(self.target, max_size=2 ** 24)
+        await self.command("Runtime.enable", {})
+        # A desktop window, tall enough for the whole page in a screenshot.
+        await self.command("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": 1600, "deviceScaleFactor": 1,
+                            "mobile": False})
+
+    async def command(self, method, params):
+        """One DevTools command, its result."""
+        mid = next(self.ids)
+        await self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
+        while True:
+            m = json.loads(await asyncio.wait_for(self.ws.recv(), 20))
+            if m.get("id") == mid:
+                return m.get("result")
+            self.events.append(m)
 
     async def eval(self, expression):
         mid = next(self.ids)
@@ -73,6 +91,7 @@ class Browser:
             m = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
             if m.get("id") == mid:
                 return m["result"]["result"].get("value")
+            self.events.append(m)
 
     async def until(self, expression, timeout=20):
         """Evaluates `expression` until it is truthy; returns its value."""
@@ -85,7 +104,7 @@ class Browser:
             # The page changes only on events: wait for the next one (a
             # DevTools message) or a tenth of a second.
             try:
-                await asyncio.wait_for(self.ws.recv(), 0.1)
+                self.events.append(json.loads(await asyncio.wait_for(self.ws.recv(), 0.1)))
             except asyncio.TimeoutError:
                 pass
 
@@ -99,15 +118,28 @@ class Browser:
         os.makedirs(folder, exist_ok=True)
         mid = next(self.ids)
         await self.ws.send(json.dumps({"id": mid, "method": "Page.captureScreenshot",
-                                       "params": {"format": "png"}}))
+                                       "params": {"format": "png",
+                                                  "captureBeyondViewport": True}}))
         while True:
             m = json.loads(await asyncio.wait_for(self.ws.recv(), 20))
             if m.get("id") == mid:
                 break
+            self.events.append(m)
         path = os.path.join(folder, f"{name}.png")
         with open(path, "wb") as f:
             f.write(base64.b64decode(m["result"]["data"]))
         print("screenshot:", path)
+
+    def errors(self):
+        """Exceptions thrown in the page and console errors it logged."""
+        out = []
+        for e in self.events:
+            if e.get("method") == "Runtime.exceptionThrown":
+                out.append(e["params"]["exceptionDetails"].get("text", "exception"))
+            elif (e.get("method") == "Runtime.consoleAPICalled"
+                  and e["params"].get("type") == "error"):
+                out.append(str(e["params"].get("args")))
+        return out
 
     def close(self):
         self.proc.terminate()
@@ -194,11 +226,121 @@ async def page_shows_news_alerts_and_feeds(c):
         later.close()
 
 
+async def console_shows_the_cluster_and_acts_for_operators_only(c):
+    token = c.token("operator", role="operator")
+    browser = Browser(f"http://127.0.0.1:{c.http['n1']}/")
+    try:
+        await browser.connect()
+        await browser.until("document.getElementById('status').textContent === 'connected'")
+        # Without a token, or with a user's, there is no cluster view.
+        assert await browser.eval("document.getElementById('cluster-panel').hidden") is True
+        ana = c.token("ana")
+        await browser.eval(f"document.getElementById('token').value = {json.dumps(ana)};"
+                           "document.getElementById('connect').click()")
+        await browser.until("document.getElementById('user').textContent === 'ana'")
+        assert await browser.eval("document.getElementById('cluster-panel').hidden") is True
+        assert await browser.eval("document.querySelectorAll('#cluster-nodes tr').length") == 0
+        await browser.eval(f"document.getElementById('token').value = {json.dumps(token)};"
+                           "document.getElementById('connect').click()")
+        rows = ("Array.from(document.querySelectorAll('#cluster-nodes tr'))"
+                ".map(r => r.dataset.node + '=' + r.dataset.state).join(' ')")
+        view = await browser.until(f"(({rows}) === 'n1=up n2=up n3=up') && ({rows})", 30)
+        print("cluster view:", view)
+        groups = await browser.until(
+            "Array.from(document.querySelectorAll('#cluster-groups tr')).map(r => "
+            "r.dataset.group + ' ' + r.cells[1].textContent + ' ' + r.cells[2].textContent)"
+            ".filter(x => x.startsWith('websocket-broadcaster') && x.includes('n3'))[0]", 30)
+        print("group row:", groups)
+        assert "up" in groups, groups
+        await browser.screenshot("3-console-all-up")
+        # kill -9 of n3: its row changes (the failure detector, then the
+        # console's push at once).
+        t0 = time.monotonic()
+        os.kill(c.pids["n3"], signal.SIGKILL)
+        await browser.until("(document.querySelector('#cluster-nodes tr[data-node=\"n3\"]') || "
+                            "{dataset: {}}).dataset.state === 'down'", 10)
+        seen = time.monotonic() - t0
+        print(f"n3 shown down {seen:.2f} s after kill -9")
+        assert seen < 2.5, seen
+        await browser.screenshot("4-console-node-lost")
+        # troupe up starts it again: back up.
+        await browser.until(f"({rows}) === 'n1=up n2=up n3=up'", 90)
+        print("n3 shown up again")
+        # An alert: the produce-to-alert chart gets a point.
+        kafka = Kafka(c.kafka)
+        kafka.send("fraud-alerts", alert("tx-console-1", "ana"), key="tx-console-1")
+        kafka.flush()
+        await browser.until("!!document.querySelector('#alerts li[data-id=\"tx-console-1\"]')")
+        await browser.until("!!document.querySelector("
+                            "'#charts .chart[data-series=\"produce-to-alert p99 ms\"]')", 10)
+        # Traffic through the ranker: its chart shows it.
+        async with c.connect("n1", "ana") as ws:
+            assert (await recv_json(ws))["ok"]
+            for i in range(30):
+                await request(ws, {"op": "feed", "k": 3, "id": f"f{i}"})
+        busiest = await browser.until(
+            "Number((document.querySelector('#charts .chart[data-series=\"ranker events/s\"]')"
+            " || {dataset: {max: 0}}).dataset.max) > 0 && "
+            "document.querySelector('#charts .chart[data-series=\"ranker events/s\"]')"
+            ".dataset.max", 20)
+        print("ranker events/s chart peak:", busiest)
+        # Charts drawn in the page have points after a few seconds.
+        points = await browser.until(
+            "Math.max(0, ...Array.from(document.querySelectorAll('#charts .chart'))"
+            ".map(d => Number(d.dataset.points))) >= 3 && "
+            "Array.from(document.querySelectorAll('#charts .chart')).map(d => "
+            "d.dataset.series + ':' + d.dataset.points).join(', ')", 30)
+        print("charts:", points)
+        # An operator's action: drain n2, confirmed, audited with the token's user.
+        mark = c.mark()
+        await browser.eval("window.confirm = () => true;"
+                           "document.querySelector('#cluster-nodes tr[data-node=\"n2\"] "
+                           "button').click()")
+        await browser.until("document.getElementById('cluster-info').textContent === "
+                            "'drain n2: done'", 20)
+        await browser.until("(document.querySelector('#cluster-nodes tr[data-node=\"n2\"]') "
+                            "|| {textContent: ''}).textContent.includes('drained')", 10)
+        line = c.wait_for(r"audit who=operator from=127\.0\.0\.1:\d+ source=page "
+                          r"command=\"?drain n2", 10, mark).group(0)
+        print("audited:", line)
+        await browser.screenshot("5-console-n2-drained")
+        await browser.eval("window.confirm = () => true;"
+                           "document.querySelector('#cluster-nodes tr[data-node=\"n2\"] "
+                           "button').click()")
+        await browser.until("document.getElementById('cluster-info').textContent === "
+                            "'undrain n2: done'", 20)
+        # The narrow layout.
+        await browser.command("Emulation.setDeviceMetricsOverride",
+                              {"width": 480, "height": 900, "deviceScaleFactor": 1,
+                               "mobile": True})
+        await browser.screenshot("6-console-narrow")
+        assert browser.errors() == [], browser.errors()
+    finally:
+        browser.close()
+    # A user's token: no cluster view, and the console's ops are refused.
+    async with c.connect("n1", "ana") as ws:
+        assert (await recv_json(ws))["ok"]
+        r = await request(ws, {"op": "subscribe", "channel": "cluster", "id": 1})
+        assert r["type"] == "error" and r["error"] == "unauthorized", r
+        r = await request(ws, {"op": "command", "action": "drain", "target": "n2", "id": 2})
+        assert r["type"] == "error" and r["error"] == "unauthorized", r
+    async with c.connect("n1") as anon:
+        r = await request(anon, {"op": "command", "action": "drain", "target": "n2", "id": 3})
+        assert r["type"] == "error" and r["error"] == "unauthorized", r
+
+
+CASES = {
+    "page": page_shows_news_alerts_and_feeds,
+    "console": console_shows_the_cluster_and_acts_for_operators_only,
+}
+
+
 def main():
     binary = sys.argv[1]
+    case = sys.argv[2] if len(sys.argv) > 2 else "page"
     with Cluster(binary, groups(rate_limit=1000)) as c:
-        asyncio.run(asyncio.wait_for(page_shows_news_alerts_and_feeds(c), 150))
-    print("page: ok")
+        asyncio.run(asyncio.wait_for(CASES[case](c), 200))
+    print(f"{case}: ok")
 
 
 if __name__ == "__main__":
