@@ -4,6 +4,6 @@
 troupe_add_component(NAME actors_ingestor
   SOURCES actors/ingestor/transaction_json.cpp actors/ingestor/ingestor.cpp
           actors/ingestor/domain.cpp
-  DEPS runtime_domain runtime_kafka runtime_core nlohmann_json::nlohmann_json
+  DEPS runtime_domain runtime_kafka runtime_redis runtime_core nlohmann_json::nlohmann_json
   TESTS tests/actors/ingestor/transaction_json_test.cpp)
 list(APPEND TROUPE_DOMAIN_LIBRARIES actors_ingestor)

@@ -27,6 +27,7 @@ troupe::domain domain_entry() {
                     const domain_context& ctx) -> caf::expected<group_spec> {
     ingestor_settings s;
     s.kafka = ctx.kafka;
+    s.redis = ctx.redis;
     s.topic = topology::setting(decl, "topic");
     s.dead_letter_topic = topology::setting(decl, "dead_letter_topic");
     s.rescore_topic = topology::setting(decl, "rescore_topic");

@@ -15,6 +15,7 @@
 #include "runtime/core/messages.hpp"
 #include "runtime/kafka/dead_letter.hpp"
 #include "runtime/kafka/client.hpp"
+#include "runtime/redis/connection.hpp"
 
 using namespace std::chrono_literals;
 
@@ -104,6 +105,10 @@ struct worker_state {
   std::string name;
   std::unique_ptr<kafka::consumer> consumer;
   std::unique_ptr<kafka::producer> dead_letters;
+  /// Where confirmed dead letters are marked (none while Redis is away:
+  /// tried again after `marks_retry`).
+  std::unique_ptr<redis::connection> marks;
+  clock_type::time_point marks_retry;
   std::map<partition_key, partition_state> parts;
   /// Dead letters sent and not confirmed, by topic, partition and offset.
   std::map<std::tuple<std::string, int32_t, int64_t>, pending_dead_letter> dead_pending;
@@ -118,6 +123,8 @@ struct worker_state {
   clock_type::time_point last_stall_check = clock_type::now();
   // counters
   uint64_t read = 0, scored = 0, degraded = 0, alerts = 0, dead = 0, retries = 0, rescore = 0;
+  /// Events read again whose dead letter was confirmed before (not written twice).
+  uint64_t dead_again = 0;
   stage_times times;
   log_budget dead_log;
 
@@ -246,9 +253,67 @@ struct worker_state {
     return !e ? dl_confirmed : e == ec::too_large ? dl_too_large : dl_failed;
   }
 
+  // A dead letter Kafka confirmed is marked in Redis (for a week), by its
+  // record's place and an FNV-1a hash of its key and value: an event read
+  // again (its partition moved before its offset was committed, or the
+  // worker restarted) finds the mark and is finished without a second
+  // letter. Best effort: without Redis, or if the worker dies between the
+  // confirmation and the mark, the letter is written again (an exact copy);
+  // never is an event finished without a confirmed letter.
+
+  static std::string mark_key(const kafka::record& r) {
+    uint64_t h = 1469598103934665603ull;
+    for (auto* part : {&r.key, &r.value}) {
+      for (unsigned char ch : *part) {
+        h ^= ch;
+        h *= 1099511628211ull;
+      }
+      h ^= 0xff;
+      h *= 1099511628211ull;
+    }
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+    return "troupe:dead-letter:" + r.topic + ":" + std::to_string(r.partition) + ":"
+           + std::to_string(r.offset) + ":" + hex;
+  }
+
+  /// One command to the mark store; none (and Redis left alone for a
+  /// second) when it is away. Blocks at most 200 ms: this worker is
+  /// detached.
+  caf::expected<redis::reply> mark_command(const std::vector<std::string>& args) {
+    if (cfg.redis.empty())
+      return caf::make_error(ec::invalid_argument, std::string{"no Redis"});
+    if (!marks) {
+      if (clock_type::now() < marks_retry)
+        return caf::make_error(ec::io_failure, std::string{"Redis away"});
+      auto c = redis::connection::make(cfg.redis, 200ms, "troupe-ingestor");
+      if (!c) {
+        marks_retry = clock_type::now() + 1s;
+        return c.error();
+      }
+      marks = std::move(*c);
+    }
+    auto rep = marks->command(args);
+    if (!rep || rep->kind == redis::reply::error) {
+      marks.reset();
+      marks_retry = clock_type::now() + 1s;
+      if (!rep)
+        return rep.error();
+      return caf::make_error(ec::io_failure, rep->text);
+    }
+    return rep;
+  }
+
   void send_dead_letter(const kafka::record& r, const std::string& reason, uint64_t epoch) {
-    ++dead;
     dead_pending[{r.topic, r.partition, r.offset}] = pending_dead_letter{r, reason, epoch};
+    if (auto rep = mark_command({"EXISTS", mark_key(r)}); rep && rep->number == 1) {
+      // Written and confirmed before (by this group): finished.
+      ++dead_again;
+      self->send(self, dead_letter_done_atom::value, r.topic, r.partition, r.offset,
+                 int32_t{dl_confirmed});
+      return;
+    }
+    ++dead;
     produce_dead_letter(r.topic, r.partition, r.offset);
   }
 
@@ -532,6 +597,10 @@ struct worker_state {
     if (i == dead_pending.end())
       return;
     auto& d = i->second;
+    // Marked even when the partition moved meanwhile: its next owner, reading
+    // the event again, finds the letter written.
+    if (status == dl_confirmed)
+      mark_command({"SET", mark_key(d.r), "confirmed", "EX", "604800"});
     auto pi = parts.find({topic, part});
     if (pi == parts.end() || pi->second.epoch != d.epoch) {
       // The partition moved: its next owner reads the event again.
@@ -600,7 +669,10 @@ struct worker_state {
   void report() {
     log("read " + std::to_string(read) + ", scored " + std::to_string(scored) + " ("
         + std::to_string(degraded) + " degraded), alerts " + std::to_string(alerts)
-        + ", dead letters " + std::to_string(dead) + ", retries " + std::to_string(retries)
+        + ", dead letters " + std::to_string(dead)
+        + (dead_again ? " (" + std::to_string(dead_again) + " read again, already written)"
+                      : std::string{})
+        + ", retries " + std::to_string(retries)
         + ", to score again " + std::to_string(rescore)
         + ", pending " + std::to_string(pending) + (paused ? " (some paused)" : "") + ", partitions "
         + std::to_string(parts.size()));

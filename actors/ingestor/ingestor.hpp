@@ -15,6 +15,10 @@ namespace troupe::ingest {
 /// Settings of the `ingestor` group.
 struct ingestor_settings {
   std::string kafka;
+  /// Redis (`redis://host:port`), where each dead letter Kafka confirmed is
+  /// marked, so that an event read again (after a rebalance or a restart)
+  /// does not get a second one ("": no marks).
+  std::string redis;
   std::string topic = "transactions";
   std::string dead_letter_topic = "dead-letters";
   /// Where transactions scored with degraded features go (their original
