@@ -497,6 +497,41 @@ void gateway::reply(const client_ptr& c, const std::string& text) {
     s->send(std::make_shared<const std::string>(text));
 }
 
+namespace {
+
+/// The internal channel a client's channel name stands for (`alerts` is
+/// `alerts:<user>` for a user who is not an operator), or false after
+/// `fail` told the client why it may not have it: `alerts` needs a token,
+/// `cluster` (when `cluster_ok`) an operator's.
+template <class Fail>
+bool channel_for(const gateway::client& c, const std::string& ch, bool cluster_ok,
+                 std::string& internal, Fail& fail, const std::string& rid) {
+  internal = ch;
+  if (ch == "cluster" && cluster_ok) {
+    if (!c.is_operator) {
+      fail("unauthorized", "the cluster channel is for operators", rid);
+      return false;
+    }
+  } else if (ch == "alerts") {
+    if (c.user.empty()) {
+      fail("unauthorized", "the alerts channel needs a token (op \"auth\")", rid);
+      return false;
+    }
+    if (!c.is_operator)
+      internal = "alerts:" + c.user;
+  } else if (ch != "breaking:*"
+             && !(ch.rfind("breaking:", 0) == 0 && valid_category(ch.substr(9)))) {
+    fail("unknown_channel",
+         std::string{"channels are \"breaking:<category>\", \"breaking:*\", \"alerts\""}
+           + (cluster_ok ? " and \"cluster\"" : ""),
+         rid);
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
 void gateway::handle(const client_ptr& c, const std::string& text) {
   auto fail = [&](const std::string& code, const std::string& message,
                   const std::string& request_id = {}) {
@@ -548,27 +583,9 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
                           rid)));
   } else if (op == "subscribe" || op == "unsubscribe") {
     auto ch = str("channel");
-    std::string internal = ch;
-    if (ch == "cluster") {
-      if (!c->is_operator) {
-        fail("unauthorized", "the cluster channel is for operators", rid);
-        return;
-      }
-    } else if (ch == "alerts") {
-      if (c->user.empty()) {
-        fail("unauthorized", "the alerts channel needs a token (op \"auth\")", rid);
-        return;
-      }
-      if (!c->is_operator)
-        internal = "alerts:" + c->user;
-    } else if (ch != "breaking:*"
-               && !(ch.rfind("breaking:", 0) == 0 && valid_category(ch.substr(9)))) {
-      fail("unknown_channel",
-           "channels are \"breaking:<category>\", \"breaking:*\", \"alerts\" and "
-           "\"cluster\"",
-           rid);
+    std::string internal;
+    if (!channel_for(*c, ch, true, internal, fail, rid))
       return;
-    }
     std::string view;
     {
       std::lock_guard<std::mutex> guard{mtx_};
@@ -704,21 +721,10 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
       }
       k = i->get<uint32_t>();
     }
-    std::string wanted = ch;
-    bool alerts = ch == "alerts";
-    if (alerts) {
-      if (c->user.empty()) {
-        fail("unauthorized", "the alerts channel needs a token (op \"auth\")", rid);
-        return;
-      }
-      if (!c->is_operator)
-        wanted = "alerts:" + c->user;
-    } else if (ch != "breaking:*"
-               && !(ch.rfind("breaking:", 0) == 0 && valid_category(ch.substr(9)))) {
-      fail("unknown_channel",
-           "channels are \"breaking:<category>\", \"breaking:*\" and \"alerts\"", rid);
+    std::string wanted;
+    if (!channel_for(*c, ch, false, wanted, fail, rid))
       return;
-    }
+    bool alerts = ch == "alerts";
     std::vector<std::shared_ptr<const std::string>> picked;
     {
       std::lock_guard<std::mutex> guard{mtx_};
