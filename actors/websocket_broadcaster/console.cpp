@@ -1,5 +1,6 @@
 #include "actors/websocket_broadcaster/console.hpp"
 
+#include <functional>
 #include <map>
 
 #include <caf/all.hpp>
@@ -30,7 +31,8 @@ struct console_state {
   std::map<std::string, group_status> status;
   std::map<std::string, std::vector<crash_record>> crashes;
   std::map<std::string, bool> drained;
-  bool ticking = false;
+  /// Peers up now, and their agents (from the agent's member events).
+  std::map<std::string, caf::actor> peers;
 
   static inline const char* name = "troupe.console";
 };
@@ -137,9 +139,12 @@ void refresh(console_actor* self) {
 /// Answers the page that asked (`{"type":"command",...}`) and records the
 /// action in the audit trail.
 void done(console_actor* self, uint64_t session, const std::string& rid, const std::string& who,
-          const std::string& from, const std::string& line, const caf::error& err) {
+          const std::string& from, const std::string& line, const caf::error& err,
+          const std::string& outcome = {}) {
   auto& st = self->state;
   json answer = {{"type", "command"}, {"command", line}, {"ok", !err}};
+  if (!outcome.empty())
+    answer["outcome"] = outcome;
   if (err)
     answer["error"] = render(err);
   if (!rid.empty())
@@ -150,7 +155,76 @@ void done(console_actor* self, uint64_t session, const std::string& rid, const s
     self->send(agent, audit_atom::value, who, from, std::string{"page"}, line, !err,
                err ? render(err) : std::string{"ok"});
   st.cfg.log((err ? "page command failed: " : "page command: ") + line + " (by " + who + " from "
-             + from + ")" + (err ? ": " + render(err) : std::string{}));
+             + from + ")" + (err ? ": " + render(err) : std::string{})
+             + (outcome.empty() ? std::string{} : " (" + outcome + ")"));
+}
+
+/// This node's part of `restart GROUP` or `kill GROUP/INSTANCE`: `cb(acted,
+/// outcome)` once done (`acted` false: this node does not host it, or it
+/// failed).
+void exec_here(console_actor* self, const std::string& who, const std::string& action,
+               const std::string& target, std::function<void(bool, std::string)> cb) {
+  auto& st = self->state;
+  if (action == "restart") {
+    if (!st.info.groups_root
+        || std::find(st.info.groups.begin(), st.info.groups.end(), target)
+             == st.info.groups.end())
+      return cb(false, "does not host " + target);
+    auto groups_root = st.info.groups_root;
+    self->request(groups_root, 10s, terminate_child_atom::value, target)
+      .then(
+        [=]() {
+          self->request(groups_root, 10s, restart_child_atom::value, target)
+            .then([=](caf::actor&) { cb(true, "restarted " + target); },
+                  [=](caf::error& err) { cb(false, render(err)); });
+        },
+        [=](caf::error& err) { cb(false, render(err)); });
+    return;
+  }
+  // kill GROUP/INSTANCE: the worker of that instance, if this node runs it.
+  auto slash = target.find('/');
+  auto group = target.substr(0, slash);
+  char* end = nullptr;
+  auto text = slash == std::string::npos ? std::string{} : target.substr(slash + 1);
+  auto instance = std::strtoul(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0')
+    return cb(false, "kill takes GROUP/INSTANCE");
+  size_t index = 0;
+  bool found = false;
+  for (size_t i = 0; i < st.info.groups.size() && !found; ++i)
+    if (st.info.groups[i] == group && i < st.info.instances.size())
+      for (size_t k = 0; k < st.info.instances[i].size(); ++k)
+        if (st.info.instances[i][k] == instance) {
+          index = k;
+          found = true;
+          break;
+        }
+  auto router = st.cfg.directory ? st.cfg.directory->get(group) : caf::actor{};
+  if (!found || !router)
+    return cb(false, "does not host " + target);
+  self->request(router, 5s, supervisor_atom::value)
+    .then(
+      [=](caf::actor& sup) {
+        if (!sup)
+          return cb(false, "the group is down here");
+        self->request(sup, 5s, which_children_atom::value)
+          .then(
+            [=](std::vector<child_info>& kids) {
+              for (auto& child : kids) {
+                auto local = child.name.substr(child.name.rfind('/') + 1);
+                if (static_cast<size_t>(std::strtoul(local.c_str(), nullptr, 10)) != index
+                    || !child.handle)
+                  continue;
+                self->send<caf::message_priority::high>(
+                  child.handle,
+                  caf::exit_msg{self->address(), caf::make_error(ec::killed_by_operator, who)});
+                return cb(true, "killed " + target + " (" + child.name + ")");
+              }
+              cb(false, "no running worker of " + target);
+            },
+            [=](caf::error& err) { cb(false, render(err)); });
+      },
+      [=](caf::error& err) { cb(false, render(err)); });
 }
 
 void run_command(console_actor* self, uint64_t session, const std::string& rid,
@@ -170,70 +244,47 @@ void run_command(console_actor* self, uint64_t session, const std::string& rid,
             [=](caf::error& err) { done(self, session, rid, who, from, line, err); });
     return;
   }
-  if (action == "restart") {
-    if (!st.info.groups_root
-        || std::find(st.info.groups.begin(), st.info.groups.end(), target)
-             == st.info.groups.end())
-      return fail("this node does not host " + target);
-    auto groups_root = st.info.groups_root;
-    self->request(groups_root, 10s, terminate_child_atom::value, target)
+  if (action != "restart" && action != "kill")
+    return fail("unknown action '" + action + "' (drain, undrain, restart, kill)");
+  // As the shell does: on every node that hosts it. This node's part here,
+  // each peer's by its console (the `@console` entry of its directory).
+  struct tally {
+    size_t left = 0;
+    bool acted = false;
+    std::vector<std::string> outcomes;
+  };
+  auto t = std::make_shared<tally>();
+  t->left = 1 + st.peers.size();
+  auto one = [=](const std::string& node, bool acted, const std::string& outcome) {
+    t->acted = t->acted || acted;
+    if (acted)
+      t->outcomes.push_back(node + ": " + outcome);
+    if (--t->left > 0)
+      return;
+    std::string all;
+    for (auto& x : t->outcomes)
+      all += (all.empty() ? "" : "; ") + x;
+    done(self, session, rid, who, from, line,
+         t->acted ? caf::error{}
+                  : caf::make_error(ec::invalid_argument, "no reachable node runs " + target),
+         all);
+  };
+  exec_here(self, who, action, target, [=, node = st.cfg.node](bool acted, std::string outcome) {
+    one(node, acted, outcome);
+  });
+  for (auto& [node, peer_agent] : st.peers) {
+    auto name = node;
+    self->request(peer_agent, 5s, group_atom::value, std::string{console_service})
       .then(
-        [=]() {
-          self->request(groups_root, 10s, restart_child_atom::value, target)
-            .then([=](caf::actor&) { done(self, session, rid, who, from, line, caf::none); },
-                  [=](caf::error& err) { done(self, session, rid, who, from, line, err); });
+        [=](caf::actor& console) {
+          if (!console)
+            return one(name, false, "no console");
+          self->request(console, 15s, console_exec_atom::value, who, from, action, target)
+            .then([=](bool acted, std::string& outcome) { one(name, acted, outcome); },
+                  [=](caf::error& err) { one(name, false, render(err)); });
         },
-        [=](caf::error& err) { done(self, session, rid, who, from, line, err); });
-    return;
+        [=](caf::error& err) { one(name, false, render(err)); });
   }
-  if (action == "kill") {
-    auto slash = target.find('/');
-    auto group = target.substr(0, slash);
-    char* end = nullptr;
-    auto text = slash == std::string::npos ? std::string{} : target.substr(slash + 1);
-    auto instance = std::strtoul(text.c_str(), &end, 10);
-    if (text.empty() || *end != '\0')
-      return fail("kill takes GROUP/INSTANCE");
-    size_t index = 0;
-    bool found = false;
-    for (size_t i = 0; i < st.info.groups.size() && !found; ++i)
-      if (st.info.groups[i] == group && i < st.info.instances.size())
-        for (size_t k = 0; k < st.info.instances[i].size(); ++k)
-          if (st.info.instances[i][k] == instance) {
-            index = k;
-            found = true;
-            break;
-          }
-    auto router = st.cfg.directory ? st.cfg.directory->get(group) : caf::actor{};
-    if (!found || !router)
-      return fail("this node does not host " + target);
-    self->request(router, 5s, supervisor_atom::value)
-      .then(
-        [=](caf::actor& sup) {
-          if (!sup)
-            return fail("the group is down on this node");
-          self->request(sup, 5s, which_children_atom::value)
-            .then(
-              [=](std::vector<child_info>& kids) {
-                for (auto& child : kids) {
-                  auto local = child.name.substr(child.name.rfind('/') + 1);
-                  if (static_cast<size_t>(std::strtoul(local.c_str(), nullptr, 10)) != index
-                      || !child.handle)
-                    continue;
-                  self->send<caf::message_priority::high>(
-                    child.handle,
-                    caf::exit_msg{self->address(), caf::make_error(ec::killed_by_operator, who)});
-                  done(self, session, rid, who, from, line, caf::none);
-                  return;
-                }
-                fail("no running worker of " + target + " on this node");
-              },
-              [=](caf::error& err) { done(self, session, rid, who, from, line, err); });
-        },
-        [=](caf::error& err) { done(self, session, rid, who, from, line, err); });
-    return;
-  }
-  fail("unknown action '" + action + "' (drain, undrain, restart, kill)");
 }
 
 caf::behavior console_impl(console_actor* self, console_settings cfg) {
@@ -249,8 +300,28 @@ caf::behavior console_impl(console_actor* self, console_settings cfg) {
       refresh(self);
       self->delayed_send(self, 1s, console_tick_atom::value);
     },
-    [self](member_up_atom, std::string&, caf::actor&) { refresh(self); },
-    [self](member_down_atom, std::string&, std::string&) { refresh(self); },
+    [self](member_up_atom, std::string& node, caf::actor& peer_agent) {
+      self->state.peers[node] = peer_agent;
+      refresh(self);
+    },
+    [self](member_down_atom, std::string& node, std::string&) {
+      self->state.peers.erase(node);
+      refresh(self);
+    },
+    [self](console_exec_atom, std::string& who, std::string& from, std::string& action,
+           std::string& target) -> caf::result<bool, std::string> {
+      // A peer's console (over the cluster's authenticated transport) asks
+      // for this node's part of a page's command; never an anonymous one.
+      auto src = self->current_sender();
+      if (!src || (action != "restart" && action != "kill"))
+        return caf::make_error(ec::not_authenticated);
+      auto rp = self->make_response_promise<bool, std::string>();
+      self->state.cfg.log("page command " + action + " " + target + " (by " + who + " from "
+                          + from + ", through a peer's console)");
+      exec_here(self, who, action, target,
+                [rp](bool acted, std::string outcome) mutable { rp.deliver(acted, outcome); });
+      return rp;
+    },
     [self](drain_atom, std::string& node, bool drained) {
       self->state.drained[node] = drained;
       refresh(self);

@@ -42,10 +42,17 @@ struct console_settings {
 /// It also runs the page's operator actions, `(console_command_atom,
 /// session, request_id, who, from, action, target)` from its node's gateway
 /// (only a local sender is obeyed): `drain NODE`, `undrain NODE`, `restart
-/// GROUP` (this node's part: terminated and started again under the groups
-/// supervisor) and `kill GROUP/INSTANCE` (the worker of that instance on
-/// this node). Each answers the page (`{"type":"command","ok",...}`) and is
-/// recorded in the audit trail (`source=page`, who is the token's user).
+/// GROUP` (terminated and started again under the groups supervisor of
+/// every node that hosts it) and `kill GROUP/INSTANCE` (the worker of that
+/// instance, wherever it runs), as the shell does them. A peer's part goes
+/// to that peer's console (`console_exec_atom`, found through the peer's
+/// agent as `@console`). Each answers the page (`{"type":"command","ok",
+/// ...}`) and is recorded in the audit trail of the page's node
+/// (`source=page`, who is the token's user).
 caf::actor spawn_console(caf::actor_system& sys, console_settings cfg);
+
+/// The node directory's entry of the console, by which a peer's console
+/// asks for this node's part of a `restart` or `kill`.
+constexpr const char* console_service = "@console";
 
 } // namespace troupe::ws

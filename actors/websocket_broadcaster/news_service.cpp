@@ -287,6 +287,8 @@ std::vector<child_spec> news_service::children() {
     cs.gw = gateway_;
     cs.log = ctx_.log;
     auto c = spawn_console(sys, std::move(cs));
+    if (ctx_.directory)
+      ctx_.directory->put(console_service, c);
     // The gateway runs on I/O threads: it asks through a local actor made
     // for the one message, so the console sees a sender of its own process.
     gateway_->set_console([&sys, c](uint64_t session, const std::string& rid,

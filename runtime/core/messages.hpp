@@ -526,5 +526,10 @@ using console_atom = caf::atom_constant<caf::atom("console")>;
 /// an operator's action from the live page, from the gateway to its node's
 /// console.
 using console_command_atom = caf::atom_constant<caf::atom("consolecmd")>;
+/// `(console_exec_atom, who, from, action, target) -> (bool acted, std::string
+/// outcome)`: a node's console asks a peer's console (the `@console` entry
+/// of its directory) for that node's part of `restart GROUP` or `kill
+/// GROUP/INSTANCE`.
+using console_exec_atom = caf::atom_constant<caf::atom("conexec")>;
 
 } // namespace troupe

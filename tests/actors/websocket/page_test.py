@@ -291,6 +291,35 @@ async def console_shows_the_cluster_and_acts_for_operators_only(c):
             "Array.from(document.querySelectorAll('#charts .chart')).map(d => "
             "d.dataset.series + ':' + d.dataset.points).join(', ')", 30)
         print("charts:", points)
+        # Kill an instance another node runs, from n1's page: that node's
+        # console kills it (its supervisor restarts it), and the view counts
+        # the restart.
+        restarts = ("Number(document.querySelector('#cluster-groups "
+                    "tr[data-group=\"websocket-broadcaster\"]').cells[5].textContent)")
+        # Every instance at home again after n3's return (n2 runs #1).
+        await browser.until("document.querySelector('#cluster-groups "
+                            "tr[data-group=\"websocket-broadcaster\"]').cells[1].textContent "
+                            "=== 'n1: #0n2: #1n3: #2'", 30)
+        before = await browser.eval(restarts)
+        kmark = c.mark()
+        target = await browser.eval(
+            "window.confirm = () => true;"
+            "(() => { const chip = Array.from(document.querySelectorAll("
+            "'#cluster-groups tr[data-group=\"websocket-broadcaster\"] .chip'))"
+            ".find(c => c.textContent === 'n2: #1');"
+            " chip.click(); return chip.dataset.instance; })()")
+        await browser.until("document.getElementById('cluster-info').textContent === "
+                            f"'kill {target}: done'", 20)
+        c.wait_for(rf"\[n2\] page command kill {target} \(by operator", 10, kmark)
+        now = await browser.until(f"({restarts}) > {before} && ({restarts})", 20)
+        print(f"killed {target} on n2 from n1's page: restarts {before} -> {now}")
+        # Restart a group on every node that hosts it.
+        await browser.eval("window.confirm = () => true;"
+                           "document.querySelector('#cluster-groups tr[data-group=\"ranker\"] "
+                           "button').click()")
+        await browser.until("document.getElementById('cluster-info').textContent === "
+                            "'restart ranker: done'", 30)
+        await browser.screenshot("6-console-instance-killed")
         # An operator's action: drain n2, confirmed, audited with the token's user.
         mark = c.mark()
         await browser.eval("window.confirm = () => true;"
@@ -313,7 +342,7 @@ async def console_shows_the_cluster_and_acts_for_operators_only(c):
         await browser.command("Emulation.setDeviceMetricsOverride",
                               {"width": 480, "height": 900, "deviceScaleFactor": 1,
                                "mobile": True})
-        await browser.screenshot("6-console-narrow")
+        await browser.screenshot("7-console-narrow")
         assert browser.errors() == [], browser.errors()
     finally:
         browser.close()
