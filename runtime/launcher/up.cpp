@@ -126,16 +126,56 @@ caf::expected<std::string> embedded_redis_auth(const std::string& dir) {
   return conf_path;
 }
 
-uint16_t free_loopback_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(s);
-  return ntohs(addr.sin_port);
+/// A free port on 127.0.0.1 that is none of `taken` (the ports the topology
+/// gives its nodes: those are free now only because the nodes have not
+/// bound them yet).
+uint16_t free_loopback_port(const std::set<uint16_t>& taken) {
+  std::vector<int> held;
+  uint16_t port = 0;
+  for (int tries = 0; tries < 64 && port == 0; ++tries) {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+    // Held until one is chosen, so that the next try gets another.
+    held.push_back(s);
+    if (taken.count(ntohs(addr.sin_port)) == 0)
+      port = ntohs(addr.sin_port);
+  }
+  for (auto s : held)
+    close(s);
+  return port;
+}
+
+/// Every port the topology's nodes bind (cluster, client and admin ports).
+std::set<uint16_t> topology_ports(const topology::topology& topo) {
+  std::set<uint16_t> result;
+  for (auto& n : topo.nodes)
+    for (auto p : {n.cluster_port, n.http_port, n.admin_port})
+      if (p != 0)
+        result.insert(p);
+  return result;
+}
+
+/// True if `bootstrap` (`host:port,...`) names one of `ports`.
+bool names_port(const std::string& bootstrap, const std::set<uint16_t>& ports) {
+  size_t at = 0;
+  while (at < bootstrap.size()) {
+    auto end = bootstrap.find(',', at);
+    if (end == std::string::npos)
+      end = bootstrap.size();
+    auto colon = bootstrap.rfind(':', end - 1);
+    if (colon != std::string::npos && colon >= at) {
+      auto p = std::atoi(bootstrap.substr(colon + 1, end - colon - 1).c_str());
+      if (p > 0 && p < 65536 && ports.count(static_cast<uint16_t>(p)) > 0)
+        return true;
+    }
+    at = end + 1;
+  }
+  return false;
 }
 
 /// True once something accepts TCP connections on 127.0.0.1:port.
@@ -215,12 +255,26 @@ int run_up(const up_options& opt) {
   std::unique_ptr<kafka::embedded_kafka> mock;
   auto bootstrap = topo->cluster.kafka;
   if (bootstrap == "embedded") {
-    auto k = kafka::embedded_kafka::make(1, topics_of(*topo));
-    if (!k) {
-      std::fprintf(stderr, "troupe up: %s\n", render(k.error()).c_str());
+    // The mock brokers listen on ports the kernel picks: one that a node
+    // of the topology is about to bind is refused and another made (the
+    // refused one held meanwhile, so the next one differs).
+    std::vector<std::unique_ptr<kafka::embedded_kafka>> refused;
+    for (int tries = 0; tries < 8 && !mock; ++tries) {
+      auto k = kafka::embedded_kafka::make(1, topics_of(*topo));
+      if (!k) {
+        std::fprintf(stderr, "troupe up: %s\n", render(k.error()).c_str());
+        return 1;
+      }
+      if (names_port((*k)->bootstrap(), topology_ports(*topo)))
+        refused.push_back(std::move(*k));
+      else
+        mock = std::move(*k);
+    }
+    refused.clear();
+    if (!mock) {
+      std::fprintf(stderr, "troupe up: the embedded Kafka found no port outside the topology's\n");
       return 1;
     }
-    mock = std::move(*k);
     bootstrap = mock->bootstrap();
     print("up", "kafka (embedded mock cluster, 1 broker) at " + bootstrap);
   }
@@ -251,7 +305,11 @@ int run_up(const up_options& opt) {
       return 2;
     }
     redis_password_file = redis_dir + "/password";
-    redis_port = free_loopback_port();
+    redis_port = free_loopback_port(topology_ports(*topo));
+    if (redis_port == 0) {
+      std::fprintf(stderr, "troupe up: no free loopback port for the embedded Redis\n");
+      return 1;
+    }
     redis = "redis://127.0.0.1:" + std::to_string(redis_port);
     print("up", "redis keeps its data in " + redis_dir + "; its password is in "
                   + redis_password_file);

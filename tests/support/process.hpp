@@ -4,7 +4,11 @@
 // its output with bounded waits, signal it by PID, and reap it. Only the
 // processes a test started are ever signalled.
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <random>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,7 +18,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,39 +145,66 @@ private:
   std::string out_;
 };
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-/// `n` distinct free loopback ports: each socket stays bound until all are
-/// chosen (one at a time, the kernel may hand out the same port twice).
-inline std::vector<uint16_t> free_ports(size_t n) {
-  std::vector<int> held;
-  std::vector<uint16_t> result;
-  for (size_t i = 0; i < n; ++i) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    socklen_t len = sizeof(addr);
-    getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
-    held.push_back(s);
-    result.push_back(ntohs(addr.sin_port));
+/// Ports for tests are reserved outside the kernel's ephemeral range, so
+/// nothing the kernel hands out (a Redis or Kafka port that `troupe up`
+/// chose, a node's outgoing connection) can take a port a test wrote into a
+/// topology; each is held by a lock file under /tmp/troupe-test-ports for
+/// the life of this process, so tests running side by side never pick the
+/// same one. The Python tests' helper (troupe_cluster.py) does the same.
+inline bool reserve_port(uint16_t port) {
+  static std::vector<int> held;
+  ::mkdir("/tmp/troupe-test-ports", 0777);
+  auto path = "/tmp/troupe-test-ports/" + std::to_string(port);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0)
+    return false;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return false;
   }
-  for (auto s : held)
-    close(s);
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  bool free = bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(s);
+  if (!free) {
+    ::close(fd);
+    return false;
+  }
+  held.push_back(fd);
+  return true;
+}
+
+/// `n` distinct loopback ports, free now and reserved (see `reserve_port`).
+inline std::vector<uint16_t> free_ports(size_t n) {
+  unsigned low = 32768, high = 60999;
+  if (auto* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%u %u", &low, &high) != 2) {
+      low = 32768;
+      high = 60999;
+    }
+    std::fclose(f);
+  }
+  auto lo = low > 21000 ? 20000u : high + 1;
+  auto hi = low > 21000 ? low - 1 : 65535u;
+  std::mt19937 random{std::random_device{}()};
+  std::uniform_int_distribution<unsigned> pick{lo, hi};
+  std::vector<uint16_t> result;
+  for (size_t tries = 0; result.size() < n && tries < 100 * n + 1000; ++tries) {
+    auto port = static_cast<uint16_t>(pick(random));
+    if (std::find(result.begin(), result.end(), port) == result.end() && reserve_port(port))
+      result.push_back(port);
+  }
+  if (result.size() != n)
+    throw std::runtime_error("no free ports for a test between " + std::to_string(lo) + " and "
+                             + std::to_string(hi));
   return result;
 }
 
 inline uint16_t free_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(s);
-  return ntohs(addr.sin_port);
+  return free_ports(1).front();
 }
 
 } // namespace troupe::test

@@ -20,25 +20,63 @@ import time
 import urllib.request
 
 
-def free_port():
+# Ports for tests are reserved outside the kernel's ephemeral range, so
+# nothing the kernel hands out (a Redis or Kafka port that `troupe up`
+# chose, a node's outgoing connection) can ever take a port a test wrote
+# into a topology; and each is held by a lock file for the life of this
+# process, so tests running side by side never pick the same one.
+_PORT_LOCKS = "/tmp/troupe-test-ports"
+_held_locks = []
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _reserve(port):
+    import fcntl
+    os.makedirs(_PORT_LOCKS, exist_ok=True)
+    fd = os.open(os.path.join(_PORT_LOCKS, str(port)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            os.close(fd)
+            return False
+    _held_locks.append(fd)
+    return True
 
 
 def free_ports(n):
-    """`n` distinct free loopback ports: all held open until all are chosen
-    (one at a time, the kernel may hand out the same port twice)."""
-    held = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
+    """`n` distinct loopback ports, free now, outside the ephemeral range and
+    reserved for this process (see above)."""
+    import random
+    low, high = _ephemeral_range()
+    lo, hi = (20000, low - 1) if low > 21000 else (high + 1, 65535)
+    result = []
+    for _ in range(100 * n + 1000):
+        if len(result) == n:
+            break
+        port = random.randint(lo, hi)
+        if port not in result and _reserve(port):
+            result.append(port)
+    if len(result) != n:
+        raise RuntimeError(f"no {n} free ports between {lo} and {hi}")
+    return result
+
+
+def free_port():
+    return free_ports(1)[0]
 
 
 def certificates(folder, nodes):
