@@ -1,6 +1,7 @@
 #include "runtime/cli/bench.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -169,16 +170,94 @@ int report_rate(const char* name, caf::scoped_actor& self, uint64_t n) {
   return 0;
 }
 
+/// Spins for `us` microseconds: the CPU-bound work of a worker.
+void busy_work(double us) {
+  if (us <= 0)
+    return;
+  auto until = clock_type::now() + std::chrono::nanoseconds(static_cast<int64_t>(us * 1000));
+  while (clock_type::now() < until) {
+  }
+}
+
+using credit_atom = caf::atom_constant<caf::atom("credit")>;
+using go_atom = caf::atom_constant<caf::atom("go")>;
+
+/// Completions shared by the receiving actors of a one-way measurement:
+/// every 1,000 finished messages credit the producer, the `n`th ends it.
+struct send_tally {
+  std::atomic<uint64_t> seen{0};
+  uint64_t n = 0;
+  clock_type::time_point t0;
+  caf::actor producer;
+  caf::actor observer;
+
+  void finished(caf::event_based_actor* self) {
+    auto k = seen.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (k % 1000 == 0)
+      self->send(producer, credit_atom::value, uint64_t{1000});
+    if (k == n)
+      self->send(observer, done_atom::value, seconds_since(t0), uint64_t{0});
+  }
+};
+
+/// Sends `n` one-way messages to `dest`, at most `window` unfinished
+/// (credited back by the receivers every 1,000).
+caf::behavior credit_producer(caf::event_based_actor* self, caf::actor dest, uint64_t n,
+                              uint64_t window, std::shared_ptr<send_tally> tally) {
+  auto sent = std::make_shared<uint64_t>(0);
+  auto credited = std::make_shared<uint64_t>(0);
+  auto fill = [=] {
+    while (*sent < n && *sent - *credited < window)
+      self->send(dest, (*sent)++);
+    if (*sent == n)
+      self->quit();
+  };
+  return {
+    [=](go_atom) {
+      tally->t0 = clock_type::now();
+      fill();
+    },
+    [=](credit_atom, uint64_t k) {
+      *credited += k;
+      fill();
+    },
+  };
+}
+
+/// Waits until the group reports all its workers up.
+void wait_until_up(caf::scoped_actor& self, const caf::actor& router) {
+  for (int i = 0; i < 1000; ++i) {
+    bool up = false;
+    self->request(router, 1s, status_atom::value).receive(
+      [&](group_status& st) { up = st.state == "up"; }, [](caf::error&) {});
+    if (up)
+      break;
+    self->receive(caf::after(1ms) >> [] {});
+  }
+}
+
 int bench_router(const bench_options& opt) {
   config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
+  auto tally = std::make_shared<send_tally>();
+  tally->n = opt.count;
+  tally->observer = caf::actor{self};
   group_spec g;
   g.name = "bench";
   g.instances = opt.workers;
-  g.max_in_flight = opt.window * 2;
-  g.worker = [](caf::event_based_actor*, size_t) -> caf::behavior {
-    return {[](uint64_t x) { return x; }};
+  // One-way: the credit window bounds what the group holds.
+  g.max_in_flight = opt.send ? std::max<size_t>(opt.window, 1000) * 2 : opt.window * 2;
+  g.worker_window = opt.send ? std::max<size_t>(opt.window, 1000) : g.worker_window;
+  auto work = opt.work_us;
+  auto send = opt.send;
+  g.worker = [work, send, tally](caf::event_based_actor* w, size_t) -> caf::behavior {
+    return {[work, send, tally, w](uint64_t x) {
+      busy_work(work);
+      if (send)
+        tally->finished(w);
+      return x;
+    }};
   };
   auto router = spawn_group(sys, g);
   if (!router) {
@@ -186,16 +265,16 @@ int bench_router(const bench_options& opt) {
     return 1;
   }
   // Let the workers come up before timing.
-  for (int i = 0; i < 1000; ++i) {
-    bool up = false;
-    self->request(*router, 1s, status_atom::value).receive(
-      [&](group_status& st) { up = st.state == "up"; }, [](caf::error&) {});
-    if (up)
-      break;
-    self->receive(caf::after(1ms) >> [] {});
+  wait_until_up(self, *router);
+  auto name = std::string{"router_"} + (opt.send ? "send_" : "") + std::to_string(opt.workers)
+              + "w" + (opt.work_us > 0 ? "_work" : "");
+  if (opt.send) {
+    auto window = std::max<uint64_t>(opt.window, 1000);
+    tally->producer = sys.spawn(credit_producer, *router, opt.count, window, tally);
+    self->send(tally->producer, go_atom::value);
+  } else {
+    sys.spawn(windowed_driver, *router, opt.count, opt.window, caf::actor{self});
   }
-  sys.spawn(windowed_driver, *router, opt.count, opt.window, caf::actor{self});
-  auto name = "router_" + std::to_string(opt.workers) + "w";
   auto rc = report_rate(name.c_str(), self, opt.count);
   self->send_exit(*router, caf::exit_reason::user_shutdown);
   return rc;
@@ -227,6 +306,25 @@ int bench_raw(const bench_options& opt) {
       s->send(sink, i);
   });
   auto rc = report_rate("raw_send", self, n);
+  {
+    // One-way sends under the router bench's credit window, to one receiver
+    // that does the same work per message.
+    auto tally = std::make_shared<send_tally>();
+    tally->n = n;
+    tally->observer = caf::actor{self};
+    auto work = opt.work_us;
+    auto receiver = sys.spawn([tally, work](caf::event_based_actor* s) -> caf::behavior {
+      return {[tally, work, s](uint64_t) {
+        busy_work(work);
+        tally->finished(s);
+      }};
+    });
+    auto window = std::max<uint64_t>(opt.window, 1000);
+    tally->producer = sys.spawn(credit_producer, receiver, n, window, tally);
+    self->send(tally->producer, go_atom::value);
+    rc |= report_rate(opt.work_us > 0 ? "raw_credited_send_work" : "raw_credited_send", self, n);
+    self->send_exit(receiver, caf::exit_reason::user_shutdown);
+  }
   // Request/response with the same window as the router bench.
   auto echo = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
     return {[](uint64_t x) { return x; }};

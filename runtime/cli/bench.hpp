@@ -40,6 +40,12 @@ struct bench_options {
   /// broadcast: seconds to hold the idle connections before publishing
   /// (the script reads the server's memory meanwhile).
   int hold_seconds = 0;
+  /// router: one-way messages (acknowledged by the workers to the router in
+  /// batches, kept by it until then) instead of requests; the producer keeps
+  /// at most `window` unfinished, credited back every 1,000.
+  bool send = false;
+  /// router: microseconds of CPU-bound work per message in each worker.
+  double work_us = 0;
 };
 
 int bench_kafka_consume(const bench_options& opt);

@@ -820,6 +820,12 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--workers", bopt.workers, "router: workers in the group")
     ->capture_default_str();
   bench_cmd->add_option("--window", bopt.window, "requests in flight")->capture_default_str();
+  bench_cmd->add_flag("--send", bopt.send,
+                      "router: one-way messages (acknowledged to the router in batches), "
+                      "not requests; raw: one-way sends under the same credit window");
+  bench_cmd->add_option("--work-us", bopt.work_us,
+                        "router: microseconds of CPU-bound work per message in each worker")
+    ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   if (*node_cmd)

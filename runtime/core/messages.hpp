@@ -50,6 +50,15 @@ using shutdown_timeout_atom = caf::atom_constant<caf::atom("shut_tout")>;
 /// the gateway's clients.
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 
+/// Internal: a worker tells its router, from its exception handler, which
+/// routed message it is dying on, `(crashed_on_atom, seq)`: that message is
+/// blamed for the crash, every other one it held is sent again unblamed.
+using crashed_on_atom = caf::atom_constant<caf::atom("crashedon")>;
+
+/// Internal: a worker's cue to send the acknowledgements it collected while
+/// its mailbox had more, `(ack_flush_atom)`.
+using ack_flush_atom = caf::atom_constant<caf::atom("ackflush")>;
+
 // -- cluster membership (runtime/cluster) ---------------------------------------
 
 /// `(hello_atom, node_name, cluster_name) -> std::string nonce`: asks a node
@@ -243,8 +252,35 @@ typename Inspector::result_type inspect(Inspector& f, crash_record& x) {
 
 // -- groups --------------------------------------------------------------------
 
-/// The envelope a group router wraps each routed message in; only the
-/// router's worker wrapper opens it.
+/// A message a group router hands one of its workers, numbered by the
+/// router; the worker acknowledges it (with its answer) in a `routed_acks`.
+/// Sent, never requested: a worker's acknowledgements travel in batches.
+struct routed {
+  uint64_t seq = 0;
+  caf::message content;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, routed& x) {
+  return f(caf::meta::type_name("troupe.routed"), x.seq, x.content);
+}
+
+/// A worker's acknowledgements of the `routed` messages it finished, in the
+/// order it finished them, with each one's answer (empty for a message that
+/// was not a request): one message for everything it finished while its
+/// mailbox had more, so the cost of acknowledging shrinks as load grows.
+struct routed_acks {
+  std::vector<uint64_t> seqs;
+  std::vector<caf::message> answers;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, routed_acks& x) {
+  return f(caf::meta::type_name("troupe.routed_acks"), x.seqs, x.answers);
+}
+
+/// The envelope a cluster router wraps a message in for a group on another
+/// node (or this one), answered with a `reply`.
 struct envelope {
   caf::message content;
 };

@@ -21,6 +21,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<child_info>>("std::vector<troupe.child_info>");
   cfg.add_message_type<crash_record>("troupe.crash_record");
   cfg.add_message_type<std::vector<crash_record>>("std::vector<troupe.crash_record>");
+  cfg.add_message_type<routed>("troupe.routed");
+  cfg.add_message_type<routed_acks>("troupe.routed_acks");
   cfg.add_message_type<envelope>("troupe.envelope");
   cfg.add_message_type<reply>("troupe.reply");
   cfg.add_message_type<dead_letter>("troupe.dead_letter");

@@ -1,6 +1,8 @@
 #include "runtime/group/group.hpp"
 
+#include <algorithm>
 #include <deque>
+#include <functional>
 #include <unordered_map>
 
 #include <caf/event_based_actor.hpp>
@@ -16,42 +18,108 @@
 
 namespace troupe {
 
-// -- answers given later ---------------------------------------------------------
+namespace {
+
+// -- the worker's side of routing -------------------------------------------------
+
+/// What a worker knows about the routed message it is handling, for
+/// `answer_later::take` and its exception handler. Set only while the
+/// worker's handler runs, on the thread running it.
+struct routed_context {
+  caf::event_based_actor* self = nullptr;
+  uint64_t seq = 0;
+  caf::actor router;
+  /// The handler took the message to answer later.
+  bool taken = false;
+};
+
+thread_local routed_context* current_routed = nullptr;
+
+} // namespace
 
 answer_later answer_later::take(caf::event_based_actor* self) {
   answer_later a;
-  a.wrapped_ = self->current_mailbox_element()->content().match_elements<envelope>();
+  if (current_routed != nullptr && current_routed->self == self) {
+    current_routed->taken = true;
+    a.routed_ = true;
+    a.self_ = self;
+    a.router_ = current_routed->router;
+    a.seq_ = current_routed->seq;
+    a.done_ = std::make_shared<bool>(false);
+    return a;
+  }
   a.rp_ = self->make_response_promise();
   return a;
 }
 
 void answer_later::deliver(caf::error err) {
-  if (rp_.pending())
-    rp_.deliver(std::move(err));
+  deliver_message(caf::make_message(std::move(err)));
 }
 
 void answer_later::deliver_message(caf::message msg) {
-  if (!rp_.pending())
+  if (!routed_) {
+    if (rp_.pending())
+      rp_.deliver(std::move(msg));
     return;
-  if (wrapped_)
-    rp_.deliver(reply{std::move(msg)});
-  else
-    rp_.deliver(std::move(msg));
+  }
+  if (*done_)
+    return;
+  *done_ = true;
+  routed_acks acks;
+  acks.seqs.push_back(seq_);
+  acks.answers.push_back(std::move(msg));
+  self_->send(router_, std::move(acks));
 }
 
 namespace {
 
 // -- workers -------------------------------------------------------------------
 
-/// Wraps the user's behaviour: opens the envelope, runs the handler and
-/// returns its answer as a `reply`, the router's acknowledgement. A handler
-/// that throws ends the worker; CAF answers the envelope with the error, which
-/// tells the router exactly which message crashed it.
+/// Acknowledgements a worker collected and has not sent yet.
+struct worker_acks {
+  caf::actor router;
+  routed_acks batch;
+  bool flush_armed = false;
+  /// The routed message being handled (0: none), blamed if the handler throws.
+  uint64_t current = 0;
+
+  void flush(caf::event_based_actor* self) {
+    if (batch.seqs.empty() || !router)
+      return;
+    self->send(router, std::move(batch));
+    batch = routed_acks{};
+  }
+};
+
+/// Wraps the user's behaviour: runs the handler on each routed message and
+/// acknowledges it, with the handler's answer, to the router. Acknowledgements
+/// go at once when nothing else waits in the mailbox, otherwise together once
+/// the messages queued now are handled (or 256 of them), so a busy worker
+/// sends one acknowledgement for many messages. A handler that throws ends the
+/// worker; its exception handler first sends what it acknowledged and then
+/// names the message it died on, which tells the router exactly which
+/// message crashed it: the messages it held and had not finished go to its
+/// replacement unblamed.
 caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t index) {
-  report_exceptions(self);
+  auto acks = std::make_shared<worker_acks>();
+  self->set_exception_handler(
+    [acks](caf::scheduled_actor* s, std::exception_ptr& eptr) -> caf::error {
+      current_routed = nullptr;
+      auto* me = static_cast<caf::event_based_actor*>(s);
+      acks->flush(me);
+      if (acks->current != 0 && acks->router)
+        me->send(acks->router, crashed_on_atom::value, acks->current);
+      try {
+        std::rethrow_exception(eptr);
+      } catch (std::exception& e) {
+        return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
+      } catch (...) {
+        return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
+      }
+    });
   auto inner = std::make_shared<caf::behavior>(fn(self, index));
   // What a worker sends itself (timers, its own polling loop) goes to its
-  // behaviour directly; only the router's messages come in envelopes.
+  // behaviour directly; only the router's messages come as `routed`.
   self->set_default_handler(
     [inner](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
       auto msg = x.move_content_to_message();
@@ -60,18 +128,40 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
       return caf::sec::unexpected_message;
     });
   return {
-    [self, inner](envelope& e) -> caf::result<reply> {
-      auto result = (*inner)(e.content);
-      if (!result)
-        return caf::make_error(caf::sec::unexpected_message);
-      // The handler took the request to answer it later (answer_later).
-      if (self->current_mailbox_element()->mid.is_answered())
-        return caf::delegated<reply>{};
-      return reply{std::move(*result)};
+    [self, inner, acks](routed& r) {
+      if (!acks->router)
+        acks->router = caf::actor_cast<caf::actor>(self->current_sender());
+      routed_context ctx{self, r.seq, acks->router, false};
+      current_routed = &ctx;
+      acks->current = r.seq;
+      auto result = (*inner)(r.content);
+      current_routed = nullptr;
+      acks->current = 0;
+      // Answered later: taken with answer_later (delivered as an
+      // acknowledgement), or with a response promise of the handler's own,
+      // which takes the message's sender with it; such a request is answered
+      // at the call timeout, as no acknowledgement will come.
+      if (ctx.taken || !self->current_sender())
+        return; // answered later, by answer_later::deliver
+      acks->batch.seqs.push_back(r.seq);
+      if (result)
+        acks->batch.answers.push_back(std::move(*result));
+      else
+        acks->batch.answers.push_back(
+          caf::make_message(caf::make_error(caf::sec::unexpected_message)));
+      if (self->mailbox().empty() || acks->batch.seqs.size() >= 256) {
+        acks->flush(self);
+      } else if (!acks->flush_armed) {
+        acks->flush_armed = true;
+        self->send(self, ack_flush_atom::value);
+      }
+    },
+    [self, acks](ack_flush_atom) {
+      acks->flush_armed = false;
+      acks->flush(self);
     },
   };
 }
-
 
 // -- the router ------------------------------------------------------------------
 
@@ -90,13 +180,19 @@ struct entry {
   std::chrono::steady_clock::time_point accepted_at;
   /// Bumped on every dispatch, so a late answer to an earlier one is ignored.
   uint32_t dispatch = 0;
-  /// The worker holding it; invalid while it waits in a queue.
-  caf::actor_addr worker;
+  /// The incarnation of the worker holding it (see `slot`); 0 while it
+  /// waits in a queue.
+  uint64_t held_by = 0;
+  /// Its worker named it as the message it is dying on.
+  bool blamed = false;
   std::string last_reason;
 };
 
 struct slot {
   caf::actor worker;
+  /// Numbers each worker the slot had, never reused: what an entry records
+  /// as the worker holding it (cheaper than a handle per message).
+  uint64_t incarnation = 0;
   size_t in_flight = 0;
   bool started_before = false;
   /// Messages waiting for this worker (key_hash routing only).
@@ -124,6 +220,10 @@ struct router_state {
   std::deque<uint64_t> shared_queue;
   std::unordered_map<uint64_t, entry> pending;
   uint64_t next_seq = 1;
+  uint64_t next_incarnation = 1;
+  /// Workers started and not yet seen down, with their incarnations: a
+  /// replacement may be up before its predecessor's down message arrives.
+  std::vector<std::pair<caf::actor_addr, uint64_t>> incarnations;
   size_t next_rr = 0;
   /// True while a sweep for call timeouts is scheduled.
   bool sweep_armed = false;
@@ -177,6 +277,8 @@ struct router_state {
       ++stats.worker_restarts;
     s.started_before = true;
     s.worker = w;
+    s.incarnation = next_incarnation++;
+    incarnations.emplace_back(w.address(), s.incarnation);
     s.in_flight = 0;
     self->monitor(w);
     pump();
@@ -187,16 +289,40 @@ struct router_state {
       on_supervisor_down(msg.reason);
       return;
     }
+    auto dead = incarnation_of(msg.source);
+    if (dead == 0)
+      return;
+    incarnations.erase(std::find_if(incarnations.begin(), incarnations.end(),
+                                    [&](auto& x) { return x.second == dead; }));
     for (auto& s : slots) {
-      if (s.worker && s.worker.address() == msg.source) {
+      if (s.incarnation == dead) {
         s.worker = nullptr;
         s.in_flight = 0;
       }
     }
-    // Nothing to blame here: every message sent to the dead worker gets its
-    // own answer from CAF, the one it crashed on `runtime_error` and the rest
-    // `request_receiver_down`, even those sent after it died, whose bounces
-    // arrive after this down message.
+    // Everything the dead worker held and had not acknowledged: its
+    // acknowledgements and the name of the message it died on (sent from its
+    // exception handler) came before this down message. The blamed message
+    // is sent again (or dead-lettered as poison); the rest, never finished,
+    // go to the replacement in their order, unblamed.
+    std::vector<uint64_t> held;
+    for (auto& [seq, e] : pending)
+      if (e.held_by == dead)
+        held.push_back(seq);
+    std::sort(held.begin(), held.end(), std::greater<>{});
+    for (auto seq : held) {
+      auto& e = pending[seq];
+      e.held_by = 0;
+      ++e.dispatch;
+      if (e.blamed) {
+        e.blamed = false;
+        on_crash(seq, e, msg.reason);
+      } else {
+        ++stats.requeued;
+        requeue(seq, true);
+      }
+    }
+    sweep_dead();
     pump();
   }
 
@@ -224,8 +350,8 @@ struct router_state {
     for (auto seq : requests)
       answer_degraded(seq, caf::make_error(ec::group_down, spec.name, render(reason)));
     for (auto& [seq, e] : pending) {
-      if (e.worker) {
-        e.worker = nullptr;
+      if (e.held_by != 0) {
+        e.held_by = 0;
         ++e.dispatch;
         requeue(seq, false);
       }
@@ -258,7 +384,10 @@ struct router_state {
   }
 
   caf::result<caf::message> accept(caf::message content, bool is_request, bool wrapped) {
-    auto rp = self->make_response_promise();
+    // Only a request has someone to answer.
+    caf::response_promise rp;
+    if (is_request)
+      rp = self->make_response_promise();
     if (stopping) {
       refuse(rp, is_request, std::move(content), caf::make_error(ec::group_stopping, spec.name));
       return rp;
@@ -280,8 +409,8 @@ struct router_state {
     e.content = std::move(content);
     e.is_request = is_request;
     e.wrapped = wrapped;
-    e.accepted_at = std::chrono::steady_clock::now();
     if (is_request) {
+      e.accepted_at = std::chrono::steady_clock::now();
       e.rp = std::move(rp);
       e.deadline = e.accepted_at + spec.call_timeout;
       arm_sweep();
@@ -380,67 +509,71 @@ struct router_state {
     auto& e = it->second;
     auto& s = slots[i];
     e.slot = i;
-    e.worker = s.worker.address();
-    auto d = ++e.dispatch;
+    e.held_by = s.incarnation;
+    ++e.dispatch;
     ++s.in_flight;
-    // No per-request timer (CAF arms one per timed request): the sweep
-    // enforces call_timeout for all of them.
-    self->request(s.worker, caf::infinite, envelope{e.content})
-      .then([this, seq, d](reply& r) { on_reply(seq, d, r); },
-            [this, seq, d](caf::error& err) { on_failure(seq, d, err); });
+    // A plain send: the worker acknowledges in batches (routed_acks), and
+    // the sweep enforces call_timeout for every request.
+    self->send(s.worker, routed{seq, e.content});
   }
 
   /// Releases the worker window a dispatched entry holds.
   void release(const entry& e) {
-    if (!e.worker)
+    if (e.held_by == 0)
       return;
     auto& s = slots[e.slot];
-    if (s.worker && s.worker.address() == e.worker && s.in_flight > 0)
+    if (s.worker && s.incarnation == e.held_by && s.in_flight > 0)
       --s.in_flight;
   }
 
-  void on_reply(uint64_t seq, uint32_t d, reply& r) {
-    auto i = pending.find(seq);
-    if (i == pending.end() || i->second.dispatch != d)
+  /// A worker's acknowledgements: each finished message is answered (a
+  /// request) and forgotten. An acknowledgement from a worker that no longer
+  /// holds the message (its call timed out, it was moved) is ignored.
+  void on_acks(routed_acks& acks) {
+    auto from = sender_incarnation();
+    if (from == 0)
       return;
-    auto& e = i->second;
-    release(e);
-    ++stats.completed;
-    latency.record(std::chrono::steady_clock::now() - e.accepted_at);
-    if (e.is_request)
-      answer(e.rp, e.wrapped, std::move(r.content));
-    auto slot_index = e.slot;
-    pending.erase(i);
-    if (spec.route == routing::key_hash)
-      pump_slot(slot_index);
-    else
-      pump();
-  }
-
-  void on_failure(uint64_t seq, uint32_t d, caf::error& err) {
-    auto i = pending.find(seq);
-    if (i == pending.end() || i->second.dispatch != d)
-      return;
-    auto& e = i->second;
-    release(e);
-    e.worker = nullptr;
-    if (is(err, caf::sec::request_receiver_down)) {
-      // The worker died before it started this one: move it on, no blame.
-      ++stats.requeued;
-      requeue(seq, true);
-    } else if (is(err, caf::sec::runtime_error)) {
-      // CAF answers the message being handled when the handler throws:
-      // this message crashed its worker.
-      on_crash(seq, e, err);
-    } else {
-      // Any other error is the answer (for example an unexpected message).
+    auto now = std::chrono::steady_clock::now();
+    for (size_t k = 0; k < acks.seqs.size(); ++k) {
+      auto i = pending.find(acks.seqs[k]);
+      if (i == pending.end() || i->second.held_by != from)
+        continue;
+      auto& e = i->second;
+      release(e);
       ++stats.completed;
       if (e.is_request)
-        e.rp.deliver(std::move(err));
+        latency.record(now - e.accepted_at);
+      if (e.is_request && k < acks.answers.size()) {
+        auto& content = acks.answers[k];
+        if (content.match_elements<caf::error>())
+          e.rp.deliver(content.get_mutable_as<caf::error>(0));
+        else
+          answer(e.rp, e.wrapped, std::move(content));
+      }
       pending.erase(i);
     }
-    sweep_dead();
     pump();
+  }
+
+  /// A worker names the message it is dying on (from its exception handler).
+  void on_crashed_on(uint64_t seq) {
+    auto i = pending.find(seq);
+    auto from = sender_incarnation();
+    if (i != pending.end() && from != 0 && i->second.held_by == from)
+      i->second.blamed = true;
+  }
+
+  /// The incarnation of a worker not yet seen down; 0 for anyone else.
+  uint64_t incarnation_of(const caf::actor_addr& addr) const {
+    for (auto& [a, n] : incarnations)
+      if (a == addr)
+        return n;
+    return 0;
+  }
+
+  uint64_t sender_incarnation() const {
+    auto& from = self->current_sender();
+    return from ? incarnation_of(from->address()) : 0;
   }
 
   void on_crash(uint64_t seq, entry& e, const caf::error& reason) {
@@ -625,6 +758,8 @@ caf::behavior router_impl(router_actor* self, group_spec spec) {
     },
     [self](restart_atom, uint64_t gen) { self->state.on_restart_due(gen); },
     [self](sweep_atom) { self->state.on_sweep(); },
+    [self](routed_acks& acks) { self->state.on_acks(acks); },
+    [self](crashed_on_atom, uint64_t seq) { self->state.on_crashed_on(seq); },
   };
 }
 

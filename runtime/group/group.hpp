@@ -13,9 +13,9 @@ namespace troupe {
 /// stable address.
 ///
 /// Lifecycle: the router starts a supervisor for the workers and monitors
-/// it. Every message the router does not know is routed: it is wrapped in an
-/// `envelope`, sent to a worker as a request, and kept until the worker's
-/// `reply` acknowledges it. A worker that crashes on a message gets it again
+/// it. Every message the router does not know is routed: it is numbered, sent
+/// to a worker as a `routed`, and kept until the worker acknowledges it in a
+/// `routed_acks` (batched while the worker is busy). A worker that crashes on a message gets it again
 /// once restarted, up to `poison_after` times, then the message goes to dead
 /// letters and its requester gets `ec::poison_message`; messages the dead
 /// worker never started move to its replacement. When the supervisor gives

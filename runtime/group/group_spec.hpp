@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -55,15 +56,22 @@ public:
   void deliver(caf::error err);
 
   bool pending() const {
-    return rp_.pending();
+    return routed_ ? !*done_ : rp_.pending();
   }
 
 private:
   void deliver_message(caf::message msg);
 
+  /// A request made to the worker directly.
   caf::response_promise rp_;
-  /// Came through the group's router (answered with a `reply`).
-  bool wrapped_ = false;
+  /// A message its group's router handed over: answered by acknowledging
+  /// `seq_` to `router_`, sent by `self_` (the worker).
+  bool routed_ = false;
+  caf::event_based_actor* self_ = nullptr;
+  caf::actor router_;
+  uint64_t seq_ = 0;
+  /// Shared by copies, so that only one delivers.
+  std::shared_ptr<bool> done_;
 };
 
 /// The routing key's hash of a message (`routing::key_hash`).
