@@ -46,6 +46,8 @@ struct bench_options {
   bool send = false;
   /// router: microseconds of CPU-bound work per message in each worker.
   double work_us = 0;
+  /// pipeline: no warm-up, the pipeline's first transactions are timed.
+  bool cold = false;
 };
 
 int bench_kafka_consume(const bench_options& opt);

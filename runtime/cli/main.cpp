@@ -823,6 +823,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--send", bopt.send,
                       "router: one-way messages (acknowledged to the router in batches), "
                       "not requests; raw: one-way sends under the same credit window");
+  bench_cmd->add_flag("--cold", bopt.cold,
+                      "pipeline: no warm-up; the pipeline's first transactions are timed");
   bench_cmd->add_option("--work-us", bopt.work_us,
                         "router: microseconds of CPU-bound work per message in each worker")
     ->capture_default_str();

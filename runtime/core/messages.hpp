@@ -59,6 +59,10 @@ using crashed_on_atom = caf::atom_constant<caf::atom("crashedon")>;
 /// its mailbox had more, `(ack_flush_atom)`.
 using ack_flush_atom = caf::atom_constant<caf::atom("ackflush")>;
 
+/// Internal: a router's cue to send its workers' outboxes, the messages it
+/// handed them while its mailbox had more, `(dispatch_flush_atom)`.
+using dispatch_flush_atom = caf::atom_constant<caf::atom("dispflush")>;
+
 // -- cluster membership (runtime/cluster) ---------------------------------------
 
 /// `(hello_atom, node_name, cluster_name) -> std::string nonce`: asks a node
@@ -263,6 +267,17 @@ struct routed {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, routed& x) {
   return f(caf::meta::type_name("troupe.routed"), x.seq, x.content);
+}
+
+/// Several `routed` messages for one worker, in order: what a busy router
+/// sends instead of one message each.
+struct routed_batch {
+  std::vector<routed> items;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, routed_batch& x) {
+  return f(caf::meta::type_name("troupe.routed_batch"), x.items);
 }
 
 /// A worker's acknowledgements of the `routed` messages it finished, in the

@@ -22,6 +22,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<crash_record>("troupe.crash_record");
   cfg.add_message_type<std::vector<crash_record>>("std::vector<troupe.crash_record>");
   cfg.add_message_type<routed>("troupe.routed");
+  cfg.add_message_type<routed_batch>("troupe.routed_batch");
   cfg.add_message_type<routed_acks>("troupe.routed_acks");
   cfg.add_message_type<envelope>("troupe.envelope");
   cfg.add_message_type<reply>("troupe.reply");

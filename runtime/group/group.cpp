@@ -91,7 +91,8 @@ struct worker_acks {
   }
 };
 
-/// Wraps the user's behaviour: runs the handler on each routed message and
+/// Wraps the user's behaviour: runs the handler on each routed message (one
+/// `routed`, or a `routed_batch` from a busy router, in order) and
 /// acknowledges it, with the handler's answer, to the router. Acknowledgements
 /// go at once when nothing else waits in the mailbox, otherwise together once
 /// the messages queued now are handled (or 256 of them), so a busy worker
@@ -127,34 +128,55 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
         return std::move(*result);
       return caf::sec::unexpected_message;
     });
+  // Runs the handler on one routed message and collects its acknowledgement.
+  auto handle = [self, inner, acks](routed& r) {
+    auto* element = self->current_mailbox_element();
+    if (!acks->router)
+      acks->router = caf::actor_cast<caf::actor>(element->sender);
+    routed_context ctx{self, r.seq, acks->router, false};
+    current_routed = &ctx;
+    acks->current = r.seq;
+    auto result = (*inner)(r.content);
+    current_routed = nullptr;
+    acks->current = 0;
+    // A response promise of the handler's own takes the message's sender
+    // with it: given back, for the next message of a batch.
+    bool promised = !element->sender;
+    if (promised)
+      element->sender = caf::actor_cast<caf::strong_actor_ptr>(acks->router);
+    // Answered later: taken with answer_later (delivered as an
+    // acknowledgement), or with that promise, in which case no
+    // acknowledgement comes and a request is answered at the call timeout.
+    if (ctx.taken || promised)
+      return;
+    acks->batch.seqs.push_back(r.seq);
+    if (result)
+      acks->batch.answers.push_back(std::move(*result));
+    else
+      acks->batch.answers.push_back(
+        caf::make_message(caf::make_error(caf::sec::unexpected_message)));
+  };
+  // Sends the acknowledgements now if nothing else waits, else once the
+  // messages queued now are handled (or 256 were collected).
+  auto acknowledge = [self, acks] {
+    if (acks->batch.seqs.empty())
+      return;
+    if (self->mailbox().empty() || acks->batch.seqs.size() >= 256) {
+      acks->flush(self);
+    } else if (!acks->flush_armed) {
+      acks->flush_armed = true;
+      self->send(self, ack_flush_atom::value);
+    }
+  };
   return {
-    [self, inner, acks](routed& r) {
-      if (!acks->router)
-        acks->router = caf::actor_cast<caf::actor>(self->current_sender());
-      routed_context ctx{self, r.seq, acks->router, false};
-      current_routed = &ctx;
-      acks->current = r.seq;
-      auto result = (*inner)(r.content);
-      current_routed = nullptr;
-      acks->current = 0;
-      // Answered later: taken with answer_later (delivered as an
-      // acknowledgement), or with a response promise of the handler's own,
-      // which takes the message's sender with it; such a request is answered
-      // at the call timeout, as no acknowledgement will come.
-      if (ctx.taken || !self->current_sender())
-        return; // answered later, by answer_later::deliver
-      acks->batch.seqs.push_back(r.seq);
-      if (result)
-        acks->batch.answers.push_back(std::move(*result));
-      else
-        acks->batch.answers.push_back(
-          caf::make_message(caf::make_error(caf::sec::unexpected_message)));
-      if (self->mailbox().empty() || acks->batch.seqs.size() >= 256) {
-        acks->flush(self);
-      } else if (!acks->flush_armed) {
-        acks->flush_armed = true;
-        self->send(self, ack_flush_atom::value);
-      }
+    [handle, acknowledge](routed& r) {
+      handle(r);
+      acknowledge();
+    },
+    [handle, acknowledge](routed_batch& b) {
+      for (auto& r : b.items)
+        handle(r);
+      acknowledge();
     },
     [self, acks](ack_flush_atom) {
       acks->flush_armed = false;
@@ -190,6 +212,8 @@ struct entry {
 
 struct slot {
   caf::actor worker;
+  /// Messages handed to this worker and not yet sent (see send_outboxes).
+  std::vector<routed> outbox;
   /// Numbers each worker the slot had, never reused: what an entry records
   /// as the worker holding it (cheaper than a handle per message).
   uint64_t incarnation = 0;
@@ -221,6 +245,10 @@ struct router_state {
   std::unordered_map<uint64_t, entry> pending;
   uint64_t next_seq = 1;
   uint64_t next_incarnation = 1;
+  /// True while a flush of the workers' outboxes is on its way.
+  bool outbox_flush_armed = false;
+  /// Most messages in one batch to a worker.
+  static constexpr size_t max_batch = 256;
   /// Workers started and not yet seen down, with their incarnations: a
   /// replacement may be up before its predecessor's down message arrives.
   std::vector<std::pair<caf::actor_addr, uint64_t>> incarnations;
@@ -277,6 +305,7 @@ struct router_state {
       ++stats.worker_restarts;
     s.started_before = true;
     s.worker = w;
+    s.outbox.clear();
     s.incarnation = next_incarnation++;
     incarnations.emplace_back(w.address(), s.incarnation);
     s.in_flight = 0;
@@ -297,6 +326,7 @@ struct router_state {
     for (auto& s : slots) {
       if (s.incarnation == dead) {
         s.worker = nullptr;
+        s.outbox.clear();
         s.in_flight = 0;
       }
     }
@@ -331,6 +361,7 @@ struct router_state {
     *sup_ref = nullptr;
     for (auto& s : slots) {
       s.worker = nullptr;
+      s.outbox.clear();
       s.in_flight = 0;
     }
     if (stopping) {
@@ -468,10 +499,22 @@ struct router_state {
 
   // -- dispatching ---------------------------------------------------------------
 
+  /// Hands queued messages to workers with room, then sends what that put
+  /// in the workers' outboxes (see `send_outboxes`).
   void pump() {
+    fill_slots();
+    send_outboxes();
+  }
+
+  void pump_slot(size_t i) {
+    fill_slot(i);
+    send_outboxes();
+  }
+
+  void fill_slots() {
     if (spec.route == routing::key_hash) {
       for (size_t i = 0; i < slots.size(); ++i)
-        pump_slot(i);
+        fill_slot(i);
       return;
     }
     while (!shared_queue.empty()) {
@@ -493,7 +536,7 @@ struct router_state {
     }
   }
 
-  void pump_slot(size_t i) {
+  void fill_slot(size_t i) {
     auto& s = slots[i];
     while (s.worker && s.in_flight < spec.worker_window && !s.queue.empty()) {
       auto seq = s.queue.front();
@@ -512,9 +555,52 @@ struct router_state {
     e.held_by = s.incarnation;
     ++e.dispatch;
     ++s.in_flight;
-    // A plain send: the worker acknowledges in batches (routed_acks), and
-    // the sweep enforces call_timeout for every request.
-    self->send(s.worker, routed{seq, e.content});
+    // Into the worker's outbox: sent as plain messages, many in one while
+    // this router is busy (the worker acknowledges in batches likewise); the
+    // sweep enforces call_timeout for every request.
+    // A worker with nothing else outstanding gets it at once, so that a
+    // lone message never waits for company.
+    s.outbox.push_back(routed{seq, e.content});
+    if (s.outbox.size() >= max_batch || s.in_flight == s.outbox.size())
+      flush_outbox(i);
+  }
+
+  /// Sends the outboxes now if nothing waits in this router's mailbox, else
+  /// once the messages queued now are handled (or an outbox is full): under
+  /// load a worker gets one message for many.
+  void send_outboxes() {
+    bool any = false;
+    for (auto& s : slots)
+      any = any || !s.outbox.empty();
+    if (!any)
+      return;
+    if (self->mailbox().empty()) {
+      for (size_t i = 0; i < slots.size(); ++i)
+        flush_outbox(i);
+    } else if (!outbox_flush_armed) {
+      outbox_flush_armed = true;
+      self->send(self, dispatch_flush_atom::value);
+    }
+  }
+
+  void flush_outboxes() {
+    outbox_flush_armed = false;
+    for (size_t i = 0; i < slots.size(); ++i)
+      flush_outbox(i);
+  }
+
+  void flush_outbox(size_t i) {
+    auto& s = slots[i];
+    if (s.outbox.empty())
+      return;
+    if (s.worker) {
+      if (s.outbox.size() == 1)
+        self->send(s.worker, std::move(s.outbox.front()));
+      else
+        self->send(s.worker, routed_batch{std::move(s.outbox)});
+    }
+    // Without a worker, what it held is moved on by the down message.
+    s.outbox.clear();
   }
 
   /// Releases the worker window a dispatched entry holds.
@@ -759,6 +845,7 @@ caf::behavior router_impl(router_actor* self, group_spec spec) {
     [self](restart_atom, uint64_t gen) { self->state.on_restart_due(gen); },
     [self](sweep_atom) { self->state.on_sweep(); },
     [self](routed_acks& acks) { self->state.on_acks(acks); },
+    [self](dispatch_flush_atom) { self->state.flush_outboxes(); },
     [self](crashed_on_atom, uint64_t seq) { self->state.on_crashed_on(seq); },
   };
 }
