@@ -121,6 +121,8 @@ struct worker_state {
   clock_type::time_point last_report = clock_type::now();
   clock_type::time_point last_stage_log;
   clock_type::time_point last_stall_check = clock_type::now();
+  /// Partitions assigned at the last look (logged when it changes).
+  size_t assigned = 0;
   // counters
   uint64_t read = 0, scored = 0, degraded = 0, alerts = 0, dead = 0, retries = 0, rescore = 0;
   /// Events read again whose dead letter was confirmed before (not written twice).
@@ -211,6 +213,12 @@ struct worker_state {
     }
     if (cut != std::string::npos && cut >= recs.size())
       drop_revoked();
+    if (cut != std::string::npos) {
+      if (auto n = consumer->assignment().size(); n != assigned) {
+        assigned = n;
+        cfg.log.info(name + ": partitions assigned: " + std::to_string(n));
+      }
+    }
     launch_ready();
     auto now = clock_type::now();
     if (now - last_commit >= cfg.commit_every) {

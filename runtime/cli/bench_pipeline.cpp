@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <chrono>
 #include <cstdio>
@@ -219,10 +220,12 @@ int bench_pipeline(const bench_options& opt) {
       return fail(caf::make_error(ec::invalid_argument, "the warm-up was not finished in 60 s"));
   } else {
     // Cold: the pipeline sees its first transactions now. Only this bench's
-    // own producer is warmed (its metadata for the topic), with a record on
-    // another topic that no group reads.
+    // own producer is warmed: its connection (a record on a topic no group
+    // reads) and its metadata of the transactions topic.
     (*producer)->produce("bench-warm-up", "warm-up", "warm-up");
     (*producer)->flush(10s);
+    if (auto n = (*producer)->partitions("transactions", 10s); !n)
+      return fail(n.error());
   }
   std::mutex mtx;
   struct sent_times {
@@ -253,6 +256,10 @@ int bench_pipeline(const bench_options& opt) {
         latency_ms.push_back(std::chrono::duration<double, std::milli>(now - i->second.steady).count());
         if (i->second.steady < load_start + 1s)
           first_second_ms.push_back(latency_ms.back());
+        if (std::getenv("TROUPE_BENCH_TRACE"))
+          std::fprintf(stderr, "trace %.1f %.1f\n",
+                       std::chrono::duration<double, std::milli>(i->second.steady - load_start).count(),
+                       latency_ms.back());
         if (j.is_object() && j["raised_at"].is_number_integer()) {
           auto raised = j["raised_at"].get<int64_t>();
           raised_ms.push_back(static_cast<double>(raised - i->second.wall_ms));

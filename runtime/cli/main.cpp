@@ -809,6 +809,9 @@ int main(int argc, char** argv) {
                         "kafka-consume, kafka-latency, pipeline, broadcast: bootstrap list "
                         "(broadcast without it: publish to a raw server over WebSocket)");
   bench_cmd->add_option("--redis", bopt.redis, "redis-features: redis://host:port");
+  std::string bench_redis_password_file;
+  bench_cmd->add_option("--redis-password-file", bench_redis_password_file,
+                        "redis-features: the file holding the Redis password (troupe up's)");
   bench_cmd->add_option("--topic", bopt.topic, "kafka-consume, kafka-latency: topic")->capture_default_str();
   bench_cmd->add_option("--events", bopt.events, "redis-features, pipeline: events file");
   bench_cmd->add_option("--rate", bopt.rate, "pipeline: transactions/s (0: flat out); kafka-latency: records/s")
@@ -868,6 +871,16 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(shell_timeout_s));
     sopt.domains = troupe::schemas_of(troupe::actors::domains());
     return troupe::cli::run_shell(sopt);
+  }
+  if (!bench_redis_password_file.empty()) {
+    std::ifstream in{bench_redis_password_file};
+    std::string pw;
+    if (!std::getline(in, pw) || pw.empty()) {
+      std::cerr << "troupe bench: --redis-password-file: cannot read a password from '"
+                << bench_redis_password_file << "'\n";
+      return 2;
+    }
+    troupe::redis::connection::set_password(pw);
   }
   return run_bench(bopt);
 }

@@ -1,6 +1,7 @@
 #include "runtime/group/group.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <unordered_map>
@@ -82,6 +83,10 @@ struct worker_acks {
   bool flush_armed = false;
   /// The routed message being handled (0: none), blamed if the handler throws.
   uint64_t current = 0;
+  /// How long the handler takes, a moving average (ns): a worker whose
+  /// handler is slow acknowledges each message at once, since a batch would
+  /// hold earlier answers for the length of the next handler.
+  double handler_ns = 0;
 
   void flush(caf::event_based_actor* self) {
     if (batch.seqs.empty() || !router)
@@ -136,7 +141,10 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
     routed_context ctx{self, r.seq, acks->router, false};
     current_routed = &ctx;
     acks->current = r.seq;
+    auto started = std::chrono::steady_clock::now();
     auto result = (*inner)(r.content);
+    auto took = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - started);
+    acks->handler_ns = 0.8 * acks->handler_ns + 0.2 * took.count();
     current_routed = nullptr;
     acks->current = 0;
     // A response promise of the handler's own takes the message's sender
@@ -156,12 +164,14 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
       acks->batch.answers.push_back(
         caf::make_message(caf::make_error(caf::sec::unexpected_message)));
   };
-  // Sends the acknowledgements now if nothing else waits, else once the
-  // messages queued now are handled (or 256 were collected).
+  // Sends the acknowledgements now if nothing else waits or the handler is
+  // slow (over 20 us on average), else once the messages queued now are
+  // handled (or 256 were collected).
   auto acknowledge = [self, acks] {
     if (acks->batch.seqs.empty())
       return;
-    if (self->mailbox().empty() || acks->batch.seqs.size() >= 256) {
+    if (self->mailbox().empty() || acks->batch.seqs.size() >= 256
+        || acks->handler_ns > 20000.0) {
       acks->flush(self);
     } else if (!acks->flush_armed) {
       acks->flush_armed = true;
