@@ -3,6 +3,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "tests/support/fixture.hpp"
 
@@ -14,6 +15,7 @@ namespace {
 
 using hang_atom = caf::atom_constant<caf::atom("hang")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
+using slow_atom = caf::atom_constant<caf::atom("slow")>;
 
 /// Doubles ints, names its worker for strings, throws on "poison".
 group_spec doubling_group(size_t instances) {
@@ -268,6 +270,66 @@ TEST_CASE_FIXTURE(fixture, "a request no worker answers in time gets the fallbac
   auto g = start_group(*this, spec);
   CHECK(ask<std::string>(g, hang_atom::value) == "fallback");
   CHECK(ask<int>(g, 4) == 8);
+}
+
+TEST_CASE_FIXTURE(fixture,
+                  "a request kept by its handler does not hold up the messages batched behind it") {
+  auto spec = doubling_group(1);
+  spec.call_timeout = 3s;
+  spec.detached = true; // its first message blocks it for a moment
+  spec.worker = [](caf::event_based_actor* self, size_t) -> caf::behavior {
+    return {
+      [](slow_atom) {
+        std::this_thread::sleep_for(100ms);
+        return 0;
+      },
+      [](int x) { return x * 2; },
+      [self](hang_atom) { self->make_response_promise(); }, // never answers
+    };
+  };
+  spec.fallback = [](const caf::message&) -> caf::expected<caf::message> {
+    return caf::make_message(std::string{"fallback"});
+  };
+  auto g = start_group(*this, spec);
+  // While the worker is busy with the slow message, one actor sends the kept
+  // request and 500 more at once: the router hands them over in batches
+  // (routed_batch), the kept request first. Each handler runs on its own
+  // message and is acknowledged; the kept one is not, and ends at the call
+  // timeout with the fallback.
+  auto slow = self->request(g, 10s, slow_atom::value);
+  auto answers = std::make_shared<std::vector<int>>(500, -1);
+  auto kept = std::make_shared<std::string>();
+  auto observer = caf::actor{self};
+  sys.spawn([=](caf::event_based_actor* d) {
+    auto ok = std::make_shared<int>(0);
+    auto done = std::make_shared<int>(0);
+    auto finish = [=] {
+      if (++*done == 501)
+        d->send(observer, done_atom::value, *ok, 0);
+    };
+    d->request(g, 10s, hang_atom::value).then(
+      [=](std::string& x) {
+        *kept = x;
+        finish();
+      },
+      [=](caf::error&) { finish(); });
+    for (int i = 0; i < 500; ++i)
+      d->request(g, 10s, i).then(
+        [=](int x) {
+          (*answers)[i] = x;
+          ++*ok;
+          finish();
+        },
+        [=](caf::error&) { finish(); });
+  });
+  int ok = 0;
+  self->receive([&](done_atom, int o, int) { ok = o; },
+                caf::after(30s) >> [] { FAIL("the driver did not finish"); });
+  CHECK(ok == 500);
+  for (int i = 0; i < 500; ++i)
+    CHECK((*answers)[i] == i * 2);
+  CHECK(*kept == "fallback");
+  slow.receive([](int) {}, [](caf::error& err) { FAIL("the slow request failed: " << render(err)); });
 }
 
 TEST_CASE_FIXTURE(fixture, "messages queued at a killed worker move to its replacement") {
