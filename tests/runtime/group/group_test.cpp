@@ -2,8 +2,8 @@
 
 #include <atomic>
 #include <mutex>
+#include <future>
 #include <set>
-#include <thread>
 
 #include "tests/support/fixture.hpp"
 
@@ -276,11 +276,14 @@ TEST_CASE_FIXTURE(fixture,
                   "a request kept by its handler does not hold up the messages batched behind it") {
   auto spec = doubling_group(1);
   spec.call_timeout = 3s;
-  spec.detached = true; // its first message blocks it for a moment
-  spec.worker = [](caf::event_based_actor* self, size_t) -> caf::behavior {
+  spec.worker_window = 1000;
+  spec.detached = true; // its first message holds it until the test opens the gate
+  auto gate = std::make_shared<std::promise<void>>();
+  std::shared_future<void> opened = gate->get_future().share();
+  spec.worker = [opened](caf::event_based_actor* self, size_t) -> caf::behavior {
     return {
-      [](slow_atom) {
-        std::this_thread::sleep_for(100ms);
+      [opened](slow_atom) {
+        opened.wait_for(30s);
         return 0;
       },
       [](int x) { return x * 2; },
@@ -291,11 +294,12 @@ TEST_CASE_FIXTURE(fixture,
     return caf::make_message(std::string{"fallback"});
   };
   auto g = start_group(*this, spec);
-  // While the worker is busy with the slow message, one actor sends the kept
-  // request and 500 more at once: the router hands them over in batches
-  // (routed_batch), the kept request first. Each handler runs on its own
-  // message and is acknowledged; the kept one is not, and ends at the call
-  // timeout with the fallback.
+  // While the worker is held by its first message, one actor sends the kept
+  // request and 500 more: the router hands them over in batches
+  // (routed_batch), the kept request first. Once all are handed over the
+  // worker goes on; each handler runs on its own message and is
+  // acknowledged, the kept one is not, and ends at the call timeout with the
+  // fallback.
   auto slow = self->request(g, 10s, slow_atom::value);
   auto answers = std::make_shared<std::vector<int>>(500, -1);
   auto kept = std::make_shared<std::string>();
@@ -322,6 +326,11 @@ TEST_CASE_FIXTURE(fixture,
         },
         [=](caf::error&) { finish(); });
   });
+  CHECK(eventually(*this, [&] {
+    auto st = ask<group_status>(g, status_atom::value);
+    return st.in_flight == 502 && st.queued == 0;
+  }));
+  gate->set_value();
   int ok = 0;
   self->receive([&](done_atom, int o, int) { ok = o; },
                 caf::after(30s) >> [] { FAIL("the driver did not finish"); });
