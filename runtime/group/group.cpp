@@ -115,13 +115,7 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
       acks->flush(me);
       if (acks->current != 0 && acks->router)
         me->send(acks->router, crashed_on_atom::value, acks->current);
-      try {
-        std::rethrow_exception(eptr);
-      } catch (std::exception& e) {
-        return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
-      } catch (...) {
-        return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
-      }
+      return exception_reason(eptr);
     });
   auto inner = std::make_shared<caf::behavior>(fn(self, index));
   // What a worker sends itself (timers, its own polling loop) goes to its

@@ -568,16 +568,19 @@ bool is_clean_exit(const caf::error& reason) {
          || reason == caf::exit_reason::user_shutdown;
 }
 
+caf::error exception_reason(std::exception_ptr eptr) {
+  try {
+    std::rethrow_exception(eptr);
+  } catch (std::exception& e) {
+    return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
+  } catch (...) {
+    return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
+  }
+}
+
 void report_exceptions(caf::scheduled_actor* self) {
-  self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
-    try {
-      std::rethrow_exception(eptr);
-    } catch (std::exception& e) {
-      return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
-    } catch (...) {
-      return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
-    }
-  });
+  self->set_exception_handler(
+    [](caf::scheduled_actor*, std::exception_ptr& eptr) { return exception_reason(eptr); });
 }
 
 caf::expected<caf::actor> spawn_supervisor(caf::actor_system& sys, supervisor_spec spec) {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <exception>
+
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
@@ -42,6 +44,11 @@ caf::expected<child_spec> supervisor_child(supervisor_spec spec,
 /// a handler throws, instead of CAF's default that prints to stderr and
 /// drops the text. Supervisors then record the text in their crash history.
 void report_exceptions(caf::scheduled_actor* self);
+
+/// The exit reason `report_exceptions` gives for `eptr`: `sec::runtime_error`
+/// with the exception's text; for an exception handler of one's own that
+/// does more first.
+caf::error exception_reason(std::exception_ptr eptr);
 
 /// True for exit reasons that are not crashes: none, `normal`, `user_shutdown`.
 bool is_clean_exit(const caf::error& reason);
