@@ -76,6 +76,9 @@ namespace {
 
 // -- workers -------------------------------------------------------------------
 
+/// A handler slower than this on average (ns) has each answer sent at once.
+constexpr double slow_handler_ns = 20000.0;
+
 /// Acknowledgements a worker collected and has not sent yet.
 struct worker_acks {
   caf::actor router;
@@ -157,6 +160,9 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
     else
       acks->batch.answers.push_back(
         caf::make_message(caf::make_error(caf::sec::unexpected_message)));
+    // A slow handler's answer goes now, not after the rest of its batch.
+    if (acks->handler_ns > slow_handler_ns)
+      acks->flush(self);
   };
   // Sends the acknowledgements now if nothing else waits or the handler is
   // slow (over 20 us on average), else once the messages queued now are
@@ -165,7 +171,7 @@ caf::behavior worker_impl(caf::event_based_actor* self, worker_fn fn, size_t ind
     if (acks->batch.seqs.empty())
       return;
     if (self->mailbox().empty() || acks->batch.seqs.size() >= 256
-        || acks->handler_ns > 20000.0) {
+        || acks->handler_ns > slow_handler_ns) {
       acks->flush(self);
     } else if (!acks->flush_armed) {
       acks->flush_armed = true;
