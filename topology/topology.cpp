@@ -259,7 +259,8 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
     throw failure{caf::make_error(ec::invalid_topology, source + ":" + std::to_string(line_of(*c))
                                                           + ": cluster: expected a table")};
   reader r{source, *c->as_table(), "cluster"};
-  r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout", "kafka",
+  r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout",
+          "takeover_delay", "kafka",
           "redis", "redis_password_file", "tls", "log_level", "log_format", "state_dir",
           "client_token_key_file"});
   cluster_settings x;
@@ -284,6 +285,11 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
     r.fail(r.find("failure_timeout") ? line_of(*r.find("failure_timeout")) : r.line(),
            "failure_timeout", "must be longer than heartbeat_interval ("
                                 + to_duration_string(x.heartbeat_interval) + ")");
+  x.takeover_delay = r.duration("takeover_delay", x.failure_timeout);
+  if (x.takeover_delay < x.heartbeat_interval)
+    r.fail(r.find("takeover_delay") ? line_of(*r.find("takeover_delay")) : r.line(),
+           "takeover_delay", "must be at least heartbeat_interval ("
+                               + to_duration_string(x.heartbeat_interval) + ")");
   x.kafka = r.str("kafka", std::string{"embedded"});
   x.redis = r.str("redis", std::string{"embedded"});
   if (x.redis != "embedded" && x.redis.rfind("redis://", 0) != 0)

@@ -55,6 +55,11 @@ struct cluster_settings {
   std::string secret;
   caf::timespan heartbeat_interval = std::chrono::milliseconds(100);
   caf::timespan failure_timeout = std::chrono::milliseconds(500);
+  /// How long a node waits, after it lost a peer, before it starts any
+  /// instance that peer may still run: the lost peer, if it is cut off
+  /// rather than dead, sees itself in a minority after its own failure
+  /// timeout and stops hosting meanwhile. Default: `failure_timeout`.
+  caf::timespan takeover_delay = std::chrono::milliseconds(500);
   /// `"embedded"` (librdkafka's mock cluster, started by `troupe up`) or a bootstrap list.
   std::string kafka = "embedded";
   /// `"embedded"` (a redis-server started by `troupe up`) or `redis://host:port`.

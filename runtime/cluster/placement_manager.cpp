@@ -1,11 +1,13 @@
 #include "runtime/cluster/placement_manager.hpp"
 
+#include <chrono>
 #include <map>
 #include <set>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/group/group.hpp"
@@ -56,6 +58,20 @@ struct manager_state {
   /// groups (and rebalance their Kafka consumer groups) for nothing.
   bool grace_over = false;
   uint64_t next_round = 1;
+  /// When this node last lost a peer. For `takeover_delay` after it, no
+  /// instance starts here: a peer that is cut off rather than dead still
+  /// runs its instances until it sees itself in a minority (after its own
+  /// failure timeout) and stops them, and the same instance must never run
+  /// on both sides of a partition (Akka's stable-after, OTP's
+  /// `net_ticktime` margin).
+  std::chrono::steady_clock::time_point last_loss{};
+  /// The instances each local group was last started with (logged again
+  /// once its supervisor confirms they stopped).
+  std::map<std::string, std::vector<uint32_t>> running;
+
+  bool fenced() const {
+    return std::chrono::steady_clock::now() - last_loss < topo.cluster.takeover_delay;
+  }
 
   size_t live_count() const {
     return peers.size() + 1;
@@ -115,6 +131,8 @@ struct manager_state {
       }
       if (changed)
         restart_local(g);
+      if (fenced())
+        continue; // the tick claims once the takeover delay is over
       for (auto& [instance, moved] : want)
         if (have.count(instance) == 0 && claims.count({g.name, instance}) == 0)
           claim(g, instance);
@@ -152,8 +170,8 @@ struct manager_state {
         return; // no longer ours
       auto moved = home != me;
       auto confirmed = !moved || t->home_down * 2 > topo.nodes.size();
-      if (t->blocked || !confirmed)
-        return; // the tick retries
+      if (t->blocked || !confirmed || fenced())
+        return; // the tick retries (a peer lost meanwhile: after the delay)
       hosted[group][key.second] = w->second;
       if (auto decl = topo.group(group))
         restart_local(*decl);
@@ -166,9 +184,16 @@ struct manager_state {
       self->request(agent, topo.cluster.failure_timeout * 2, claim_atom::value, g.name, instance,
                     home)
         .then(
-          [this, t, finish, peer = peer, home](bool holds, bool claiming, bool home_down) {
+          [this, t, finish, peer = peer, home](bool holds, bool claiming, bool home_down,
+                                               const std::vector<std::string>& live) {
             if (holds)
               t->blocked = true;
+            // A node the peer sees and this one does not (a partition
+            // healing, this node reconnecting to one peer before another)
+            // may run the instance: wait until this node sees it too.
+            for (auto& n : live)
+              if (n != me && peers.count(n) == 0)
+                t->blocked = true;
             // Both claiming: the home node wins, else the lower name.
             if (claiming && (peer == home || (me != home && peer < me)))
               t->blocked = true;
@@ -186,13 +211,15 @@ struct manager_state {
   }
 
   /// A peer's question about `instance` of `group`.
-  std::tuple<bool, bool, bool> answer(const std::string& group, uint32_t instance,
-                                      const std::string& home) {
+  caf::message answer(const std::string& group, uint32_t instance, const std::string& home) {
     auto h = hosted.find(group);
     bool holds = (h != hosted.end() && h->second.count(instance) > 0) || stopping[group] > 0;
     bool claiming = claims.count({group, instance}) > 0;
     bool home_down = home != me && (peers.count(home) == 0 || drained.count(home) > 0);
-    return {holds, claiming, home_down};
+    std::vector<std::string> live{me};
+    for (auto& kv : peers)
+      live.push_back(kv.first);
+    return caf::make_message(holds, claiming, home_down, std::move(live));
   }
 
   // -- local groups ----------------------------------------------------------------
@@ -208,8 +235,17 @@ struct manager_state {
     directory->put(g.name, caf::actor{});
     // Sent in order to one supervisor, which handles them in order.
     ++stopping[g.name];
+    auto was = std::move(running[g.name]);
+    running[g.name].clear();
     self->request(groups, 30s, terminate_child_atom::value, g.name)
-      .then([this, name = g.name] { --stopping[name]; },
+      .then(
+        [this, name = g.name, was = std::move(was)] {
+          --stopping[name];
+          // What ran here until now, confirmed stopped: with the `hosting`
+          // lines, each node's log says what it ran and when.
+          if (!was.empty())
+            log.with_group(name)("stopped hosting " + name + ": " + instance_list(was));
+        },
             [this, name = g.name, on_error = log_error("stopping")](caf::error& err) mutable {
               --stopping[name];
               on_error(err);
@@ -217,10 +253,7 @@ struct manager_state {
     self->request(groups, 30s, delete_child_atom::value, g.name)
       .then([] {}, log_error("removing"));
     auto& have = hosted[g.name];
-    std::vector<uint32_t> ids;
-    for (auto& kv : have)
-      ids.push_back(kv.first);
-    directory->set_instances(g.name, std::move(ids));
+    directory->set_instances(g.name, ids_of(have));
     auto glog = log.with_group(g.name);
     if (have.empty()) {
       glog("hosting " + g.name + ": none");
@@ -245,6 +278,7 @@ struct manager_state {
     }
     self->request(groups, 30s, start_child_atom::value, *child)
       .then([](caf::actor&) {}, log_error("starting"));
+    running[g.name] = ids_of(have);
     std::string line = "hosting " + g.name + ":";
     bool first = true;
     for (auto& [instance, moved] : have) {
@@ -252,6 +286,20 @@ struct manager_state {
       first = false;
     }
     glog(line);
+  }
+
+  static std::vector<uint32_t> ids_of(const std::map<uint32_t, bool>& have) {
+    std::vector<uint32_t> ids;
+    for (auto& kv : have)
+      ids.push_back(kv.first);
+    return ids;
+  }
+
+  static std::string instance_list(const std::vector<uint32_t>& ids) {
+    std::string out;
+    for (auto id : ids)
+      out += (out.empty() ? "#" : ", #") + std::to_string(id);
+    return out;
   }
 };
 
@@ -305,8 +353,14 @@ caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::st
       st.replan();
     },
     [self](member_down_atom, std::string& name, std::string&) {
-      self->state.peers.erase(name);
-      self->state.replan();
+      auto& st = self->state;
+      if (st.peers.erase(name) > 0) {
+        st.last_loss = std::chrono::steady_clock::now();
+        if (!st.minority && st.live_count() * 2 > st.topo.nodes.size())
+          st.log("lost " + name + ": what it hosted starts elsewhere after the takeover delay ("
+                 + to_duration_string(st.topo.cluster.takeover_delay) + ")");
+      }
+      st.replan();
     },
     [self](scale_atom, std::string& group, uint32_t n) {
       for (auto& g : self->state.topo.groups)
@@ -321,8 +375,7 @@ caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::st
         self->state.replan();
     },
     [self](claim_atom, std::string& group, uint32_t instance, std::string& home) {
-      auto [holds, claiming, home_down] = self->state.answer(group, instance, home);
-      return caf::make_message(holds, claiming, home_down);
+      return self->state.answer(group, instance, home);
     },
     [self](tick_atom) {
       self->state.reconcile();

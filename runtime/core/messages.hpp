@@ -88,9 +88,10 @@ using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using member_up_atom = caf::atom_constant<caf::atom("member_up")>;
 /// `(member_down_atom, node_name, reason)`: a peer was lost.
 using member_down_atom = caf::atom_constant<caf::atom("memberdown")>;
-/// `(claim_atom, group, instance, home_node) -> (bool holds, bool claiming, bool home_down)`:
-/// before a node starts an instance it asks each live peer whether it runs or
-/// is claiming that instance, and whether it sees the instance's home node down.
+/// `(claim_atom, group, instance, home_node) -> (bool holds, bool claiming, bool home_down,
+/// std::vector<std::string> live)`: before a node starts an instance it asks
+/// each live peer whether it runs or is claiming that instance, whether it
+/// sees the instance's home node down, and which nodes it sees live.
 using claim_atom = caf::atom_constant<caf::atom("claim")>;
 /// `(routes_atom) -> std::vector<std::string>`: a cluster router's counts,
 /// "NODE N" per node it sent to, then "resent N" and "in_flight N".

@@ -52,6 +52,7 @@ TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain
   CHECK(t->cluster.name == "troupe-local");
   CHECK(t->cluster.heartbeat_interval == caf::timespan{100ms});
   CHECK(t->cluster.failure_timeout == caf::timespan{500ms});
+  CHECK(t->cluster.takeover_delay == t->cluster.failure_timeout);
   CHECK(t->cluster.kafka == "embedded");
   CHECK(t->cluster.redis == "embedded");
   REQUIRE(t->nodes.size() == 3);
@@ -149,6 +150,9 @@ TEST_CASE("a bad duration is refused with its line and key") {
   CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nheartbeat_interval = "
                 "\"1s\"\nfailure_timeout = \"500ms\"\n")
           .find("cluster.failure_timeout: must be longer than heartbeat_interval (1s)")
+        != std::string::npos);
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\ntakeover_delay = \"10ms\"\n")
+          .find("cluster.takeover_delay: must be at least heartbeat_interval (100ms)")
         != std::string::npos);
   // Large numbers are refused, never wrapped around into a short or
   // negative duration.
