@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <mutex>
+#include <thread>
 
 #include <librdkafka/rdkafka.h>
 
@@ -255,14 +258,85 @@ caf::error producer::flush(caf::timespan timeout) {
 
 // -- consumer ------------------------------------------------------------------------
 
+/// The consumer a client's rebalance callback acts for (null while the
+/// client closes in the background).
+struct rebalance_target {
+  consumer* self;
+};
+
+namespace {
+
+/// Closes consumers in the background, one at a time, in order. At process
+/// exit it finishes what it was given, so members leave their groups.
+class closer {
+public:
+  static closer& instance() {
+    static closer x;
+    return x;
+  }
+
+  void close(rd_kafka_t* rk, rebalance_target* target) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    queue_.emplace_back(rk, target);
+    if (!thread_.joinable())
+      thread_ = std::thread{[this] { run(); }};
+    cv_.notify_one();
+  }
+
+  ~closer() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      stop_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+private:
+  void run() {
+    std::unique_lock<std::mutex> lock{mtx_};
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty())
+        return; // stopping, and nothing left
+      auto [rk, target] = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      rd_kafka_consumer_close(rk);
+      rd_kafka_destroy(rk);
+      delete target;
+      lock.lock();
+    }
+  }
+
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::deque<std::pair<rd_kafka_t*, rebalance_target*>> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+} // namespace
+
 void consumer::on_rebalance(rd_kafka_s* rk, int err_code, rd_kafka_topic_partition_list_s* parts,
                             void* opaque) {
-  auto self = static_cast<consumer*>(opaque);
+  auto self = static_cast<rebalance_target*>(opaque)->self;
   auto err = static_cast<rd_kafka_resp_err_t>(err_code);
   // NULL while the member is not in a group (a rebalance served by
   // rd_kafka_consumer_close, after it left): then it is not cooperative.
   auto protocol = rd_kafka_rebalance_protocol(rk);
   auto cooperative = protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
+  if (self == nullptr) {
+    // Closing in the background: give the partitions back, nothing more.
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+      rd_kafka_assign(rk, nullptr);
+    else if (cooperative)
+      rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+    else
+      rd_kafka_assign(rk, nullptr);
+    return;
+  }
   auto xs = from_list(parts);
   self->rebalanced_ = true;
   self->watch_read_ms_ = steady_ms();
@@ -319,7 +393,8 @@ consumer::make(const settings& conf, const std::string& group,
   rd_kafka_conf_set_rebalance_cb(
     *c, [](rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
            void* opaque) { on_rebalance(rk, err, parts, opaque); });
-  rd_kafka_conf_set_opaque(*c, k.get());
+  k->target_ = new rebalance_target{k.get()};
+  rd_kafka_conf_set_opaque(*c, k->target_);
   char err[512];
   k->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, *c, err, sizeof(err));
   if (!k->rk_) {
@@ -339,8 +414,12 @@ consumer::make(const settings& conf, const std::string& group,
 
 consumer::~consumer() {
   registry::instance().erase_gauges(this);
-  rd_kafka_consumer_close(rk_);
-  rd_kafka_destroy(rk_);
+  if (rk_ == nullptr) {
+    delete target_;
+    return;
+  }
+  target_->self = nullptr;
+  closer::instance().close(rk_, target_);
 }
 
 std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {

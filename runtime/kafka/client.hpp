@@ -136,7 +136,11 @@ public:
   static caf::expected<std::unique_ptr<consumer>>
   make(const settings& conf, const std::string& group, const std::vector<std::string>& topics);
 
-  /// Leaves the group (its partitions go to the other members at once).
+  /// Leaves the group (its partitions go to the other members at once),
+  /// in the background: the close waits for the group coordinator, as long
+  /// as a request timeout when it cannot be reached (a broker down, this
+  /// host cut off), and the owner must not wait for that to stop. Records
+  /// and commits end here; the process waits for pending closes at exit.
   ~consumer();
 
   consumer(const consumer&) = delete;
@@ -218,6 +222,9 @@ private:
   void learn_starts();
 
   rd_kafka_s* rk_ = nullptr;
+  /// What the rebalance callback acts for: this consumer, or nothing once
+  /// it is closing in the background.
+  struct rebalance_target* target_ = nullptr;
   std::string group_;
   /// The next offset to read, as this member last committed it.
   std::map<std::pair<std::string, int32_t>, int64_t> committed_;
