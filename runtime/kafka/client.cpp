@@ -5,7 +5,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -266,8 +265,10 @@ struct rebalance_target {
 
 namespace {
 
-/// Closes consumers in the background, one at a time, in order. At process
-/// exit it finishes what it was given, so members leave their groups.
+/// Closes consumers in the background, each on a thread of its own (a close
+/// that waits for an unreachable coordinator holds up no other). At process
+/// exit it waits for the closes under way, for at most 10 s, so members
+/// leave their groups.
 class closer {
 public:
   static closer& instance() {
@@ -276,45 +277,29 @@ public:
   }
 
   void close(rd_kafka_t* rk, rebalance_target* target) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    queue_.emplace_back(rk, target);
-    if (!thread_.joinable())
-      thread_ = std::thread{[this] { run(); }};
-    cv_.notify_one();
-  }
-
-  ~closer() {
     {
       std::lock_guard<std::mutex> guard{mtx_};
-      stop_ = true;
-      cv_.notify_one();
+      ++running_;
     }
-    if (thread_.joinable())
-      thread_.join();
-  }
-
-private:
-  void run() {
-    std::unique_lock<std::mutex> lock{mtx_};
-    for (;;) {
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (queue_.empty())
-        return; // stopping, and nothing left
-      auto [rk, target] = queue_.front();
-      queue_.pop_front();
-      lock.unlock();
+    std::thread{[this, rk, target] {
       rd_kafka_consumer_close(rk);
       rd_kafka_destroy(rk);
       delete target;
-      lock.lock();
-    }
+      std::lock_guard<std::mutex> guard{mtx_};
+      --running_;
+      cv_.notify_all();
+    }}.detach();
   }
 
+  ~closer() {
+    std::unique_lock<std::mutex> lock{mtx_};
+    cv_.wait_for(lock, std::chrono::seconds(10), [this] { return running_ == 0; });
+  }
+
+private:
   std::mutex mtx_;
   std::condition_variable cv_;
-  std::deque<std::pair<rd_kafka_t*, rebalance_target*>> queue_;
-  bool stop_ = false;
-  std::thread thread_;
+  size_t running_ = 0;
 };
 
 } // namespace
