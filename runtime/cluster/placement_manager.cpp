@@ -253,7 +253,8 @@ struct manager_state {
     self->request(groups, 30s, delete_child_atom::value, g.name)
       .then([] {}, log_error("removing"));
     auto& have = hosted[g.name];
-    directory->set_instances(g.name, ids_of(have));
+    auto ids = ids_of(have);
+    directory->set_instances(g.name, ids);
     auto glog = log.with_group(g.name);
     if (have.empty()) {
       glog("hosting " + g.name + ": none");
@@ -278,7 +279,7 @@ struct manager_state {
     }
     self->request(groups, 30s, start_child_atom::value, *child)
       .then([](caf::actor&) {}, log_error("starting"));
-    running[g.name] = ids_of(have);
+    running[g.name] = std::move(ids);
     std::string line = "hosting " + g.name + ":";
     bool first = true;
     for (auto& [instance, moved] : have) {

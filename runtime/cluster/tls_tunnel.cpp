@@ -39,9 +39,10 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-/// A cluster connection's TCP options. No Nagle: BASP messages are small
-/// and each is a request, an answer or a heartbeat that must not wait for
-/// the peer's delayed acknowledgement (up to 40 ms). Linear retransmission
+/// A cluster connection's TCP options, set as soon as the socket is
+/// connected or accepted (the TLS handshake included). No Nagle: BASP
+/// messages are small and each is a request, an answer or a heartbeat that
+/// must not wait for the peer's delayed acknowledgement (up to 40 ms). Linear retransmission
 /// timeouts while the stream is thin (Linux's TCP_THIN_LINEAR_TIMEOUTS): a
 /// heartbeat lost twice on a lossy link is resent after 200 + 200 ms, not
 /// 200 + 400, so a node is not declared down for a loss TCP repairs.
@@ -223,8 +224,6 @@ private:
     started_ = true;
     timer_.cancel();
     ++t_.relayed;
-    error_code ignored;
-    tls_.lowest_layer().set_option(tcp::no_delay{true}, ignored);
     pump(plain_, tls_, up_);
     pump(tls_, plain_, down_);
   }
