@@ -123,6 +123,7 @@ caf::behavior traffic(caf::event_based_actor* self, std::function<caf::actor()> 
   auto start = std::chrono::steady_clock::now();
   auto victim = std::make_shared<size_t>(0);
   auto finishing = std::make_shared<bool>(false);
+  auto reachable = std::make_shared<bool>(false);
   auto finish_if_done = [=] {
     if (*finishing && rep->answered + rep->failed == rep->sent) {
       self->send(observer, report_atom::value, rep->sent, rep->answered, rep->failed,
@@ -181,11 +182,26 @@ caf::behavior traffic(caf::event_based_actor* self, std::function<caf::actor()> 
   return {
     [=](tick_atom) {
       if (plan.window > 0) {
-        // Closed loop: fill the window once the router is there; answers
-        // keep it full.
+        // Closed loop: fill the window once the router is there and the
+        // group answers (a node just started may not have joined the nodes
+        // hosting it yet: asked again every 10 ms, for up to 10 s, before
+        // anything is counted); answers keep it full.
         auto router = target();
         if (!router) {
           self->delayed_send(self, 10ms, tick_atom::value);
+          return;
+        }
+        if (!*reachable) {
+          self->request(router, 1s, uint64_t{0})
+            .then(
+              [=](uint64_t) {
+                *reachable = true;
+                self->send(self, tick_atom::value);
+              },
+              [=](caf::error&) {
+                *reachable = std::chrono::steady_clock::now() - start >= 10s;
+                self->delayed_send(self, 10ms, tick_atom::value);
+              });
           return;
         }
         for (uint64_t i = 0; i < plan.window && rep->sent < plan.count; ++i)

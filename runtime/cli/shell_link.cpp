@@ -22,6 +22,14 @@ cluster_link::cluster_link(caf::actor_system& sys, topology::topology topo, std:
   me_ = "shell/" + std::string{host} + ":" + std::to_string(getpid());
 }
 
+cluster_link::~cluster_link() {
+  // Ends the transport now: a dial still waiting for a node that does not
+  // answer would otherwise keep it, and the shell's exit, until its
+  // handshake timeout.
+  if (transport_)
+    self_->send_exit(transport_, caf::exit_reason::user_shutdown);
+}
+
 bool cluster_link::join(std::string& why) {
   for (auto& n : ordered_nodes())
     if (auto a = agent_of(n))

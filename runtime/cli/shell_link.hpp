@@ -40,6 +40,11 @@ public:
   cluster_link(caf::actor_system& sys, topology::topology topo, std::string entry,
                caf::timespan timeout);
 
+  ~cluster_link();
+
+  cluster_link(const cluster_link&) = delete;
+  cluster_link& operator=(const cluster_link&) = delete;
+
   const topology::topology& topo() const {
     return topo_;
   }

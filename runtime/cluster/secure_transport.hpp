@@ -24,12 +24,20 @@ namespace troupe::cluster {
 ///   credentials, `SO_PEERCRED`); any other is closed before CAF sees it,
 ///   logged (`refused a local connection to the BASP socket from pid N`) and
 ///   counted (`troupe_cluster_refused_connections_total{reason="foreign_process"}`).
-/// - `connect_atom` (H, P) hands CAF one end of a socket pair whose other end
-///   the tunnel relays over TLS to H:P.
+/// - `connect_atom` (H, P) waits, without blocking the middleman, until the
+///   tunnel's TLS connection to H:P is up and the peer has spoken, then
+///   hands CAF one end of a socket pair whose other end the tunnel relays
+///   over it (CAF 0.17.6 closes a client connection still silent at its
+///   next heartbeat tick, so it must not get one before the peer spoke).
 ///
 /// CAF's BASP then runs unchanged over these connections: its handshake,
 /// heartbeats and proxies. Until a connection has passed the TLS handshake,
 /// no byte of it reaches CAF, so no actor is reachable by a stranger.
+/// The tunnel link a BASP connection runs over, from the address CAF gives
+/// for a node's connection (`(get_atom, node_id)` to the middleman answers
+/// `link:<id>` for connections of this transport); 0 for any other.
+uint64_t link_of_address(const std::string& addr);
+
 caf::io::middleman_actor spawn_secure_middleman(caf::actor_system& sys,
                                                 std::shared_ptr<tls_tunnel> tunnel,
                                                 log_fn log);

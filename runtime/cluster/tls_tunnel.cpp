@@ -2,10 +2,14 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -58,6 +62,16 @@ void tune(Socket& sock) {
 using local = asio::local::stream_protocol;
 using boost::system::error_code;
 
+namespace {
+class relay;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+} // namespace
+
 /// One TLS listener: where its connections are relayed to (changed when the
 /// agent is published again).
 struct listener {
@@ -92,6 +106,15 @@ struct tls_tunnel::impl {
   tls_tunnel::node_names nodes;
   std::atomic<uint64_t> relayed{0};
   std::atomic<uint64_t> refused{0};
+  /// Every relay, by link id (`silence_ms`, `close_link`); guarded by
+  /// `links_mtx`.
+  std::atomic<uint64_t> next_link{0};
+  std::mutex links_mtx;
+  std::map<uint64_t, std::weak_ptr<relay>> links;
+  /// Set when the tunnel's last owner let go of it on the tunnel's own
+  /// thread (from inside a handler): the thread then deletes this itself
+  /// once the handler returns, as it cannot be joined from within.
+  bool orphaned = false;
   std::thread thread;
 
   impl(std::chrono::milliseconds timeout, log_fn fn)
@@ -120,7 +143,27 @@ void count_refused(const char* reason) {
 class relay : public std::enable_shared_from_this<relay> {
 public:
   relay(tls_tunnel::impl& t, ssl::context& ctx, std::string what)
-    : t_(t), tls_(t.io, ctx), plain_(t.io), timer_(t.io), what_(std::move(what)) {
+    : t_(t),
+      tls_(t.io, ctx),
+      plain_(t.io),
+      timer_(t.io),
+      what_(std::move(what)),
+      link_(++t.next_link) {
+  }
+
+  uint64_t link() const {
+    return link_;
+  }
+
+  /// Milliseconds since the peer's last bytes (since the connection began,
+  /// before any).
+  int64_t silence_ms() const {
+    return steady_ms() - heard_.load(std::memory_order_relaxed);
+  }
+
+  /// Ends the connection (on the tunnel's thread).
+  void end() {
+    close();
   }
 
   ssl::stream<tcp::socket>& tls() {
@@ -136,6 +179,7 @@ public:
   void accept(const tls_tunnel::impl::listener_ref& l) {
     ++t_.handshaking;
     counted_ = true;
+    enlist();
     arm_timer();
     auto self = shared_from_this();
     tls_.async_handshake(ssl::stream_base::server, [this, self, l](error_code ec) {
@@ -146,6 +190,15 @@ public:
         std::lock_guard<std::mutex> guard{t_.mtx};
         basp = l->basp;
       }
+      // Named for the BASP socket's side, which so learns the link's id.
+      error_code named;
+      plain_.open(local{}, named);
+      if (!named)
+        plain_.bind(local::endpoint{tls_tunnel::link_name(link_)}, named);
+      if (named) {
+        t_.log(what_ + ": cannot relay (" + named.message() + ")");
+        return close();
+      }
       plain_.async_connect(local::endpoint{basp}, [this, self](error_code ec) {
         if (ec)
           return close();
@@ -154,10 +207,20 @@ public:
     });
   }
 
-  /// Client side: the local middleman holds the other end of `plain`;
-  /// connect over TLS to the peer and hand-shake. With `node` given, the
-  /// peer's certificate must name it (subjectAltName `DNS:<node>`).
-  void dial(const tcp::endpoint& peer, const std::string& node) {
+  /// Client side: connect over TLS to the peer, hand-shake, and wait for
+  /// the peer's first bytes (its BASP server handshake, written as soon as
+  /// its middleman has the connection); only then make the socket pair and
+  /// hand its local end to `done` (an error instead if any step fails or the
+  /// handshake timeout passes). CAF counts a client connection as silent
+  /// since the clock's epoch until its first bytes arrive, and closes it at
+  /// its next heartbeat tick: handed over before the peer spoke, a
+  /// connection over a link slower than about 20 ms each way never opened.
+  /// With `node` given, the peer's certificate must name it
+  /// (subjectAltName `DNS:<node>`).
+  void dial(const tcp::endpoint& peer, const std::string& node,
+            std::function<void(caf::expected<tls_tunnel::link>)> done) {
+    done_ = std::move(done);
+    enlist();
     if (!node.empty()) {
       node_ = node;
       auto h = tls_.native_handle();
@@ -174,12 +237,45 @@ public:
       tls_.async_handshake(ssl::stream_base::client, [this, self](error_code ec) {
         if (ec)
           return refuse(ec);
-        start();
+        tls_.async_read_some(asio::buffer(down_), [this, self](error_code ec, size_t n) {
+          if (ec)
+            return refuse(ec);
+          heard_ = steady_ms();
+          int fds[2];
+          if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+            fail(std::string{"cannot open a socket pair: "} + std::strerror(errno));
+            return close();
+          }
+          ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+          error_code assigned;
+          plain_.assign(local{}, fds[1], assigned);
+          if (assigned) {
+            ::close(fds[0]);
+            ::close(fds[1]);
+            fail("cannot relay: " + assigned.message());
+            return close();
+          }
+          asio::async_write(plain_, asio::buffer(down_, n), [this, self](error_code ec, size_t) {
+            if (ec)
+              return close();
+            start();
+          });
+          auto done = std::move(done_);
+          done_ = nullptr;
+          done(tls_tunnel::link{fds[0], link_});
+        });
       });
     });
   }
 
 private:
+  /// Lists this relay among the tunnel's links.
+  void enlist() {
+    heard_ = steady_ms();
+    std::lock_guard<std::mutex> guard{t_.links_mtx};
+    t_.links.emplace(link_, weak_from_this());
+  }
+
   void arm_timer() {
     timer_.expires_after(t_.handshake_timeout);
     auto self = shared_from_this();
@@ -209,7 +305,17 @@ private:
       count_refused(tls_failure ? "tls_handshake" : "handshake_timeout");
       t_.log(what_ + ": refused (" + (tls_failure ? "TLS: " : "") + ec.message() + ")");
     }
+    fail(what_ + " failed: " + ec.message());
     close();
+  }
+
+  /// Tells a dial's caller that no connection came of it (once).
+  void fail(const std::string& why) {
+    if (!done_)
+      return;
+    auto done = std::move(done_);
+    done_ = nullptr;
+    done(caf::make_error(ec::io_failure, why));
   }
 
   void handshake_over() {
@@ -235,6 +341,8 @@ private:
     from.async_read_some(asio::buffer(buf), [this, self, &from, &to, &buf](error_code ec, size_t n) {
       if (ec)
         return close();
+      if constexpr (std::is_same_v<From, ssl::stream<tcp::socket>>)
+        heard_.store(steady_ms(), std::memory_order_relaxed);
       asio::async_write(to, asio::buffer(buf, n), [this, self, &from, &to, &buf](error_code ec, size_t) {
         if (ec)
           return close();
@@ -250,7 +358,12 @@ private:
     if (closed_)
       return;
     closed_ = true;
+    fail(what_ + " closed before the peer spoke");
     handshake_over();
+    {
+      std::lock_guard<std::mutex> guard{t_.links_mtx};
+      t_.links.erase(link_);
+    }
     error_code ignored;
     timer_.cancel();
     plain_.close(ignored);
@@ -263,6 +376,9 @@ private:
   asio::steady_timer timer_;
   std::string what_;
   std::string node_;
+  std::function<void(caf::expected<tls_tunnel::link>)> done_;
+  uint64_t link_;
+  std::atomic<int64_t> heard_{0};
   bool started_ = false;
   bool closed_ = false;
   bool counted_ = false;
@@ -387,7 +503,11 @@ tls_tunnel::make(const topology::cluster_settings& c, caf::timespan handshake_ti
     configure_psk(ptr->client_ctx, *ptr, false);
   }
   auto raw = ptr.get();
-  ptr->thread = std::thread{[raw] { raw->io.run(); }};
+  ptr->thread = std::thread{[raw] {
+    raw->io.run();
+    if (raw->orphaned)
+      delete raw;
+  }};
   return std::unique_ptr<tls_tunnel>{new tls_tunnel(std::move(ptr))};
 }
 
@@ -401,6 +521,15 @@ tls_tunnel::~tls_tunnel() {
   });
   impl_->work.reset();
   impl_->io.stop();
+  if (impl_->thread.get_id() == std::this_thread::get_id()) {
+    // Released by a handler's last reference (a dial's callback held the
+    // secure middleman, the tunnel's owner): the thread finishes the
+    // handler, returns from `run()` (stopped) and deletes `impl` itself.
+    impl_->thread.detach();
+    impl_->orphaned = true;
+    static_cast<void>(impl_.release());
+    return;
+  }
   if (impl_->thread.joinable())
     impl_->thread.join();
 }
@@ -465,47 +594,93 @@ bool tls_tunnel::certificate_names(const std::string& path, const std::string& n
   return ok;
 }
 
-caf::expected<int> tls_tunnel::connect(const std::string& host, uint16_t port) {
+void tls_tunnel::dial(const std::string& host, uint16_t port,
+                      std::function<void(caf::expected<link>)> done) {
   std::string node;
   if (!impl_->psk) {
     auto i = impl_->nodes.find(host + ":" + std::to_string(port));
-    if (i == impl_->nodes.end())
-      return caf::make_error(ec::not_authenticated,
-                             "no node of the topology listens at " + host + ":"
-                               + std::to_string(port)
-                               + ": with certificates, only nodes are dialled");
-    node = i->second;
-  }
-  error_code ec;
-  auto addr = asio::ip::make_address(host, ec);
-  if (ec) {
-    // A host name: resolved on the caller's thread (the middleman's own).
-    asio::io_context tmp;
-    tcp::resolver resolver{tmp};
-    auto results = resolver.resolve(host, std::to_string(port), ec);
-    if (ec || results.empty())
-      return caf::make_error(ec::invalid_argument, "cannot resolve " + host + ": " + ec.message());
-    addr = results.begin()->endpoint().address();
-  }
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
-    return caf::make_error(ec::invalid_argument,
-                           std::string{"cannot open a socket pair: "} + std::strerror(errno));
-  ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-  auto t = impl_.get();
-  tcp::endpoint to{addr, port};
-  auto what = "connection to " + host + ":" + std::to_string(port);
-  asio::post(impl_->io, [t, fd = fds[1], to, what, node] {
-    auto r = std::make_shared<relay>(*t, t->client_ctx, what);
-    error_code ec;
-    r->plain().assign(local{}, fd, ec);
-    if (ec) {
-      ::close(fd);
+    if (i == impl_->nodes.end()) {
+      done(caf::make_error(ec::not_authenticated,
+                           "no node of the topology listens at " + host + ":"
+                             + std::to_string(port)
+                             + ": with certificates, only nodes are dialled"));
       return;
     }
-    r->dial(to, node);
+    node = i->second;
+  }
+  auto t = impl_.get();
+  auto what = "connection to " + host + ":" + std::to_string(port);
+  asio::post(impl_->io, [t, host, port, what, node, done = std::move(done)]() mutable {
+    auto go = [t, what, node](const tcp::endpoint& to,
+                              std::function<void(caf::expected<link>)> done) {
+      auto r = std::make_shared<relay>(*t, t->client_ctx, what);
+      r->dial(to, node, std::move(done));
+    };
+    error_code ec;
+    auto addr = asio::ip::make_address(host, ec);
+    if (!ec)
+      return go(tcp::endpoint{addr, port}, std::move(done));
+    // A host name: resolved on the tunnel's thread, without blocking it.
+    auto resolver = std::make_shared<tcp::resolver>(t->io);
+    resolver->async_resolve(
+      host, std::to_string(port),
+      [resolver, host, go, done = std::move(done)](error_code ec,
+                                                   tcp::resolver::results_type results) mutable {
+        if (ec || results.empty())
+          return done(caf::make_error(ec::invalid_argument,
+                                      "cannot resolve " + host + ": " + ec.message()));
+        go(results.begin()->endpoint(), std::move(done));
+      });
   });
-  return fds[0];
+}
+
+std::string tls_tunnel::link_name(uint64_t id) {
+  return std::string(1, '\0') + "troupe/link/" + std::to_string(::getpid()) + "/"
+         + std::to_string(id);
+}
+
+uint64_t tls_tunnel::link_of(const std::string& name) {
+  return link_id_after(name, std::string(1, '\0') + "troupe/link/" + std::to_string(::getpid())
+                               + "/");
+}
+
+uint64_t link_id_after(std::string_view text, std::string_view prefix) {
+  if (text.size() <= prefix.size() || text.substr(0, prefix.size()) != prefix)
+    return 0;
+  uint64_t id = 0;
+  for (auto c : text.substr(prefix.size())) {
+    if (c < '0' || c > '9' || id > (UINT64_MAX - 9) / 10)
+      return 0;
+    id = id * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return id;
+}
+
+int64_t tls_tunnel::silence_ms(uint64_t id) const {
+  std::shared_ptr<relay> r;
+  {
+    std::lock_guard<std::mutex> guard{impl_->links_mtx};
+    auto i = impl_->links.find(id);
+    if (i == impl_->links.end())
+      return -1;
+    r = i->second.lock();
+  }
+  return r ? r->silence_ms() : -1;
+}
+
+void tls_tunnel::close_link(uint64_t id) {
+  std::weak_ptr<relay> weak;
+  {
+    std::lock_guard<std::mutex> guard{impl_->links_mtx};
+    auto i = impl_->links.find(id);
+    if (i == impl_->links.end())
+      return;
+    weak = i->second;
+  }
+  asio::post(impl_->io, [weak] {
+    if (auto r = weak.lock())
+      r->end();
+  });
 }
 
 std::string tls_tunnel::keys() const {

@@ -1,10 +1,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <vector>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -41,9 +43,10 @@ namespace troupe::cluster {
 ///   relays each connection that passed the handshake to the node's BASP
 ///   socket: a Unix socket in the abstract namespace that accepts only
 ///   connections from its own process (`secure_transport.hpp`).
-/// - `connect()` opens a TLS connection to a peer and returns the local end
-///   of a socket pair whose other end it relays over it: the middleman's
-///   connection to that peer (no port on this host to dial).
+/// - `dial()` opens a TLS connection to a peer and, once the peer has
+///   spoken, hands over the local end of a socket pair whose other end it
+///   relays over it: the middleman's connection to that peer (no port on
+///   this host to dial).
 ///
 /// A refused handshake is logged with its reason and closes the connection,
 /// which the agent sees as a failed connection round. A closed TLS
@@ -52,6 +55,13 @@ namespace troupe::cluster {
 /// which pass through unchanged.
 class tls_tunnel {
 public:
+  /// One relayed connection, as `dial()` hands it over: the middleman's end
+  /// of its socket pair and the link's id in this tunnel.
+  struct link {
+    int fd = -1;
+    uint64_t id = 0;
+  };
+
   /// The node each cluster address belongs to: `"host:port"` -> node name.
   using node_names = std::map<std::string, std::string>;
 
@@ -60,7 +70,7 @@ public:
   /// tunnel's thread. A handshake not done within `handshake_timeout` is
   /// refused.
   ///
-  /// With certificates, `connect()` pins the peer's identity: the peer at
+  /// With certificates, `dial()` pins the peer's identity: the peer at
   /// an address of `nodes` must present a certificate whose subjectAltName
   /// holds `DNS:<that node's name>` (the subject's CN does not count), and
   /// an address not in `nodes` is not dialled. So a certificate of the
@@ -89,10 +99,29 @@ public:
   /// published again after a restart).
   caf::error listen(const std::string& host, uint16_t port, const std::string& basp);
 
-  /// Opens a TLS connection to `host:port` (asynchronously: a failure closes
-  /// the returned socket) and returns the local end of its socket pair,
-  /// non-blocking and owned by the caller.
-  caf::expected<int> connect(const std::string& host, uint16_t port);
+  /// Opens a TLS connection to `host:port`, waits for the peer's first
+  /// bytes, and then calls `done` (on the tunnel's thread) with the local
+  /// end of a socket pair relayed over it (non-blocking, owned by the
+  /// caller) and the link's id, or with the error that ended the attempt: refused, a failed
+  /// handshake, or none done within the handshake timeout.
+  void dial(const std::string& host, uint16_t port,
+            std::function<void(caf::expected<link>)> done);
+
+  /// Milliseconds since link `id` last received bytes from its peer (CAF's
+  /// heartbeats keep a live link under `heartbeat_interval`), or -1 for a
+  /// link that is closed or unknown. Thread-safe.
+  int64_t silence_ms(uint64_t id) const;
+
+  /// Closes link `id`: both its TLS connection and the middleman's side,
+  /// which so sees the connection end (its proxies of the peer's actors go
+  /// down). Thread-safe; does nothing for a link already closed.
+  void close_link(uint64_t id);
+
+  /// The abstract Unix socket name a relay binds before connecting to the
+  /// BASP socket (so the BASP side learns the link's id), and the id such a
+  /// name holds (0 for any other name).
+  static std::string link_name(uint64_t id);
+  static uint64_t link_of(const std::string& name);
 
   /// "certificates" or "cluster secret (TLS 1.3 PSK)".
   std::string keys() const;
@@ -108,6 +137,11 @@ private:
   explicit tls_tunnel(std::unique_ptr<impl> ptr);
   std::unique_ptr<impl> impl_;
 };
+
+/// The link id written right after `prefix` in `text` (decimal digits to
+/// the end), or 0 if `text` does not start with `prefix` or has anything
+/// else there.
+uint64_t link_id_after(std::string_view text, std::string_view prefix);
 
 /// Counts one connection refused before it reached CAF, by `reason`
 /// (`tls_handshake`, `wrong_identity` (a certificate that does not name

@@ -583,5 +583,22 @@ using console_command_atom = caf::atom_constant<caf::atom("consolecmd")>;
 /// of its directory) for that node's part of `restart GROUP` or `kill
 /// GROUP/INSTANCE`.
 using console_exec_atom = caf::atom_constant<caf::atom("conexec")>;
+/// `(heard_atom, std::string node) -> int64_t`: from one node's agent to a
+/// peer's, when `node` has been silent on their link for the failure
+/// timeout: how many milliseconds since the asked agent's own link last
+/// carried bytes from `node` (-1 if it has none). A peer that still hears
+/// `node` keeps it up (one lossy link does not make a member down).
+/// Answered to trusted nodes only.
+using heard_atom = caf::atom_constant<caf::atom("heard")>;
+/// `(cut_atom, std::string node, int64_t rounds)`: a node agent to itself,
+/// until CAF holds no link to a peer it declared down (at most `rounds`
+/// more times). Ignored from any other sender.
+using cut_atom = caf::atom_constant<caf::atom("cut")>;
+/// `(dialed_atom, host, port)` from the tunnel's thread to the process's
+/// secure middleman: a TLS connection it asked for is ready, or failed
+/// (`runtime/cluster/secure_transport.cpp`). Carries no result: the
+/// middleman takes that from the tunnel's own hand-over, so the message
+/// proves nothing and is harmless from anyone else.
+using dialed_atom = caf::atom_constant<caf::atom("dialed")>;
 
 } // namespace troupe

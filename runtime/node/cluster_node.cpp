@@ -183,7 +183,8 @@ caf::expected<caf::actor> spawn_agent(caf::actor_system& sys, const state_ptr& s
     [audit = st->audit](cluster::audit_entry x) {
       if (audit)
         audit->record(std::move(x));
-    });
+    },
+    st->tunnel);
 }
 
 /// The agent: the first run takes the one `start()` published; a restart
@@ -720,6 +721,11 @@ void cluster_node::stop() {
   if (auto agent = caf::actor_cast<caf::actor>(published); agent && st_->transport)
     self->send(st_->transport, caf::unpublish_atom::value, agent.address(),
                st_->spec.cluster_port);
+  // The transport ends with the node: a dial still waiting for a peer that
+  // does not answer (a frozen one) would otherwise hold the exit until its
+  // handshake timeout.
+  if (st_->transport)
+    self->send_exit(st_->transport, caf::exit_reason::user_shutdown);
   // The services outlive every actor that used them.
   st_->services.clear();
 }
