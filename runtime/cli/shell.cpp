@@ -16,6 +16,7 @@
 #include <editline/readline.h>
 
 #include "runtime/cli/shell_commands.hpp"
+#include "runtime/cluster/node_agent.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/types.hpp"
 #include "topology/topology.hpp"
@@ -73,7 +74,10 @@ int run_shell(const shell_options& opt) {
   config cfg;
   cfg.load<caf::io::middleman>();
   cfg.set("middleman.heartbeat-interval", topo->cluster.heartbeat_interval);
-  cfg.set("middleman.connection-timeout", topo->cluster.failure_timeout);
+  // As a node's: a link is closed after this much silence (a lossy link's
+  // retransmissions pause it for less).
+  cfg.set("middleman.connection-timeout",
+          topo->cluster.failure_timeout * cluster::link_silence_bound);
   configure_scheduler(cfg, 2);
   caf::actor_system sys{cfg};
   auto s = shell_session::make(sys, *topo, entry, opt.timeout);

@@ -49,7 +49,18 @@ struct peer {
   /// connections rather than one per heartbeat (each of which it would then
   /// accept at once on waking up).
   std::chrono::steady_clock::time_point next_attempt;
+  /// The tunnel link CAF routes this peer over (0 until known).
+  uint64_t link = 0;
+  /// Silent on `link` for the failure timeout: the other members are being
+  /// asked whether they hear it (`probe`); `probe_round` tells a late
+  /// answer from an earlier round.
+  bool probing = false;
+  uint64_t probe_round = 0;
+  size_t probe_pending = 0;
+  /// Why the agent closed its link (the reason its loss is logged with).
+  std::string down_reason;
 };
+
 
 struct agent_state;
 
@@ -65,6 +76,9 @@ struct agent_state {
   std::string me;
   log_fn log;
   caf::io::middleman_actor mm;
+  /// The cluster transport, whose links the agent watches (none in tests
+  /// that run agents over CAF's own transport).
+  std::shared_ptr<tls_tunnel> tunnel;
   std::map<std::string, peer> peers;
   /// Nodes that proved themselves to us: node id -> node name.
   std::map<caf::node_id, std::string> trusted;
@@ -142,6 +156,21 @@ struct agent_state {
 
   // -- outgoing connections ----------------------------------------------------------
   void on_tick();
+  /// The failure detector. A peer whose link has carried nothing for
+  /// `failure_timeout` is suspected; the agent asks every other member it
+  /// hears whether they hear that peer, and closes the link (so the peer is
+  /// down, here and on its side) only when none does. A link silent for
+  /// `link_silence_bound` failure timeouts is closed by CAF regardless.
+  void watch_links();
+  void probe(const std::string& name);
+  /// Ends a probe round without a member hearing `name`: closes its link.
+  void declare_down(const std::string& name, int64_t silence);
+  /// Closes the links CAF routes `name` over, one by one (again every
+  /// 20 ms, at most `rounds` times), until CAF has none left and the peer
+  /// is lost.
+  void cut(const std::string& name, int64_t rounds);
+  /// Learns which tunnel link CAF routes `name` over.
+  void learn_link(const std::string& name);
   void connect(const std::string& name);
   /// Forgets what was agreed with `p` (both proofs, its agent) and, if it
   /// was up, logs its loss and tells the listeners.

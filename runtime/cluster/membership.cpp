@@ -3,12 +3,16 @@
 #include "runtime/cluster/agent_state.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 
 #include "runtime/cluster/auth.hpp"
+#include "runtime/cluster/secure_transport.hpp"
+#include "runtime/cluster/tls_tunnel.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/core/registry.hpp"
 #include "runtime/core/types.hpp"
 
 namespace troupe::cluster {
@@ -173,7 +177,132 @@ void agent_state::on_tick() {
   for (auto& [name, p] : peers)
     if (p.state != "up" && !p.connecting && now >= p.next_attempt)
       connect(name);
+  watch_links();
   self->delayed_send(self, topo.cluster.heartbeat_interval, tick_atom::value);
+}
+
+namespace {
+
+std::atomic<uint64_t>& suspicions(const char* outcome) {
+  return registry::instance().counter(
+    "troupe_cluster_suspicions_total",
+    "Members silent on their link for the failure timeout, by outcome: heard_by_peer "
+    "(another member still heard them, so they stayed up) or down (none did: the link was "
+    "closed).",
+    {{"outcome", outcome}});
+}
+
+int64_t millis(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
+} // namespace
+
+void agent_state::watch_links() {
+  if (!tunnel)
+    return;
+  auto limit = millis(topo.cluster.failure_timeout);
+  for (auto& [name, p] : peers) {
+    if (p.state != "up" || p.probing)
+      continue;
+    // CAF may route a peer over another link than before: two nodes that
+    // dialled each other at once hold two, and CAF switches between them.
+    learn_link(name);
+    if (p.link != 0 && tunnel->silence_ms(p.link) > limit)
+      probe(name);
+  }
+}
+
+void agent_state::probe(const std::string& name) {
+  auto& p = peers[name];
+  auto limit = millis(topo.cluster.failure_timeout);
+  auto silence = tunnel->silence_ms(p.link);
+  // Ask the members this node clearly still hears (silent for at most half
+  // the timeout), each with half the timeout to answer. Cut off from the
+  // rest, a node finds its peers going silent together and asks none, so a
+  // minority stops hosting as soon as the timeout has passed.
+  std::vector<std::pair<std::string, caf::actor>> asked;
+  for (auto& [other, q] : peers)
+    if (other != name && q.state == "up" && q.agent && q.link != 0) {
+      auto s = tunnel->silence_ms(q.link);
+      if (s >= 0 && s <= limit / 2)
+        asked.emplace_back(other, q.agent);
+    }
+  if (asked.empty()) {
+    declare_down(name, silence);
+    return;
+  }
+  p.probing = true;
+  p.probe_pending = asked.size();
+  auto round = ++p.probe_round;
+  auto answered = [this, name, round, limit](int64_t heard, const std::string& by) {
+    auto i = peers.find(name);
+    if (i == peers.end() || !i->second.probing || i->second.probe_round != round)
+      return;
+    auto& p = i->second;
+    if (heard >= 0 && heard <= limit) {
+      p.probing = false;
+      suspicions("heard_by_peer").fetch_add(1, std::memory_order_relaxed);
+      log.debug("member " + name + " silent here for "
+                + std::to_string(tunnel->silence_ms(p.link)) + " ms; " + by + " heard it "
+                + std::to_string(heard) + " ms ago: it stays up");
+      return;
+    }
+    if (--p.probe_pending == 0) {
+      p.probing = false;
+      declare_down(name, tunnel->silence_ms(p.link));
+    }
+  };
+  for (auto& [other, agent] : asked)
+    self->request(agent, topo.cluster.failure_timeout / 2, heard_atom::value, name)
+      .then([answered, other = other](int64_t heard) { answered(heard, other); },
+            [answered, other = other](caf::error&) { answered(-1, other); });
+}
+
+void agent_state::declare_down(const std::string& name, int64_t silence) {
+  auto& p = peers[name];
+  auto limit = millis(topo.cluster.failure_timeout);
+  if (p.state != "up" || p.link == 0 || silence <= limit)
+    return; // heard again meanwhile, or gone already
+  suspicions("down").fetch_add(1, std::memory_order_relaxed);
+  p.down_reason = "silent for " + std::to_string(silence) + " ms, and no member hears it";
+  cut(name, link_silence_bound * millis(topo.cluster.failure_timeout) / 20);
+}
+
+void agent_state::cut(const std::string& name, int64_t rounds) {
+  auto& p = peers[name];
+  if (p.state != "up" || !p.nid || rounds <= 0)
+    return; // lost (CAF dropped its last link to the peer), or CAF's own bound is near
+  auto nid = p.nid;
+  // The link CAF routes over now: closing one of two makes CAF switch to
+  // the other, so each is closed in turn until the peer is lost.
+  self->request(mm, request_timeout(), caf::get_atom::value, nid)
+    .then(
+      [this, name, nid, rounds](caf::node_id&, std::string& addr, uint16_t) {
+        auto i = peers.find(name);
+        if (i == peers.end() || i->second.nid != nid)
+          return;
+        if (auto link = link_of_address(addr); link != 0)
+          tunnel->close_link(link);
+        self->delayed_send(self, std::chrono::milliseconds(20), cut_atom::value, name,
+                           rounds - 1);
+      },
+      [](caf::error&) {});
+}
+
+void agent_state::learn_link(const std::string& name) {
+  auto& p = peers[name];
+  if (!tunnel || !p.nid)
+    return;
+  auto nid = p.nid;
+  self->request(mm, request_timeout(), caf::get_atom::value, nid)
+    .then(
+      [this, name, nid](caf::node_id&, std::string& addr, uint16_t) {
+        auto i = peers.find(name);
+        if (i != peers.end() && i->second.nid == nid)
+          i->second.link = link_of_address(addr);
+      },
+      [](caf::error&) {});
 }
 
 void agent_state::connect(const std::string& name) {
@@ -245,6 +374,9 @@ void agent_state::lose(const std::string& name, peer& p, const std::string& reas
   trusted.erase(p.nid);
   p.agent = nullptr;
   p.nid = caf::node_id{};
+  p.link = 0;
+  p.probing = false;
+  p.down_reason.clear();
   p.accepted_us = false;
   p.state = "down";
   p.since_ms = unix_ms();
@@ -284,6 +416,7 @@ void agent_state::maybe_up(const std::string& name) {
   p.since_ms = unix_ms();
   p.failures = 0;
   log("member " + name + " up");
+  learn_link(name);
   notify_up(name);
   // What operators decided, for a peer that was away (or is new).
   auto d = decisions();
@@ -304,7 +437,7 @@ void agent_state::on_down(caf::down_msg& msg) {
   }
   for (auto& [name, p] : peers) {
     if (p.agent && p.agent.address() == msg.source) {
-      lose(name, p, render(msg.reason));
+      lose(name, p, p.down_reason.empty() ? render(msg.reason) : p.down_reason);
       return;
     }
   }
@@ -391,6 +524,20 @@ caf::message_handler membership_handlers(agent_actor* self) {
     [self](tick_atom) {
       if (self->state.sender_local())
         self->state.on_tick();
+    },
+    [self](cut_atom, std::string& name, int64_t rounds) {
+      if (self->state.sender_local())
+        self->state.cut(name, rounds);
+    },
+    [self](heard_atom, std::string& name) -> caf::result<int64_t> {
+      auto& st = self->state;
+      auto t = st.trusted.find(st.sender_node());
+      if (t == st.trusted.end() || agent_state::is_operator(t->second))
+        return caf::make_error(ec::not_authenticated);
+      auto i = st.peers.find(name);
+      if (i == st.peers.end() || i->second.state != "up" || i->second.link == 0 || !st.tunnel)
+        return int64_t{-1};
+      return st.tunnel->silence_ms(i->second.link);
     },
   };
 }

@@ -18,9 +18,11 @@ caf::behavior agent_impl(agent_actor* self, topology::topology topo, std::string
                          std::shared_ptr<group_directory> directory, log_fn log,
                          caf::io::middleman_actor transport, std::function<node_info()> describe_node,
                          std::function<void()> on_halt,
-                         std::function<void(audit_entry)> audit) {
+                         std::function<void(audit_entry)> audit,
+                         std::shared_ptr<tls_tunnel> tunnel) {
   auto& st = self->state;
   st.self = self;
+  st.tunnel = std::move(tunnel);
   st.audit = std::move(audit);
   st.describe_node = std::move(describe_node);
   st.on_halt = std::move(on_halt);
@@ -51,13 +53,14 @@ caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::top
                                            log_fn log, caf::io::middleman_actor transport,
                                            std::function<node_info()> describe_node,
                                            std::function<void()> on_halt,
-                                           std::function<void(audit_entry)> audit) {
+                                           std::function<void(audit_entry)> audit,
+                                           std::shared_ptr<tls_tunnel> tunnel) {
   if (!topo.node(self_name))
     return caf::make_error(ec::invalid_argument,
                            "node '" + self_name + "' is not in " + topo.source);
   return sys.spawn(agent_impl, std::move(topo), std::move(self_name), std::move(directory),
                    std::move(log), std::move(transport), std::move(describe_node),
-                   std::move(on_halt), std::move(audit));
+                   std::move(on_halt), std::move(audit), std::move(tunnel));
 }
 
 void configure_system(caf::actor_system_config& cfg, const topology::cluster_settings& c,
@@ -66,7 +69,10 @@ void configure_system(caf::actor_system_config& cfg, const topology::cluster_set
     configure_scheduler(cfg, node.threads);
   cfg.load<caf::io::middleman>();
   cfg.set("middleman.heartbeat-interval", c.heartbeat_interval);
-  cfg.set("middleman.connection-timeout", c.failure_timeout);
+  // The agent declares a silent peer down after `failure_timeout` unless
+  // another member still hears it (`agent_state::watch_links`); CAF's own
+  // timeout is the bound for a link others keep vouching for.
+  cfg.set("middleman.connection-timeout", c.failure_timeout * link_silence_bound);
 }
 
 } // namespace troupe::cluster

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -16,6 +17,13 @@
 #include "topology/topology.hpp"
 
 namespace troupe::cluster {
+
+class tls_tunnel;
+
+/// CAF's connection timeout, in failure timeouts: a link silent this long
+/// is closed even while other members still hear its peer (the node agent
+/// closes a silent link after one failure timeout when none does).
+constexpr int link_silence_bound = 4;
 
 /// Spawns the node agent of node `self_name` of topology `topo`.
 ///
@@ -54,7 +62,8 @@ caf::expected<caf::actor> spawn_node_agent(caf::actor_system& sys, topology::top
                                            caf::io::middleman_actor transport = {},
                                            std::function<node_info()> describe_node = {},
                                            std::function<void()> on_halt = {},
-                                           std::function<void(audit_entry)> audit = {});
+                                           std::function<void(audit_entry)> audit = {},
+                                           std::shared_ptr<tls_tunnel> tunnel = {});
 
 /// Configures a node's actor system from the topology: the middleman's
 /// heartbeat and connection timeout, and `node.threads` scheduler threads
