@@ -151,10 +151,6 @@ public:
       link_(++t.next_link) {
   }
 
-  uint64_t link() const {
-    return link_;
-  }
-
   /// Milliseconds since the peer's last bytes (since the connection began,
   /// before any).
   int64_t silence_ms() const {
