@@ -260,7 +260,7 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
                                                           + ": cluster: expected a table")};
   reader r{source, *c->as_table(), "cluster"};
   r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout",
-          "takeover_delay", "kafka",
+          "takeover_delay", "kafka", "kafka_fetch_wait",
           "redis", "redis_password_file", "tls", "log_level", "log_format", "state_dir",
           "client_token_key_file"});
   cluster_settings x;
@@ -291,6 +291,10 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
            "takeover_delay", "must be at least heartbeat_interval ("
                                + to_duration_string(x.heartbeat_interval) + ")");
   x.kafka = r.str("kafka", std::string{"embedded"});
+  x.kafka_fetch_wait = r.duration("kafka_fetch_wait", x.kafka_fetch_wait);
+  if (x.kafka_fetch_wait < std::chrono::milliseconds(1)
+      || x.kafka_fetch_wait > std::chrono::seconds(5))
+    r.fail(line_of(*r.find("kafka_fetch_wait")), "kafka_fetch_wait", "must be from 1ms to 5s");
   x.redis = r.str("redis", std::string{"embedded"});
   if (x.redis != "embedded" && x.redis.rfind("redis://", 0) != 0)
     r.fail(line_of(*r.find("redis")), "redis", "expected \"embedded\" or redis://host:port");

@@ -62,6 +62,13 @@ struct cluster_settings {
   caf::timespan takeover_delay = std::chrono::milliseconds(500);
   /// `"embedded"` (librdkafka's mock cluster, started by `troupe up`) or a bootstrap list.
   std::string kafka = "embedded";
+  /// How long a consumer's fetch may wait at the broker when there is
+  /// nothing new (`fetch.wait.max.ms`). A real broker answers as soon as
+  /// data arrives, so a longer wait there costs no latency and saves the
+  /// brokers and nodes a fetch per millisecond per consumer; the embedded
+  /// mock answers an empty fetch only after the full wait, so it adds up
+  /// to the wait to each hop there. Default 1 ms; 1 ms to 5 s.
+  caf::timespan kafka_fetch_wait = std::chrono::milliseconds(1);
   /// `"embedded"` (a redis-server started by `troupe up`) or `redis://host:port`.
   std::string redis = "embedded";
   /// The password of a production Redis, read from `redis_password_file`

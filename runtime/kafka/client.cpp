@@ -1,6 +1,7 @@
 #include "runtime/kafka/client.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -130,10 +131,20 @@ void set_client_log(log_fn log) {
   sink.log = std::move(log);
 }
 
+namespace {
+
+std::atomic<int64_t> fetch_wait_ms{1};
+
+} // namespace
+
+void set_fetch_wait(std::chrono::milliseconds wait) {
+  fetch_wait_ms.store(std::max<int64_t>(wait.count(), 1));
+}
+
 settings defaults(const std::string& bootstrap) {
   return {{"bootstrap.servers", bootstrap},
           {"linger.ms", "1"},
-          {"fetch.wait.max.ms", "1"},
+          {"fetch.wait.max.ms", std::to_string(fetch_wait_ms.load())},
           // A lost member's partitions move after this long (librdkafka's
           // default is 45 s).
           {"session.timeout.ms", "6000"},

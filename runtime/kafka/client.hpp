@@ -38,6 +38,10 @@ settings defaults(const std::string& bootstrap);
 /// to clients made after the call.
 void set_client_log(log_fn log);
 
+/// The `fetch.wait.max.ms` of `defaults()` from now on (the topology's
+/// `kafka_fetch_wait`, set by a node at start; 1 ms until then).
+void set_fetch_wait(std::chrono::milliseconds wait);
+
 /// A topic partition and an offset (the next one to read, when committed).
 struct partition_offset {
   std::string topic;

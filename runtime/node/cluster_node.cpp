@@ -566,6 +566,8 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
   st->log = opt.log;
   // librdkafka's own lines and client errors, in the node's log.
   kafka::set_client_log(opt.log);
+  kafka::set_fetch_wait(
+    std::chrono::duration_cast<std::chrono::milliseconds>(opt.topo.cluster.kafka_fetch_wait));
   st->opt = std::move(opt);
   auto& topo = st->opt.topo;
   auto& log = st->log;

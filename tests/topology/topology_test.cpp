@@ -54,6 +54,7 @@ TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain
   CHECK(t->cluster.failure_timeout == caf::timespan{500ms});
   CHECK(t->cluster.takeover_delay == t->cluster.failure_timeout);
   CHECK(t->cluster.kafka == "embedded");
+  CHECK(t->cluster.kafka_fetch_wait == caf::timespan{1ms});
   CHECK(t->cluster.redis == "embedded");
   REQUIRE(t->nodes.size() == 3);
   for (auto& n : t->nodes)
@@ -154,6 +155,8 @@ TEST_CASE("a bad duration is refused with its line and key") {
   CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\ntakeover_delay = \"10ms\"\n")
           .find("cluster.takeover_delay: must be at least heartbeat_interval (100ms)")
         != std::string::npos);
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nkafka_fetch_wait = \"10s\"\n")
+        == "invalid_topology: test.conf:4: cluster.kafka_fetch_wait: must be from 1ms to 5s");
   // Large numbers are refused, never wrapped around into a short or
   // negative duration.
   CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\nperiod = \"999999999999h\"\n")
