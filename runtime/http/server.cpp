@@ -52,6 +52,24 @@ struct server::impl {
   /// With TLS: the context every connection's stream uses.
   std::optional<ssl::context> tls;
 
+  /// A thread's broadcasts not yet queued to every one of their sessions,
+  /// in order: each turn queues one slice, so that requests on the same
+  /// thread are served between slices, and a session still gets every
+  /// broadcast in publication order. Touched only on that thread.
+  struct pending_push {
+    std::vector<std::shared_ptr<ws_session>> sessions;
+    std::shared_ptr<const std::string> msg;
+    size_t next = 0;
+  };
+  struct shard_pushes {
+    std::deque<pending_push> queue;
+    bool scheduled = false;
+  };
+  std::vector<std::unique_ptr<shard_pushes>> pushes;
+  /// Sessions one turn queues a broadcast to.
+  static constexpr size_t push_slice = 512;
+  void push_turn(size_t shard);
+
   void accept();
   /// Queues `msg` to every session of `sessions`: one task per thread.
   void deliver(std::vector<std::shared_ptr<ws_session>>&& sessions,
@@ -506,10 +524,33 @@ void server::impl::deliver(std::vector<std::shared_ptr<ws_session>>&& sessions,
     by_shard[static_cast<ws_conn_base&>(*s).shard()].push_back(std::move(s));
   for (size_t i = 0; i < iocs.size(); ++i)
     if (!by_shard[i].empty())
-      net::post(*iocs[i], [xs = std::move(by_shard[i]), msg] {
-        for (auto& s : xs)
-          static_cast<ws_conn_base&>(*s).enqueue_here(msg);
+      net::post(*iocs[i], [this, i, xs = std::move(by_shard[i]), msg]() mutable {
+        auto& p = *pushes[i];
+        p.queue.push_back({std::move(xs), std::move(msg), 0});
+        if (!p.scheduled) {
+          p.scheduled = true;
+          push_turn(i);
+        }
       });
+}
+
+void server::impl::push_turn(size_t shard) {
+  auto& p = *pushes[shard];
+  size_t budget = push_slice;
+  while (budget > 0 && !p.queue.empty()) {
+    auto& front = p.queue.front();
+    auto end = std::min(front.sessions.size(), front.next + budget);
+    for (; front.next < end; ++front.next, --budget)
+      static_cast<ws_conn_base&>(*front.sessions[front.next]).enqueue_here(front.msg);
+    if (front.next == front.sessions.size())
+      p.queue.pop_front();
+  }
+  if (p.queue.empty()) {
+    p.scheduled = false;
+    return;
+  }
+  // The rest after whatever this thread has waiting.
+  net::post(*iocs[shard], [this, shard] { push_turn(shard); });
 }
 
 server::impl::~impl() {
@@ -565,8 +606,10 @@ caf::expected<std::unique_ptr<server>> server::make(const std::string& host, uin
     }
   }
   auto n = std::max<size_t>(1, threads);
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < n; ++i) {
     ptr->iocs.push_back(std::make_unique<net::io_context>(1));
+    ptr->pushes.push_back(std::make_unique<impl::shard_pushes>());
+  }
   ptr->acceptor.emplace(*ptr->iocs[0]);
   ptr->routes = std::move(routes);
   ptr->ws = ws;
