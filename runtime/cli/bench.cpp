@@ -577,6 +577,10 @@ int run_bench(const bench_options& opt) {
     return bench_broadcast(opt);
   if (opt.what == "feed")
     return bench_feed(opt);
+  if (opt.what == "crowd")
+    return bench_crowd(opt);
+  if (opt.what == "publish")
+    return bench_publish(opt);
   if (opt.what == "log")
     return bench_log(opt);
   if (opt.what != "raw") {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace troupe::cli {
 
@@ -48,6 +49,24 @@ struct bench_options {
   double work_us = 0;
   /// pipeline: no warm-up, the pipeline's first transactions are timed.
   bool cold = false;
+  /// crowd: the gateways' URLs (ws://ADDRESS:PORT/PATH), clients spread
+  /// over them round-robin.
+  std::vector<std::string> urls;
+  /// crowd: local addresses the clients connect from, in turn.
+  std::vector<std::string> sources;
+  /// crowd: the cluster's client token key file and name; each client
+  /// signs a token of its own for user `user_prefix-I`.
+  std::string token_key;
+  std::string cluster;
+  std::string user_prefix = "crowd";
+  /// crowd: the longest it runs, in seconds.
+  int seconds = 900;
+  /// crowd: the clients of raw broadcast servers (the floor): no token, no
+  /// subscription, ready once connected. publish: `urls` are raw broadcast
+  /// servers, each sent every article over a WebSocket, instead of Kafka.
+  bool raw = false;
+  /// feed: also one `feed_ms X` line per timed request.
+  bool each = false;
 };
 
 int bench_kafka_consume(const bench_options& opt);
@@ -56,6 +75,8 @@ int bench_redis_features(const bench_options& opt);
 int bench_pipeline(const bench_options& opt);
 int bench_broadcast(const bench_options& opt);
 int bench_feed(const bench_options& opt);
+int bench_crowd(const bench_options& opt);
+int bench_publish(const bench_options& opt);
 
 /// Runs one measurement and prints its figures as `name value` lines.
 int run_bench(const bench_options& opt);

@@ -323,7 +323,13 @@ int bench_feed(const bench_options& opt) {
   std::vector<double> ms;
   std::string last;
   size_t failed = 0;
+  auto paced_from = clock_type::now();
   for (uint64_t i = 0; i < opt.count + 10; ++i) {
+    // With --rate, requests are spaced (a client's rate limit holds).
+    if (opt.rate > 0)
+      std::this_thread::sleep_until(
+        paced_from + std::chrono::duration_cast<clock_type::duration>(
+                       std::chrono::duration<double>(static_cast<double>(i) / opt.rate)));
     auto req = R"({"op":"feed","k":10,"id":)" + std::to_string(i) + "}";
     auto t0 = clock_type::now();
     ws.write(net::buffer(req));
@@ -335,8 +341,11 @@ int bench_feed(const bench_options& opt) {
       ++failed;
       continue;
     }
-    if (i >= 10)
+    if (i >= 10) {
       ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      if (opt.each)
+        std::printf("feed_ms %.3f\n", ms.back());
+    }
   }
   auto candidates = last.find(R"("candidates":)");
   std::printf("feeds %zu failed %zu candidates %lld\n", ms.size(), failed,

@@ -810,14 +810,30 @@ int main(int argc, char** argv) {
   bench_cmd
     ->add_option("what", bopt.what,
                  "restart | router | raw | remote-server | remote | kafka-consume | "
-                 "kafka-latency | redis-features | pipeline | broadcast | feed | log")
+                 "kafka-latency | redis-features | pipeline | broadcast | feed | log | "
+                 "crowd | publish")
     ->required()
     ->check(CLI::IsMember({"restart", "router", "raw", "remote-server", "remote", "log",
                            "kafka-consume", "kafka-latency", "redis-features",
-                           "pipeline", "broadcast", "feed"}));
+                           "pipeline", "broadcast", "feed", "crowd", "publish"}));
   bench_cmd->add_option("--url", bopt.url, "broadcast, feed: WebSocket URL");
+  bench_cmd->add_option("--gateway", bopt.urls,
+                        "crowd: a gateway's WebSocket URL (repeatable; clients round-robin)");
+  bench_cmd->add_option("--source", bopt.sources,
+                        "crowd: a local address to connect from (repeatable, used in turn)");
+  bench_cmd->add_option("--token-key", bopt.token_key,
+                        "crowd: the cluster's client token key file");
+  bench_cmd->add_option("--cluster", bopt.cluster, "crowd: the cluster's name (tokens' issuer)");
+  bench_cmd->add_option("--users", bopt.user_prefix, "crowd: user ids are USERS-0, USERS-1, ...")
+    ->capture_default_str();
+  bench_cmd->add_option("--seconds", bopt.seconds, "crowd: the longest it runs")
+    ->capture_default_str();
+  bench_cmd->add_flag("--each", bopt.each, "feed: one feed_ms line per timed request");
+  bench_cmd->add_flag("--raw", bopt.raw,
+                      "crowd: clients of raw broadcast servers; publish: to the --gateway "
+                      "raw broadcast servers over WebSocket, not to Kafka");
   bench_cmd->add_option("--token", bopt.token, "feed: the client token (troupe token USER)");
-  bench_cmd->add_option("--subscribers", bopt.subscribers, "broadcast: subscribers")
+  bench_cmd->add_option("--subscribers", bopt.subscribers, "broadcast, crowd: subscribers")
     ->capture_default_str();
   bench_cmd->add_option("--hold", bopt.hold_seconds,
                         "broadcast: seconds to hold idle connections before publishing");
@@ -830,7 +846,8 @@ int main(int argc, char** argv) {
                         "redis-features: the file holding the Redis password (troupe up's)");
   bench_cmd->add_option("--topic", bopt.topic, "kafka-consume, kafka-latency: topic")->capture_default_str();
   bench_cmd->add_option("--events", bopt.events, "redis-features, pipeline: events file");
-  bench_cmd->add_option("--rate", bopt.rate, "pipeline: transactions/s (0: flat out); kafka-latency: records/s")
+  bench_cmd->add_option("--rate", bopt.rate, "pipeline: transactions/s (0: flat out); kafka-latency: records/s; "
+                        "feed: requests/s (0: one after the other)")
     ->capture_default_str();
   bench_cmd->add_option("--port", bopt.port, "remote, remote-server: the echo actor's port");
   bench_cmd->add_option("--secure", bopt.secure,

@@ -3,7 +3,8 @@
 // sends is encoded once and queued to every other client (shared, never
 // copied); no JSON, no channels, no limits.
 //
-//   raw_broadcast PORT     (prints "listening on PORT", binds 127.0.0.1)
+//   raw_broadcast PORT [ADDRESS]   (prints "listening on PORT"; binds
+//                                   ADDRESS, by default 127.0.0.1)
 
 #include <cstdio>
 #include <deque>
@@ -90,12 +91,12 @@ void accept(tcp::acceptor& acc) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: raw_broadcast PORT\n");
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: raw_broadcast PORT [ADDRESS]\n");
     return 2;
   }
   net::io_context ioc{1};
-  tcp::acceptor acc{ioc, {net::ip::make_address("127.0.0.1"),
+  tcp::acceptor acc{ioc, {net::ip::make_address(argc == 3 ? argv[2] : "127.0.0.1"),
                           static_cast<unsigned short>(std::atoi(argv[1]))}};
   std::printf("listening on %u\n", acc.local_endpoint().port());
   std::fflush(stdout);
