@@ -7,10 +7,11 @@
 // `PREFIX-I`, signed with the cluster's client token key, --token-key) and
 // subscribes to breaking news. Prints `ready CONNECTED FAILED` once every
 // client is subscribed or has failed; then, for each benchmark article,
-// `got ID COUNT LAST_NS FIRST_NS` once every ready client received it (LAST_NS: the
+// `got ID COUNT LAST_NS FIRST_NS G...` once every ready client received it (LAST_NS: the
 // CLOCK_MONOTONIC time the last one did, shared by every process on the
-// machine whatever its network namespace; FIRST_NS when the first did), or
-// `partial ID COUNT LAST_NS FIRST_NS`
+// machine whatever its network namespace; FIRST_NS when the first did; then
+// FIRST_NS:LAST_NS through each gateway), or `partial ID COUNT LAST_NS
+// FIRST_NS G...`
 // when some still had not 10 s after the first did. `dropped N` when ready
 // clients were disconnected. Ends when its standard input closes, or
 // after --seconds.
@@ -91,11 +92,25 @@ struct arrival {
   int64_t first_ns = 0;
   int64_t last_ns = 0;
   bool reported = false;
+  /// First and last arrival through each gateway (0: none yet).
+  std::vector<std::pair<int64_t, int64_t>> by_gateway;
 };
+
+/// `got` or `partial`, then ID COUNT LAST_NS FIRST_NS and, per gateway in
+/// --gateway order, FIRST_NS:LAST_NS.
+void report(const char* kind, int64_t id, const arrival& a) {
+  std::printf("%s %lld %zu %lld %lld", kind, static_cast<long long>(id), a.count,
+              static_cast<long long>(a.last_ns), static_cast<long long>(a.first_ns));
+  for (auto& [first, last] : a.by_gateway)
+    std::printf(" %lld:%lld", static_cast<long long>(first), static_cast<long long>(last));
+  std::printf("\n");
+  std::fflush(stdout);
+}
 
 /// The crowd's shared state: touched only on the one I/O thread.
 struct crowd {
   size_t wanted = 0;
+  size_t gateways = 0;
   size_t ready = 0;
   size_t failed = 0;
   size_t dropped = 0;
@@ -125,8 +140,8 @@ class client : public std::enable_shared_from_this<client> {
 public:
   /// With an empty `auth`, a client of a raw broadcast server: ready once
   /// connected.
-  client(net::io_context& ioc, crowd& c, const target& t, std::string auth)
-    : ws_(ioc), c_(c), t_(t), auth_(std::move(auth)) {
+  client(net::io_context& ioc, crowd& c, const target& t, size_t gateway, std::string auth)
+    : ws_(ioc), c_(c), t_(t), gateway_(gateway), auth_(std::move(auth)) {
   }
 
   void start(const net::ip::address& source) {
@@ -232,14 +247,18 @@ private:
     if (id < 0)
       return;
     auto& a = c_.seen[id];
-    if (a.count++ == 0)
+    if (a.count++ == 0) {
       a.first_ns = now;
+      a.by_gateway.resize(c_.gateways);
+    }
     a.last_ns = now;
+    auto& g = a.by_gateway[gateway_];
+    if (g.first == 0)
+      g.first = now;
+    g.second = now;
     if (!a.reported && a.count >= c_.ready) {
       a.reported = true;
-      std::printf("got %lld %zu %lld %lld\n", static_cast<long long>(id), a.count,
-                  static_cast<long long>(a.last_ns), static_cast<long long>(a.first_ns));
-      std::fflush(stdout);
+      report("got", id, a);
     }
   }
 
@@ -247,6 +266,7 @@ private:
   beast::flat_buffer buf_;
   crowd& c_;
   const target& t_;
+  size_t gateway_;
   std::string auth_;
   bool ready_ = false;
   bool done_ = false;
@@ -299,6 +319,7 @@ int bench_crowd(const bench_options& opt) {
   net::io_context ioc{1};
   crowd c;
   c.wanted = opt.subscribers;
+  c.gateways = targets.size();
   std::vector<std::shared_ptr<client>> clients;
   clients.reserve(opt.subscribers);
   size_t started = 0;
@@ -316,6 +337,7 @@ int bench_crowd(const bench_options& opt) {
                           : R"({"op":"auth","token":")"
                               + cluster::sign_client_token(*key, claims) + R"(","id":"a"})";
       auto cl = std::make_shared<client>(ioc, c, targets[started % targets.size()],
+                                         started % targets.size(),
                                          std::move(auth));
       clients.push_back(cl);
       ++c.in_flight;
@@ -333,9 +355,7 @@ int bench_crowd(const bench_options& opt) {
     for (auto& [id, a] : c.seen) {
       if (!a.reported && now - a.first_ns > 10'000'000'000LL) {
         a.reported = true;
-        std::printf("partial %lld %zu %lld %lld\n", static_cast<long long>(id), a.count,
-                    static_cast<long long>(a.last_ns), static_cast<long long>(a.first_ns));
-        std::fflush(stdout);
+        report("partial", id, a);
       }
     }
     if (std::chrono::steady_clock::now() > deadline) {
