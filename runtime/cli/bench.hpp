@@ -76,6 +76,10 @@ int bench_pipeline(const bench_options& opt);
 int bench_broadcast(const bench_options& opt);
 int bench_feed(const bench_options& opt);
 int bench_crowd(const bench_options& opt);
+
+/// The number after `"id":"bench-` in a pushed article, or -1: the
+/// benchmark articles' ids, shared by the broadcast and crowd clients.
+int64_t bench_id(const std::string& text);
 int bench_publish(const bench_options& opt);
 
 /// Runs one measurement and prints its figures as `name value` lines.

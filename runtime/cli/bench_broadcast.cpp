@@ -65,15 +65,6 @@ double percentile(std::vector<double> xs, double p) {
   return xs[std::min(i, xs.size() - 1)];
 }
 
-/// The number after `"id":"bench-` in a message, or -1.
-int64_t bench_id(const std::string& text) {
-  static const std::string key = "\"id\":\"bench-";
-  auto i = text.find(key);
-  if (i == std::string::npos)
-    return -1;
-  return std::strtoll(text.c_str() + i + key.size(), nullptr, 10);
-}
-
 std::string article_text(uint64_t i) {
   return R"({"schema":1,"id":"bench-)" + std::to_string(i)
          + R"(","headline":"Benchmark headline number )" + std::to_string(i)
@@ -180,6 +171,14 @@ tcp::endpoint endpoint_of(const url_parts& u) {
 }
 
 } // namespace
+
+int64_t bench_id(const std::string& text) {
+  static const std::string key = "\"id\":\"bench-";
+  auto i = text.find(key);
+  if (i == std::string::npos)
+    return -1;
+  return std::strtoll(text.c_str() + i + key.size(), nullptr, 10);
+}
 
 int bench_broadcast(const bench_options& opt) {
   url_parts u;

@@ -128,14 +128,6 @@ struct crowd {
   }
 };
 
-int64_t bench_article_id(const std::string& text) {
-  static const std::string key = "\"id\":\"bench-";
-  auto i = text.find(key);
-  if (i == std::string::npos)
-    return -1;
-  return std::strtoll(text.c_str() + i + key.size(), nullptr, 10);
-}
-
 class client : public std::enable_shared_from_this<client> {
 public:
   /// With an empty `auth`, a client of a raw broadcast server: ready once
@@ -243,7 +235,7 @@ private:
       }
       return;
     }
-    auto id = bench_article_id(text);
+    auto id = bench_id(text);
     if (id < 0)
       return;
     auto& a = c_.seen[id];
