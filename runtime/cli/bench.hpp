@@ -77,6 +77,16 @@ int bench_broadcast(const bench_options& opt);
 int bench_feed(const bench_options& opt);
 int bench_crowd(const bench_options& opt);
 
+/// A WebSocket URL's parts: ws://HOST:PORT[/TARGET] (TARGET "/" when none).
+struct url_parts {
+  std::string host;
+  std::string port;
+  std::string target;
+};
+
+/// Splits `url`; false unless it is ws://HOST:PORT[/...].
+bool parse_url(const std::string& url, url_parts& out);
+
 /// The number after `"id":"bench-` in a pushed article, or -1: the
 /// benchmark articles' ids, shared by the broadcast and crowd clients.
 int64_t bench_id(const std::string& text);

@@ -38,25 +38,6 @@ namespace websocket = boost::beast::websocket;
 using tcp = boost::asio::ip::tcp;
 using clock_type = std::chrono::steady_clock;
 
-struct url_parts {
-  std::string host;
-  std::string port;
-  std::string target;
-};
-
-bool parse_url(const std::string& url, url_parts& out) {
-  auto rest = url.rfind("ws://", 0) == 0 ? url.substr(5) : std::string{};
-  auto slash = rest.find('/');
-  auto hostport = rest.substr(0, slash);
-  auto colon = hostport.rfind(':');
-  if (rest.empty() || colon == std::string::npos)
-    return false;
-  out.host = hostport.substr(0, colon);
-  out.port = hostport.substr(colon + 1);
-  out.target = slash == std::string::npos ? "/" : rest.substr(slash);
-  return true;
-}
-
 double percentile(std::vector<double> xs, double p) {
   if (xs.empty())
     return 0;
@@ -171,6 +152,19 @@ tcp::endpoint endpoint_of(const url_parts& u) {
 }
 
 } // namespace
+
+bool parse_url(const std::string& url, url_parts& out) {
+  auto rest = url.rfind("ws://", 0) == 0 ? url.substr(5) : std::string{};
+  auto slash = rest.find('/');
+  auto hostport = rest.substr(0, slash);
+  auto colon = hostport.rfind(':');
+  if (rest.empty() || colon == std::string::npos)
+    return false;
+  out.host = hostport.substr(0, colon);
+  out.port = hostport.substr(colon + 1);
+  out.target = slash == std::string::npos ? "/" : rest.substr(slash);
+  return true;
+}
 
 int64_t bench_id(const std::string& text) {
   static const std::string key = "\"id\":\"bench-";

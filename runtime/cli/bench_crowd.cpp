@@ -67,22 +67,18 @@ struct target {
   std::string path;
 };
 
+/// `url`'s parts (parse_url), its host an IP address.
 bool parse_target(const std::string& url, target& out) {
-  if (url.rfind("ws://", 0) != 0)
-    return false;
-  auto rest = url.substr(5);
-  auto slash = rest.find('/');
-  auto hostport = rest.substr(0, slash);
-  auto colon = hostport.rfind(':');
-  if (colon == std::string::npos)
+  url_parts u;
+  if (!parse_url(url, u))
     return false;
   boost::system::error_code ec;
-  auto address = net::ip::make_address(hostport.substr(0, colon), ec);
+  auto address = net::ip::make_address(u.host, ec);
   if (ec)
     return false;
-  out.endpoint = {address, static_cast<uint16_t>(std::atoi(hostport.c_str() + colon + 1))};
-  out.host = hostport;
-  out.path = slash == std::string::npos ? "/" : rest.substr(slash);
+  out.endpoint = {address, static_cast<uint16_t>(std::atoi(u.port.c_str()))};
+  out.host = u.host + ":" + u.port;
+  out.path = u.target;
   return true;
 }
 
