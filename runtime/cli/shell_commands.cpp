@@ -594,6 +594,10 @@ private:
       std::string group;
     };
     std::vector<row> rows;
+    // A supervisor that does not answer (busy restarting its children past
+    // the shell's timeout) is named: the history is then incomplete, and
+    // the command fails rather than show part of it as the whole.
+    json unanswered = json::array();
     for (auto& [g, parts] : locals(infos, only))
       for (auto& p : parts) {
         if (!p.router)
@@ -604,15 +608,24 @@ private:
         if (auto xs = ask<std::vector<crash_record>>(*sup, crashes_atom::value))
           for (auto& r : *xs)
             rows.push_back({r, p.node, g});
+        else
+          unanswered.push_back(
+            {{"node", p.node}, {"supervisor", g}, {"error", render(xs.error())}});
       }
     // The node's own supervisors: the root, and the groups', routers' and
     // services' supervisors under it.
-    for (auto& [node, info] : infos)
-      for (auto& sup : node_supervisors(info))
-        if (auto xs = ask<std::vector<crash_record>>(sup, crashes_atom::value))
+    for (auto& [node, info] : infos) {
+      for (auto& [name, sup] : node_supervisors(info)) {
+        if (auto xs = ask<std::vector<crash_record>>(sup, crashes_atom::value)) {
           for (auto& r : *xs)
             if (only.empty() || r.child == only || r.child == "router/" + only)
               rows.push_back({r, node, only.empty() ? r.child : only});
+        } else {
+          unanswered.push_back(
+            {{"node", node}, {"supervisor", name}, {"error", render(xs.error())}});
+        }
+      }
+    }
     std::sort(rows.begin(), rows.end(),
               [](const row& a, const row& b) { return a.r.when_ms < b.r.when_ms; });
     outcome o;
@@ -629,6 +642,14 @@ private:
                                   {"action", x.r.action}});
       o.text += pad(clock_time(x.r.when_ms), 15) + pad(x.node, 6) + pad(x.group, 20)
                 + pad(x.r.child, 24) + pad(x.r.action, 16) + x.r.reason + "\n";
+    }
+    if (!unanswered.empty()) {
+      o.rc = shell_failed;
+      o.doc["unanswered"] = unanswered;
+      for (auto& u : unanswered)
+        o.text += "incomplete: " + u["node"].get<std::string>() + " "
+                  + u["supervisor"].get<std::string>() + " did not answer ("
+                  + u["error"].get<std::string>() + ")\n";
     }
     note_unreachable(o, down);
     return o;
@@ -667,13 +688,14 @@ private:
     return o;
   }
 
-  /// A node's own supervisors: its root and the supervisors right under it.
-  std::vector<caf::actor> node_supervisors(const node_info& info) {
-    std::vector<caf::actor> result{info.root};
+  /// A node's own supervisors: its root and the supervisors right under
+  /// it, with the names `tree` shows.
+  std::vector<std::pair<std::string, caf::actor>> node_supervisors(const node_info& info) {
+    std::vector<std::pair<std::string, caf::actor>> result{{info.name + ".root", info.root}};
     if (auto kids = ask<std::vector<child_info>>(info.root, which_children_atom::value))
       for (auto& k : *kids)
         if (k.is_supervisor && k.handle)
-          result.push_back(k.handle);
+          result.emplace_back(k.name, k.handle);
     return result;
   }
 
@@ -689,10 +711,13 @@ private:
       return failed(node + " is unreachable: " + down[node]);
     caf::actor target;
     std::vector<std::string> names;
-    for (auto& sup : node_supervisors(i->second)) {
+    std::string silent;
+    for (auto& [name, sup] : node_supervisors(i->second)) {
       auto kids = ask<std::vector<child_info>>(sup, which_children_atom::value);
-      if (!kids)
+      if (!kids) {
+        silent += "; " + name + " did not answer (" + render(kids.error()) + ")";
         continue;
+      }
       for (auto& k : *kids) {
         names.push_back(k.name);
         if (k.name == child && k.handle)
@@ -703,6 +728,8 @@ private:
       std::string known;
       for (auto& n : names)
         known += (known.empty() ? "" : ", ") + n;
+      if (!silent.empty())
+        return failed("no running part '" + child + "' found on " + node + silent);
       return usage("no running part '" + child + "' on " + node + " (parts: " + known + ")");
     }
     auto reason = caf::make_error(ec::killed_by_operator, me_);
@@ -710,7 +737,7 @@ private:
     // One round trip on the same connection after it: the exit has reached
     // the node before the shell may end (its transport relays what is
     // written; a process that ends at once could take it along).
-    for (auto& sup : node_supervisors(i->second))
+    for (auto& [name, sup] : node_supervisors(i->second))
       if (sup != target && ask<std::vector<child_info>>(sup, which_children_atom::value))
         break;
     outcome o;
