@@ -16,6 +16,18 @@ troupe::domain domain_entry() {
      "candidates published longer ago are not ranked"},
     {"trending_window", setting_type::duration, "24h", 1, {}, false,
      "the trending fallback counts reads this recent"},
+    {"variants", setting_type::string, default_variants, {}, {}, false,
+     "the ranking's A/B variants, NAME:SHARE:AFFINITY/BIAS/RECENCY, comma-separated; "
+     "users are assigned by a hash of their id"},
+  };
+  d.schema.check_together = [](const topology::settings_map& s)
+    -> std::optional<topology::setting_problem> {
+    auto i = s.find("variants");
+    if (i == s.end())
+      return std::nullopt;
+    if (auto v = parse_variants(i->second); !v)
+      return topology::setting_problem{"variants", v.error().context().get_as<std::string>(0)};
+    return std::nullopt;
   };
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
                     const domain_context& ctx) -> caf::expected<group_spec> {
@@ -30,6 +42,10 @@ troupe::domain domain_entry() {
     };
     s.max_age_ms = ms("max_age");
     s.trending_window_ms = ms("trending_window");
+    auto variants = parse_variants(topology::setting(decl, "variants"));
+    if (!variants)
+      return variants.error();
+    s.variants = std::move(*variants);
     return make_group(decl.name, instances, s);
   };
   return d;

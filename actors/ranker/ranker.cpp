@@ -47,8 +47,10 @@ struct worker_state {
     f.default_preferences = !prefs;
     auto snap = cfg.store->snapshot();
     f.candidates = snap->size();
+    auto& v = variant_for(cfg.variants, user);
+    f.variant = v.name;
     f.items = top_k(*snap, prefs ? *prefs : default_preferences(), unix_ms(), items_for(cfg, k),
-                    cfg.max_age_ms);
+                    cfg.max_age_ms, v.weights);
     return f;
   }
 };

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "actors/news/article_store.hpp"
+#include "actors/ranker/ranking.hpp"
 #include "runtime/group/group_spec.hpp"
 #include "runtime/node/domain.hpp"
 
@@ -22,13 +23,17 @@ struct ranker_settings {
   int64_t max_age_ms = 48LL * 3600 * 1000;
   /// The trending fallback counts reads of articles this recent.
   int64_t trending_window_ms = 24LL * 3600 * 1000;
+  /// The ranking's A/B variants (`variants`); users are assigned by
+  /// `variant_for`.
+  std::vector<variant> variants = *parse_variants(default_variants);
 };
 
 /// The `ranker` group: detached workers, each with a Redis connection.
 ///
 /// `(rank_atom, user, k)` answers a `feed`: the user's preferences from
 /// Redis (`prefs:{user}`, see `preferences`), every candidate of the node's
-/// window scored by the E-News ranking formula (`score`), the best `k` with the
+/// window scored by the E-News ranking formula (`score`) with the weights
+/// of the user's A/B variant (named in the answer), the best `k` with the
 /// parts of each score. A user without preferences, or a Redis that cannot
 /// be reached, gets the documented defaults (`default_preferences
 /// == true` in the answer): a feed is never refused for want of them.

@@ -33,6 +33,10 @@ struct gateway::client {
   /// The last publication this client got (a client on two of a
   /// message's channels gets it once).
   uint64_t last_seq = 0;
+  /// Articles shown in this user's own personalised feeds and not read
+  /// since, with the variant that ranked them, oldest first (at most
+  /// `shown_kept`).
+  std::deque<std::pair<std::string, std::string>> shown;
   // Token bucket, touched on the client's strand only.
   double tokens = 0;
   std::chrono::steady_clock::time_point refilled;
@@ -131,6 +135,8 @@ std::string feed_json(const feed& f, const std::string& request_id) {
          {"default_preferences", f.default_preferences},
          {"candidates", f.candidates},
          {"items", std::move(items)}};
+  if (!f.variant.empty())
+    j["variant"] = f.variant;
   return dump(with_id(std::move(j), request_id));
 }
 
@@ -229,6 +235,35 @@ void gateway::answer(uint64_t session, std::shared_ptr<const std::string> msg) {
   }
   if (s)
     s->send(std::move(msg));
+}
+
+void gateway::shown(uint64_t session, const feed& f) {
+  if (f.variant.empty() || f.source != "ranker")
+    return;
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = clients_.find(session);
+  if (i == clients_.end() || i->second->user != f.user)
+    return;
+  if (!variants_.count(f.variant) && variants_.size() >= variants_kept)
+    return;
+  auto& v = variants_[f.variant];
+  ++v.feeds;
+  v.impressions += f.items.size();
+  auto& shown = i->second->shown;
+  for (auto& r : f.items) {
+    auto at = std::find_if(shown.begin(), shown.end(),
+                           [&](const auto& x) { return x.first == r.item.id; });
+    if (at != shown.end())
+      shown.erase(at);
+    shown.emplace_back(r.item.id, f.variant);
+  }
+  while (shown.size() > shown_kept)
+    shown.pop_front();
+}
+
+std::map<std::string, variant_counters> gateway::variants() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return variants_;
 }
 
 void gateway::attach(const caf::actor& worker) {
@@ -685,6 +720,18 @@ void gateway::handle(const client_ptr& c, const std::string& text) {
     }
     if (hub)
       caf::anon_send(hub, read_atom::value, id, false);
+    {
+      // A read of an article the user's feed showed counts, once, for the
+      // variant that ranked it.
+      std::lock_guard<std::mutex> guard{mtx_};
+      auto s = std::find_if(c->shown.begin(), c->shown.end(),
+                            [&](const auto& x) { return x.first == id; });
+      if (s != c->shown.end()) {
+        if (auto v = variants_.find(s->second); v != variants_.end())
+          ++v->second.reads;
+        c->shown.erase(s);
+      }
+    }
     reply(c, dump(with_id({{"type", "read"}, {"article", id}}, rid)));
   } else if (op == "trending") {
     uint32_t k = 10;

@@ -69,6 +69,16 @@ struct gateway_counters {
   std::atomic<uint64_t> idle_closed{0};
 };
 
+/// One ranking variant's outcomes on this node: personalised feeds answered,
+/// the articles they showed (impressions), and the reads of shown articles
+/// by the user they were shown to (each impression read at most once).
+/// Click-through is `reads / impressions`.
+struct variant_counters {
+  uint64_t feeds = 0;
+  uint64_t impressions = 0;
+  uint64_t reads = 0;
+};
+
 /// The WebSocket side of the `websocket-broadcaster` group on one node: the
 /// JSON protocol (README "WebSocket protocol"), the clients' channels, and
 /// their authentication and rate limits.
@@ -102,6 +112,21 @@ public:
 
   /// Sends `msg` to one client (a feed answer), if it is still there.
   void answer(uint64_t session, std::shared_ptr<const std::string> msg);
+
+  /// A personalised feed answered to `session`: counted for its variant,
+  /// and its articles remembered as shown (the latest `shown_kept` per
+  /// client, a feed's most) so that a later `read` of one counts for that variant. Only a
+  /// user's own feed counts (not an operator's look at another's).
+  void shown(uint64_t session, const feed& f);
+
+  /// Articles per client whose reads count for the variant that showed them.
+  static constexpr size_t shown_kept = 100;
+  /// Variants counted per node (the ranker declares at most 8; the names
+  /// come from the cluster's own rankers).
+  static constexpr size_t variants_kept = 32;
+
+  /// Every variant's outcomes on this node so far, by name.
+  std::map<std::string, variant_counters> variants() const;
 
   /// A worker of the group runs on this node: the gateway opens.
   void attach(const caf::actor& worker);
@@ -199,6 +224,7 @@ private:
   std::mutex trending_mtx_;
   /// user -> tokens issued at or before this second are revoked.
   std::unordered_map<std::string, int64_t> revoked_;
+  std::map<std::string, variant_counters> variants_;
   std::vector<caf::actor> workers_;
   size_t next_worker_ = 0;
   caf::actor hub_;

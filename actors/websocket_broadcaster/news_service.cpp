@@ -47,7 +47,11 @@ struct helper_state {
     }
     auto start = std::chrono::steady_clock::now();
     self->request(worker, left, feed_atom::value, user, k)
-      .then([answer, rid](feed& f) { answer(feed_json(f, rid)); },
+      .then(
+        [g, session, answer, rid](feed& f) {
+          g->shown(session, f);
+          answer(feed_json(f, rid));
+        },
             [=](caf::error& err) {
               auto spent = std::chrono::duration_cast<caf::timespan>(
                 std::chrono::steady_clock::now() - start);
@@ -328,6 +332,12 @@ void news_service::health(nlohmann::json& out) const {
   out["articles"] = articles_->size();
 }
 
+void news_service::report(nlohmann::json& out) const {
+  auto& r = out["ranking"] = nlohmann::json::object();
+  for (auto& [name, v] : gateway_->variants())
+    r[name] = {{"feeds", v.feeds}, {"impressions", v.impressions}, {"reads", v.reads}};
+}
+
 void news_service::metrics(troupe::metrics::exposition& e) const {
   troupe::metrics::labels node{{"node", ctx_.node->name}};
   auto n = [](const std::atomic<uint64_t>& x) {
@@ -359,6 +369,18 @@ void news_service::metrics(troupe::metrics::exposition& e) const {
             idle, n(gc.idle_closed));
   e.counter("troupe_ws_pushes_total", "Breaking news and alerts pushed (one per publish).", node,
             n(gc.pushes));
+  for (auto& [name, v] : gateway_->variants()) {
+    troupe::metrics::labels l{{"node", ctx_.node->name}, {"variant", name}};
+    e.counter("troupe_ranking_feeds_total", "Personalised feeds answered, by A/B variant.", l,
+              static_cast<double>(v.feeds));
+    e.counter("troupe_ranking_impressions_total",
+              "Articles shown in personalised feeds, by A/B variant.", l,
+              static_cast<double>(v.impressions));
+    e.counter("troupe_ranking_reads_total",
+              "Reads of shown articles by the user they were shown to, by A/B variant "
+              "(click-through: reads / impressions).",
+              l, static_cast<double>(v.reads));
+  }
 }
 
 } // namespace troupe::ws

@@ -52,6 +52,8 @@ public:
   http::ws_handler* websocket() override;
   void limit(http::server_limits& limits) const override;
   void health(nlohmann::json& out) const override;
+  /// `ranking`: each A/B variant's feeds, impressions and reads here.
+  void report(nlohmann::json& out) const override;
   void metrics(troupe::metrics::exposition& out) const override;
 
 private:

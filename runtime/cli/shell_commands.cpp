@@ -3,6 +3,7 @@
 #include "runtime/cli/shell_commands.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -12,6 +13,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/ranker/ranking.hpp"
 #include "runtime/cli/shell_link.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
@@ -202,6 +204,14 @@ public:
          "A model that does not load leaves the old one in place. A group started\n"
          "again later (moved, restarted) loads the topology's `model` setting.",
          1, 2, [](session& s, const args& a) { return s.model_command(a); }},
+        {"ranking", "", "the ranking's A/B variants: shares, weights, click-through, vs control",
+         "Every reachable node's counts, summed: personalised feeds answered per\n"
+         "variant, the articles they showed (impressions) and the reads of shown\n"
+         "articles by the user they were shown to (click-through: reads per\n"
+         "impression). Each variant is compared with `control` (else the first\n"
+         "declared): the difference in points, and a two-proportion z-test\n"
+         "(z and its two-sided p). Counts start at zero when a node starts.",
+         0, 0, [](session& s, const args& a) { return s.ranking(); }},
         {"scale", "<group> <n>", "run n instances of a group (1 to 1024)",
          "Every reachable node plans with the new count: new instances start where\n"
          "the plan puts them (claimed as usual), surplus ones stop, and messages\n"
@@ -1014,6 +1024,105 @@ private:
     if (o.doc["nodes"].empty()) {
       o.rc = shell_failed;
       o.text += "no reachable node hosts a fraud-detector group\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
+  /// The ranking's A/B comparison: the declared variants of the ranker
+  /// groups, and every reachable node's counts summed.
+  outcome ranking() {
+    struct row {
+      uint32_t share = 0;
+      std::string weights;
+      uint64_t feeds = 0;
+      uint64_t impressions = 0;
+      uint64_t reads = 0;
+    };
+    std::vector<std::string> order;
+    std::map<std::string, row> rows;
+    bool rankers = false;
+    for (auto& g : topo_.groups) {
+      if (g.domain != "ranker")
+        continue;
+      rankers = true;
+      auto vs = rank::parse_variants(topology::setting(g, "variants"));
+      if (!vs)
+        continue; // `troupe check` refused such a file already
+      for (auto& v : *vs) {
+        if (!rows.count(v.name))
+          order.push_back(v.name);
+        auto& r = rows[v.name];
+        r.share = v.share;
+        char w[64];
+        std::snprintf(w, sizeof(w), "%.2f/%.2f/%.2f", v.weights.affinity, v.weights.bias,
+                      v.weights.recency);
+        r.weights = w;
+      }
+    }
+    if (!rankers)
+      return failed("this cluster runs no ranker group");
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    for (auto& [name, info] : infos) {
+      auto report = json::parse(info.report.empty() ? "{}" : info.report, nullptr, false);
+      if (!report.is_object() || !report.contains("ranking") || !report["ranking"].is_object())
+        continue;
+      for (auto& [variant, x] : report["ranking"].items()) {
+        if (!rows.count(variant))
+          order.push_back(variant); // counted before a topology change
+        auto& r = rows[variant];
+        r.feeds += x.value("feeds", uint64_t{0});
+        r.impressions += x.value("impressions", uint64_t{0});
+        r.reads += x.value("reads", uint64_t{0});
+      }
+    }
+    auto base = rows.count("control") ? std::string{"control"} : order.front();
+    auto ctr = [](const row& r) {
+      return r.impressions ? static_cast<double>(r.reads) / static_cast<double>(r.impressions)
+                           : 0.0;
+    };
+    outcome o;
+    o.doc["baseline"] = base;
+    o.doc["variants"] = json::array();
+    o.text = pad("VARIANT", 14) + pad("SHARE", 7) + pad("WEIGHTS A/B/R", 16) + pad("FEEDS", 9)
+             + pad("SHOWN", 10) + pad("READS", 9) + pad("CTR", 9) + "VS " + base + "\n";
+    auto& b = rows[base];
+    for (auto& name : order) {
+      auto& r = rows[name];
+      json j = {{"name", name},         {"share", r.share},
+                {"weights", r.weights}, {"feeds", r.feeds},
+                {"impressions", r.impressions}, {"reads", r.reads},
+                {"ctr", ctr(r)}};
+      std::string versus;
+      if (name != base && r.impressions > 0 && b.impressions > 0) {
+        // Two-proportion z-test of the click-through rates.
+        auto n1 = static_cast<double>(b.impressions);
+        auto n2 = static_cast<double>(r.impressions);
+        auto pooled = static_cast<double>(b.reads + r.reads) / (n1 + n2);
+        auto se = std::sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2));
+        auto diff = ctr(r) - ctr(b);
+        j["difference"] = diff;
+        char text[96];
+        if (se > 0) {
+          auto z = diff / se;
+          auto p = std::erfc(std::fabs(z) / std::sqrt(2.0));
+          j["z"] = z;
+          j["p"] = p;
+          std::snprintf(text, sizeof(text), "%+.2f pts, z %.2f, p %.3f", 100 * diff, z, p);
+        } else {
+          std::snprintf(text, sizeof(text), "%+.2f pts", 100 * diff);
+        }
+        versus = text;
+      }
+      char rate[32];
+      std::snprintf(rate, sizeof(rate), "%.2f%%", 100 * ctr(r));
+      o.text += pad(name, 14) + pad(r.share ? std::to_string(r.share) + "%" : "-", 7)
+                + pad(r.weights.empty() ? "-" : r.weights, 16) + pad(std::to_string(r.feeds), 9)
+                + pad(std::to_string(r.impressions), 10) + pad(std::to_string(r.reads), 9)
+                + pad(rate, 9) + versus + "\n";
+      o.doc["variants"].push_back(std::move(j));
     }
     note_unreachable(o, down);
     return o;

@@ -202,6 +202,10 @@ struct node_info {
   /// readers linked to workers, and the main thread's actor that waits for
   /// the root to end. A test compares the two to find an unsupervised actor.
   uint64_t running_actors = 0;
+  /// What the node's services report to operators, a JSON object (the
+  /// news service's `ranking`: each A/B variant's feeds, impressions and
+  /// reads on this node).
+  std::string report;
 };
 
 template <class Inspector>
@@ -209,7 +213,7 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(caf::meta::type_name("troupe.node_info"), x.name, x.started_ms, x.root, x.groups_root,
            x.groups,
            x.instances, x.kafka, x.redis, x.http_port, x.scaled_groups, x.scaled_instances,
-           x.running_actors);
+           x.running_actors, x.report);
 }
 
 // -- supervision ---------------------------------------------------------------
@@ -524,12 +528,14 @@ struct feed {
   bool default_preferences = false;
   /// Articles considered.
   uint64_t candidates = 0;
+  /// The ranking's A/B variant that ranked it (empty for the fallback).
+  std::string variant;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, feed& x) {
   return f(caf::meta::type_name("troupe.feed"), x.user, x.items, x.source, x.degraded,
-           x.default_preferences, x.candidates);
+           x.default_preferences, x.candidates, x.variant);
 }
 
 /// `(rank_atom, std::string user, uint32_t k) -> feed`: the ranker's top `k`

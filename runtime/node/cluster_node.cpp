@@ -106,6 +106,10 @@ struct cluster_node::state {
 
   node_info describe() const {
     node_info info;
+    nlohmann::json report = nlohmann::json::object();
+    for (auto& [name, svc] : services)
+      svc->report(report);
+    info.report = report.dump();
     std::lock_guard<std::mutex> guard{mtx};
     info.root = root;
     info.groups_root = groups;

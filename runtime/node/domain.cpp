@@ -28,6 +28,10 @@ void node_service::metrics(troupe::metrics::exposition&) const {
   // nop
 }
 
+void node_service::report(nlohmann::json&) const {
+  // nop
+}
+
 // -- domains ------------------------------------------------------------------------
 
 topology::domain_schemas schemas_of(const domain_list& domains) {

@@ -53,6 +53,10 @@ public:
 
   /// Adds the service's figures to `/metrics`.
   virtual void metrics(troupe::metrics::exposition& out) const;
+
+  /// Adds what operators read through the shell to the node's description
+  /// (`node_info::report`), under the service's own key.
+  virtual void report(nlohmann::json& out) const;
 };
 
 /// What a domain's node service is built with.

@@ -234,6 +234,14 @@ TEST_CASE("domains, strategies, routing, fallbacks and settings are checked agai
   CHECK(problem(group("domain = \"alerter\"\nsettings = { treshold = 0.9 }\n"))
           .find("group[0].settings.treshold: unknown setting of alerter (known: crash_after_confirm_every, remember, threshold, topic)")
         != std::string::npos);
+  // The ranker's A/B variants are checked together, with the line of the group's settings.
+  CHECK(problem(group("domain = \"ranker\"\nsettings = { variants = "
+                      "\"control:50:0.40/0.30/0.30, fresh:40:0/0/1\" }\n"))
+        == "invalid_topology: test.conf:"
+             + std::to_string(std::count(header.begin(), header.end(), '\n') + 4)
+             + ": group[0].settings.variants: the variants' shares add up to 90, not 100");
+  CHECK(problem(group("domain = \"ranker\"\nsettings = { variants = "
+                      "\"control:50:0.40/0.30/0.30, fresh:50:0/0/1\" }\n")).empty());
   CHECK(problem(group("domain = \"echo\"\nbackoff = { min = \"1s\", max = \"10ms\" }\n"))
           .find("group[0].backoff.max: is below min")
         != std::string::npos);

@@ -79,3 +79,83 @@ TEST_CASE("preferences read from Redis fields, skipping junk and clamping") {
   CHECK(d.other == 0.5);
   CHECK(d.bias == 0.5);
 }
+
+TEST_CASE("a variant's weights replace the formula's, and control's are the formula's own") {
+  rank::preferences p;
+  p.categories = {{"politics", 0.9}};
+  p.bias = 0.3;
+  auto a = make("a", "politics", 0.7, 5 * hour);
+  auto control = rank::parse_variants(rank::default_variants);
+  REQUIRE(control);
+  REQUIRE(control->size() == 1);
+  CHECK((*control)[0].name == "control");
+  CHECK((*control)[0].share == 100);
+  // The same double as the formula's literal weights, to the last bit.
+  CHECK(rank::score(a, p, now, (*control)[0].weights).score == rank::score(a, p, now).score);
+  rank::weights fresh{0.0, 0.0, 1.0};
+  CHECK(rank::score(a, p, now, fresh).score == doctest::Approx(1 / 1.5).epsilon(1e-12));
+  // Recency alone puts the newest first, where the formula puts affinity first.
+  std::vector<article> xs{make("old-match", "politics", 0.3, 30 * hour),
+                          make("new-other", "sports", 0.9, 0)};
+  CHECK(rank::top_k(xs, p, now, 2, 48 * hour)[0].item.id == "old-match");
+  CHECK(rank::top_k(xs, p, now, 2, 48 * hour, fresh)[0].item.id == "new-other");
+}
+
+TEST_CASE("variants parse from NAME:SHARE:AFFINITY/BIAS/RECENCY and users split by their shares") {
+  auto vs = rank::parse_variants(" control:70:0.40/0.30/0.30 ,fresh:30:0.2/0.2/0.6");
+  REQUIRE(vs);
+  REQUIRE(vs->size() == 2);
+  CHECK((*vs)[1].name == "fresh");
+  CHECK((*vs)[1].share == 30);
+  CHECK((*vs)[1].weights.recency == 0.6);
+  size_t fresh = 0;
+  constexpr size_t users = 100000;
+  for (size_t i = 0; i < users; ++i) {
+    auto user = "u-" + std::to_string(i);
+    auto& v = rank::variant_for(*vs, user);
+    // A user keeps one variant.
+    CHECK(&v == &rank::variant_for(*vs, user));
+    fresh += v.name == "fresh";
+  }
+  // 30 % of 100,000 users, within 1 point.
+  CHECK(fresh > 29000);
+  CHECK(fresh < 31000);
+  // The bucket is FNV-1a of "ranking-variant:" + user, modulo 100 (the
+  // WebSocket test computes it the same way).
+  CHECK(rank::bucket_of("ana") < 100);
+}
+
+TEST_CASE("a bad variants setting names the variant and what is wrong with it") {
+  auto problem = [](const std::string& text) {
+    auto vs = rank::parse_variants(text);
+    REQUIRE_FALSE(vs);
+    return vs.error().context().get_as<std::string>(0);
+  };
+  CHECK(problem("") == "variant 1 is empty: write NAME:SHARE:AFFINITY/BIAS/RECENCY, "
+                       "comma-separated");
+  CHECK(problem("control:100:0.4/0.3/0.3,") == "variant 2 is empty: write "
+                                               "NAME:SHARE:AFFINITY/BIAS/RECENCY, "
+                                               "comma-separated");
+  CHECK(problem("control") == "variant 1 ('control') is not NAME:SHARE:AFFINITY/BIAS/RECENCY");
+  CHECK(problem("Control:100:0.4/0.3/0.3")
+        == "variant 1: the name 'Control' must be 1 to 32 characters of a-z, 0-9, _ and -");
+  CHECK(problem("a:50:0.4/0.3/0.3,a:50:0.4/0.3/0.3") == "variant 'a' is named twice");
+  CHECK(problem("a:50.5:0.4/0.3/0.3")
+        == "variant 'a': the share '50.5' must be a whole percent from 1 to 100");
+  CHECK(problem("a:0:0.4/0.3/0.3")
+        == "variant 'a': the share '0' must be a whole percent from 1 to 100");
+  CHECK(problem("a:100:0.4/0.6") == "variant 'a': the weights '0.4/0.6' must be "
+                                    "AFFINITY/BIAS/RECENCY");
+  CHECK(problem("a:100:0.4/0.3/0.3/0") == "variant 'a': the weights '0.4/0.3/0.3/0' must be "
+                                          "AFFINITY/BIAS/RECENCY");
+  CHECK(problem("a:100:0.4/nan/0.3") == "variant 'a': the weight 'nan' must be a number, "
+                                        "at least 0");
+  CHECK(problem("a:100:1.5/-0.5/0") == "variant 'a': the weight '-0.5' must be a number, "
+                                       "at least 0");
+  CHECK(problem("a:100:0.5/0.3/0.3") == "variant 'a': the weights 0.5/0.3/0.3 must add up to 1");
+  CHECK(problem("a:60:0.4/0.3/0.3,b:30:0.4/0.3/0.3")
+        == "the variants' shares add up to 90, not 100");
+  CHECK(problem("a:1:1/0/0,b:1:1/0/0,c:1:1/0/0,d:1:1/0/0,e:1:1/0/0,f:1:1/0/0,g:1:1/0/0,"
+                "h:93:1/0/0,i:1:1/0/0")
+        == "at most 8 variants");
+}

@@ -35,6 +35,7 @@ routing = "key_hash"
 key = "user"
 fallback = "trending"
 restart_delay = "1s"
+settings = {{ variants = "{variants}" }}
 
 [[group]]
 name = "websocket-broadcaster"
@@ -46,9 +47,10 @@ settings = {{ send_queue = {send_queue}, rate_limit = {rate_limit}, max_message 
 HOUR = 3600 * 1000
 
 
-def groups(ranker_node="n1", send_queue=1024, rate_limit=20, idle="5m"):
+def groups(ranker_node="n1", send_queue=1024, rate_limit=20, idle="5m",
+           variants="control:100:0.40/0.30/0.30"):
     return GROUPS.format(ranker_node=ranker_node, send_queue=send_queue, rate_limit=rate_limit,
-                         idle=idle)
+                         idle=idle, variants=variants)
 
 
 def now_ms():
@@ -742,6 +744,130 @@ def socket_to(port):
     return socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
+def variant_bucket(user):
+    """The user's A/B bucket, 0 to 99, as the ranker computes it: FNV-1a
+    (64 bits) of "ranking-variant:" + user, modulo 100."""
+    h = 14695981039346656037
+    for b in ("ranking-variant:" + user).encode():
+        h = ((h ^ b) * 1099511628211) % 2**64
+    return h % 100
+
+
+def shell(c, command):
+    p = subprocess.run([c.binary, "shell", "--config", c.conf, "--json", "-c", command],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, (command, p.returncode, p.stdout, p.stderr)
+    return json.loads(p.stdout)
+
+
+async def ranking_variants_split_users_and_count_reads_of_what_they_showed(c):
+    """Two variants, half the users each: `control` (the formula's weights)
+    and `fresh` (recency alone). Each user's feed names its variant and is
+    ranked by its weights; a read of an article the user's own feed showed
+    counts once for that variant; reads of articles not shown, a second
+    read, an anonymous read and an operator's look at another user's feed
+    count nothing. `troupe shell -c ranking` sums the nodes and compares."""
+    kafka = Kafka(c.kafka)
+    users = {}
+    for i in range(1000):
+        arm = "control" if variant_bucket(f"u{i}") < 50 else "fresh"
+        users.setdefault(arm, f"u{i}")
+        if len(users) == 2:
+            break
+    for u in users.values():
+        c.redis_cli("HSET", f"prefs:{u}", "bias", "0.5", "category:politics", "1",
+                    "other", "0")
+    clients = {}
+    for arm, node in (("control", "n2"), ("fresh", "n3")):
+        ws = await c.connect(node, users[arm])
+        assert (await recv_json(ws))["type"] == "auth"
+        await request(ws, {"op": "subscribe", "channel": "breaking:probe", "id": 0})
+        clients[arm] = ws
+    await ready(kafka, list(clients.values()))
+    # Politics 30 hours old matches both users' taste; sports is brand new.
+    fixed = [article("ab-politics", "politics", 0.5, 30 * HOUR),
+             article("ab-sports", "sports", 0.5, 0)]
+    for a in fixed:
+        kafka.send("articles", a)
+    kafka.flush()
+    shown = {"control": [0, 0], "fresh": [0, 0]}  # feeds, impressions
+
+    async def feed(arm, k):
+        f = await request(clients[arm], {"op": "feed", "k": k, "id": f"f-{arm}"})
+        if f.get("type") == "feed" and f["source"] == "ranker":
+            assert f["variant"] == arm, (arm, f)
+            shown[arm][0] += 1
+            shown[arm][1] += len(f["items"])
+        return f
+
+    want = {"ab-politics", "ab-sports"}
+    deadline = time.monotonic() + 30
+    feeds = {}
+    for arm in clients:
+        while True:
+            f = await feed(arm, 100)
+            if want <= {i["id"] for i in f.get("items", [])}:
+                feeds[arm] = f
+                break
+            assert time.monotonic() < deadline, f
+            await pace(clients[arm], 0.2)
+    for arm, f in feeds.items():
+        got = [i for i in f["items"] if i["id"] in want]
+        w = (0.40, 0.30, 0.30) if arm == "control" else (0.0, 0.0, 1.0)
+        for item in got:
+            comp = item["components"]
+            assert item["score"] == w[0] * comp["affinity"] + w[1] * comp["bias_alignment"] \
+                + w[2] * comp["recency"], (arm, item)
+        order = [i["id"] for i in got]
+        assert order == (["ab-politics", "ab-sports"] if arm == "control"
+                         else ["ab-sports", "ab-politics"]), (arm, order)
+    # The top item only: control shows politics, fresh shows sports.
+    top = {arm: (await feed(arm, 1))["items"][0]["id"] for arm in clients}
+    assert top == {"control": "ab-politics", "fresh": "ab-sports"}, top
+    # Each user reads its top article twice (one read counts) and an
+    # article published after its last feed (no feed showed it).
+    kafka.send("articles", article("ab-unshown", "weather", 0.5, 0))
+    kafka.flush()
+    for arm, ws in clients.items():
+        for aid in (top[arm], top[arm], "ab-unshown"):
+            r = await request(ws, {"op": "read", "article": aid, "id": "r"})
+            assert r["type"] == "read", r
+    # An anonymous client's read and an operator's look at a user's feed count nothing.
+    anon = await c.connect("n2")
+    r = await request(anon, {"op": "read", "article": "ab-sports", "id": "r"})
+    assert r["type"] == "read", r
+    op = await c.connect("n2", "operator")
+    await recv_json(op)
+    g = await request(op, {"op": "feed", "user": users["fresh"], "k": 5, "id": "g"})
+    assert g["variant"] == "fresh", g
+    r = await request(op, {"op": "read", "article": g["items"][0]["id"], "id": "r"})
+    assert r["type"] == "read", r
+    out = shell(c, "ranking")
+    rows = {v["name"]: v for v in out["variants"]}
+    assert out["baseline"] == "control", out
+    for arm in ("control", "fresh"):
+        v = rows[arm]
+        assert v["share"] == 50, v
+        assert (v["feeds"], v["impressions"], v["reads"]) == (shown[arm][0], shown[arm][1], 1), \
+            (arm, v, shown[arm])
+        assert abs(v["ctr"] - 1 / shown[arm][1]) < 1e-12, v
+    assert rows["fresh"]["weights"] == "0.00/0.00/1.00", rows
+    assert abs(rows["fresh"]["difference"] - (rows["fresh"]["ctr"] - rows["control"]["ctr"])) \
+        < 1e-12, rows
+    assert "difference" not in rows["control"], rows
+    # The same counts as Prometheus series, on the node that served each
+    # user (the collector renders them once a second).
+    series = {("n2", 'troupe_ranking_reads_total{node="n2",variant="control"}'): 1,
+              ("n2", 'troupe_ranking_feeds_total{node="n2",variant="control"}'): shown["control"][0],
+              ("n3", 'troupe_ranking_impressions_total{node="n3",variant="fresh"}'):
+              shown["fresh"][1]}
+    deadline = time.monotonic() + 10
+    while {k: metric(c, *k) for k in series} != series:
+        assert time.monotonic() < deadline, {k: metric(c, *k) for k in series}
+        await asyncio.sleep(0.2)
+    print("ranking:", {arm: rows[arm] for arm in rows})
+
+
 CASES = {
     "breaking": (breaking_news_reaches_every_node, {}),
     "feed": (feed_equals_the_formula, {"rate_limit": 1000}),
@@ -754,6 +880,8 @@ CASES = {
     "tokens": (client_tokens_are_signed_expire_and_are_revoked_everywhere, {"rate_limit": 1000}),
     "idle": (clients_without_a_token_are_closed_when_idle, {"rate_limit": 1000, "idle": "2s"}),
     "tls": (clients_reach_the_node_over_https_and_wss_only, {"rate_limit": 1000}),
+    "ab": (ranking_variants_split_users_and_count_reads_of_what_they_showed,
+           {"rate_limit": 1000, "variants": "control:50:0.40/0.30/0.30, fresh:50:0/0/1"}),
 }
 
 
