@@ -1,5 +1,6 @@
 #include "actors/alerter/alerter.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <cstdio>
@@ -69,19 +70,47 @@ int32_t partition_of(const std::string& id, int32_t partitions) {
   return static_cast<int32_t>(h % static_cast<uint32_t>(partitions));
 }
 
-/// What became of one alert sent.
+/// What became of one record sent.
 enum send_status : int32_t { delivered = 0, not_persisted = 1, possibly_persisted = 2 };
 
-/// A batch whose alerts Kafka has not answered for yet.
+/// A topic written exactly once per transaction id: the alerts (records for
+/// the scores over the threshold), and the scored-event log (a record for
+/// every score). Each record is claimed in Redis under `prefix + id`.
+struct sink {
+  std::string topic;
+  std::string prefix;
+  /// How long a claim marked sent is kept (`remember`, `scores_remember`).
+  std::string ttl;
+  int32_t partitions = 0;
+  /// Per partition, an offset at or below that of the next record written
+  /// there: where a later check for it starts reading.
+  std::vector<int64_t> floor;
+};
+
+constexpr size_t alerts = 0;
+constexpr size_t scores = 1;
+
+/// One record of a batch: which sink, for which score, and its key (the
+/// Kafka record's, and its claim's after the sink's prefix): the
+/// transaction id.
+struct record {
+  size_t sink = alerts;
+  const scored_transaction* s = nullptr;
+  std::string key;
+};
+
+/// A batch whose records Kafka has not answered for yet.
 struct unconfirmed {
   answer_later answer;
   std::vector<std::string> ids;
-  /// Per id, what the log says of its alert, and what became of it.
+  std::vector<size_t> sinks;
+  /// Per record, what the log says of it (alerts only), and what became of it.
   std::vector<std::string> notes;
   std::vector<int32_t> status;
   size_t waiting = 0;
+  /// New alerts (the batch's answer).
   uint64_t fresh = 0;
-  /// Alerts whose earlier attempt was still under way: the batch fails
+  /// Records whose earlier attempt was still under way: the batch fails
   /// once the rest is done, and its retry finds them settled.
   size_t busy = 0;
 };
@@ -92,13 +121,20 @@ struct worker_state {
   std::string token_prefix;
   std::unique_ptr<redis::connection> redis;
   std::unique_ptr<kafka::producer> producer;
-  int32_t partitions = 0;
-  /// Per partition of the topic, an offset at or below that of the next
-  /// alert written there: where a later check for it starts reading.
-  std::vector<int64_t> floor;
+  std::vector<sink> sinks;
   std::map<uint64_t, unconfirmed> batches;
   uint64_t next_batch = 0;
   uint64_t confirmed_batches = 0;
+
+  void init() {
+    sinks.resize(2);
+    sinks[alerts].topic = cfg.topic;
+    sinks[alerts].prefix = "alert:";
+    sinks[alerts].ttl = std::to_string(cfg.remember.count());
+    sinks[scores].topic = cfg.scores_topic;
+    sinks[scores].prefix = "scored:";
+    sinks[scores].ttl = std::to_string(cfg.scores_remember.count());
+  }
 
   caf::error connect() {
     if (!redis || !redis->alive()) {
@@ -114,76 +150,89 @@ struct worker_state {
         return p.error();
       producer = std::move(*p);
     }
-    if (partitions == 0) {
-      auto n = producer->partitions(cfg.topic, 5s);
+    for (auto& k : sinks) {
+      if (k.partitions != 0 || k.topic.empty())
+        continue;
+      auto n = producer->partitions(k.topic, 5s);
       if (!n)
         return n.error();
       std::vector<int64_t> ends;
       for (int32_t p = 0; p < *n; ++p) {
-        auto end = producer->end_offset(cfg.topic, p, 5s);
+        auto end = producer->end_offset(k.topic, p, 5s);
         if (!end)
           return end.error();
         ends.push_back(*end);
       }
-      floor = std::move(ends);
-      partitions = *n;
+      k.floor = std::move(ends);
+      k.partitions = *n;
     }
     return caf::none;
   }
 
   kafka::settings producer_conf() const {
     auto conf = kafka::defaults(cfg.kafka);
-    // Kafka answers for every alert within this (delivered, or failed and
+    // Kafka answers for every record within this (delivered, or failed and
     // then surely not written, or failed and possibly written), well
     // inside the claim's lease and the ingestor's stage timeout.
     conf["message.timeout.ms"] = std::to_string(cfg.delivery_timeout.count());
     // No blind resend: a request whose answer was lost comes back as
     // "possibly persisted", and the next attempt reads the partition
-    // instead of writing the alert a second time.
+    // instead of writing the record a second time.
     conf["message.send.max.retries"] = "0";
-    // Alerts are few and waited for: send each at once.
+    // A batch's records are queued together and waited for: send at once.
     conf["linger.ms"] = "0";
     return conf;
   }
 
-  /// Claims the ids of the scores over the threshold and produces their
-  /// alerts; answers once Kafka answered for them all (`on_sent`), so the
-  /// worker takes the next batch meanwhile.
+  /// Claims the batch's records (an alert for each score over the
+  /// threshold, a scored event for each score) and produces them; answers
+  /// once Kafka answered for them all (`on_sent`), so the worker takes the
+  /// next batch meanwhile.
   caf::result<uint64_t> on_batch(const std::vector<scored_transaction>& batch) {
-    std::vector<const scored_transaction*> over;
+    std::vector<record> records;
     for (auto& s : batch)
       if (s.probability > cfg.threshold)
-        over.push_back(&s);
-    if (over.empty())
+        records.push_back({alerts, &s, s.item.tx.id});
+    // A score with degraded features is not logged: the transaction is
+    // scored again once the feature store is back, and that score is. So
+    // the log needs Redis only when the store (the same Redis) is back, and
+    // batches scored degraded without an alert go on while it is away.
+    if (!cfg.scores_topic.empty())
+      for (auto& s : batch)
+        if (!s.item.degraded)
+          records.push_back({scores, &s, s.item.tx.id});
+    if (records.empty())
       return uint64_t{0};
     if (auto err = connect())
       return err;
     auto id = next_batch++;
     auto token = token_prefix + std::to_string(id);
-    auto ttl = std::to_string(cfg.remember.count());
     auto lease = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(cfg.lease).count());
     std::vector<std::vector<std::string>> cmds;
-    for (auto s : over) {
-      auto p = partition_of(s->item.tx.id, partitions);
-      cmds.push_back({"EVAL", claim_script, "1", "alert:" + s->item.tx.id, token, lease,
-                      std::to_string(p), std::to_string(floor[p]), ttl});
+    for (auto& r : records) {
+      auto& k = sinks[r.sink];
+      auto p = partition_of(r.key, k.partitions);
+      cmds.push_back({"EVAL", claim_script, "1", k.prefix + r.key, token, lease,
+                      std::to_string(p), std::to_string(k.floor[p]), k.ttl});
     }
     auto replies = redis->pipeline(cmds);
     if (!replies)
       return replies.error();
-    std::vector<const scored_transaction*> to_send;
+    std::vector<record> to_send;
     std::vector<bool> is_fresh;
-    // Earlier attempts whose outcome is unknown, by partition: read first.
-    std::map<int32_t, std::pair<int64_t, std::set<std::string>>> check;
-    std::map<std::string, const scored_transaction*> checked;
+    // Earlier attempts whose outcome is unknown, by sink and partition:
+    // read first.
+    std::map<std::pair<size_t, int32_t>, std::pair<int64_t, std::set<std::string>>> check;
+    std::map<std::pair<size_t, std::string>, record> checked;
     size_t busy = 0;
-    for (size_t i = 0; i < over.size(); ++i) {
+    for (size_t i = 0; i < records.size(); ++i) {
       auto& r = (*replies)[i];
+      auto& k = sinks[records[i].sink];
       if (r.kind == redis::reply::error)
-        return caf::make_error(ec::io_failure, "alert claim failed: " + r.text);
+        return caf::make_error(ec::io_failure, "claim on " + k.topic + " failed: " + r.text);
       auto& state = r.text;
       if (state == "claimed") {
-        to_send.push_back(over[i]);
+        to_send.push_back(records[i]);
         is_fresh.push_back(true);
       } else if (state == "busy") {
         ++busy;
@@ -191,31 +240,34 @@ struct worker_state {
         int32_t p = -1;
         long long from = -1;
         std::sscanf(state.c_str() + 6, "%d %lld", &p, &from);
-        if (p < 0 || p >= partitions) {
+        if (p < 0 || p >= k.partitions) {
           // A claim that does not say where its attempt wrote (or a topic
-          // whose partitions changed): write the alert again.
-          to_send.push_back(over[i]);
+          // whose partitions changed): write the record again.
+          to_send.push_back(records[i]);
           is_fresh.push_back(false);
           continue;
         }
-        auto& c = check[p];
+        auto& c = check[{records[i].sink, p}];
+        auto& key = records[i].key;
         c.first = c.second.empty() ? from : std::min<int64_t>(c.first, from);
-        c.second.insert(over[i]->item.tx.id);
-        checked[over[i]->item.tx.id] = over[i];
+        c.second.insert(key);
+        checked[{records[i].sink, key}] = records[i];
       }
     }
-    std::vector<std::string> landed;
-    for (auto& [p, c] : check) {
-      auto found = kafka::find_keys(kafka::defaults(cfg.kafka), cfg.topic, p, c.first, c.second,
-                                    cfg.delivery_timeout);
+    std::vector<std::pair<std::string, size_t>> landed;
+    for (auto& [where, c] : check) {
+      auto& k = sinks[where.first];
+      auto found = kafka::find_keys(kafka::defaults(cfg.kafka), k.topic, where.second, c.first,
+                                    c.second, cfg.delivery_timeout);
       if (!found)
         return found.error(); // the claims stay taken: the retry reads again
       for (auto& key : c.second) {
         if (found->count(key) > 0) {
-          landed.push_back(key);
-          cfg.log.info("alert already written by an earlier attempt", key);
+          landed.emplace_back(k.prefix + key, where.first);
+          if (where.first == alerts)
+            cfg.log.info("alert already written by an earlier attempt", key);
         } else {
-          to_send.push_back(checked[key]);
+          to_send.push_back(checked[{where.first, key}]);
           is_fresh.push_back(false);
         }
       }
@@ -226,32 +278,40 @@ struct worker_state {
     if (to_send.empty()) {
       if (busy > 0)
         return caf::make_error(ec::in_doubt, std::to_string(busy)
-                                               + " alerts have an earlier attempt under way");
+                                               + " records have an earlier attempt under way");
       return uint64_t{0};
     }
     auto& b = batches[id];
     b.busy = busy;
     auto handle = caf::actor{self};
-    for (auto s : to_send) {
-      auto k = b.ids.size();
-      auto p = partition_of(s->item.tx.id, partitions);
+    auto now = unix_ms();
+    for (size_t i = 0; i < to_send.size(); ++i) {
+      auto& r = to_send[i];
+      auto& k = sinks[r.sink];
+      auto n = b.ids.size();
+      auto p = partition_of(r.key, k.partitions);
+      auto payload = r.sink == alerts ? alert_json(*r.s, cfg.threshold, cfg.node)
+                                      : scored_json(*r.s, cfg.threshold, cfg.node, now);
       auto err = producer->produce_to(
-        cfg.topic, p, s->item.tx.id, alert_json(*s, cfg.threshold, cfg.node),
-        [handle, id, k](const kafka::producer::delivery& d) {
+        k.topic, p, r.key, std::move(payload),
+        [handle, id, n](const kafka::producer::delivery& d) {
           int32_t status = !d.error                ? delivered
                            : d.possibly_persisted ? possibly_persisted
                                                   : not_persisted;
-          caf::anon_send(handle, alert_sent_atom::value, id, static_cast<uint64_t>(k), status,
+          caf::anon_send(handle, alert_sent_atom::value, id, static_cast<uint64_t>(n), status,
                          d.partition, d.offset);
         });
-      b.ids.push_back(s->item.tx.id);
+      b.ids.push_back(r.key);
+      b.sinks.push_back(r.sink);
       b.status.push_back(err ? not_persisted : -1);
-      b.notes.push_back("alert: user " + s->item.tx.user + ", score "
-                        + std::to_string(s->probability) + " over "
-                        + std::to_string(cfg.threshold) + ", model " + s->model_version);
+      b.notes.push_back(r.sink != alerts ? std::string{}
+                                         : "alert: user " + r.s->item.tx.user + ", score "
+                                             + std::to_string(r.s->probability) + " over "
+                                             + std::to_string(cfg.threshold) + ", model "
+                                             + r.s->model_version);
       if (!err) {
         ++b.waiting;
-        if (is_fresh[k])
+        if (is_fresh[i] && r.sink == alerts)
           ++b.fresh;
       }
     }
@@ -266,21 +326,23 @@ struct worker_state {
     return caf::delegated<uint64_t>{};
   }
 
-  void on_sent(uint64_t id, uint64_t k, int32_t status, int32_t partition, int64_t offset) {
-    if (status == delivered && partition >= 0 && partition < partitions)
-      floor[partition] = std::max(floor[partition], offset + 1);
+  void on_sent(uint64_t id, uint64_t n, int32_t status, int32_t partition, int64_t offset) {
     auto i = batches.find(id);
-    if (i == batches.end() || k >= i->second.status.size())
+    if (i == batches.end() || n >= i->second.status.size())
       return;
     auto& b = i->second;
-    b.status[k] = status;
+    auto& k = sinks[b.sinks[n]];
+    if (status == delivered && partition >= 0 && partition < k.partitions)
+      k.floor[partition] = std::max(k.floor[partition], offset + 1);
+    b.status[n] = status;
     if (--b.waiting > 0)
       return;
-    if (cfg.crash_after_confirm_every > 0
+    auto with_alerts = std::find(b.sinks.begin(), b.sinks.end(), alerts) != b.sinks.end();
+    if (cfg.crash_after_confirm_every > 0 && with_alerts
         && ++confirmed_batches % cfg.crash_after_confirm_every == 0)
       throw std::runtime_error("injected fault (crash_after_confirm_every "
                                + std::to_string(cfg.crash_after_confirm_every)
-                               + "): Kafka confirmed the alerts, none marked sent");
+                               + "): Kafka confirmed the batch's records, none marked sent");
     auto result = settle(id);
     if (!result)
       b.answer.deliver(result.error());
@@ -289,7 +351,7 @@ struct worker_state {
     batches.erase(id);
   }
 
-  /// Once Kafka answered for every alert of batch `id`: the delivered ones
+  /// Once Kafka answered for every record of batch `id`: the delivered ones
   /// become `sent`; a failed one's claim is dropped (surely not written) or
   /// its lease ended (possibly written: the retry reads the partition).
   caf::expected<uint64_t> settle(uint64_t id) {
@@ -297,18 +359,19 @@ struct worker_state {
     if (i == batches.end())
       return uint64_t{0};
     auto& b = i->second;
-    std::vector<std::string> sent;
+    std::vector<std::pair<std::string, size_t>> sent;
     std::vector<std::vector<std::string>> cmds;
     auto token = token_prefix + std::to_string(id);
     size_t failed = 0;
-    for (size_t k = 0; k < b.ids.size(); ++k) {
-      if (b.status[k] == delivered) {
-        sent.push_back(b.ids[k]);
+    for (size_t n = 0; n < b.ids.size(); ++n) {
+      auto key = sinks[b.sinks[n]].prefix + b.ids[n];
+      if (b.status[n] == delivered) {
+        sent.emplace_back(std::move(key), b.sinks[n]);
         continue;
       }
       ++failed;
-      cmds.push_back({"EVAL", settle_script, "1", "alert:" + b.ids[k], token,
-                      b.status[k] == possibly_persisted ? "end" : "drop"});
+      cmds.push_back({"EVAL", settle_script, "1", std::move(key), token,
+                      b.status[n] == possibly_persisted ? "end" : "drop"});
     }
     auto fresh = b.fresh;
     auto busy = b.busy;
@@ -323,25 +386,25 @@ struct worker_state {
     if (!sent.empty())
       if (auto err = mark_sent(sent))
         return err;
-    for (size_t k = 0; k < ids.size(); ++k)
-      if (status[k] == delivered)
-        cfg.log.info(notes[k], ids[k]);
+    for (size_t n = 0; n < ids.size(); ++n)
+      if (status[n] == delivered && !notes[n].empty())
+        cfg.log.info(notes[n], ids[n]);
     if (failed > 0)
       return caf::make_error(ec::io_failure,
-                             std::to_string(failed) + " alerts not confirmed by Kafka");
+                             std::to_string(failed) + " records not confirmed by Kafka");
     if (busy > 0)
       return caf::make_error(ec::in_doubt,
-                             std::to_string(busy) + " alerts have an earlier attempt under way");
+                             std::to_string(busy) + " records have an earlier attempt under way");
     return fresh;
   }
 
-  caf::error mark_sent(const std::vector<std::string>& ids) {
+  /// Marks claims (`alert:ID`, `scored:ID`, with their sinks) sent.
+  caf::error mark_sent(const std::vector<std::pair<std::string, size_t>>& keys) {
     if (auto err = connect())
       return err;
-    auto ttl = std::to_string(cfg.remember.count());
     std::vector<std::vector<std::string>> sent;
-    for (auto& id : ids)
-      sent.push_back({"SET", "alert:" + id, "sent", "EX", ttl});
+    for (auto& [key, k] : keys)
+      sent.push_back({"SET", key, "sent", "EX", sinks[k].ttl});
     auto marked = redis->pipeline(sent);
     return marked ? caf::none : marked.error();
   }
@@ -370,6 +433,23 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
   return j.dump();
 }
 
+std::string scored_json(const scored_transaction& s, double threshold, const std::string& node,
+                        int64_t scored_at) {
+  auto& tx = s.item.tx;
+  nlohmann::json j{{"schema", 1},
+                   {"transaction", tx.id},
+                   {"user", tx.user},
+                   {"timestamp", tx.timestamp},
+                   {"features", s.item.features},
+                   {"score", s.probability},
+                   {"model", s.model_version},
+                   {"alert", s.probability > threshold},
+                   {"degraded", s.item.degraded},
+                   {"scored_at", scored_at},
+                   {"node", node}};
+  return j.dump();
+}
+
 group_spec make_group(const std::string& name, size_t instances, alerter_settings cfg) {
   group_spec g;
   g.name = name;
@@ -379,6 +459,7 @@ group_spec make_group(const std::string& name, size_t instances, alerter_setting
     auto st = std::make_shared<worker_state>();
     st->self = self;
     st->cfg = cfg;
+    st->init();
     // Unique per worker incarnation: a restarted worker never mistakes an
     // earlier incarnation's claim for its own.
     st->token_prefix = cfg.node + "/" + std::to_string(index) + "/"

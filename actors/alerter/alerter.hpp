@@ -14,6 +14,13 @@ namespace troupe::alert {
 struct alerter_settings {
   double threshold = 0.5;
   std::string topic = "fraud-alerts";
+  /// The scored-event log: a record for every score, exactly once per
+  /// transaction id, by the same claims as the alerts (empty: none).
+  std::string scores_topic = "fraud-scores";
+  /// How long a logged score's claim is kept: a transaction read again
+  /// within it (a rebalance, a crash, a broker outage before the commit) is
+  /// not logged twice. About 100 bytes of Redis per transaction of the window.
+  std::chrono::seconds scores_remember{15 * 60};
   std::string kafka;
   std::string redis;
   /// Node name, written into each alert.
@@ -39,6 +46,14 @@ struct alerter_settings {
 /// time it was raised and the node that raised it.
 std::string alert_json(const scored_transaction& s, double threshold, const std::string& node);
 
+/// The JSON of one scored event (schema 1), the scored-event log's record:
+/// `{"schema", "transaction" (id), "user", "timestamp", "features" (the
+/// model's input row, in the fraud-detector's feature order), "score",
+/// "model", "alert" (over the threshold), "degraded", "scored_at" (Unix
+/// ms), "node"}`.
+std::string scored_json(const scored_transaction& s, double threshold, const std::string& node,
+                        int64_t scored_at);
+
 /// The `alerter` group: detached workers, each with a Redis connection and a
 /// Kafka producer.
 ///
@@ -56,6 +71,11 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
 ///   `sent` (the worker died after Kafka's confirmation, or its answer was
 ///   lost), it reads the partition from FROM and writes the alert only if it
 ///   is not there.
+/// Every score of the batch with real features goes the same way to
+/// `scores_topic` (the scored-event log, claims `scored:{id}`), so the log
+/// holds each scored transaction once, beside its alert. A degraded score
+/// is not logged: the transaction is scored again once the feature store
+/// is back, and that score is.
 /// Answers how many alerts were new; fails (so that the caller retries)
 /// while Redis or Kafka cannot be reached.
 group_spec make_group(const std::string& name, size_t instances, alerter_settings settings);

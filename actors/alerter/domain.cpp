@@ -11,6 +11,12 @@ troupe::domain domain_entry() {
      "a transaction whose fraud score is over it raises an alert"},
     {"topic", setting_type::string, "fraud-alerts", {}, {}, false,
      "the Kafka topic alerts are produced to"},
+    {"scores_topic", setting_type::string, "fraud-scores", {}, {}, true,
+     "the scored-event log: every scored transaction, once, with its features, score and model "
+     "(empty: none)"},
+    {"scores_remember", setting_type::duration, "15m", 60000, {}, false,
+     "how long a logged score's transaction id is kept, so that an event read again is not "
+     "logged twice (about 100 bytes of Redis per transaction)"},
     {"remember", setting_type::duration, "168h", 1000, {}, false,
      "how long an alerted transaction id is kept, so a replay raises no second alert"},
     {"crash_after_confirm_every", setting_type::integer, "0", 0, 1e9, false,
@@ -22,6 +28,9 @@ troupe::domain domain_entry() {
     alerter_settings s;
     s.threshold = topology::number(decl, "threshold");
     s.topic = topology::setting(decl, "topic");
+    s.scores_topic = topology::setting(decl, "scores_topic");
+    s.scores_remember = std::chrono::duration_cast<std::chrono::seconds>(
+      topology::duration(decl, "scores_remember"));
     s.remember = std::chrono::duration_cast<std::chrono::seconds>(
       topology::duration(decl, "remember"));
     s.kafka = ctx.kafka;

@@ -200,7 +200,7 @@ std::vector<std::pair<std::string, int>> topics_of(const topology::topology& t) 
   // The parser filled in every setting's default.
   for (auto& g : t.groups)
     for (auto& [key, value] : g.settings)
-      if (is_topic(key))
+      if (is_topic(key) && !value.empty()) // empty: a topic the group does not write
         names.insert(value);
   std::vector<std::pair<std::string, int>> result;
   for (auto& n : names)

@@ -232,7 +232,7 @@ TEST_CASE("domains, strategies, routing, fallbacks and settings are checked agai
         != std::string::npos);
   CHECK(problem(group("domain = \"ranker\"\nfallback = \"trending\"\n")).empty());
   CHECK(problem(group("domain = \"alerter\"\nsettings = { treshold = 0.9 }\n"))
-          .find("group[0].settings.treshold: unknown setting of alerter (known: crash_after_confirm_every, remember, threshold, topic)")
+          .find("group[0].settings.treshold: unknown setting of alerter (known: crash_after_confirm_every, remember, scores_remember, scores_topic, threshold, topic)")
         != std::string::npos);
   // The ranker's A/B variants are checked together, with the line of the group's settings.
   CHECK(problem(group("domain = \"ranker\"\nsettings = { variants = "

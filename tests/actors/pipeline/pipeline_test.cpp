@@ -3,6 +3,7 @@
 // hosting the ingestor, feature-enricher, fraud-detector and alerter.
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -37,6 +38,8 @@ const std::string model = source_dir + "/actors/fraud_detector/model/fraud.json"
 struct expectation {
   std::vector<std::pair<std::string, std::string>> events; // (user, JSON)
   std::set<std::string> alerts;
+  /// Each transaction's score by python3-xgboost on the reference features.
+  std::map<std::string, double> scores;
 };
 
 expectation expected(int seed, int users, double days) {
@@ -47,6 +50,8 @@ expectation expected(int seed, int users, double days) {
     e.events.emplace_back(ev[0].get<std::string>(), ev[1].get<std::string>());
   for (auto& id : j["alerts"])
     e.alerts.insert(id.get<std::string>());
+  for (auto& [id, score] : j["scores"].items())
+    e.scores[id] = score.get<double>();
   return e;
 }
 
@@ -70,7 +75,11 @@ struct parts {
 
   parts() {
     auto m = kafka::embedded_kafka::make(
-      3, {{"transactions", 12}, {"transactions-rescore", 12}, {"dead-letters", 1}, {"fraud-alerts", 4}});
+      3, {{"transactions", 12},
+          {"transactions-rescore", 12},
+          {"dead-letters", 1},
+          {"fraud-alerts", 4},
+          {"fraud-scores", 4}});
     REQUIRE(m);
     mock = std::move(*m);
     bootstrap = mock->bootstrap();
@@ -105,6 +114,62 @@ std::vector<kafka::record> read_everything(const std::string& bootstrap, const s
   auto got = read_all(bootstrap, topic, n, 60s);
   CHECK(got.size() == n);
   return got;
+}
+
+/// The scored-event log against the clean run: every transaction of `want`
+/// (but `absent`) logged once with its features, the reference score
+/// (within 1e-5) and `alert` as the clean run decided; no transaction twice;
+/// no degraded score (a transaction scored degraded is logged when it is
+/// scored again). With `rescored`, scores may differ from the reference
+/// (a user whose transactions were scored degraded has another history).
+void check_scored_log(const std::string& bootstrap, const expectation& want,
+                      const std::set<std::string>& absent = {}, bool rescored = false) {
+  std::map<std::string, int> count;
+  std::map<std::string, nlohmann::json> clean;
+  size_t degraded = 0, wrong_score = 0, wrong_alert = 0, malformed = 0;
+  for (auto& r : read_everything(bootstrap, "fraud-scores", 4)) {
+    auto j = nlohmann::json::parse(r.value, nullptr, false);
+    if (j.is_discarded() || !j.contains("transaction") || !j.contains("features")
+        || j["features"].size() != 11) {
+      ++malformed;
+      continue;
+    }
+    ++count[r.key];
+    auto id = j["transaction"].get<std::string>();
+    if (j["degraded"].get<bool>())
+      ++degraded;
+    CHECK(r.key == id);
+    clean[id] = j;
+  }
+  size_t twice = 0, missing = 0, unexpected = 0;
+  for (auto& [key, n] : count)
+    twice += n > 1 ? 1 : 0;
+  for (auto& [id, score] : want.scores) {
+    if (absent.count(id))
+      continue;
+    auto i = clean.find(id);
+    if (i == clean.end()) {
+      ++missing;
+      continue;
+    }
+    if (!rescored && std::fabs(i->second["score"].get<double>() - score) > 1e-5)
+      ++wrong_score;
+    if (!rescored && i->second["alert"].get<bool>() != (want.alerts.count(id) > 0))
+      ++wrong_alert;
+    CHECK(i->second["model"] == "fraud-v1");
+  }
+  for (auto& [id, j] : clean)
+    if (!want.scores.count(id) || absent.count(id))
+      ++unexpected;
+  MESSAGE("scored-event log: " << clean.size() << " transactions, " << degraded << " degraded, "
+                               << twice << " twice, " << missing << " missing");
+  CHECK(malformed == 0);
+  CHECK(twice == 0);
+  CHECK(missing == 0);
+  CHECK(unexpected == 0);
+  CHECK(wrong_score == 0);
+  CHECK(wrong_alert == 0);
+  CHECK(degraded == 0);
 }
 
 /// Waits until the ingestors' consumer group has committed every partition
@@ -255,6 +320,8 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
   // ... and committed: the group's offsets reach the end of every partition.
   auto committed = all_committed(bootstrap, 15s);
   CHECK(committed);
+  // Every scored transaction is in the scored-event log once, rebalance or not.
+  check_scored_log(bootstrap, want);
   if (counters().first < want.events.size() || !committed || unique != want.alerts)
     keep_log(*node, "pipeline-end-to-end");
   node->signal(SIGTERM);
@@ -353,6 +420,7 @@ TEST_CASE("workers crashing and a node killed with kill -9 mid-stream lose no tr
   CHECK(ids.size() == unique.size());
   CHECK(unique == want.alerts);
   CHECK(all_committed(bootstrap, 30s));
+  check_scored_log(bootstrap, want);
   auto out = nodes["n1"]->output() + nodes["n2"]->output();
   MESSAGE(want.events.size() << " transactions, " << unique.size() << " of "
                              << want.alerts.size() << " alerts, " << ids.size() - unique.size()
@@ -422,6 +490,7 @@ TEST_CASE("Redis away for less than degrade_after: batches are held, nothing is 
   std::set<std::string> unique(ids.begin(), ids.end());
   CHECK(unique == want.alerts);
   CHECK(ids.size() == unique.size());
+  check_scored_log(bootstrap, want);
   auto out = node->output();
   CHECK(out.find("transactions with degraded features") == std::string::npos);
   auto metrics = http_get(f.ports["n1"].second, "/metrics");
@@ -544,6 +613,9 @@ TEST_CASE("Redis away for longer than degrade_after: degraded scores are marked 
   CHECK(missing_unscored == 0);
   CHECK(twice == 0);
   CHECK(unexplained.empty());
+  // The log has each transaction's clean score once: those scored degraded
+  // first are logged when scored again.
+  check_scored_log(bootstrap, want, {}, true);
   node->signal(SIGTERM);
   CHECK(node->wait_exit(10000ms) == 0);
 }
@@ -594,6 +666,7 @@ TEST_CASE("the Kafka brokers down for 5 s mid-stream: every ingestor gets partit
                              << " duplicates");
   CHECK(unique == want.alerts);
   CHECK(ids.size() == unique.size());
+  check_scored_log(bootstrap, want);
   if (unique != want.alerts) {
     auto out = nodes["n1"]->output() + nodes["n2"]->output();
     MESSAGE("the nodes' last lines:\n" << out.substr(out.size() > 6000 ? out.size() - 6000 : 0));
@@ -656,6 +729,8 @@ TEST_CASE("a poison event inside a batch is split out and dead-lettered with the
   std::set<std::string> unique(ids.begin(), ids.end());
   CHECK(unique == want.alerts);
   CHECK(ids.size() == unique.size());
+  // The poison events were never scored: not in the log; every other event is, once.
+  check_scored_log(bootstrap, want);
   CHECK(node->wait_for("): trying its events one by one", 1000ms));
   node->signal(SIGTERM);
   CHECK(node->wait_exit(10000ms) == 0);
@@ -707,4 +782,7 @@ TEST_CASE("a node frozen for 3 s with SIGSTOP and the alerter dying between Kafk
   // those alerts already written instead of writing them again.
   CHECK(out.find("crash_after_confirm_every 4") != std::string::npos);
   CHECK(out.find("alert already written by an earlier attempt") != std::string::npos);
+  // The scored events of those batches were confirmed and not marked either:
+  // taken over and read back, never written twice.
+  check_scored_log(bootstrap, want);
 }
