@@ -5,6 +5,7 @@
 #include "actors/feature_enricher/enricher.hpp"
 #include "actors/fraud_detector/detector.hpp"
 #include "actors/ingestor/ingestor.hpp"
+#include "actors/model_monitor/monitor.hpp"
 #include "actors/ranker/ranker.hpp"
 #include "actors/websocket_broadcaster/broadcaster.hpp"
 
@@ -16,6 +17,7 @@ const domain_list& domains() {
     enrich::domain_entry(),
     fraud::domain_entry(),
     alert::domain_entry(),
+    monitor::domain_entry(),
     rank::domain_entry(),
     ws::domain_entry(),
     echo::domain_entry(),

@@ -197,12 +197,17 @@ public:
         {"publish", "<topic> <json>", "produce one record to a Kafka topic",
          "The JSON must parse; it goes to the cluster's Kafka as it is.",
          2, 2, [](session& s, const args& a) { return s.publish(a[0], a[1]); }},
-        {"model", "load <path> | status", "the fraud-detector groups' model: swap it, or show it",
+        {"model", "load <path> | status | quality",
+         "the fraud-detector groups' model: swap it, show it, or how it does",
          "`model load PATH` asks every node hosting a fraud-detector group to load\n"
          "and check the XGBoost model at PATH (a path on the nodes' hosts); each\n"
          "worker switches at its next batch, no batch is scored by two models.\n"
          "A model that does not load leaves the old one in place. A group started\n"
-         "again later (moved, restarted) loads the topology's `model` setting.",
+         "again later (moved, restarted) loads the topology's `model` setting.\n"
+         "`model quality` shows each model-monitor's window per model version:\n"
+         "scores, alerts, labelled scores, precision, recall, AUC, the feature\n"
+         "drifting most (PSI against the training reference), and its recent\n"
+         "drift_detected / quality_dropped events.",
          1, 2, [](session& s, const args& a) { return s.model_command(a); }},
         {"ranking", "", "the ranking's A/B variants: shares, weights, click-through, vs control",
          "Every reachable node's counts, summed: personalised feeds answered per\n"
@@ -1128,6 +1133,82 @@ private:
     return o;
   }
 
+  /// `model quality`: every model-monitor group's view of each model
+  /// version over its window.
+  outcome model_quality() {
+    std::vector<std::string> groups;
+    for (auto& g : topo_.groups)
+      if (g.domain == "model-monitor")
+        groups.push_back(g.name);
+    if (groups.empty())
+      return failed("this cluster runs no model-monitor group");
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["monitors"] = json::array();
+    for (auto& g : groups) {
+      auto parts = locals(infos, g); // kept: the loop below refers into it
+      for (auto& p : parts[g]) {
+        if (!p.router)
+          continue;
+        auto answer = ask<std::string>(p.router, model_quality_atom::value);
+        if (!answer) {
+          o.rc = shell_failed;
+          o.text += p.node + " " + g + ": " + render(answer.error()) + "\n";
+          o.doc["monitors"].push_back(
+            {{"node", p.node}, {"group", g}, {"error", render(answer.error())}});
+          continue;
+        }
+        auto view = json::parse(*answer, nullptr, false);
+        if (view.is_discarded())
+          continue;
+        view["group"] = g;
+        char head[160];
+        std::snprintf(head, sizeof(head), "%s on %s: window %.0f s, reference %s\n", g.c_str(),
+                      p.node.c_str(), view.value("window_ms", 0.0) / 1000,
+                      view.value("reference", std::string{"-"}).c_str());
+        o.text += head;
+        o.text += "  " + pad("MODEL", 12) + pad("SCORED", 9) + pad("ALERTS", 8)
+                  + pad("LABELLED", 10) + pad("PRECISION", 11) + pad("RECALL", 8)
+                  + pad("AUC", 7) + "LARGEST PSI\n";
+        for (auto& m : view["models"]) {
+          std::string worst = "-";
+          double most = -1;
+          for (auto& [feature, v] : m["psi"].items())
+            if (v.get<double>() > most) {
+              most = v.get<double>();
+              worst = feature;
+            }
+          char row[256];
+          std::snprintf(row, sizeof(row), "  %-12s%-9llu%-8llu%-10llu%-11.3f%-8.3f%-7.3f%s",
+                        m["model"].get<std::string>().c_str(),
+                        static_cast<unsigned long long>(m["scored"].get<uint64_t>()),
+                        static_cast<unsigned long long>(m["alerts"].get<uint64_t>()),
+                        static_cast<unsigned long long>(m["labelled"].get<uint64_t>()),
+                        m["precision"].get<double>(), m["recall"].get<double>(),
+                        m["auc"].get<double>(), worst.c_str());
+          o.text += row;
+          if (most >= 0) {
+            char v[32];
+            std::snprintf(v, sizeof(v), " %.3f", most);
+            o.text += v;
+          }
+          o.text += "\n";
+        }
+        for (auto& e : view["events"])
+          o.text += "  event: " + e.dump() + "\n";
+        o.doc["monitors"].push_back(std::move(view));
+      }
+    }
+    if (o.doc["monitors"].empty()) {
+      o.rc = shell_failed;
+      o.text += "no reachable node runs a model-monitor instance\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
   /// Tells every reachable node that `node` is (no longer) drained; with
   /// `wait`, until `node` hosts nothing (or 30 s passed).
   outcome drain(const std::string& node, bool drained, bool wait = true) {
@@ -1239,7 +1320,9 @@ private:
       return model(a[1]);
     if (a.size() == 1 && a[0] == "status")
       return model("");
-    return usage("usage: model load <path> | model status");
+    if (a.size() == 1 && a[0] == "quality")
+      return model_quality();
+    return usage("usage: model load <path> | model status | model quality");
   }
 
   /// `scale GROUP N`, N from 1 to 1024.

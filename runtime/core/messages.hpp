@@ -449,6 +449,10 @@ using alert_atom = caf::atom_constant<caf::atom("alert")>;
 using model_load_atom = caf::atom_constant<caf::atom("modelload")>;
 /// `(model_status_atom) -> std::string`: "version (path)" of the current model.
 using model_status_atom = caf::atom_constant<caf::atom("modelstat")>;
+/// `(model_quality_atom) -> std::string`: a model-monitor worker's view,
+/// JSON: `{"window_ms", "models": [quality...], "events": [...]}`
+/// (`actors/model_monitor/quality.hpp`).
+using model_quality_atom = caf::atom_constant<caf::atom("modelqual")>;
 
 /// Internal to an ingestor worker: read the next records, `(poll_atom)`.
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
