@@ -6,6 +6,7 @@
 #include "actors/fraud_detector/detector.hpp"
 #include "actors/ingestor/ingestor.hpp"
 #include "actors/model_monitor/monitor.hpp"
+#include "actors/model_trainer/trainer.hpp"
 #include "actors/ranker/ranker.hpp"
 #include "actors/websocket_broadcaster/broadcaster.hpp"
 
@@ -18,6 +19,7 @@ const domain_list& domains() {
     fraud::domain_entry(),
     alert::domain_entry(),
     monitor::domain_entry(),
+    trainer::domain_entry(),
     rank::domain_entry(),
     ws::domain_entry(),
     echo::domain_entry(),

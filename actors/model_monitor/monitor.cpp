@@ -282,8 +282,6 @@ struct worker_state {
                     this);
       reg.set_gauge("troupe_model_auc", "Area under the ROC curve of the labelled scores.", l,
                     q.auc, this);
-      double most = 0;
-      std::string worst;
       nlohmann::json over = nlohmann::json::object();
       for (auto& [feature, v] : q.psi) {
         registry::labels lf{{"group", cfg.log.group()}, {"model", model}, {"feature", feature}};
@@ -293,23 +291,26 @@ struct worker_state {
                       lf, v, this);
         if (cfg.skip_features.count(feature))
           continue;
-        if (v > most) {
-          most = v;
-          worst = feature;
-        }
         if (v >= cfg.psi_threshold)
           over[feature] = v;
       }
+      // Each feature crosses on its own: one drifting already does not
+      // hide another that starts to.
       auto& x = crossed[model];
-      if (q.scored >= cfg.min_events && most >= cfg.psi_threshold && !x.count("drift")) {
-        x.insert("drift");
-        emit("drift_detected", model,
-             {{"feature", worst}, {"psi", most}, {"over", over}, {"scored", q.scored}}, now);
-      } else if (x.count("drift") && most < 0.8 * cfg.psi_threshold) {
-        x.erase("drift");
-        cfg.log(name + ": model " + model + ": no feature drifts any more (largest PSI "
-                + std::to_string(most) + ")");
-      }
+      if (q.scored >= cfg.min_events)
+        for (auto& [feature, v] : q.psi) {
+          if (cfg.skip_features.count(feature))
+            continue;
+          auto key = "drift:" + feature;
+          if (v >= cfg.psi_threshold && !x.count(key)) {
+            x.insert(key);
+            emit("drift_detected", model,
+                 {{"feature", feature}, {"psi", v}, {"over", over}, {"scored", q.scored}}, now);
+          } else if (v < 0.8 * cfg.psi_threshold && x.erase(key) > 0) {
+            cfg.log(name + ": model " + model + ": " + feature + " no longer drifts (PSI "
+                    + std::to_string(v) + ")");
+          }
+        }
       if (cfg.recall_threshold > 0 && q.labelled_fraud >= cfg.min_labels) {
         if (q.recall < cfg.recall_threshold && !x.count("quality")) {
           x.insert("quality");

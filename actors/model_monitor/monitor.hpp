@@ -57,8 +57,8 @@ struct monitor_settings {
 /// PSI reaching `psi_threshold` (over `min_events` scores) produces a
 /// `drift_detected` record on `events_topic` and a warning; recall under
 /// `recall_threshold` (over `min_labels` labelled frauds) a
-/// `quality_dropped` one. Each once per crossing (again after the figure
-/// went back under 80 % of its threshold). A malformed label goes to
+/// `quality_dropped` one. Each once per crossing, per feature for drift
+/// (again after the figure went back under 80 % of its threshold). A malformed label goes to
 /// `dead_letter_topic` with its reason, confirmed before its offset is
 /// committed. `(model_quality_atom)` answers the view as JSON.
 group_spec make_group(const std::string& name, size_t instances, monitor_settings settings);

@@ -197,7 +197,7 @@ public:
         {"publish", "<topic> <json>", "produce one record to a Kafka topic",
          "The JSON must parse; it goes to the cluster's Kafka as it is.",
          2, 2, [](session& s, const args& a) { return s.publish(a[0], a[1]); }},
-        {"model", "load <path> | status | quality",
+        {"model", "load <path> | status | quality | train",
          "the fraud-detector groups' model: swap it, show it, or how it does",
          "`model load PATH` asks every node hosting a fraud-detector group to load\n"
          "and check the XGBoost model at PATH (a path on the nodes' hosts); each\n"
@@ -207,7 +207,10 @@ public:
          "`model quality` shows each model-monitor's window per model version:\n"
          "scores, alerts, labelled scores, precision, recall, AUC, the feature\n"
          "drifting most (PSI against the training reference), and its recent\n"
-         "drift_detected / quality_dropped events.",
+         "drift_detected / quality_dropped events. `model train` has each\n"
+         "model-trainer train a candidate now from the scored-event log and the\n"
+         "labels, compare it with the model in use on a held-out slice, and\n"
+         "register it if it does at least as well (up to 5 minutes).",
          1, 2, [](session& s, const args& a) { return s.model_command(a); }},
         {"ranking", "", "the ranking's A/B variants: shares, weights, click-through, vs control",
          "Every reachable node's counts, summed: personalised feeds answered per\n"
@@ -1133,6 +1136,77 @@ private:
     return o;
   }
 
+  /// `model train`: every model-trainer group trains a candidate now (up to
+  /// 5 minutes) and says what became of it.
+  outcome model_train() {
+    std::vector<std::string> groups;
+    for (auto& g : topo_.groups)
+      if (g.domain == "model-trainer")
+        groups.push_back(g.name);
+    if (groups.empty())
+      return failed("this cluster runs no model-trainer group");
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    o.doc["trained"] = json::array();
+    for (auto& g : groups) {
+      auto parts = locals(infos, g); // kept: the loop below refers into it
+      for (auto& p : parts[g]) {
+        if (!p.router)
+          continue;
+        auto answer = ask_for<std::string>(std::chrono::minutes(5), p.router,
+                                           model_train_atom::value);
+        json row = {{"node", p.node}, {"group", g}};
+        if (!answer) {
+          o.rc = shell_failed;
+          row["error"] = render(answer.error());
+          o.text += p.node + " " + g + ": " + render(answer.error()) + "\n";
+          o.doc["trained"].push_back(row);
+          continue;
+        }
+        auto r = json::parse(*answer, nullptr, false);
+        if (r.is_discarded())
+          continue;
+        row.update(r);
+        if (!r.value("ok", false)) {
+          o.rc = shell_failed;
+          o.text += p.node + " " + g + ": no candidate: " + r.value("error", std::string{}) + "\n";
+        } else {
+          char text[512];
+          auto& c = r["candidate"];
+          std::snprintf(text, sizeof(text),
+                        "%s %s: %s %s in %.1f s on %llu rows; held out %llu: AUC %.3f, "
+                        "recall %.3f, precision %.3f",
+                        p.node.c_str(), g.c_str(),
+                        r.value("accepted", false) ? "registered" : "rejected",
+                        r.value("version", std::string{}).c_str(),
+                        r.value("training_seconds", 0.0),
+                        static_cast<unsigned long long>(r.value("rows", uint64_t{0})),
+                        static_cast<unsigned long long>(r.value("held_out", uint64_t{0})),
+                        c.value("auc", 0.0), c.value("recall", 0.0), c.value("precision", 0.0));
+          o.text += text;
+          if (r.contains("current") && r["current"].contains("auc")) {
+            std::snprintf(text, sizeof(text), " (in use, %s: AUC %.3f, recall %.3f)",
+                          r["current"].value("model", std::string{}).c_str(),
+                          r["current"].value("auc", 0.0), r["current"].value("recall", 0.0));
+            o.text += text;
+          }
+          o.text += "\n";
+          if (r.contains("path"))
+            o.text += "  put it in use: model load " + r["path"].get<std::string>() + "\n";
+        }
+        o.doc["trained"].push_back(row);
+      }
+    }
+    if (o.doc["trained"].empty()) {
+      o.rc = shell_failed;
+      o.text += "no reachable node runs a model-trainer instance\n";
+    }
+    note_unreachable(o, down);
+    return o;
+  }
+
   /// `model quality`: every model-monitor group's view of each model
   /// version over its window.
   outcome model_quality() {
@@ -1322,7 +1396,9 @@ private:
       return model("");
     if (a.size() == 1 && a[0] == "quality")
       return model_quality();
-    return usage("usage: model load <path> | model status | model quality");
+    if (a.size() == 1 && a[0] == "train")
+      return model_train();
+    return usage("usage: model load <path> | model status | model quality | model train");
   }
 
   /// `scale GROUP N`, N from 1 to 1024.

@@ -66,6 +66,17 @@ protected:
     return result;
   }
 
+  /// `ask` with a timeout of its own (a long operation, such as training).
+  template <class T, class... Ts>
+  caf::expected<T> ask_for(caf::timespan timeout, const caf::actor& dest, Ts&&... xs) {
+    caf::expected<T> result{caf::make_error(caf::sec::request_timeout)};
+    if (!dest)
+      return caf::make_error(ec::invalid_argument, std::string{"no such actor"});
+    self_->request(dest, timeout, std::forward<Ts>(xs)...)
+      .receive([&](T& x) { result = std::move(x); }, [&](caf::error& e) { result = e; });
+    return result;
+  }
+
   template <class... Ts>
   caf::error ask_void(const caf::actor& dest, Ts&&... xs) {
     caf::error result;

@@ -453,6 +453,10 @@ using model_status_atom = caf::atom_constant<caf::atom("modelstat")>;
 /// JSON: `{"window_ms", "models": [quality...], "events": [...]}`
 /// (`actors/model_monitor/quality.hpp`).
 using model_quality_atom = caf::atom_constant<caf::atom("modelqual")>;
+/// `(model_train_atom) -> std::string`: a model-trainer worker trains a
+/// candidate now and answers its outcome, JSON
+/// (`actors/model_trainer/trainer.hpp`).
+using model_train_atom = caf::atom_constant<caf::atom("modeltrain")>;
 
 /// Internal to an ingestor worker: read the next records, `(poll_atom)`.
 using poll_atom = caf::atom_constant<caf::atom("poll")>;

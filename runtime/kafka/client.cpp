@@ -819,6 +819,108 @@ caf::expected<std::set<std::string>> find_keys(const settings& conf, const std::
   return done(caf::make_error(ec::io_failure, "reading " + where + " took too long"));
 }
 
+caf::error read_since(const settings& conf, const std::string& topic, int64_t since_ms,
+                      const std::function<void(const record&)>& each, caf::timespan timeout) {
+  auto all = conf;
+  all["group.id"] = "troupe.scan";
+  all["enable.auto.commit"] = "false";
+  all["enable.auto.offset.store"] = "false";
+  all["enable.partition.eof"] = "true";
+  all["isolation.level"] = "read_committed";
+  auto client = make_consumer_client(all);
+  if (!client)
+    return client.error();
+  auto rk = *client;
+  auto done = [&](caf::error e) {
+    rd_kafka_destroy(rk);
+    return e;
+  };
+  auto ms = to_ms(timeout);
+  auto until = std::chrono::steady_clock::now() + timeout;
+  auto rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  auto rc = rd_kafka_metadata(rk, 0, rkt, &md, ms);
+  rd_kafka_topic_destroy(rkt);
+  if (rc)
+    return done(kafka_error("metadata of " + topic, rc));
+  int32_t n = 0;
+  for (int i = 0; i < md->topic_cnt; ++i)
+    if (topic == md->topics[i].topic)
+      n = md->topics[i].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  if (n <= 0)
+    return done(caf::make_error(ec::io_failure, "no partitions of " + topic));
+  // Where each partition starts, by time; the partition's start where the
+  // cluster does not answer (the records' timestamps filter then).
+  std::vector<partition_offset> from;
+  std::map<int32_t, int64_t> high;
+  for (int32_t p = 0; p < n; ++p) {
+    int64_t lo = 0, hi = 0;
+    rc = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &lo, &hi, ms);
+    if (rc)
+      return done(kafka_error("end of " + topic + "/" + std::to_string(p), rc));
+    if (lo < hi) {
+      from.push_back({topic, p, lo});
+      high[p] = hi;
+    }
+  }
+  if (from.empty())
+    return done({});
+  auto times = to_list(from);
+  for (int i = 0; i < times->cnt; ++i)
+    times->elems[i].offset = since_ms;
+  if (rd_kafka_offsets_for_times(rk, times, ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    for (int i = 0; i < times->cnt; ++i)
+      if (!times->elems[i].err && times->elems[i].offset >= 0)
+        for (auto& f : from)
+          if (f.partition == times->elems[i].partition)
+            f.offset = std::max(f.offset, times->elems[i].offset);
+  rd_kafka_topic_partition_list_destroy(times);
+  for (auto i = from.begin(); i != from.end();)
+    if (i->offset >= high[i->partition]) {
+      high.erase(i->partition);
+      i = from.erase(i);
+    } else {
+      ++i;
+    }
+  if (from.empty())
+    return done({});
+  auto list = to_list(from);
+  rc = rd_kafka_assign(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (rc)
+    return done(kafka_error("cannot read " + topic, rc));
+  while (!high.empty()) {
+    if (std::chrono::steady_clock::now() >= until)
+      return done(caf::make_error(ec::io_failure, "reading " + topic + " took too long"));
+    auto m = rd_kafka_consumer_poll(rk, 100);
+    if (!m)
+      continue;
+    int32_t p = m->partition;
+    int64_t next = -1;
+    if (!m->err) {
+      rd_kafka_timestamp_type_t type;
+      auto ts = rd_kafka_message_timestamp(m, &type);
+      if (ts < 0 || ts >= since_ms) {
+        record r;
+        r.topic = topic;
+        r.partition = p;
+        r.offset = m->offset;
+        r.key.assign(m->key ? static_cast<const char*>(m->key) : "", m->key_len);
+        r.value.assign(m->payload ? static_cast<const char*>(m->payload) : "", m->len);
+        each(r);
+      }
+      next = m->offset + 1;
+    } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      next = m->offset;
+    }
+    rd_kafka_message_destroy(m);
+    if (auto h = high.find(p); h != high.end() && next >= h->second)
+      high.erase(h);
+  }
+  return done({});
+}
+
 caf::expected<std::vector<std::pair<int64_t, int64_t>>>
 group_progress(const settings& conf, const std::string& group, const std::string& topic,
                int partitions, caf::timespan timeout) {

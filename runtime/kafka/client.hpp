@@ -265,6 +265,16 @@ caf::expected<std::set<std::string>> find_keys(const settings& conf, const std::
                                                const std::set<std::string>& keys,
                                                caf::timespan timeout);
 
+/// Every record of every partition of `topic` written at or after
+/// `since_ms` (the records' own timestamps; where a partition starts is
+/// asked of Kafka by time, and the partition's start is taken when the
+/// cluster cannot answer that), up to each partition's end as of the call,
+/// handed to `each`. A consumer of its own, no group (`read_committed`):
+/// for a bounded scan such as a model's training set. Fails when it takes
+/// longer than `timeout`.
+caf::error read_since(const settings& conf, const std::string& topic, int64_t since_ms,
+                      const std::function<void(const record&)>& each, caf::timespan timeout);
+
 /// For each partition of `topic` (0 .. partitions-1): the offset the
 /// consumer group `group` committed (-1001 when none) and the partition's
 /// end (the offset the next record will get). Joins no group: safe to ask

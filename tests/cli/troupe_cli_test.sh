@@ -59,7 +59,7 @@ case "$case_name" in
   check_default)
     run "$troupe" check "$src/cluster.conf"
     expect_rc 0
-    expect_text "$src/cluster.conf: ok: cluster troupe-local, 3 nodes, 7 groups"
+    expect_text "$src/cluster.conf: ok: cluster troupe-local, 3 nodes, 8 groups"
     expect_line "  fraud-detector (fraud-detector, 3 instances): #0@n2, #1@n3, #2@n1"
     expect_line "  alerter (alerter, 3 instances): #0@n3, #1@n1, #2@n2"
     ;;

@@ -46,7 +46,7 @@ std::string problem(const std::string& text) {
 
 } // namespace
 
-TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain groups and the model's monitor") {
+TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain groups, the model's monitor and trainer") {
   auto t = load(std::string{TROUPE_SOURCE_DIR} + "/cluster.conf");
   REQUIRE_MESSAGE(t, render(t.error()));
   CHECK(t->cluster.name == "troupe-local");
@@ -64,7 +64,8 @@ TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain
     domains_used.insert(g.domain);
   CHECK(domains_used
         == std::set<std::string>{"ingestor", "feature-enricher", "fraud-detector", "alerter",
-                                 "model-monitor", "ranker", "websocket-broadcaster"});
+                                 "model-monitor", "model-trainer", "ranker",
+                                 "websocket-broadcaster"});
   auto fd = t->group("fraud-detector");
   REQUIRE(fd);
   CHECK(fd->nodes == std::vector<std::string>{"n2", "n3", "n1"});
