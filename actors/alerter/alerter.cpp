@@ -12,6 +12,7 @@
 
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/core/hash.hpp"
 #include "runtime/kafka/client.hpp"
 #include "runtime/redis/connection.hpp"
 
@@ -62,12 +63,7 @@ return 1
 /// The partition of `fraud-alerts` an alert goes to: FNV-1a of its
 /// transaction id, so every attempt at one alert writes the same partition.
 int32_t partition_of(const std::string& id, int32_t partitions) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : id) {
-    h ^= c;
-    h *= 16777619u;
-  }
-  return static_cast<int32_t>(h % static_cast<uint32_t>(partitions));
+  return static_cast<int32_t>(fnv1a_32(id) % static_cast<uint32_t>(partitions));
 }
 
 /// What became of one record sent.

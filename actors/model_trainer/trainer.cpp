@@ -15,6 +15,7 @@
 #include "actors/model_trainer/training.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/core/hash.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/kafka/client.hpp"
 
@@ -25,12 +26,7 @@ namespace troupe::trainer {
 namespace {
 
 uint32_t bucket(const std::string& id) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : id) {
-    h ^= c;
-    h *= 16777619u;
-  }
-  return h % 100;
+  return fnv1a_32(id) % 100;
 }
 
 std::string utc_stamp(int64_t ms) {

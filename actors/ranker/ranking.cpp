@@ -6,6 +6,7 @@
 #include <set>
 
 #include "runtime/core/error.hpp"
+#include "runtime/core/hash.hpp"
 
 namespace troupe::rank {
 
@@ -117,12 +118,7 @@ caf::expected<std::vector<variant>> parse_variants(const std::string& text) {
 }
 
 uint32_t bucket_of(const std::string& user) {
-  uint64_t h = 14695981039346656037ULL;
-  for (unsigned char ch : "ranking-variant:" + user) {
-    h ^= ch;
-    h *= 1099511628211ULL;
-  }
-  return static_cast<uint32_t>(h % 100);
+  return static_cast<uint32_t>(fnv1a_64("ranking-variant:" + user) % 100);
 }
 
 const variant& variant_for(const std::vector<variant>& variants, const std::string& user) {

@@ -761,19 +761,26 @@ caf::expected<rd_kafka_t*> make_consumer_client(const settings& conf) {
   return rk;
 }
 
+/// A consumer for reading ranges it assigns itself: no commits, the end of
+/// each partition reported, committed records only. `group` names it in
+/// the brokers' logs; it never joins that group.
+caf::expected<rd_kafka_t*> make_scan_client(const settings& conf, const std::string& group) {
+  auto all = conf;
+  all["group.id"] = group;
+  all["enable.auto.commit"] = "false";
+  all["enable.auto.offset.store"] = "false";
+  all["enable.partition.eof"] = "true";
+  all["isolation.level"] = "read_committed";
+  return make_consumer_client(all);
+}
+
 } // namespace
 
 caf::expected<std::set<std::string>> find_keys(const settings& conf, const std::string& topic,
                                                int32_t partition, int64_t from,
                                                const std::set<std::string>& keys,
                                                caf::timespan timeout) {
-  auto all = conf;
-  all["group.id"] = "troupe.read-back";
-  all["enable.auto.commit"] = "false";
-  all["enable.auto.offset.store"] = "false";
-  all["enable.partition.eof"] = "true";
-  all["isolation.level"] = "read_committed";
-  auto client = make_consumer_client(all);
+  auto client = make_scan_client(conf, "troupe.read-back");
   if (!client)
     return client.error();
   auto rk = *client;
@@ -821,13 +828,7 @@ caf::expected<std::set<std::string>> find_keys(const settings& conf, const std::
 
 caf::error read_since(const settings& conf, const std::string& topic, int64_t since_ms,
                       const std::function<void(const record&)>& each, caf::timespan timeout) {
-  auto all = conf;
-  all["group.id"] = "troupe.scan";
-  all["enable.auto.commit"] = "false";
-  all["enable.auto.offset.store"] = "false";
-  all["enable.partition.eof"] = "true";
-  all["isolation.level"] = "read_committed";
-  auto client = make_consumer_client(all);
+  auto client = make_scan_client(conf, "troupe.scan");
   if (!client)
     return client.error();
   auto rk = *client;
