@@ -204,6 +204,19 @@ class Cluster:
         with urllib.request.urlopen(url, timeout=5, context=self.ssl) as r:
             return json.loads(r.read())
 
+    def until(self, what, pred, timeout=90):
+        """Asks `pred` again at each new line of the cluster's log (at least
+        5 times a second) until it returns a true value, which it returns;
+        fails naming `what` after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            x = pred()
+            if x:
+                return x
+            assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+            with self.cond:
+                self.cond.wait(0.2)
+
     def wait_healthy(self, node, timeout=60, websocket=True):
         """Until the node's /healthz says it takes WebSockets (or not)."""
         deadline = time.monotonic() + timeout
@@ -319,3 +332,22 @@ class Cluster:
             # The topology and the state the cluster kept beside it.
             shutil.rmtree(self.dir, ignore_errors=True)
         return False
+
+
+def read_topic(bootstrap, topic, timeout=60):
+    """Every record `topic` holds now: each partition from its start to its
+    end as of the call (python3-kafka, no group)."""
+    from kafka import KafkaConsumer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                      consumer_timeout_ms=500)
+    parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or [])]
+    c.assign(parts)
+    c.seek_to_beginning(*parts)
+    ends = c.end_offsets(parts)
+    records = []
+    deadline = time.monotonic() + timeout
+    while any(c.position(p) < ends[p] for p in parts) and time.monotonic() < deadline:
+        for batch in c.poll(timeout_ms=200).values():
+            records.extend(batch)
+    c.close()
+    return records

@@ -22,13 +22,13 @@ import sys
 import time
 import urllib.request
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fraud"))
-from troupe_cluster import Cluster  # noqa: E402
+from troupe_cluster import Cluster, read_topic  # noqa: E402
 import fraud_data  # noqa: E402
 
 MODEL = os.path.abspath(os.path.join(ROOT, "actors", "fraud_detector", "model", "fraud.json"))
@@ -81,31 +81,6 @@ def shell(c, command):
     return json.loads(p.stdout)
 
 
-def read_all(bootstrap, topic):
-    """Every record `topic` holds now."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                      consumer_timeout_ms=500)
-    parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or [])]
-    c.assign(parts)
-    c.seek_to_beginning(*parts)
-    ends = c.end_offsets(parts)
-    records = []
-    deadline = time.monotonic() + 30
-    while any(c.position(p) < ends[p] for p in parts) and time.monotonic() < deadline:
-        for batch in c.poll(timeout_ms=200).values():
-            records.extend(batch)
-    c.close()
-    return records
-
-
-def until(what, pred, timeout=90):
-    deadline = time.monotonic() + timeout
-    while True:
-        x = pred()
-        if x:
-            return x
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.3)
 
 
 def binned_auc(pos, neg):
@@ -165,11 +140,11 @@ def main():
             m = v and [x for x in v["models"] if x["model"] == "fraud-v1"]
             return m and m[0]["scored"] == len(pairs) and m[0]["labelled"] == len(pairs) and \
                 (v, m[0])
-        view, m = until("every score and label counted", settled)
+        view, m = c.until("every score and label counted", settled)
 
         # The same figures from the scored-event log and the labels sent.
         log = {}
-        for r in read_all(c.kafka, "fraud-scores"):
+        for r in read_topic(c.kafka, "fraud-scores"):
             j = json.loads(r.value)
             log[j["transaction"]] = j
         assert set(log) == set(sent), (len(log), len(sent))
@@ -190,10 +165,10 @@ def main():
         # The reference's own kind of data: no drift.
         assert m["psi"]["amount"] < 0.25, m["psi"]
         assert not view["events"], view["events"]
-        assert not read_all(c.kafka, "model-events")
+        assert not read_topic(c.kafka, "model-events")
         # Each malformed label is a dead letter with its reason.
         letters = {}
-        for r in read_all(c.kafka, "dead-letters"):
+        for r in read_topic(c.kafka, "dead-letters"):
             j = json.loads(r.value)
             if j.get("topic") == "fraud-feedback":
                 letters[j["value"]] = j["reason"]
@@ -204,7 +179,7 @@ def main():
         # from the committed offsets with a fresh window, and judges again.
         out = shell(c, "kill model-monitor")
         assert out and out["killed"], out
-        until("the monitor answering again", lambda: (lambda v: v and v["waiting_labels"] == 0
+        c.until("the monitor answering again", lambda: (lambda v: v and v["waiting_labels"] == 0
                                                       and v)(monitor_view(c)))
 
         # A new pattern: the same users, amounts forty times larger.
@@ -214,13 +189,13 @@ def main():
             producer.send("transactions", key=tx["user"].encode(),
                           value=fraud_data.dumps(tx).encode())
         producer.flush(30)
-        events = until("a drift_detected record on model-events",
-                       lambda: [json.loads(r.value) for r in read_all(c.kafka, "model-events")])
+        events = c.until("a drift_detected record on model-events",
+                       lambda: [json.loads(r.value) for r in read_topic(c.kafka, "model-events")])
         e = events[0]
         assert e["type"] == "drift_detected" and e["model"] == "fraud-v1", e
         assert e["feature"] == "amount" and e["psi"] >= 0.25, e
         assert len(events) == 1, events  # once per crossing
-        view = until("the event in `model quality`", lambda: (lambda v: v and v["events"] and v)(
+        view = c.until("the event in `model quality`", lambda: (lambda v: v and v["events"] and v)(
             monitor_view(c)))
         assert view["events"][0]["type"] == "drift_detected", view
         node = view["node"]

@@ -23,13 +23,13 @@ import subprocess
 import sys
 import time
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fraud"))
-from troupe_cluster import Cluster  # noqa: E402
+from troupe_cluster import Cluster, read_topic  # noqa: E402
 import fraud_data  # noqa: E402
 
 MODEL = os.path.abspath(os.path.join(ROOT, "actors", "fraud_detector", "model", "fraud.json"))
@@ -79,30 +79,6 @@ def shell(c, command, timeout=30):
     return json.loads(p.stdout)
 
 
-def read_all(bootstrap, topic):
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                      consumer_timeout_ms=500)
-    parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or [])]
-    c.assign(parts)
-    c.seek_to_beginning(*parts)
-    ends = c.end_offsets(parts)
-    records = []
-    deadline = time.monotonic() + 30
-    while any(c.position(p) < ends[p] for p in parts) and time.monotonic() < deadline:
-        for batch in c.poll(timeout_ms=200).values():
-            records.extend(batch)
-    c.close()
-    return records
-
-
-def until(what, pred, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        x = pred()
-        if x:
-            return x
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.5)
 
 
 def gift_cards(pairs, rng, prefix, share):
@@ -149,11 +125,11 @@ def run(c, registry):
     first = gift_cards(base, rng, "g1-", 0.12)
     send(first)
     ids = {tx["id"] for tx, _ in first}
-    until("every transaction in the scored-event log",
+    c.until("every transaction in the scored-event log",
           lambda: ids <= {json.loads(r.value)["transaction"]
-                          for r in read_all(c.kafka, "fraud-scores")})
+                          for r in read_topic(c.kafka, "fraud-scores")})
     # The model in use misses the new kind of fraud.
-    alerted = {r.key.decode() for r in read_all(c.kafka, "fraud-alerts")}
+    alerted = {r.key.decode() for r in read_topic(c.kafka, "fraud-alerts")}
     new_kind = [tx["id"] for tx, _ in first if tx["category"] == "gift_cards"]
     before = sum(1 for i in new_kind if i in alerted) / len(new_kind)
 
@@ -174,8 +150,8 @@ def run(c, registry):
     with open(os.path.join(folder, "reference.json")) as f:
         ref = json.load(f)
     assert ref["model"] == version and len(ref["features"]) == 11, ref["model"]
-    events = until("model_registered on model-events", lambda: [
-        e for e in (json.loads(r.value) for r in read_all(c.kafka, "model-events"))
+    events = c.until("model_registered on model-events", lambda: [
+        e for e in (json.loads(r.value) for r in read_topic(c.kafka, "model-events"))
         if e["type"] == "model_registered"])
     assert events[0]["model"] == version and events[0]["sha256"] == t["sha256"], events
 
@@ -187,12 +163,12 @@ def run(c, registry):
     send(second)
     new_kind2 = [tx["id"] for tx, _ in second if tx["category"] == "gift_cards"]
     def caught():
-        alerts = {r.key.decode(): json.loads(r.value) for r in read_all(c.kafka, "fraud-alerts")}
-        done = {json.loads(r.value)["transaction"] for r in read_all(c.kafka, "fraud-scores")}
+        alerts = {r.key.decode(): json.loads(r.value) for r in read_topic(c.kafka, "fraud-alerts")}
+        done = {json.loads(r.value)["transaction"] for r in read_topic(c.kafka, "fraud-scores")}
         if not {tx["id"] for tx, _ in second} <= done:
             return None
         return alerts
-    alerts = until("the second stream scored", caught)
+    alerts = c.until("the second stream scored", caught)
     after = sum(1 for i in new_kind2 if i in alerts) / len(new_kind2)
     assert all(alerts[i]["model"] == version for i in new_kind2 if i in alerts)
     print(f"new kind of fraud caught: {before:.3f} before, {after:.3f} after "
@@ -205,8 +181,8 @@ def run(c, registry):
         {"schema": 1, "type": "drift_detected", "model": version, "feature": "category",
          "psi": 1.0, "at": int(time.time() * 1000)}).encode())
     producer.flush(30)
-    again = until("a second model_registered, on drift", lambda: [
-        e for e in (json.loads(r.value) for r in read_all(c.kafka, "model-events"))
+    again = c.until("a second model_registered, on drift", lambda: [
+        e for e in (json.loads(r.value) for r in read_topic(c.kafka, "model-events"))
         if e["type"] in ("model_registered", "model_rejected")
         and e.get("reason", "").startswith("drift_detected")], timeout=180)
     assert again[0]["reason"] == f"drift_detected of {version}", again

@@ -861,10 +861,8 @@ async def ranking_variants_split_users_and_count_reads_of_what_they_showed(c):
               ("n2", 'troupe_ranking_feeds_total{node="n2",variant="control"}'): shown["control"][0],
               ("n3", 'troupe_ranking_impressions_total{node="n3",variant="fresh"}'):
               shown["fresh"][1]}
-    deadline = time.monotonic() + 10
-    while {k: metric(c, *k) for k in series} != series:
-        assert time.monotonic() < deadline, {k: metric(c, *k) for k in series}
-        await asyncio.sleep(0.2)
+    c.until(f"the ranking series on /metrics: {series}",
+            lambda: {k: metric(c, *k) for k in series} == series, 10)
     print("ranking:", {arm: rows[arm] for arm in rows})
 
 
