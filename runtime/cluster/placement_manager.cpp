@@ -154,9 +154,15 @@ struct manager_state {
       size_t pending;
       size_t home_down = 1; // this node, which is claiming because home is not live
       bool blocked = false;
+      /// The peers this claim asked. Only their word counts: a node that
+      /// came up after the claim began was not asked, even if this node
+      /// sees it by the time the answers arrive.
+      std::set<std::string> asked;
     };
     auto t = std::make_shared<tally>();
     t->pending = peers.size();
+    for (auto& kv : peers)
+      t->asked.insert(kv.first);
     if (home == me)
       t->home_down = 0;
     auto finish = [this, key, round, t, home, group = g.name] {
@@ -192,7 +198,7 @@ struct manager_state {
             // healing, this node reconnecting to one peer before another)
             // may run the instance: wait until this node sees it too.
             for (auto& n : live)
-              if (n != me && peers.count(n) == 0)
+              if (n != me && t->asked.count(n) == 0)
                 t->blocked = true;
             // Both claiming: the home node wins, else the lower name.
             if (claiming && (peer == home || (me != home && peer < me)))
@@ -338,6 +344,9 @@ caf::behavior manager_impl(manager_actor* self, topology::topology topo, std::st
   st.replan();
   return {
     [self](member_up_atom, std::string& name, caf::actor& peer_agent) {
+      // A claim in flight did not ask this node: void it, so that the
+      // next one asks everyone seen now.
+      self->state.claims.clear();
       self->state.peers[name] = peer_agent;
       self->state.seen.insert(name);
       self->state.replan();
