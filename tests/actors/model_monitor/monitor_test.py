@@ -22,13 +22,13 @@ import sys
 import time
 import urllib.request
 
-from kafka import KafkaProducer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fraud"))
 from troupe_cluster import Cluster, read_topic  # noqa: E402
+from kafka_producer import Producer  # noqa: E402
 import fraud_data  # noqa: E402
 
 MODEL = os.path.abspath(os.path.join(ROOT, "actors", "fraud_detector", "model", "fraud.json"))
@@ -108,7 +108,7 @@ def monitor_view(c):
 def main():
     binary = sys.argv[1]
     with Cluster(binary, GROUPS) as c:
-        producer = KafkaProducer(bootstrap_servers=c.kafka, linger_ms=5)
+        producer = Producer(bootstrap_servers=c.kafka, linger_ms=5)
         pairs = fraud_data.Generator(11, users=150).stream(days=3.0)[:1500]
         sent = {tx["id"]: y for tx, y in pairs}
         # Half the labels go first, before their transactions (they wait for

@@ -23,13 +23,13 @@ import subprocess
 import sys
 import time
 
-from kafka import KafkaProducer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fraud"))
 from troupe_cluster import Cluster, read_topic  # noqa: E402
+from kafka_producer import Producer  # noqa: E402
 import fraud_data  # noqa: E402
 
 MODEL = os.path.abspath(os.path.join(ROOT, "actors", "fraud_detector", "model", "fraud.json"))
@@ -109,7 +109,7 @@ def main():
 
 def run(c, registry):
     rng = random.Random(5)
-    producer = KafkaProducer(bootstrap_servers=c.kafka, linger_ms=5)
+    producer = Producer(bootstrap_servers=c.kafka, linger_ms=5)
 
     def send(pairs):
         for tx, _ in pairs:

@@ -19,11 +19,12 @@ import sys
 import time
 
 import websockets
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "support"))
 from troupe_cluster import Cluster  # noqa: E402
+from kafka_producer import Producer  # noqa: E402
 
 GROUPS = """
 [[group]]
@@ -65,7 +66,7 @@ def article(aid, category="politics", bias=0.5, age_ms=0, breaking=False, headli
 
 class Kafka:
     def __init__(self, bootstrap):
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        self.producer = Producer(bootstrap_servers=bootstrap, linger_ms=0)
         self.bootstrap = bootstrap
 
     def send(self, topic, value, key=None):

@@ -27,11 +27,11 @@ import time
 import urllib.request
 
 import websockets
-from kafka import KafkaProducer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "support"))
 from troupe_cluster import Cluster  # noqa: E402
+from kafka_producer import Producer  # noqa: E402
 
 MODEL = os.path.join(HERE, "..", "..", "..", "actors", "fraud_detector", "model", "fraud.json")
 
@@ -209,7 +209,7 @@ def every_actor_has_a_supervisor(c):
 
 
 async def node_parts_restart_while_serving(c):
-    kafka = KafkaProducer(bootstrap_servers=c.kafka, linger_ms=0)
+    kafka = Producer(bootstrap_servers=c.kafka, linger_ms=0)
     async def connect():
         ws = await c.connect("n1", "operator")
         answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
