@@ -443,6 +443,10 @@ std::string scored_json(const scored_transaction& s, double threshold, const std
                    {"degraded", s.item.degraded},
                    {"scored_at", scored_at},
                    {"node", node}};
+  if (!s.shadow_version.empty())
+    j["shadow"] = {{"model", s.shadow_version},
+                   {"score", s.shadow_probability},
+                   {"alert", s.shadow_probability > threshold}};
   return j.dump();
 }
 

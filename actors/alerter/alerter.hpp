@@ -50,7 +50,9 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
 /// `{"schema", "transaction" (id), "user", "timestamp", "features" (the
 /// model's input row, in the fraud-detector's feature order), "score",
 /// "model", "alert" (over the threshold), "degraded", "scored_at" (Unix
-/// ms), "node"}`.
+/// ms), "node"}`, and, while a candidate model is on trial in shadow,
+/// `"shadow": {"model", "score", "alert"}` (its score and whether it would
+/// have alerted; only the model in use decides).
 std::string scored_json(const scored_transaction& s, double threshold, const std::string& node,
                         int64_t scored_at);
 

@@ -16,10 +16,14 @@ troupe::domain domain_entry() {
      "(a poison event; empty: never)"},
   };
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
-                    const domain_context&) -> caf::expected<group_spec> {
+                    const domain_context& ctx) -> caf::expected<group_spec> {
+    group_context gctx;
+    gctx.router_of = ctx.router_of;
+    gctx.state_dir = ctx.state_dir;
+    gctx.log = ctx.log.with_group(decl.name);
     auto g = make_group(decl.name, instances, topology::setting(decl, "model"),
                         static_cast<uint64_t>(topology::number(decl, "crash_every")),
-                        topology::setting(decl, "crash_on_user"));
+                        topology::setting(decl, "crash_on_user"), std::move(gctx));
     if (g)
       g->call_timeout = std::chrono::seconds(30); // a backlog is not a failure
     return g;

@@ -4,7 +4,7 @@
 troupe_add_component(NAME actors_model_monitor
   SOURCES actors/model_monitor/quality.cpp actors/model_monitor/monitor.cpp
           actors/model_monitor/domain.cpp
-  DEPS runtime_domain runtime_kafka runtime_core nlohmann_json::nlohmann_json
+  DEPS actors_fraud_detector runtime_domain runtime_kafka runtime_core nlohmann_json::nlohmann_json
   TESTS tests/actors/model_monitor/quality_test.cpp)
 list(APPEND TROUPE_DOMAIN_LIBRARIES actors_model_monitor)
 target_compile_definitions(actors_model_monitor_test PRIVATE

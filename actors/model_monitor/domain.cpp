@@ -36,6 +36,16 @@ troupe::domain domain_entry() {
      "labelled frauds of a model in the window before recall is judged"},
     {"label_horizon", setting_type::duration, "1h", 1000, {}, false,
      "how long a score waits for its label, and a label for its score"},
+    {"canary_labels", setting_type::integer, "300", 1, 1e9, false,
+     "labelled scores of a candidate on trial (since the trial began) before it is judged"},
+    {"canary_min_fraud", setting_type::integer, "30", 1, 1e9, false,
+     "labelled frauds of the candidate, and of the model in use, before the trial is judged"},
+    {"canary_tolerance", setting_type::number, "0.05", 0, 1, false,
+     "how much AUC, recall and precision the candidate may lose against the model in use "
+     "and still be promoted"},
+    {"auto_promote", setting_type::boolean, "true", {}, {}, false,
+     "judge trials automatically: promote a candidate whose quality holds, roll back the "
+     "others (false: operators decide)"},
   };
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
                     const domain_context& ctx) -> caf::expected<group_spec> {
@@ -70,6 +80,10 @@ troupe::domain domain_entry() {
     s.min_labels = static_cast<uint64_t>(topology::number(decl, "min_labels"));
     s.label_horizon = std::chrono::duration_cast<std::chrono::milliseconds>(
       topology::duration(decl, "label_horizon"));
+    s.canary_labels = static_cast<uint64_t>(topology::number(decl, "canary_labels"));
+    s.canary_min_fraud = static_cast<uint64_t>(topology::number(decl, "canary_min_fraud"));
+    s.canary_tolerance = topology::number(decl, "canary_tolerance");
+    s.auto_promote = topology::setting(decl, "auto_promote") == "true";
     s.log = ctx.log.with_group(decl.name);
     return make_group(decl.name, instances, s);
   };

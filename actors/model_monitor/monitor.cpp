@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/fraud_detector/model.hpp"
+#include "actors/fraud_detector/rollout.hpp"
 #include "actors/model_monitor/quality.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
@@ -23,13 +27,29 @@ namespace troupe::monitor {
 
 namespace {
 
-/// A score waiting for its label.
+/// A score waiting for its label (and the candidate's beside it, in shadow).
 struct waiting_score {
   std::string model;
   double score = 0;
   bool alert = false;
   int64_t at = 0;
+  int64_t scored_at = 0;
+  std::string shadow_model;
+  double shadow_score = 0;
+  bool shadow_alert = false;
 };
+
+/// The training reference beside a model file: `DIR/reference.json` for a
+/// registered `DIR/model.json`, else `NAME.reference.json` for `NAME.json`.
+std::string reference_beside(const std::string& model_path) {
+  auto slash = model_path.rfind('/');
+  auto dir = slash == std::string::npos ? std::string{} : model_path.substr(0, slash + 1);
+  auto file = model_path.substr(dir.size());
+  if (file == "model.json")
+    return dir + "reference.json";
+  auto dot = file.rfind(".json");
+  return dir + (dot == std::string::npos ? file : file.substr(0, dot)) + ".reference.json";
+}
 
 /// A label that came before its score.
 struct waiting_label {
@@ -92,6 +112,13 @@ struct worker_state {
   uint64_t dead_letters = 0;
   std::set<std::string> gauged;
   std::string why_idle;
+  /// The model roll-out, once read back from `events_topic`.
+  fraud::rollout ro;
+  bool ro_ready = false;
+  /// Per model, the labelled scores made since the trial began.
+  std::map<std::string, counts> trial;
+  /// An automatic decision Kafka did not confirm (retried each second).
+  std::string pending_decision;
 
   ~worker_state() {
     registry::instance().erase_gauges(this);
@@ -115,6 +142,14 @@ struct worker_state {
       if (!p)
         return p.error();
       producer = std::move(*p);
+    }
+    if (!ro_ready) {
+      if (auto err = read_rollout())
+        return err;
+      ro_ready = true;
+      follow_reference();
+      cfg.log(name + ": model roll-out " + std::to_string(ro.generation) + " read back from "
+              + cfg.events_topic + ": " + ro.to_json().dump());
     }
     if (!consumer) {
       auto c = kafka::consumer::make(kafka::defaults(cfg.kafka), "troupe." + cfg.log.group(),
@@ -182,6 +217,18 @@ struct worker_state {
     auto model = j.value("model", std::string{"unknown"});
     auto score = j["score"].get<double>();
     auto alert = j.value("alert", false);
+    waiting_score w{model, score, alert, now, j.value("scored_at", now), {}, 0, false};
+    if (auto sh = j.find("shadow"); sh != j.end() && sh->is_object()
+                                    && sh->contains("model") && (*sh)["model"].is_string()
+                                    && sh->contains("score") && (*sh)["score"].is_number()) {
+      w.shadow_model = (*sh)["model"].get<std::string>();
+      w.shadow_score = (*sh)["score"].get<double>();
+      w.shadow_alert = sh->value("alert", false);
+      auto& c = win->at(w.shadow_model, now);
+      ++c.scored;
+      c.alerts += w.shadow_alert ? 1 : 0;
+      ++c.scores[score_bin(w.shadow_score)];
+    }
     auto& c = win->at(model, now);
     ++c.scored;
     c.alerts += alert ? 1 : 0;
@@ -199,11 +246,11 @@ struct worker_state {
       }
     }
     if (auto l = labels.find(id); l != labels.end()) {
-      count_label(model, score, alert, l->second.fraud, now);
+      count_label(w, l->second.fraud, now);
       labels.erase(l);
       return;
     }
-    scores[id] = {model, score, alert, now};
+    scores[id] = std::move(w);
     score_order.emplace_back(id, now);
   }
 
@@ -223,7 +270,7 @@ struct worker_state {
       return true;
     }
     if (auto s = scores.find(id); s != scores.end()) {
-      count_label(s->second.model, s->second.score, s->second.alert, fraud, now);
+      count_label(s->second, fraud, now);
       scores.erase(s); // a second label for it counts once
       return false;
     }
@@ -232,8 +279,7 @@ struct worker_state {
     return false;
   }
 
-  void count_label(const std::string& model, double score, bool alert, bool fraud, int64_t now) {
-    auto& c = win->at(model, now);
+  static void add_label(counts& c, double score, bool alert, bool fraud) {
     ++c.labelled;
     if (fraud) {
       ++(alert ? c.tp : c.fn);
@@ -241,6 +287,18 @@ struct worker_state {
     } else {
       ++(alert ? c.fp : c.tn);
       ++c.neg[score_bin(score)];
+    }
+  }
+
+  void count_label(const waiting_score& w, bool fraud, int64_t now) {
+    add_label(win->at(w.model, now), w.score, w.alert, fraud);
+    if (!w.shadow_model.empty())
+      add_label(win->at(w.shadow_model, now), w.shadow_score, w.shadow_alert, fraud);
+    // The trial counts the scores made while it ran.
+    if (ro.has_candidate() && w.scored_at >= ro.started_at) {
+      add_label(trial[w.model], w.score, w.alert, fraud);
+      if (!w.shadow_model.empty())
+        add_label(trial[w.shadow_model], w.shadow_score, w.shadow_alert, fraud);
     }
   }
 
@@ -264,6 +322,7 @@ struct worker_state {
 
   /// Sets the gauges and judges each model's window.
   void judge(int64_t now) {
+    judge_trial(now);
     auto& reg = registry::instance();
     std::set<std::string> seen;
     for (auto& [model, c] : win->total(now)) {
@@ -353,6 +412,255 @@ struct worker_state {
                                           + cfg.events_topic + ": " + render(err));
   }
 
+  // -- the model roll-out ----------------------------------------------------------
+
+  /// Reads the latest roll-out back from `events_topic` (none there: the
+  /// configured models, generation 0).
+  caf::error read_rollout() {
+    fraud::rollout latest;
+    auto err = kafka::read_since(
+      kafka::defaults(cfg.kafka), cfg.events_topic, 0,
+      [&](const kafka::record& r) {
+        if (r.key != "rollout")
+          return;
+        auto j = nlohmann::json::parse(r.value, nullptr, false);
+        if (!j.is_object() || !j.contains("rollout"))
+          return;
+        auto x = fraud::rollout::from_json(j["rollout"]);
+        if (x && x->generation > latest.generation)
+          latest = std::move(*x);
+      },
+      30s);
+    if (err && render(err).find("no partitions of") == std::string::npos)
+      return caf::make_error(ec::io_failure, "reading the model roll-out back from "
+                                               + cfg.events_topic + ": " + render(err));
+    ro = std::move(latest);
+    return caf::none;
+  }
+
+  /// Drift is measured against the reference of the model in use.
+  void follow_reference() {
+    auto path = ro.current_path.empty() ? cfg.reference : reference_beside(ro.current_path);
+    if (path.empty())
+      return;
+    auto r = load_reference(path);
+    if (r) {
+      if (!ref || ref->model != r->model)
+        cfg.log(name + ": drift measured against " + path + " (" + r->model + ")");
+      ref = std::move(*r);
+    } else {
+      cfg.log.write(log_level::warning,
+                    name + ": no reference for the model in use: " + render(r.error()));
+    }
+  }
+
+  /// Makes `next` the roll-out once Kafka confirmed its record `type` on
+  /// `events_topic`; an error leaves the roll-out as it was.
+  caf::error change(fraud::rollout next, const std::string& type, nlohmann::json fields) {
+    if (!ro_ready)
+      return caf::make_error(ec::io_failure, "the model roll-out is not read back yet from "
+                                                + cfg.events_topic);
+    if (auto err = connect())
+      return err;
+    next.generation = ro.generation + 1;
+    fields["schema"] = 1;
+    fields["type"] = type;
+    fields["rollout"] = next.to_json();
+    fields["at"] = unix_ms();
+    fields["node"] = cfg.node;
+    auto outcome = std::make_shared<std::pair<std::mutex, std::optional<caf::error>>>();
+    auto text = fields.dump();
+    if (auto err = producer->produce(cfg.events_topic, "rollout", text,
+                                     [outcome](const caf::error& e) {
+                                       std::lock_guard<std::mutex> guard{outcome->first};
+                                       outcome->second = e;
+                                     }))
+      return err;
+    if (auto err = producer->flush(10s))
+      return caf::make_error(ec::io_failure, cfg.events_topic + " did not confirm the "
+                                               + type + " record: " + render(err));
+    {
+      std::lock_guard<std::mutex> guard{outcome->first};
+      if (!outcome->second)
+        return caf::make_error(ec::io_failure,
+                               cfg.events_topic + " did not confirm the " + type + " record");
+      if (*outcome->second)
+        return *outcome->second;
+    }
+    ro = std::move(next);
+    trial.clear();
+    follow_reference();
+    cfg.log.write(log_level::warning, name + ": " + type + ": " + text);
+    recent_events.push_back(fields);
+    if (recent_events.size() > 20)
+      recent_events.erase(recent_events.begin());
+    return caf::none;
+  }
+
+  /// The trial's figures: the candidate's and the model in use's (every
+  /// other model scored since the trial began).
+  std::pair<quality, quality> trial_figures() const {
+    counts cand, base;
+    for (auto& [model, c] : trial)
+      (model == ro.candidate_model ? cand : base).add(c);
+    return {summarize(ro.candidate_model, cand, nullptr), summarize("in use", base, nullptr)};
+  }
+
+  void judge_trial(int64_t now) {
+    auto& reg = registry::instance();
+    registry::labels l{{"group", cfg.log.group()}};
+    reg.set_gauge("troupe_model_rollout_generation",
+                  "The model roll-out's generation (each change adds one).", l,
+                  static_cast<double>(ro.generation), this);
+    if (!ro.has_candidate() || !cfg.auto_promote)
+      return;
+    auto [cand, base] = trial_figures();
+    if (cand.labelled < cfg.canary_labels || cand.labelled_fraud < cfg.canary_min_fraud
+        || base.labelled_fraud < cfg.canary_min_fraud)
+      return;
+    auto tol = cfg.canary_tolerance;
+    bool holds = cand.auc >= base.auc - tol && cand.recall >= base.recall - tol
+                 && cand.precision >= base.precision - tol;
+    nlohmann::json fields{{"model", ro.candidate_model},
+                          {"decided_by", "model-monitor"},
+                          {"candidate", to_json(cand)},
+                          {"in_use", to_json(base)},
+                          {"tolerance", tol}};
+    auto next = ro;
+    std::string type;
+    if (holds) {
+      type = "model_promoted";
+      next.previous_model = ro.current_model;
+      next.previous_path = ro.current_path;
+      next.current_model = ro.candidate_model;
+      next.current_path = ro.candidate_path;
+    } else {
+      type = "model_rolled_back";
+    }
+    next.candidate_model.clear();
+    next.candidate_path.clear();
+    next.share = 0;
+    next.started_at = 0;
+    if (auto err = change(std::move(next), type, std::move(fields))) {
+      if (pending_decision != render(err))
+        cfg.log.write(log_level::warning, name + ": " + type + " of " + ro.candidate_model
+                                            + " waits: " + render(err));
+      pending_decision = render(err);
+      return;
+    }
+    pending_decision.clear();
+    (void) now;
+  }
+
+  nlohmann::json rollout_view() const {
+    nlohmann::json out{{"rollout", ro.to_json()}, {"ready", ro_ready}, {"node", cfg.node}};
+    if (ro.has_candidate()) {
+      auto [cand, base] = trial_figures();
+      out["trial"] = {{"candidate", to_json(cand)},
+                      {"in_use", to_json(base)},
+                      {"needs_labels", cfg.canary_labels},
+                      {"needs_fraud", cfg.canary_min_fraud},
+                      {"tolerance", cfg.canary_tolerance},
+                      {"auto_promote", cfg.auto_promote}};
+    }
+    nlohmann::json changes = nlohmann::json::array();
+    for (auto& e : recent_events)
+      if (e.contains("rollout"))
+        changes.push_back(e);
+    out["changes"] = changes;
+    return out;
+  }
+
+  caf::result<std::string> canary(const std::string& path, uint32_t share,
+                                  const std::string& mode_text) {
+    auto mode = fraud::parse_canary_mode(mode_text);
+    if (!mode)
+      return mode.error();
+    if (*mode == fraud::canary_mode::split && (share < 1 || share > 100))
+      return caf::make_error(ec::invalid_argument,
+                             "a split's share must be 1 to 100 (percent of users)");
+    if (!ro_ready)
+      return caf::make_error(ec::io_failure, "the model roll-out is not read back yet from "
+                                                + cfg.events_topic);
+    if (ro.has_candidate())
+      return caf::make_error(ec::invalid_argument,
+                             ro.candidate_model + " is on trial: promote or roll it back first");
+    auto m = fraud::model::make(path);
+    if (!m)
+      return m.error();
+    if ((*m)->version() == ro.current_model)
+      return caf::make_error(ec::invalid_argument, (*m)->version() + " is in use already");
+    auto next = ro;
+    next.candidate_model = (*m)->version();
+    next.candidate_path = path;
+    next.share = *mode == fraud::canary_mode::shadow ? 0 : share;
+    next.mode = *mode;
+    next.started_at = unix_ms();
+    if (auto err = change(std::move(next), "canary_started",
+                          {{"model", (*m)->version()}, {"decided_by", "operator"}}))
+      return err;
+    return rollout_view().dump();
+  }
+
+  caf::result<std::string> promote(const std::string& version) {
+    if (!ro.has_candidate() || ro.candidate_model != version)
+      return caf::make_error(ec::invalid_argument,
+                             version + " is not on trial"
+                               + (ro.has_candidate() ? " (on trial: " + ro.candidate_model + ")"
+                                                     : std::string{" (nothing is)"}));
+    nlohmann::json fields{{"model", version}, {"decided_by", "operator"}};
+    auto [cand, base] = trial_figures();
+    fields["candidate"] = to_json(cand);
+    fields["in_use"] = to_json(base);
+    auto next = ro;
+    next.previous_model = ro.current_model;
+    next.previous_path = ro.current_path;
+    next.current_model = ro.candidate_model;
+    next.current_path = ro.candidate_path;
+    next.candidate_model.clear();
+    next.candidate_path.clear();
+    next.share = 0;
+    next.started_at = 0;
+    if (auto err = change(std::move(next), "model_promoted", std::move(fields)))
+      return err;
+    return rollout_view().dump();
+  }
+
+  caf::result<std::string> rollback(const std::string& version) {
+    auto next = ro;
+    nlohmann::json fields{{"model", version}, {"decided_by", "operator"}};
+    if (ro.has_candidate() && ro.candidate_model == version) {
+      auto [cand, base] = trial_figures();
+      fields["candidate"] = to_json(cand);
+      fields["in_use"] = to_json(base);
+      next.candidate_model.clear();
+      next.candidate_path.clear();
+      next.share = 0;
+      next.started_at = 0;
+    } else if (!ro.current_path.empty() && ro.current_model == version) {
+      if (ro.has_candidate())
+        return caf::make_error(ec::invalid_argument,
+                               ro.candidate_model
+                                 + " is on trial: promote or roll it back first");
+      fields["back_to"] = ro.previous_path.empty() ? "the configured model" : ro.previous_model;
+      next.current_model = ro.previous_model;
+      next.current_path = ro.previous_path;
+      next.previous_model.clear();
+      next.previous_path.clear();
+    } else {
+      return caf::make_error(ec::invalid_argument,
+                             version + " is neither on trial nor promoted (in use: "
+                               + (ro.current_path.empty() ? std::string{"the configured model"}
+                                                          : ro.current_model)
+                               + (ro.has_candidate() ? ", on trial: " + ro.candidate_model
+                                                     : std::string{})
+                               + ")");
+    }
+    if (auto err = change(std::move(next), "model_rolled_back", std::move(fields)))
+      return err;
+    return rollout_view().dump();
+  }
+
   std::string view() const {
     nlohmann::json models = nlohmann::json::array();
     auto now = unix_ms();
@@ -387,6 +695,17 @@ group_spec make_group(const std::string& name, size_t instances, monitor_setting
     return {
       [st](poll_atom) { st->on_poll(); },
       [st](model_quality_atom) -> std::string { return st->view(); },
+      [st](model_rollout_atom) -> caf::result<std::string> {
+        if (!st->ro_ready)
+          return caf::make_error(ec::io_failure, "the model roll-out is not read back yet from "
+                                                    + st->cfg.events_topic);
+        return st->rollout_view().dump();
+      },
+      [st](model_canary_atom, std::string& path, uint32_t share, std::string& mode) {
+        return st->canary(path, share, mode);
+      },
+      [st](model_promote_atom, std::string& version) { return st->promote(version); },
+      [st](model_rollback_atom, std::string& version) { return st->rollback(version); },
     };
   };
   return g;

@@ -41,6 +41,18 @@ struct monitor_settings {
   std::chrono::milliseconds label_horizon{60 * 60 * 1000};
   /// At most this many scores wait for labels (the oldest go first).
   size_t max_waiting = 500000;
+  /// A candidate on trial is judged once it has this many labelled scores
+  /// since the trial began, `canary_min_fraud` of them fraud (and the
+  /// model in use as many labelled frauds over the same time).
+  uint64_t canary_labels = 300;
+  uint64_t canary_min_fraud = 30;
+  /// The candidate holds when its AUC, recall and precision are each at
+  /// least the model in use's minus this; it is then promoted, else rolled
+  /// back.
+  double canary_tolerance = 0.05;
+  /// Judge trials by themselves (false: only operators promote and roll
+  /// back).
+  bool auto_promote = true;
   log_fn log;
 };
 
@@ -61,6 +73,19 @@ struct monitor_settings {
 /// (again after the figure went back under 80 % of its threshold). A malformed label goes to
 /// `dead_letter_topic` with its reason, confirmed before its offset is
 /// committed. `(model_quality_atom)` answers the view as JSON.
+///
+/// It also decides the cluster's model roll-out (`actors/fraud_detector/
+/// rollout.hpp`), which every fraud-detector follows: `(model_canary_atom,
+/// path, share, mode)` puts a candidate on trial, `(model_promote_atom,
+/// version)` and `(model_rollback_atom, version)` end it (or return to the
+/// model before the one in use), `(model_rollout_atom)` answers it with
+/// the trial's figures. Each change is a record on `events_topic` (key
+/// `rollout`: `canary_started`, `model_promoted`, `model_rolled_back`,
+/// with the whole roll-out), confirmed by Kafka before it takes effect; a
+/// worker started again reads the latest back before it answers. With
+/// `auto_promote`, a trial is judged on the labels of the scores made
+/// since it began (shadow scores count for the candidate): promoted when
+/// its quality holds against the model in use, rolled back otherwise.
 group_spec make_group(const std::string& name, size_t instances, monitor_settings settings);
 
 /// The `model-monitor` domain's registration (actors/domains.cpp).

@@ -35,6 +35,20 @@ troupe::domain domain_entry() {
     {"cooldown", setting_type::duration, "10m", 0, {}, false,
      "the least time between two trainings on drift"},
     {"every", setting_type::duration, "0s", 0, {}, false, "train this often (0: never)"},
+    {"canary_share", setting_type::integer, "0", 0, 100, false,
+     "put a registered candidate on trial for this percent of the users at once (0: register "
+     "only, unless canary_mode is shadow)"},
+    {"canary_mode", setting_type::string, "split", {}, {}, false,
+     "split (the candidate decides for its share of the users) or shadow (it scores beside "
+     "the model in use, which decides)"},
+  };
+  d.schema.check_together = [](const topology::settings_map& s)
+    -> std::optional<topology::setting_problem> {
+    auto i = s.find("canary_mode");
+    if (i != s.end() && i->second != "split" && i->second != "shadow")
+      return topology::setting_problem{"canary_mode", "must be split or shadow, not '"
+                                                        + i->second + "'"};
+    return std::nullopt;
   };
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
                     const domain_context& ctx) -> caf::expected<group_spec> {
@@ -61,6 +75,9 @@ troupe::domain domain_entry() {
     s.on_drift = topology::setting(decl, "on_drift") == "true";
     s.cooldown = ms("cooldown");
     s.every = ms("every");
+    s.canary_share = static_cast<uint32_t>(topology::number(decl, "canary_share"));
+    s.canary_mode = topology::setting(decl, "canary_mode");
+    s.router_of = ctx.router_of;
     s.log = ctx.log.with_group(decl.name);
     return make_group(decl.name, instances, s);
   };

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/fraud_detector/model.hpp"
+#include "actors/fraud_detector/rollout.hpp"
 #include "actors/model_trainer/training.hpp"
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
@@ -119,6 +120,31 @@ struct worker_state {
       producer->flush(5s);
   }
 
+  /// Asks the model-monitor and waits for its answer (this worker is
+  /// detached: waiting blocks no scheduler thread).
+  template <class... Ts>
+  caf::expected<std::string> ask_monitor(caf::timespan timeout, Ts&&... xs) {
+    auto monitor = cfg.router_of ? cfg.router_of("model-monitor") : caf::actor{};
+    if (!monitor)
+      return caf::make_error(ec::io_failure, "no model-monitor reachable");
+    caf::scoped_actor sa{self->system()};
+    caf::expected<std::string> out{caf::make_error(ec::io_failure, "no answer")};
+    sa->request(monitor, timeout, std::forward<Ts>(xs)...)
+      .receive([&](std::string& text) { out = std::move(text); },
+               [&](caf::error& err) { out = std::move(err); });
+    return out;
+  }
+
+  /// The model in use: the roll-out's, else the configured one.
+  std::string in_use() {
+    auto answer = ask_monitor(5s, model_rollout_atom::value);
+    if (!answer)
+      return cfg.model;
+    auto j = nlohmann::json::parse(*answer, nullptr, false);
+    auto r = fraud::rollout::from_json(j.is_object() && j.contains("rollout") ? j["rollout"] : j);
+    return r && !r->current_path.empty() ? r->current_path : cfg.model;
+  }
+
   /// Trains a candidate now; the outcome as JSON.
   std::string train(const std::string& reason) {
     auto started = std::chrono::steady_clock::now();
@@ -207,7 +233,7 @@ struct worker_state {
       fs::remove_all(dir, ec);
       return failed("the candidate does not load: " + render(candidate.error()));
     }
-    auto current = fraud::model::make(cfg.model);
+    auto current = fraud::model::make(in_use());
     auto n = holdout_set.size();
     auto cand_scores = n ? (*candidate)->predict(holdout_set.rows, n)
                          : caf::expected<std::vector<float>>{std::vector<float>{}};
@@ -271,6 +297,22 @@ struct worker_state {
     cfg.log.write(log_level::warning, name + ": registered " + version + " (" + reason
                                         + "): " + out.dump());
     emit(event);
+    if (cfg.canary_share > 0 || cfg.canary_mode == "shadow") {
+      // The registry is this host's: the path must be the same on every
+      // fraud-detector's host (one host, or a shared file system).
+      auto abs = fs::absolute(path, ec).string();
+      auto answer = ask_monitor(20s, model_canary_atom::value, ec ? path : abs,
+                                cfg.canary_share, cfg.canary_mode);
+      if (answer) {
+        out["canary"] = {{"mode", cfg.canary_mode}, {"share", cfg.canary_share}};
+        cfg.log(name + ": " + version + " on trial (" + cfg.canary_mode + ", "
+                + std::to_string(cfg.canary_share) + "% of users)");
+      } else {
+        out["canary"] = {{"error", render(answer.error())}};
+        cfg.log.write(log_level::warning, name + ": " + version + " not put on trial: "
+                                            + render(answer.error()));
+      }
+    }
     return out.dump();
   }
 };

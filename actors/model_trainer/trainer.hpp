@@ -1,7 +1,10 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
+
+#include <caf/actor.hpp>
 
 #include "runtime/core/log.hpp"
 #include "runtime/group/group_spec.hpp"
@@ -40,6 +43,12 @@ struct trainer_settings {
   /// Train every this often (0: only on demand and on drift).
   std::chrono::milliseconds every{0};
   std::string version_prefix = "fraud";
+  /// A registered candidate goes on trial at once: `split` for this percent
+  /// of the users, or `shadow` (0 with split: registered only).
+  uint32_t canary_share = 0;
+  std::string canary_mode = "split";
+  /// Reaches the model-monitor, which holds the model roll-out.
+  std::function<caf::actor(const std::string& domain)> router_of;
   log_fn log;
 };
 
@@ -55,8 +64,10 @@ struct trainer_settings {
 /// (`reference.json`, for the model-monitor), and `meta.json` (SHA-256,
 /// both models' figures on the held-out slice, rows, reason, time), and a
 /// `model_registered` record on `events_topic`; otherwise `model_rejected`.
-/// `troupe shell -c 'model load REGISTRY/VERSION/model.json'` puts it in
-/// use.
+/// The model in use is the roll-out's (asked of the model-monitor), else
+/// `model`. A registered candidate goes on trial when `canary_share` (or
+/// `canary_mode = shadow`) says so: the model-monitor then promotes it on
+/// its measured quality or rolls it back.
 ///
 /// Triggers: `(model_train_atom)` (the shell's `model train`, answered
 /// with the outcome as JSON); a `drift_detected` or `quality_dropped` record

@@ -197,13 +197,23 @@ public:
         {"publish", "<topic> <json>", "produce one record to a Kafka topic",
          "The JSON must parse; it goes to the cluster's Kafka as it is.",
          2, 2, [](session& s, const args& a) { return s.publish(a[0], a[1]); }},
-        {"model", "load <path> | status | quality | train",
-         "the fraud-detector groups' model: swap it, show it, or how it does",
-         "`model load PATH` asks every node hosting a fraud-detector group to load\n"
-         "and check the XGBoost model at PATH (a path on the nodes' hosts); each\n"
-         "worker switches at its next batch, no batch is scored by two models.\n"
-         "A model that does not load leaves the old one in place. A group started\n"
-         "again later (moved, restarted) loads the topology's `model` setting.\n"
+        {"model", "status | quality | train | canary <path> [<percent>|shadow] | promote <v> | "
+                  "rollback <v> | load <path>",
+         "the fraud model's life: its roll-out, how it does, training, trials",
+         "`model status` shows the cluster's model roll-out (the model in use, the\n"
+         "one before it, the candidate on trial with its share and the trial's\n"
+         "figures) and what each fraud-detector group scores with.\n"
+         "`model canary PATH [PERCENT|shadow]` puts the model at PATH on trial:\n"
+         "it decides for PERCENT of the users (by a hash of the user id; 10 by\n"
+         "default), or in shadow scores every transaction beside the model in use,\n"
+         "which decides. The model-monitor promotes it when its measured quality\n"
+         "holds and rolls it back otherwise; `model promote VERSION` and\n"
+         "`model rollback VERSION` decide now (rollback of the model in use returns\n"
+         "to the one before it). Every change is a record on model-events that\n"
+         "Kafka confirmed before it takes effect; every fraud-detector follows it\n"
+         "within a second, between batches: no transaction is lost or scored twice.\n"
+         "`model load PATH` makes PATH the model of the fraud-detector groups\n"
+         "reachable now, until they restart (the roll-out's model goes first).\n"
          "`model quality` shows each model-monitor's window per model version:\n"
          "scores, alerts, labelled scores, precision, recall, AUC, the feature\n"
          "drifting most (PSI against the training reference), and its recent\n"
@@ -211,7 +221,7 @@ public:
          "model-trainer train a candidate now from the scored-event log and the\n"
          "labels, compare it with the model in use on a held-out slice, and\n"
          "register it if it does at least as well (up to 5 minutes).",
-         1, 2, [](session& s, const args& a) { return s.model_command(a); }},
+         1, 3, [](session& s, const args& a) { return s.model_command(a); }},
         {"ranking", "", "the ranking's A/B variants: shares, weights, click-through, vs control",
          "Every reachable node's counts, summed: personalised feeds answered per\n"
          "variant, the articles they showed (impressions) and the reads of shown\n"
@@ -1193,8 +1203,11 @@ private:
             o.text += text;
           }
           o.text += "\n";
-          if (r.contains("path"))
-            o.text += "  put it in use: model load " + r["path"].get<std::string>() + "\n";
+          if (r.contains("canary") && !r["canary"].contains("error"))
+            o.text += "  on trial: model status shows it; model promote|rollback "
+                      + r.value("version", std::string{}) + " decides now\n";
+          else if (r.contains("path"))
+            o.text += "  put it on trial: model canary " + r["path"].get<std::string>() + "\n";
         }
         o.doc["trained"].push_back(row);
       }
@@ -1388,17 +1401,153 @@ private:
     return o;
   }
 
+  /// Asks the model-monitor (the first reachable instance) `xs`, up to
+  /// 20 s: the model roll-out's commands. `what` names the request.
+  template <class... Ts>
+  outcome ask_rollout(const std::string& what, Ts... xs) {
+    std::vector<std::string> groups;
+    for (auto& g : topo_.groups)
+      if (g.domain == "model-monitor")
+        groups.push_back(g.name);
+    if (groups.empty())
+      return failed("this cluster runs no model-monitor group, which holds the model roll-out");
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    std::string last_error = "no reachable node runs a model-monitor instance";
+    for (auto& g : groups) {
+      auto parts = locals(infos, g); // kept: the loop below refers into it
+      for (auto& p : parts[g]) {
+        if (!p.router)
+          continue;
+        auto answer = ask_for<std::string>(std::chrono::seconds(20), p.router, xs...);
+        if (!answer) {
+          last_error = p.node + " " + g + ": " + render(answer.error());
+          if (answer.error() == ec::invalid_argument)
+            return failed(what + ": " + render(answer.error()));
+          continue;
+        }
+        auto view = json::parse(*answer, nullptr, false);
+        if (view.is_discarded())
+          continue;
+        outcome o;
+        o.doc = view;
+        o.text = rollout_text(view);
+        note_unreachable(o, down);
+        return o;
+      }
+    }
+    auto o = failed(what + ": " + last_error);
+    note_unreachable(o, down);
+    return o;
+  }
+
+  static std::string rollout_text(const json& view) {
+    auto& r = view["rollout"];
+    auto name = [](const json& m) {
+      auto path = m.value("path", std::string{});
+      return path.empty() ? std::string{"the configured model"}
+                          : m.value("model", std::string{}) + " (" + path + ")";
+    };
+    std::string text = "model roll-out, generation " + std::to_string(r.value("generation", 0))
+                       + "\n  in use:   " + name(r["current"]) + "\n";
+    if (r["current"].value("path", std::string{}) != "")
+      text += "  before:   " + name(r["previous"]) + "\n";
+    if (r["candidate"].is_object()) {
+      auto& c = r["candidate"];
+      text += "  on trial: " + c.value("model", std::string{}) + " ("
+              + (c.value("mode", std::string{}) == "shadow"
+                   ? std::string{"shadow: scores every transaction, decides none"}
+                   : std::to_string(c.value("share", 0)) + "% of users decide by it")
+              + "), " + c.value("path", std::string{}) + "\n";
+      if (view.contains("trial")) {
+        auto& t = view["trial"];
+        text += "    " + pad("", 10) + pad("LABELLED", 10) + pad("FRAUD", 7) + pad("PRECISION", 11)
+                + pad("RECALL", 8) + "AUC\n";
+        for (auto key : {"candidate", "in_use"}) {
+          auto& q = t[key];
+          char row[160];
+          std::snprintf(row, sizeof(row), "    %-10s%-10llu%-7llu%-11.3f%-8.3f%.3f\n",
+                        std::string{key} == "in_use" ? "in use" : "candidate",
+                        static_cast<unsigned long long>(q.value("labelled", uint64_t{0})),
+                        static_cast<unsigned long long>(q.value("labelled_fraud", uint64_t{0})),
+                        q.value("precision", 0.0), q.value("recall", 0.0), q.value("auc", 0.5));
+          text += row;
+        }
+        char rule[200];
+        std::snprintf(rule, sizeof(rule),
+                      "    %s after %llu labelled scores and %llu frauds of each; holds within "
+                      "%.3f of AUC, recall and precision\n",
+                      t.value("auto_promote", false) ? "judged by itself" : "operators judge",
+                      static_cast<unsigned long long>(t.value("needs_labels", uint64_t{0})),
+                      static_cast<unsigned long long>(t.value("needs_fraud", uint64_t{0})),
+                      t.value("tolerance", 0.0));
+        text += rule;
+      }
+    } else {
+      text += "  on trial: nothing\n";
+    }
+    if (view.contains("changes"))
+      for (auto& e : view["changes"])
+        text += "  change: " + e.value("type", std::string{}) + " "
+                + e.value("model", std::string{}) + " by "
+                + e.value("decided_by", std::string{"?"}) + "\n";
+    return text;
+  }
+
   /// `model load PATH` or `model status`.
   outcome model_command(const args& a) {
+    static const std::string usage_line =
+      "usage: model status | model quality | model train | model canary <path> "
+      "[<percent> | shadow] | model promote <version> | model rollback <version> | "
+      "model load <path>";
     if (a.size() == 2 && a[0] == "load")
       return model(a[1]);
-    if (a.size() == 1 && a[0] == "status")
-      return model("");
+    if (a.size() == 1 && a[0] == "status") {
+      // The cluster's roll-out, then what each fraud-detector scores with.
+      auto groups = model("");
+      bool monitored = false;
+      for (auto& g : topo_.groups)
+        monitored |= g.domain == "model-monitor";
+      if (!monitored)
+        return groups;
+      auto ro = ask_rollout("model status", model_rollout_atom::value);
+      outcome o;
+      o.rc = ro.rc != 0 ? ro.rc : groups.rc;
+      o.text = ro.text + groups.text;
+      o.doc = {{"rollout", ro.doc}, {"groups", groups.doc}};
+      return o;
+    }
     if (a.size() == 1 && a[0] == "quality")
       return model_quality();
     if (a.size() == 1 && a[0] == "train")
       return model_train();
-    return usage("usage: model load <path> | model status | model quality | model train");
+    if (a.size() >= 2 && a.size() <= 3 && a[0] == "canary") {
+      uint32_t share = 10;
+      std::string mode = "split";
+      if (a.size() == 3) {
+        if (a[2] == "shadow") {
+          mode = "shadow";
+          share = 0;
+        } else {
+          auto text = a[2];
+          if (!text.empty() && text.back() == '%')
+            text.pop_back();
+          char* end = nullptr;
+          auto v = std::strtoul(text.c_str(), &end, 10);
+          if (text.empty() || *end != '\0' || v < 1 || v > 100)
+            return usage("model canary: the share must be 1 to 100 (percent of users) or "
+                         "shadow, not '" + a[2] + "'");
+          share = static_cast<uint32_t>(v);
+        }
+      }
+      return ask_rollout("model canary", model_canary_atom::value, a[1], share, mode);
+    }
+    if (a.size() == 2 && a[0] == "promote")
+      return ask_rollout("model promote", model_promote_atom::value, a[1]);
+    if (a.size() == 2 && a[0] == "rollback")
+      return ask_rollout("model rollback", model_rollback_atom::value, a[1]);
+    return usage(usage_line);
   }
 
   /// `scale GROUP N`, N from 1 to 1024.

@@ -427,12 +427,17 @@ struct scored_transaction {
   std::string model_version;
   std::vector<std::string> top_features;
   std::vector<float> top_contributions;
+  /// A candidate on trial in shadow: its version and score (empty version:
+  /// none). Only `probability` decides the alert.
+  std::string shadow_version;
+  float shadow_probability = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scored_transaction& x) {
   return f(caf::meta::type_name("troupe.scored_transaction"), x.item, x.probability,
-           x.model_version, x.top_features, x.top_contributions);
+           x.model_version, x.top_features, x.top_contributions, x.shadow_version,
+           x.shadow_probability);
 }
 
 /// `(enrich_atom, std::vector<transaction>) -> std::vector<enriched_transaction>`:
@@ -457,6 +462,21 @@ using model_quality_atom = caf::atom_constant<caf::atom("modelqual")>;
 /// candidate now and answers its outcome, JSON
 /// (`actors/model_trainer/trainer.hpp`).
 using model_train_atom = caf::atom_constant<caf::atom("modeltrain")>;
+/// `(model_rollout_atom) -> std::string`: the model-monitor's model
+/// roll-out, JSON (`actors/fraud_detector/rollout.hpp`) with the trial's
+/// figures; every fraud-detector asks it each second and follows it.
+using model_rollout_atom = caf::atom_constant<caf::atom("modelroll")>;
+/// `(model_canary_atom, path, uint32_t share, std::string mode) ->
+/// std::string`: the model-monitor puts the model at `path` on trial
+/// (`split` for `share` percent of the users, or `shadow`); answers the new
+/// roll-out once it is durable.
+using model_canary_atom = caf::atom_constant<caf::atom("modelcan")>;
+/// `(model_promote_atom, version) -> std::string`: the candidate `version`
+/// becomes the model in use, cluster-wide.
+using model_promote_atom = caf::atom_constant<caf::atom("modelprom")>;
+/// `(model_rollback_atom, version) -> std::string`: the candidate `version`
+/// is withdrawn, or, when `version` is in use, the model before it returns.
+using model_rollback_atom = caf::atom_constant<caf::atom("modelback")>;
 
 /// Internal to an ingestor worker: read the next records, `(poll_atom)`.
 using poll_atom = caf::atom_constant<caf::atom("poll")>;

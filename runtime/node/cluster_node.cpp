@@ -97,6 +97,7 @@ struct cluster_node::state {
     ctx.node = opt.name;
     ctx.kafka = kafka;
     ctx.redis = redis;
+    ctx.state_dir = opt.topo.cluster.state_dir;
     ctx.router_of = [dir = by_domain](const std::string& domain) { return dir->get(domain); };
     ctx.log = log;
     // The services live as long as the node: every worker stops before them.

@@ -85,6 +85,9 @@ struct domain_context {
   /// ones).
   std::string kafka;
   std::string redis;
+  /// The cluster's state directory on this host (the topology's
+  /// `state_dir`, resolved): what must outlive the node's processes.
+  std::string state_dir;
   /// The address through which this node reaches the group running
   /// `domain` anywhere in the cluster (its cluster router; a local group
   /// router on a standalone node). Invalid while there is none.
