@@ -262,7 +262,7 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout",
           "takeover_delay", "kafka", "kafka_fetch_wait",
           "redis", "redis_password_file", "tls", "log_level", "log_format", "state_dir",
-          "client_token_key_file"});
+          "client_token_key_file", "trace_sample"});
   cluster_settings x;
   x.name = r.unique_name("cluster", std::vector<node_spec>{});
   auto has_secret = r.find("secret") != nullptr;
@@ -295,6 +295,9 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   if (x.kafka_fetch_wait < std::chrono::milliseconds(1)
       || x.kafka_fetch_wait > std::chrono::seconds(5))
     r.fail(line_of(*r.find("kafka_fetch_wait")), "kafka_fetch_wait", "must be from 1ms to 5s");
+  x.trace_sample = r.number("trace_sample", x.trace_sample);
+  if (x.trace_sample < 0 || x.trace_sample > 1)
+    r.fail(line_of(*r.find("trace_sample")), "trace_sample", "must be from 0 to 1");
   x.redis = r.str("redis", std::string{"embedded"});
   if (x.redis != "embedded" && x.redis.rfind("redis://", 0) != 0)
     r.fail(line_of(*r.find("redis")), "redis", "expected \"embedded\" or redis://host:port");

@@ -79,6 +79,11 @@ struct cluster_settings {
   /// (the embedded Redis's append-only file, under `redis/`): `state_dir`,
   /// relative to the topology file's folder; default `.troupe-state`.
   std::string state_dir = ".troupe-state";
+  /// The share of new traces (events that came without a sampled
+  /// `traceparent`) whose spans go to the `traces` topic (`trace_sample`,
+  /// 0 to 1, default 0.01). Every span stays in its node's memory for
+  /// `troupe shell -c 'trace ID'` either way.
+  double trace_sample = 0.01;
   /// The key that signs WebSocket clients' tokens (`troupe token`), apart
   /// from the cluster secret: the file `client_token_key_file` names
   /// (relative to the topology file's folder), or by default

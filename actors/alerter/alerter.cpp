@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <type_traits>
 #include <cstdio>
 #include <memory>
 #include <set>
@@ -109,6 +110,10 @@ struct unconfirmed {
   /// Records whose earlier attempt was still under way: the batch fails
   /// once the rest is done, and its retry finds them settled.
   size_t busy = 0;
+  /// The batch's traced transactions and when it came: their alert spans
+  /// end when the batch is answered.
+  std::vector<std::pair<trace::context, std::string>> traced;
+  int64_t started = 0;
 };
 
 struct worker_state {
@@ -121,6 +126,24 @@ struct worker_state {
   std::map<uint64_t, unconfirmed> batches;
   uint64_t next_batch = 0;
   uint64_t confirmed_batches = 0;
+  uint32_t place = 0;
+
+  /// The alert spans of `xs` (pairs of context and id, or scores).
+  template <class Range>
+  void spans(int64_t started, const Range& xs, const caf::error& err) {
+    if (!cfg.probe)
+      return;
+    auto text = err ? render(err) : std::string{};
+    cfg.probe.to->stage(place, "alert", started, xs,
+                        [](const auto& x) {
+                          if constexpr (std::is_same_v<std::decay_t<decltype(x)>,
+                                                       scored_transaction>)
+                            return std::make_pair(&x.item.tx.trace, &x.item.tx.id);
+                          else
+                            return std::make_pair(&x.first, &x.second);
+                        },
+                        text);
+  }
 
   void init() {
     sinks.resize(2);
@@ -344,6 +367,7 @@ struct worker_state {
       b.answer.deliver(result.error());
     else
       b.answer.deliver(*result);
+    spans(b.started, b.traced, result ? caf::error{} : result.error());
     batches.erase(id);
   }
 
@@ -426,6 +450,8 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
     {"degraded", s.item.degraded},
     {"raised_at", unix_ms()},
     {"node", node}};
+  if (tx.trace.valid())
+    j["trace"] = trace::trace_hex(tx.trace.trace_hi, tx.trace.trace_lo);
   return j.dump();
 }
 
@@ -443,6 +469,8 @@ std::string scored_json(const scored_transaction& s, double threshold, const std
                    {"degraded", s.item.degraded},
                    {"scored_at", scored_at},
                    {"node", node}};
+  if (tx.trace.valid())
+    j["trace"] = trace::trace_hex(tx.trace.trace_hi, tx.trace.trace_lo);
   if (!s.shadow_version.empty())
     j["shadow"] = {{"model", s.shadow_version},
                    {"score", s.shadow_probability},
@@ -460,6 +488,7 @@ group_spec make_group(const std::string& name, size_t instances, alerter_setting
     st->self = self;
     st->cfg = cfg;
     st->init();
+    st->place = cfg.probe.place(cfg.log.group(), index);
     // Unique per worker incarnation: a restarted worker never mistakes an
     // earlier incarnation's claim for its own.
     st->token_prefix = cfg.node + "/" + std::to_string(index) + "/"
@@ -470,7 +499,22 @@ group_spec make_group(const std::string& name, size_t instances, alerter_setting
     st->connect();
     return {
       [st](alert_atom, std::vector<scored_transaction>& batch) -> caf::result<uint64_t> {
-        return st->on_batch(batch);
+        auto started = trace::unix_ns();
+        auto before = st->next_batch;
+        auto r = st->on_batch(batch);
+        if (st->cfg.probe) {
+          if (r.flag == caf::rt_delegated && st->next_batch != before) {
+            // Answered once Kafka answered: the spans end then.
+            auto& b = st->batches[st->next_batch - 1];
+            b.started = started;
+            for (auto& s : batch)
+              if (s.item.tx.trace.valid())
+                b.traced.emplace_back(s.item.tx.trace, s.item.tx.id);
+          } else {
+            st->spans(started, batch, r.flag == caf::rt_error ? r.err : caf::error{});
+          }
+        }
+        return r;
       },
       [st](alert_sent_atom, uint64_t id, uint64_t k, int32_t status, int32_t partition,
            int64_t offset) { st->on_sent(id, k, status, partition, offset); },

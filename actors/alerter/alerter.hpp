@@ -4,6 +4,7 @@
 #include <string>
 
 #include "runtime/core/log.hpp"
+#include "runtime/core/trace.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/group/group_spec.hpp"
 #include "runtime/node/domain.hpp"
@@ -37,20 +38,24 @@ struct alerter_settings {
   /// Fault injection: a worker dies after Kafka confirmed every N-th batch
   /// of alerts, before it marks them `sent` (0: never).
   uint64_t crash_after_confirm_every = 0;
+  /// Where each transaction's alert span goes (from its arrival here until
+  /// Kafka answered for its records).
+  trace::probe probe;
   /// Each alert Kafka confirmed is logged here (info, with its transaction id).
   log_fn log;
 };
 
 /// The JSON of one alert (schema 1): the transaction, its score, the model,
 /// the threshold, the top features, whether its features were degraded, the
-/// time it was raised and the node that raised it.
+/// time it was raised, the node that raised it, and its `trace` id (32 hex
+/// digits, W3C Trace Context) when it has one.
 std::string alert_json(const scored_transaction& s, double threshold, const std::string& node);
 
 /// The JSON of one scored event (schema 1), the scored-event log's record:
 /// `{"schema", "transaction" (id), "user", "timestamp", "features" (the
 /// model's input row, in the fraud-detector's feature order), "score",
 /// "model", "alert" (over the threshold), "degraded", "scored_at" (Unix
-/// ms), "node"}`, and, while a candidate model is on trial in shadow,
+/// ms), "node", "trace"}`, and, while a candidate model is on trial in shadow,
 /// `"shadow": {"model", "score", "alert"}` (its score and whether it would
 /// have alerted; only the model in use decides).
 std::string scored_json(const scored_transaction& s, double threshold, const std::string& node,

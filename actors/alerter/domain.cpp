@@ -39,6 +39,7 @@ troupe::domain domain_entry() {
     s.crash_after_confirm_every =
       static_cast<uint64_t>(topology::number(decl, "crash_after_confirm_every"));
     s.log = ctx.log.with_group(decl.name);
+    s.probe = ctx.probe();
     auto g = make_group(decl.name, instances, s);
     g.call_timeout = std::chrono::seconds(30); // a backlog is not a failure
     return g;

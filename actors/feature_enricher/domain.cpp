@@ -13,7 +13,8 @@ troupe::domain domain_entry() {
   d.make_group = [](const topology::group_decl& decl, uint32_t instances,
                     const domain_context& ctx) -> caf::expected<group_spec> {
     auto g = make_group(decl.name, instances, ctx.redis, std::chrono::seconds(1),
-                        ctx.log.with_group(decl.name), topology::duration(decl, "degrade_after"));
+                        ctx.log.with_group(decl.name), topology::duration(decl, "degrade_after"),
+                        ctx.probe());
     g.call_timeout = std::chrono::seconds(30); // a backlog is not a failure
     return g;
   };

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <type_traits>
 
 #include "actors/feature_enricher/feature_store.hpp"
 #include "runtime/core/duration.hpp"
@@ -35,7 +36,8 @@ std::atomic<uint64_t>& degraded_counter(const std::string& group) {
 } // namespace
 
 group_spec make_group(const std::string& name, size_t instances, const std::string& redis_url,
-                      caf::timespan retry, log_fn log, caf::timespan degrade_after) {
+                      caf::timespan retry, log_fn log, caf::timespan degrade_after,
+                      trace::probe probe) {
   group_spec g;
   g.name = name;
   g.instances = instances;
@@ -49,9 +51,23 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
   // Since when this node's workers find the feature store unreachable
   // (steady nanoseconds; 0: reachable), shared by the group's workers.
   auto down_since = std::make_shared<std::atomic<int64_t>>(0);
-  g.worker = [redis_url, retry, log, name, degraded, held, down_since,
-              degrade_after](caf::event_based_actor*, size_t index) -> caf::behavior {
+  g.worker = [redis_url, retry, log, name, degraded, held, down_since, degrade_after,
+              probe](caf::event_based_actor*, size_t index) -> caf::behavior {
     auto st = std::make_shared<worker_state>();
+    auto place = probe.place(name, index);
+    // Each transaction's enrich span, its parent the span that handed it
+    // here; the next stage's parent is this one.
+    auto spans = [tracer = probe.to, place](int64_t start, auto& xs, const char* error) {
+      if (tracer)
+        tracer->stage(place, "enrich", start, xs,
+                      [](auto& x) {
+                        if constexpr (std::is_same_v<std::decay_t<decltype(x)>, transaction>)
+                          return std::make_pair(&x.trace, &x.id);
+                        else
+                          return std::make_pair(&x.tx.trace, &x.tx.id);
+                      },
+                      error ? std::string_view{error} : std::string_view{}, true);
+    };
     auto who = name + "/" + std::to_string(index);
     auto connect = [st, redis_url, retry] {
       auto now = std::chrono::steady_clock::now();
@@ -68,10 +84,11 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
     };
     connect(); // now, so that the first batch does not wait for it
     return {
-      [st, connect, retry, log, who, degraded, held, down_since,
-       degrade_after](enrich_atom,
+      [st, connect, retry, log, who, degraded, held, down_since, degrade_after,
+       spans](enrich_atom,
                       std::vector<transaction>& batch) -> caf::result<std::vector<enriched_transaction>> {
         auto now = std::chrono::steady_clock::now();
+        auto started = trace::unix_ns();
         connect();
         std::vector<enriched_transaction> out;
         out.reserve(batch.size());
@@ -82,6 +99,7 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
               out.push_back({std::move(batch[i]), std::move((*features)[i]), false});
             if (down_since->exchange(0) != 0 && log)
               log.info(who + ": the feature store is reachable again");
+            spans(started, out, nullptr);
             return out;
           }
           // Lost mid-batch: try again later.
@@ -100,6 +118,7 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
         }
         if (now_ns - since < degrade_after.count()) {
           held->fetch_add(1, std::memory_order_relaxed);
+          spans(started, batch, "held: the feature store is unreachable");
           return caf::make_error(ec::store_unavailable,
                                  "the feature store is unreachable (" + st->why + ")");
         }
@@ -114,6 +133,7 @@ group_spec make_group(const std::string& name, size_t instances, const std::stri
           auto v = feature_store::degraded(tx);
           out.push_back({std::move(tx), std::move(v), true});
         }
+        spans(started, out, nullptr);
         return out;
       },
     };

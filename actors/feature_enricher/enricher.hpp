@@ -1,5 +1,7 @@
 #pragma once
 
+#include "runtime/core/trace.hpp"
+
 #include <string>
 
 #include <caf/timespan.hpp>
@@ -29,7 +31,8 @@ namespace troupe::enrich {
 /// its reason (at most 20 lines a second per worker).
 group_spec make_group(const std::string& name, size_t instances, const std::string& redis_url,
                       caf::timespan retry = std::chrono::seconds(1), log_fn log = {},
-                      caf::timespan degrade_after = std::chrono::seconds(20));
+                      caf::timespan degrade_after = std::chrono::seconds(20),
+                      trace::probe probe = {});
 
 /// The `feature-enricher` domain's registration (actors/domains.cpp): its settings
 /// schema and group factory.

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
+#include <type_traits>
 #include <unistd.h>
 
 #include "actors/fraud_detector/model.hpp"
@@ -186,6 +188,7 @@ caf::error score_into(const model& m, const std::vector<enriched_transaction*>& 
 caf::expected<group_spec> make_group(const std::string& name, size_t instances,
                                      const std::string& model_path, uint64_t crash_every,
                                      std::string crash_on_user, group_context gctx) {
+  auto probe = gctx.probe;
   auto shared = std::make_shared<group_models>();
   shared->configured = model_path;
   shared->router_of = std::move(gctx.router_of);
@@ -211,9 +214,23 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
   group_spec g;
   g.name = name;
   g.instances = instances;
-  g.worker = [shared, crash_every, crash_on_user](caf::event_based_actor* self,
-                                                  size_t) -> caf::behavior {
+  g.worker = [shared, crash_every, crash_on_user, probe, name](caf::event_based_actor* self,
+                                                               size_t index) -> caf::behavior {
     auto st = std::make_shared<worker_state>();
+    auto place = probe.place(name, index);
+    // Each transaction's score span; the alerter's parent is this one.
+    auto spans = [tracer = probe.to, place](int64_t start, auto& xs, std::string_view error) {
+      if (tracer)
+        tracer->stage(place, "score", start, xs,
+                      [](auto& x) {
+                        if constexpr (std::is_same_v<std::decay_t<decltype(x)>,
+                                                     enriched_transaction>)
+                          return std::make_pair(&x.tx.trace, &x.tx.id);
+                        else
+                          return std::make_pair(&x.item.tx.trace, &x.item.tx.id);
+                      },
+                      error, true);
+    };
     // Loads what the plan names when it moved. A candidate that does not
     // load here scores nothing here (its users keep the model in use); a
     // model in use that does not load keeps the last one that did.
@@ -261,9 +278,10 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
               [shared](caf::error&) { shared->failed(); });
     };
     return {
-      [st, ensure, ask, crash_every, crash_on_user](score_atom,
-                                                    std::vector<enriched_transaction>& batch)
+      [st, ensure, ask, crash_every, crash_on_user,
+       spans](score_atom, std::vector<enriched_transaction>& batch)
         -> caf::result<std::vector<scored_transaction>> {
+        auto started = trace::unix_ns();
         if (crash_every > 0 && ++st->batches % crash_every == 0)
           throw std::runtime_error("injected fault (crash_every " + std::to_string(crash_every)
                                    + ")");
@@ -272,16 +290,21 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
             if (e.tx.user == crash_on_user)
               throw std::runtime_error("injected fault (crash_on_user " + crash_on_user + ")");
         ask();
-        if (auto err = ensure())
+        if (auto err = ensure()) {
+          spans(started, batch, render(err));
           return err;
+        }
         auto cols = feature_names().size();
         std::vector<enriched_transaction*> items;
         items.reserve(batch.size());
         for (auto& e : batch) {
-          if (e.features.size() != cols)
-            return caf::make_error(ec::invalid_argument,
-                                   "transaction " + e.tx.id + " has "
-                                     + std::to_string(e.features.size()) + " features");
+          if (e.features.size() != cols) {
+            auto err = caf::make_error(ec::invalid_argument,
+                                       "transaction " + e.tx.id + " has "
+                                         + std::to_string(e.features.size()) + " features");
+            spans(started, batch, render(err));
+            return err;
+          }
           items.push_back(&e);
         }
         // Who scores what: in a split, each user's transactions go to one
@@ -297,16 +320,21 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
             by_current.push_back(i);
         }
         std::vector<scored_transaction> out(batch.size());
-        if (auto err = score_into(*st->current, items, by_current, out, false))
+        if (auto err = score_into(*st->current, items, by_current, out, false)) {
+          spans(started, batch, render(err));
           return err;
+        }
         if (st->candidate) {
           auto shadow = st->p.mode == canary_mode::shadow;
           if (auto err = score_into(*st->candidate, items, shadow ? all : by_candidate, out,
-                                    shadow))
+                                    shadow)) {
+            spans(started, batch, render(err));
             return err;
+          }
         }
         for (size_t i = 0; i < batch.size(); ++i)
           out[i].item = std::move(batch[i]);
+        spans(started, out, {});
         return out;
       },
       [shared](model_load_atom, std::string& path) -> caf::result<std::string> {

@@ -7,6 +7,7 @@
 #include <caf/expected.hpp>
 
 #include "runtime/core/log.hpp"
+#include "runtime/core/trace.hpp"
 
 #include "runtime/group/group_spec.hpp"
 #include "runtime/node/domain.hpp"
@@ -21,6 +22,8 @@ struct group_context {
   /// Where the last roll-out seen is kept (`model-rollout.json`).
   std::string state_dir;
   log_fn log;
+  /// Where each transaction's score span goes.
+  trace::probe probe;
 };
 
 /// The `fraud-detector` group. Each worker owns its own copy of the current

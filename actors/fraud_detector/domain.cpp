@@ -21,6 +21,7 @@ troupe::domain domain_entry() {
     gctx.router_of = ctx.router_of;
     gctx.state_dir = ctx.state_dir;
     gctx.log = ctx.log.with_group(decl.name);
+    gctx.probe = ctx.probe();
     auto g = make_group(decl.name, instances, topology::setting(decl, "model"),
                         static_cast<uint64_t>(topology::number(decl, "crash_every")),
                         topology::setting(decl, "crash_on_user"), std::move(gctx));

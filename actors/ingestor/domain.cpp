@@ -36,6 +36,9 @@ troupe::domain domain_entry() {
     s.batch = static_cast<size_t>(topology::number(decl, "batch"));
     s.stall_timeout = topology::duration(decl, "stall_timeout");
     s.router_of = ctx.router_of;
+    s.tracer = ctx.tracer;
+    s.trace_sample = ctx.trace_sample;
+    s.instance_of = ctx.instance_of;
     s.log = ctx.log.with_group(decl.name);
     auto g = make_group(decl.name, instances, s);
     // A pipeline stage's request may wait behind a backlog of batches: the

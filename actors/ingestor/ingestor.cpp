@@ -32,6 +32,8 @@ struct queued {
   int64_t offset;
   transaction tx;
   clock_type::time_point read_at;
+  /// When it was read, Unix nanoseconds: its ingest span's start.
+  int64_t read_ns;
 };
 
 /// One partition this worker owns.
@@ -70,6 +72,10 @@ struct batch_state {
   uint64_t epoch = 0;
   std::vector<transaction> txs;
   std::vector<int64_t> offsets;
+  /// Per transaction: the parent of its ingest span (the producer's span
+  /// from `traceparent`, or none) and when it was read. Its ingest span's
+  /// id is the transaction's `trace.span`, the parent of the stages' spans.
+  std::vector<std::pair<uint64_t, int64_t>> ingest;
   int attempts = 0;
   /// When its oldest event was read, and when its current stage began.
   clock_type::time_point oldest;
@@ -103,6 +109,8 @@ struct worker_state {
   caf::event_based_actor* self = nullptr;
   ingestor_settings cfg;
   std::string name;
+  /// This worker's place in the tracer.
+  uint32_t place = 0;
   std::unique_ptr<kafka::consumer> consumer;
   std::unique_ptr<kafka::producer> dead_letters;
   /// Where confirmed dead letters are marked (none while Redis is away:
@@ -190,6 +198,7 @@ struct worker_state {
       cfg.log.warning(name + ": " + errors);
     auto cut = consumer->rebalanced_at();
     auto read_at = clock_type::now();
+    auto read_ns = cfg.tracer ? trace::unix_ns() : int64_t{0};
     for (size_t n = 0; n < recs.size(); ++n) {
       if (n == cut)
         drop_revoked(); // records from here on belong to the new assignment
@@ -209,7 +218,13 @@ struct worker_state {
         cfg.log.trace(name + ": read " + r.topic + "/" + std::to_string(r.partition) + "@"
                         + std::to_string(r.offset),
                       tx->id);
-      p.queue.push_back({r.offset, std::move(*tx), read_at});
+      if (cfg.tracer) {
+        // The producer's trace when its header holds a valid one (a bad
+        // header starts a new trace: tracing never refuses an event).
+        auto in = r.traceparent.empty() ? std::nullopt : trace::parse_traceparent(r.traceparent);
+        tx->trace = in ? *in : trace::new_trace(cfg.trace_sample);
+      }
+      p.queue.push_back({r.offset, std::move(*tx), read_at, read_ns});
     }
     if (cut != std::string::npos && cut >= recs.size())
       drop_revoked();
@@ -353,8 +368,15 @@ struct worker_state {
     b.oldest = p.queue.front().read_at;
     times.queued.record(clock_type::now() - b.oldest);
     for (size_t i = 0; i < n; ++i) {
-      b.offsets.push_back(p.queue.front().offset);
-      b.txs.push_back(std::move(p.queue.front().tx));
+      auto& q = p.queue.front();
+      b.offsets.push_back(q.offset);
+      if (q.tx.trace.valid()) {
+        b.ingest.emplace_back(q.tx.trace.span, q.read_ns);
+        q.tx.trace.span = trace::new_span_id();
+      } else {
+        b.ingest.emplace_back(0, 0);
+      }
+      b.txs.push_back(std::move(q.tx));
       p.queue.pop_front();
     }
     p.in_flight = true;
@@ -393,9 +415,15 @@ struct worker_state {
       log(stage + " failed on a batch of " + std::to_string(b.txs.size()) + " (" + render(err)
           + "): trying its events one by one");
       p.single_until = std::max(p.single_until, b.offsets.back());
-      for (auto k = b.txs.size(); k-- > 1;)
-        p.queue.push_front({b.offsets[k], std::move(b.txs[k]), b.oldest});
+      for (auto k = b.txs.size(); k-- > 1;) {
+        // Back as read: its ingest span starts again with its next batch.
+        if (k < b.ingest.size() && b.txs[k].trace.valid())
+          b.txs[k].trace.span = b.ingest[k].first;
+        p.queue.push_front({b.offsets[k], std::move(b.txs[k]), b.oldest,
+                            k < b.ingest.size() ? b.ingest[k].second : int64_t{0}});
+      }
       b.txs.resize(1);
+      b.ingest.resize(std::min<size_t>(b.ingest.size(), 1));
       b.offsets.resize(1);
       b.attempts = 0;
       run(id);
@@ -408,10 +436,12 @@ struct worker_state {
       self->delayed_send(self, 5s * b.strikes, retry_atom::value, id);
       return;
     }
-    kafka::record r{b.key.first, b.key.second, b.offsets.front(), tx.user, to_json(tx)};
+    kafka::record r{b.key.first, b.key.second, b.offsets.front(), tx.user, to_json(tx), {}};
     auto why = stage + " failed on this event: " + render(err);
     kafka::log_dead_letter(cfg.log, dead_log, name, why, r);
     send_dead_letter(r, why, p.epoch);
+    if (cfg.tracer)
+      record_ingest(b, "dead letter: " + why);
     p.in_flight = false;
     batches.erase(id);
     launch_ready();
@@ -569,6 +599,8 @@ struct worker_state {
     if (i == batches.end())
       return;
     times.total.record(clock_type::now() - i->second.oldest);
+    if (cfg.tracer)
+      record_ingest(i->second);
     auto pi = parts.find(i->second.key);
     if (pi != parts.end() && pi->second.epoch == i->second.epoch) {
       auto& p = pi->second;
@@ -578,6 +610,34 @@ struct worker_state {
     }
     batches.erase(i);
     launch_ready();
+  }
+
+  /// The batch's ingest spans: from each event's read to its batch's end
+  /// (`error`: why its events went to the dead letters instead).
+  void record_ingest(const batch_state& b, const std::string& error = {}) {
+    std::vector<trace::span> spans;
+    spans.reserve(b.txs.size());
+    auto end = trace::unix_ns();
+    for (size_t k = 0; k < b.txs.size() && k < b.ingest.size(); ++k) {
+      auto& tx = b.txs[k];
+      if (!tx.trace.valid())
+        continue;
+      trace::span s;
+      s.trace_hi = tx.trace.trace_hi;
+      s.trace_lo = tx.trace.trace_lo;
+      s.id = tx.trace.span;
+      s.parent = b.ingest[k].first;
+      s.flags = tx.trace.flags;
+      s.where = place;
+      s.start_ns = b.ingest[k].second;
+      s.end_ns = end;
+      s.name = "ingest";
+      s.event = tx.id;
+      s.error = error;
+      spans.push_back(std::move(s));
+    }
+    if (!spans.empty())
+      cfg.tracer->record(std::move(spans));
   }
 
   /// Gives free batch slots to the partitions with queued events and none
@@ -703,6 +763,9 @@ group_spec make_group(const std::string& name, size_t instances, ingestor_settin
     st->self = self;
     st->cfg = cfg;
     st->name = name + "/" + std::to_string(index);
+    if (cfg.tracer)
+      st->place = cfg.tracer->place_of(
+        name, cfg.instance_of ? cfg.instance_of(name, index) : static_cast<uint32_t>(index));
     self->send(self, poll_atom::value);
     return {
       [st](poll_atom) { st->on_poll(); },

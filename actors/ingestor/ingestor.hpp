@@ -7,6 +7,7 @@
 #include <caf/timespan.hpp>
 
 #include "runtime/core/log.hpp"
+#include "runtime/core/trace.hpp"
 #include "runtime/group/group_spec.hpp"
 #include "runtime/node/domain.hpp"
 
@@ -51,6 +52,11 @@ struct ingestor_settings {
   /// The routers of the next stages, by domain (`feature-enricher`,
   /// `fraud-detector`, `alerter`).
   std::function<caf::actor(const std::string&)> router_of;
+  /// The node's span recorder (null: no tracing), the share of new traces
+  /// sampled, and the cluster-wide instance number of a worker.
+  std::shared_ptr<trace::tracer> tracer;
+  double trace_sample = 0;
+  std::function<uint32_t(const std::string&, size_t)> instance_of;
   log_fn log;
 };
 

@@ -152,7 +152,12 @@ struct worker_state {
               + cfg.events_topic + ": " + ro.to_json().dump());
     }
     if (!consumer) {
-      auto c = kafka::consumer::make(kafka::defaults(cfg.kafka), "troupe." + cfg.log.group(),
+      // Off the pipeline's path: a fetch that waits 100 ms at the broker
+      // when nothing is new, not the pipeline's 1 ms (against the
+      // embedded mock, one broker thread serves every fetch).
+      auto conf = kafka::defaults(cfg.kafka);
+      conf["fetch.wait.max.ms"] = "100";
+      auto c = kafka::consumer::make(conf, "troupe." + cfg.log.group(),
                                      {cfg.scores_topic, cfg.feedback_topic});
       if (!c)
         return c.error();

@@ -61,8 +61,10 @@ struct worker_state {
     }
     if (cfg.on_drift) {
       if (!events) {
-        auto c = kafka::consumer::make(kafka::defaults(cfg.kafka), "troupe." + cfg.log.group(),
-                                       {cfg.events_topic});
+        // Off the pipeline's path: fetches wait 100 ms when nothing is new.
+        auto conf = kafka::defaults(cfg.kafka);
+        conf["fetch.wait.max.ms"] = "100";
+        auto c = kafka::consumer::make(conf, "troupe." + cfg.log.group(), {cfg.events_topic});
         if (c) {
           events = std::move(*c);
           why_idle.clear();

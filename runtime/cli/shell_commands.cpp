@@ -190,7 +190,7 @@ public:
          "The worker exits with reason killed_by_operator; its supervisor\n"
          "restarts it. Instances are the cluster-wide numbers `groups` shows.\n"
          "`kill n1:collector` crashes one of a node's own actors, as `tree`\n"
-         "names them (agent, placement, router/GROUP, collector, news-hub,\n"
+         "names them (agent, placement, router/GROUP, collector, traces, news-hub,\n"
          "gateway-helper, client-tokens, http, or a supervisor): its supervisor\n"
          "restarts it.",
          1, 1, [](session& s, const args& a) { return s.kill(a[0]); }},
@@ -222,6 +222,15 @@ public:
          "labels, compare it with the model in use on a held-out slice, and\n"
          "register it if it does at least as well (up to 5 minutes).",
          1, 3, [](session& s, const args& a) { return s.model_command(a); }},
+        {"trace", "<transaction id>", "a transaction's path through the pipeline, with timings",
+         "Every reachable node's spans of the transaction (each node keeps its\n"
+         "latest 100,000): ingest (from the read to the batch's end), enrich,\n"
+         "score and alert, each with its node, group, instance, start, duration\n"
+         "and outcome, ordered by start; a retried stage shows each attempt. The\n"
+         "trace id is the producer's (`traceparent` header) or new at ingest; the\n"
+         "alert and the scored event name it. Sampled traces also go to the\n"
+         "`traces` topic as OTLP JSON.",
+         1, 1, [](session& s, const args& a) { return s.trace(a[0]); }},
         {"ranking", "", "the ranking's A/B variants: shares, weights, click-through, vs control",
          "Every reachable node's counts, summed: personalised feeds answered per\n"
          "variant, the articles they showed (impressions) and the reads of shown\n"
@@ -1493,6 +1502,68 @@ private:
                 + e.value("model", std::string{}) + " by "
                 + e.value("decided_by", std::string{"?"}) + "\n";
     return text;
+  }
+
+  /// `trace ID`: every reachable node's spans of transaction `id`.
+  outcome trace(const std::string& id) {
+    auto [infos, down] = reach();
+    if (infos.empty())
+      return unreachable_all(down);
+    outcome o;
+    json spans = json::array();
+    for (auto& [name, info] : infos) {
+      auto answer = ask<std::string>(links_[name].agent, trace_atom::value, id);
+      if (!answer) {
+        o.rc = shell_failed;
+        o.text += name + ": " + render(answer.error()) + "\n";
+        o.doc["failed"][name] = render(answer.error());
+        continue;
+      }
+      auto j = json::parse(*answer, nullptr, false);
+      if (j.is_object() && j.contains("spans") && j["spans"].is_array())
+        for (auto& s : j["spans"])
+          spans.push_back(s);
+    }
+    std::sort(spans.begin(), spans.end(), [](const json& a, const json& b) {
+      return a.value("start_ns", int64_t{0}) < b.value("start_ns", int64_t{0});
+    });
+    o.doc["transaction"] = id;
+    o.doc["spans"] = spans;
+    if (spans.empty()) {
+      o.rc = shell_failed;
+      o.text += "no node holds spans of transaction " + id
+                + " (not read yet, or older than the latest 100,000 spans of each node)\n";
+      note_unreachable(o, down);
+      return o;
+    }
+    std::string trace_id;
+    int64_t t0 = 0;
+    for (auto& s : spans) {
+      auto t = s.value("trace_id", std::string{});
+      if (t != trace_id) {
+        trace_id = t;
+        t0 = s.value("start_ns", int64_t{0});
+        o.text += "transaction " + id + ", trace " + t
+                  + (s.value("sampled", false) ? " (sampled: also on the traces topic)" : "")
+                  + "\n  " + pad("START", 12) + pad("DURATION", 12) + pad("STAGE", 8)
+                  + pad("NODE", 8) + pad("GROUP#INSTANCE", 22) + pad("SPAN", 18) + "OUTCOME\n";
+      }
+      char at[32], took[32];
+      std::snprintf(at, sizeof(at), "+%.3f ms",
+                    static_cast<double>(s.value("start_ns", int64_t{0}) - t0) / 1e6);
+      std::snprintf(took, sizeof(took), "%.3f ms", s.value("duration_ms", 0.0));
+      auto outcome_text = s.value("outcome", std::string{});
+      if (!s.value("error", std::string{}).empty())
+        outcome_text += ": " + s.value("error", std::string{});
+      o.text += "  " + pad(at, 12) + pad(took, 12) + pad(s.value("name", std::string{}), 8)
+                + pad(s.value("node", std::string{}), 8)
+                + pad(s.value("group", std::string{}) + "#"
+                        + std::to_string(s.value("instance", 0)),
+                      22)
+                + pad(s.value("span_id", std::string{}), 18) + outcome_text + "\n";
+    }
+    note_unreachable(o, down);
+    return o;
   }
 
   /// `model load PATH` or `model status`.

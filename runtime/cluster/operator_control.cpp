@@ -205,6 +205,17 @@ caf::message_handler operator_handlers(agent_actor* self) {
       }
       return before;
     },
+    [self](trace_atom, std::string& id) -> caf::result<caf::message> {
+      // An operator's `trace`: the spans this node holds of the event.
+      auto& st = self->state;
+      if (!st.sender_trusted())
+        return caf::make_error(ec::not_authenticated);
+      auto spans = st.directory->get("@traces");
+      if (!spans)
+        return caf::make_error(ec::group_down,
+                               std::string{"this node's traces service is not running"});
+      return self->delegate(spans, trace_atom::value, std::move(id));
+    },
     [self](revoke_atom, std::string& user) -> caf::result<int64_t> {
       auto& st = self->state;
       if (!st.sender_trusted())

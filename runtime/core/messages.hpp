@@ -14,6 +14,8 @@
 #include <caf/message.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include "runtime/core/trace.hpp"
+
 namespace troupe {
 
 // -- atoms (at most 10 characters each) ----------------------------------------
@@ -395,12 +397,26 @@ struct transaction {
   std::string device;
   /// Unix time in milliseconds.
   int64_t timestamp = 0;
+  /// Its trace (runtime/core/trace.hpp): from the Kafka record's
+  /// `traceparent` header, else new at ingest; `span` is the span of the
+  /// stage that handed it on. Not part of the JSON.
+  trace::context trace;
 };
+
+namespace trace {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, context& x) {
+  return f(caf::meta::type_name("troupe.trace_context"), x.trace_hi, x.trace_lo, x.span,
+           x.flags);
+}
+
+} // namespace trace
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, transaction& x) {
   return f(caf::meta::type_name("troupe.transaction"), x.id, x.user, x.amount, x.currency,
-           x.merchant, x.category, x.country, x.device, x.timestamp);
+           x.merchant, x.category, x.country, x.device, x.timestamp, x.trace);
 }
 
 /// A transaction with its features (actors/fraud_detector/model.hpp lists
@@ -477,6 +493,10 @@ using model_promote_atom = caf::atom_constant<caf::atom("modelprom")>;
 /// `(model_rollback_atom, version) -> std::string`: the candidate `version`
 /// is withdrawn, or, when `version` is in use, the model before it returns.
 using model_rollback_atom = caf::atom_constant<caf::atom("modelback")>;
+/// `(trace_atom, std::string transaction) -> std::string`: the spans a node
+/// holds of the transaction, JSON (an operator's `trace`, through the node
+/// agent to its `@traces` service).
+using trace_atom = caf::atom_constant<caf::atom("trace")>;
 
 /// Internal to an ingestor worker: read the next records, `(poll_atom)`.
 using poll_atom = caf::atom_constant<caf::atom("poll")>;

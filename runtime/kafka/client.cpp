@@ -457,6 +457,15 @@ std::vector<record> consumer::poll(size_t max, caf::timespan timeout) {
         r.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload)
         r.value.assign(static_cast<const char*>(m->payload), m->len);
+      // W3C Trace Context: the record's trace, when its producer had one.
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR && headers) {
+        const void* v = nullptr;
+        size_t n = 0;
+        if (rd_kafka_header_get_last(headers, "traceparent", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR
+            && v && n <= 256)
+          r.traceparent.assign(static_cast<const char*>(v), n);
+      }
       auto& counter = read_counters_[r.topic];
       if (!counter)
         counter = &registry::instance().counter("troupe_kafka_consumer_records_total",

@@ -60,6 +60,9 @@ struct record {
   int64_t offset = 0;
   std::string key;
   std::string value;
+  /// Its `traceparent` header (W3C Trace Context), as it came; empty
+  /// without one (a consumer group member's records only).
+  std::string traceparent;
 };
 
 /// A Kafka producer (librdkafka) with a thread of its own that serves

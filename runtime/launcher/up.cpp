@@ -208,6 +208,9 @@ std::vector<std::pair<std::string, int>> topics_of(const topology::topology& t) 
   // The nodes' audit trail of operator commands: one partition, one order.
   if (!names.count("audit"))
     result.emplace_back("audit", 1);
+  // The nodes' sampled spans, OTLP JSON (runtime/node/trace_service.hpp).
+  if (!names.count("traces"))
+    result.emplace_back("traces", 3);
   return result;
 }
 

@@ -21,6 +21,7 @@
 #include "runtime/http/server.hpp"
 #include "runtime/kafka/client.hpp"
 #include "runtime/metrics/collector.hpp"
+#include "runtime/node/trace_service.hpp"
 #include "runtime/supervision/supervisor.hpp"
 
 namespace troupe {
@@ -50,6 +51,9 @@ struct cluster_node::state {
   /// The domains' node services, by name, in registration order.
   std::vector<std::pair<std::string, std::shared_ptr<node_service>>> services;
   std::shared_ptr<metrics::snapshot> metrics_text = std::make_shared<metrics::snapshot>();
+  /// The node's spans (runtime/core/trace.hpp), exported by the `traces`
+  /// service.
+  std::shared_ptr<trace::tracer> tracer;
   std::atomic<bool> halted{false};
   int64_t started_ms = unix_ms();
   /// Where the agent is published: the cluster port, on which host.
@@ -98,6 +102,12 @@ struct cluster_node::state {
     ctx.kafka = kafka;
     ctx.redis = redis;
     ctx.state_dir = opt.topo.cluster.state_dir;
+    ctx.tracer = tracer;
+    ctx.instance_of = [dir = directory](const std::string& group, size_t index) {
+      auto ids = dir->instances(group);
+      return index < ids.size() ? ids[index] : static_cast<uint32_t>(index);
+    };
+    ctx.trace_sample = opt.topo.cluster.trace_sample;
     ctx.router_of = [dir = by_domain](const std::string& domain) { return dir->get(domain); };
     ctx.log = log;
     // The services live as long as the node: every worker stops before them.
@@ -504,6 +514,21 @@ child_spec collector_child(const state_ptr& st) {
   return c;
 }
 
+/// The node's spans to the `traces` topic, and an operator's `trace`.
+child_spec traces_child(const state_ptr& st) {
+  child_spec c;
+  c.name = "traces";
+  c.start = [st](caf::actor_system& sys) -> caf::expected<caf::actor> {
+    trace_service_settings ts;
+    ts.tracer = st->tracer;
+    ts.kafka = st->kafka;
+    ts.directory = st->directory;
+    ts.log = st->log;
+    return spawn_trace_service(sys, std::move(ts));
+  };
+  return c;
+}
+
 supervisor_spec services_spec(const state_ptr& st) {
   supervisor_spec s;
   s.name = st->opt.name + ".services";
@@ -511,6 +536,7 @@ supervisor_spec services_spec(const state_ptr& st) {
   s.period = 60s;
   s.log = st->log;
   s.children.push_back(collector_child(st));
+  s.children.push_back(traces_child(st));
   for (auto& [name, svc] : st->services)
     for (auto& c : svc->children())
       s.children.push_back(std::move(c));
@@ -569,6 +595,7 @@ caf::expected<std::unique_ptr<cluster_node>> cluster_node::start(caf::actor_syst
   st->kafka = opt.kafka.empty() ? opt.topo.cluster.kafka : opt.kafka;
   st->redis = opt.redis.empty() ? opt.topo.cluster.redis : opt.redis;
   st->log = opt.log;
+  st->tracer = std::make_shared<trace::tracer>(opt.name);
   // librdkafka's own lines and client errors, in the node's log.
   kafka::set_client_log(opt.log);
   kafka::set_fetch_wait(

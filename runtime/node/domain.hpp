@@ -11,6 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "runtime/core/log.hpp"
+#include "runtime/core/trace.hpp"
 #include "runtime/group/group_spec.hpp"
 #include "runtime/http/server.hpp"
 #include "runtime/metrics/prometheus.hpp"
@@ -85,6 +86,16 @@ struct domain_context {
   /// ones).
   std::string kafka;
   std::string redis;
+  /// The node's span recorder (null: no tracing), and the share of new
+  /// traces that are sampled (exported).
+  std::shared_ptr<trace::tracer> tracer;
+  double trace_sample = 0;
+  /// The cluster-wide instance number of a group's worker `index` here.
+  std::function<uint32_t(const std::string& group, size_t index)> instance_of;
+  /// The tracer and instance numbers together, for a group's workers.
+  trace::probe probe() const {
+    return {tracer, instance_of};
+  }
   /// The cluster's state directory on this host (the topology's
   /// `state_dir`, resolved): what must outlive the node's processes.
   std::string state_dir;

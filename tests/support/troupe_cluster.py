@@ -102,10 +102,10 @@ def certificates(folder, nodes):
             "-CAcreateserial", "-out", f"{name}.pem", "-days", "30", "-extfile", f"{name}.ext")
 
 
-def topology(nodes=3, groups="", secret="test-secret", name="ws-test", certs=None):
+def topology(nodes=3, groups="", secret="test-secret", name="ws-test", certs=None, cluster=""):
     """A topology of `nodes` nodes on free ports, with `groups` appended;
     with `certs` (a folder made by `certificates`), TLS between nodes and on
-    the client ports."""
+    the client ports; `cluster` adds lines to [cluster]."""
     text = f"""[cluster]
 name = "{name}"
 secret = "{secret}"
@@ -113,7 +113,7 @@ heartbeat_interval = "100ms"
 failure_timeout = "500ms"
 kafka = "embedded"
 redis = "embedded"
-"""
+""" + cluster
     if certs:
         text += (f'tls = {{ certificate = "{certs}/{{node}}.pem", key = "{certs}/{{node}}.key", '
                  f'ca_file = "{certs}/ca.pem", operator_certificate = "{certs}/operator.pem", '
@@ -156,7 +156,7 @@ class _Connect:
 class Cluster:
     """`troupe up` of a topology; `http[node]` is each node's HTTP port."""
 
-    def __init__(self, binary, groups, nodes=3, timeout=60, up_args=(), tls=False):
+    def __init__(self, binary, groups, nodes=3, timeout=60, up_args=(), tls=False, cluster=""):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="troupe-test-")
         # With `tls`: certificates of a test CA, https:// and wss:// on the
@@ -168,7 +168,7 @@ class Cluster:
             certs = os.path.join(self.dir, "certs")
             certificates(certs, nodes)
             self.ssl = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
-        text, self.http = topology(nodes, groups, certs=certs)
+        text, self.http = topology(nodes, groups, certs=certs, cluster=cluster)
         self.conf = os.path.join(self.dir, "cluster.conf")
         with open(self.conf, "w") as f:
             f.write(text)

@@ -55,6 +55,7 @@ TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain
   CHECK(t->cluster.takeover_delay == t->cluster.failure_timeout);
   CHECK(t->cluster.kafka == "embedded");
   CHECK(t->cluster.kafka_fetch_wait == caf::timespan{1ms});
+  CHECK(t->cluster.trace_sample == doctest::Approx(0.01));
   CHECK(t->cluster.redis == "embedded");
   REQUIRE(t->nodes.size() == 3);
   for (auto& n : t->nodes)
@@ -158,6 +159,10 @@ TEST_CASE("a bad duration is refused with its line and key") {
         != std::string::npos);
   CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nkafka_fetch_wait = \"10s\"\n")
         == "invalid_topology: test.conf:4: cluster.kafka_fetch_wait: must be from 1ms to 5s");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\ntrace_sample = 1.5\n")
+        == "invalid_topology: test.conf:4: cluster.trace_sample: must be from 0 to 1");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\ntrace_sample = \"all\"\n")
+        == "invalid_topology: test.conf:4: cluster.trace_sample: expected a number, got a string");
   // Large numbers are refused, never wrapped around into a short or
   // negative duration.
   CHECK(problem(header + "[[group]]\nname = \"e\"\ndomain = \"echo\"\nperiod = \"999999999999h\"\n")

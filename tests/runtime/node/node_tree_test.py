@@ -76,7 +76,8 @@ settings = {{ rate_limit = 1000 }}
 """
 
 NODE_PARTS = ["agent", "placement", "router/ingestor", "router/alerter", "router/ranker",
-              "collector", "news-hub", "gateway-helper", "client-tokens", "console", "http"]
+              "collector", "traces", "news-hub", "gateway-helper", "client-tokens", "console",
+              "http"]
 RESTART_TYPES = {"permanent", "transient", "temporary"}
 
 
@@ -150,8 +151,8 @@ def tree_problem(root, node, running):
     if routers != want:
         return f"routers: {routers}"
     services = [k["name"] for k in kids[f"{node}.services"]["children"]]
-    if services != ["collector", "news-hub", "gateway-helper", "client-tokens", "console",
-                    "http"]:
+    if services != ["collector", "traces", "news-hub", "gateway-helper", "client-tokens",
+                    "console", "http"]:
         return f"services: {services}"
     actors = 1  # the root supervisor itself
     broadcasters = 0
