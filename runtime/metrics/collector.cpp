@@ -278,8 +278,12 @@ struct collector_state {
                   static_cast<double>(cfg.log->lines(level)));
     if (cfg.with_registry) {
       for (auto& x : registry::instance().samples()) {
+        // Every series has the node's label once: a second `node` makes
+        // Prometheus refuse the whole scrape.
         labels ls{{"node", cfg.node}};
-        ls.insert(ls.end(), x.ls.begin(), x.ls.end());
+        for (auto& l : x.ls)
+          if (l.first != "node")
+            ls.push_back(l);
         if (x.is_counter)
           e.counter(x.name, x.help, ls, x.value);
         else

@@ -66,7 +66,7 @@ struct trace_service_state {
 caf::behavior trace_service(caf::event_based_actor* self, trace_service_settings cfg) {
   auto st = std::make_shared<trace_service_state>();
   auto& reg = registry::instance();
-  registry::labels l{{"node", cfg.tracer->node()}};
+  registry::labels l; // the collector adds the node's label
   st->exported = &reg.counter("troupe_traces_exported_total",
                               "Sampled spans Kafka confirmed on the traces topic.", l);
   st->failed = &reg.counter("troupe_traces_export_failed_total",
