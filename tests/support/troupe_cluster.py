@@ -132,6 +132,50 @@ http_port = {http[f"n{i}"]}
     return text + "\n" + groups, http
 
 
+MODEL = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                     "actors", "fraud_detector", "model", "fraud.json"))
+
+
+def pipeline_groups(alerter="", extra="", broadcaster=True):
+    """The fraud pipeline's groups, three instances each, scoring with the
+    checked-in model; `alerter` is the alerter's settings (TOML inline
+    table contents), `extra` more groups; with `broadcaster`, the
+    websocket-broadcaster that `Cluster` waits to see healthy."""
+    text = f"""
+[[group]]
+name = "ingestor"
+domain = "ingestor"
+instances = 3
+
+[[group]]
+name = "feature-enricher"
+domain = "feature-enricher"
+instances = 3
+
+[[group]]
+name = "fraud-detector"
+domain = "fraud-detector"
+instances = 3
+settings = {{ model = "{MODEL}" }}
+
+[[group]]
+name = "alerter"
+domain = "alerter"
+instances = 3
+"""
+    if alerter:
+        text += f"settings = {{ {alerter} }}\n"
+    text += extra
+    if broadcaster:
+        text += """
+[[group]]
+name = "websocket-broadcaster"
+domain = "websocket-broadcaster"
+instances = 3
+"""
+    return text
+
+
 class _Connect:
     def __init__(self, url, token, kw):
         self.url, self.token, self.kw, self.ws = url, token, kw, None

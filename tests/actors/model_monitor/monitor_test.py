@@ -27,50 +27,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fraud"))
-from troupe_cluster import Cluster, read_topic  # noqa: E402
+from troupe_cluster import MODEL, Cluster, pipeline_groups, read_topic  # noqa: E402
 from kafka_producer import Producer  # noqa: E402
 import fraud_data  # noqa: E402
 
-MODEL = os.path.abspath(os.path.join(ROOT, "actors", "fraud_detector", "model", "fraud.json"))
 REFERENCE = MODEL.replace(".json", ".reference.json")
 # Drift is judged on the amount alone here: a fresh synthetic stream starts
 # cold (no user has history yet), which the history features rightly see.
 SKIP = ",".join(f for f in fraud_data.FEATURES if f != "amount")
 
-GROUPS = f"""
-[[group]]
-name = "ingestor"
-domain = "ingestor"
-instances = 3
-
-[[group]]
-name = "feature-enricher"
-domain = "feature-enricher"
-instances = 3
-
-[[group]]
-name = "fraud-detector"
-domain = "fraud-detector"
-instances = 3
-settings = {{ model = "{MODEL}" }}
-
-[[group]]
-name = "alerter"
-domain = "alerter"
-instances = 3
-
+GROUPS = pipeline_groups(extra=f"""
 [[group]]
 name = "model-monitor"
 domain = "model-monitor"
 instances = 1
 nodes = ["n2", "n3", "n1"]
 settings = {{ reference = "{REFERENCE}", min_events = 300, skip_features = "{SKIP}" }}
-
-[[group]]
-name = "websocket-broadcaster"
-domain = "websocket-broadcaster"
-instances = 3
-"""
+""")
 
 
 def shell(c, command):

@@ -31,37 +31,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fraud"))
-from troupe_cluster import Cluster, read_topic  # noqa: E402
+from troupe_cluster import MODEL, Cluster, pipeline_groups, read_topic  # noqa: E402
 from kafka_producer import Producer  # noqa: E402
 import fraud_data  # noqa: E402
 
-MODEL = os.path.abspath(os.path.join(ROOT, "actors", "fraud_detector", "model", "fraud.json"))
 SHARE = 30
 
 
 def groups(registry):
-    return f"""
-[[group]]
-name = "ingestor"
-domain = "ingestor"
-instances = 3
-
-[[group]]
-name = "feature-enricher"
-domain = "feature-enricher"
-instances = 3
-
-[[group]]
-name = "fraud-detector"
-domain = "fraud-detector"
-instances = 3
-settings = {{ model = "{MODEL}" }}
-
-[[group]]
-name = "alerter"
-domain = "alerter"
-instances = 3
-
+    return pipeline_groups(extra=f"""
 [[group]]
 name = "model-monitor"
 domain = "model-monitor"
@@ -75,12 +53,7 @@ domain = "model-trainer"
 instances = 1
 nodes = ["n3", "n1", "n2"]
 settings = {{ model = "{MODEL}", registry = "{registry}", min_rows = 300, rounds = 60, on_drift = false, canary_share = {SHARE} }}
-
-[[group]]
-name = "websocket-broadcaster"
-domain = "websocket-broadcaster"
-instances = 3
-"""
+""")
 
 
 def fnv1a_64(text):

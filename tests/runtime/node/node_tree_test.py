@@ -30,36 +30,13 @@ import websockets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "support"))
-from troupe_cluster import Cluster  # noqa: E402
+from troupe_cluster import Cluster, pipeline_groups  # noqa: E402
 from kafka_producer import Producer  # noqa: E402
 
-MODEL = os.path.join(HERE, "..", "..", "..", "actors", "fraud_detector", "model", "fraud.json")
 
 # Threshold 0: every transaction raises an alert, so each one shows that the
 # whole pipeline (ingestor to alerter, then the broadcaster's push) works.
-GROUPS = f"""
-[[group]]
-name = "ingestor"
-domain = "ingestor"
-instances = 3
-
-[[group]]
-name = "feature-enricher"
-domain = "feature-enricher"
-instances = 3
-
-[[group]]
-name = "fraud-detector"
-domain = "fraud-detector"
-instances = 3
-settings = {{ model = "{MODEL}" }}
-
-[[group]]
-name = "alerter"
-domain = "alerter"
-instances = 3
-settings = {{ threshold = 0.0 }}
-
+GROUPS = pipeline_groups(alerter="threshold = 0.0", broadcaster=False, extra="""
 [[group]]
 name = "ranker"
 domain = "ranker"
@@ -72,8 +49,8 @@ fallback = "trending"
 name = "websocket-broadcaster"
 domain = "websocket-broadcaster"
 instances = 3
-settings = {{ rate_limit = 1000 }}
-"""
+settings = { rate_limit = 1000 }
+""")
 
 NODE_PARTS = ["agent", "placement", "router/ingestor", "router/alerter", "router/ranker",
               "collector", "traces", "news-hub", "gateway-helper", "client-tokens", "console",

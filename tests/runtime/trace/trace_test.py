@@ -25,40 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fraud"))
-from troupe_cluster import Cluster, read_topic  # noqa: E402
+from troupe_cluster import Cluster, pipeline_groups, read_topic  # noqa: E402
 from kafka_producer import Producer  # noqa: E402
 import fraud_data  # noqa: E402
 
-MODEL = os.path.abspath(os.path.join(ROOT, "actors", "fraud_detector", "model", "fraud.json"))
-
-GROUPS = f"""
-[[group]]
-name = "ingestor"
-domain = "ingestor"
-instances = 3
-
-[[group]]
-name = "feature-enricher"
-domain = "feature-enricher"
-instances = 3
-
-[[group]]
-name = "fraud-detector"
-domain = "fraud-detector"
-instances = 3
-settings = {{ model = "{MODEL}" }}
-
-[[group]]
-name = "alerter"
-domain = "alerter"
-instances = 3
-settings = {{ threshold = 0.0 }}
-
-[[group]]
-name = "websocket-broadcaster"
-domain = "websocket-broadcaster"
-instances = 3
-"""
+GROUPS = pipeline_groups(alerter="threshold = 0.0")
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
