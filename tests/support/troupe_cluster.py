@@ -139,8 +139,9 @@ MODEL = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 def pipeline_groups(alerter="", extra="", broadcaster=True):
     """The fraud pipeline's groups, three instances each, scoring with the
     checked-in model; `alerter` is the alerter's settings (TOML inline
-    table contents), `extra` more groups; with `broadcaster`, the
-    websocket-broadcaster that `Cluster` waits to see healthy."""
+    table contents), `extra` more groups; with `broadcaster` (True, or its
+    settings), the websocket-broadcaster that `Cluster` waits to see
+    healthy."""
     text = f"""
 [[group]]
 name = "ingestor"
@@ -173,6 +174,8 @@ name = "websocket-broadcaster"
 domain = "websocket-broadcaster"
 instances = 3
 """
+        if isinstance(broadcaster, str):
+            text += f"settings = {{ {broadcaster} }}\n"
     return text
 
 
@@ -247,6 +250,14 @@ class Cluster:
         url = f"{scheme}://127.0.0.1:{self.http[node]}/healthz"
         with urllib.request.urlopen(url, timeout=5, context=self.ssl) as r:
             return json.loads(r.read())
+
+    def shell(self, command, timeout=60, rc=0):
+        """`troupe shell --json -c COMMAND`, asserting its exit code `rc`: the
+        parsed answer when `rc` is 0, else the finished process."""
+        p = subprocess.run([self.binary, "shell", "--config", self.conf, "--json", "--timeout",
+                            "10", "-c", command], capture_output=True, text=True, timeout=timeout)
+        assert p.returncode == rc, (command, p.returncode, p.stdout, p.stderr)
+        return json.loads(p.stdout) if rc == 0 else p
 
     def until(self, what, pred, timeout=90):
         """Asks `pred` again at each new line of the cluster's log (at least

@@ -19,8 +19,8 @@ import hashlib
 import json
 import os
 import random
-import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -33,7 +33,6 @@ from kafka_producer import Producer  # noqa: E402
 import fraud_data  # noqa: E402
 
 
-
 def groups(registry):
     return pipeline_groups(extra=f"""
 [[group]]
@@ -43,15 +42,6 @@ instances = 1
 nodes = ["n3", "n1", "n2"]
 settings = {{ model = "{MODEL}", registry = "{registry}", min_rows = 300, rounds = 60, cooldown = "0s" }}
 """)
-
-
-def shell(c, command, timeout=30):
-    p = subprocess.run([c.binary, "shell", "--config", c.conf, "--json", "--timeout", "10",
-                        "-c", command], capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, (command, p.returncode, p.stdout, p.stderr)
-    return json.loads(p.stdout)
-
-
 
 
 def gift_cards(pairs, rng, prefix, share):
@@ -68,15 +58,9 @@ def gift_cards(pairs, rng, prefix, share):
 
 
 def main():
-    binary = sys.argv[1]
-    import shutil
-    import tempfile
-    registry = tempfile.mkdtemp(prefix="troupe-registry-")
-    try:
-        with Cluster(binary, groups(registry)) as c:
-            run(c, registry)
-    finally:
-        shutil.rmtree(registry, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="troupe-registry-") as registry, \
+            Cluster(sys.argv[1], groups(registry)) as c:
+        run(c, registry)
     print("trainer: ok")
 
 
@@ -106,7 +90,7 @@ def run(c, registry):
     new_kind = [tx["id"] for tx, _ in first if tx["category"] == "gift_cards"]
     before = sum(1 for i in new_kind if i in alerted) / len(new_kind)
 
-    out = shell(c, "model train", timeout=330)
+    out = c.shell("model train", timeout=330)
     t = out["trained"][0]
     assert t["ok"] and t["accepted"], t
     assert t["candidate"]["auc"] > t["current"]["auc"], t
@@ -129,7 +113,7 @@ def run(c, registry):
     assert events[0]["model"] == version and events[0]["sha256"] == t["sha256"], events
 
     # In use: the new kind of fraud now raises alerts.
-    loaded = shell(c, f"model load {path}")
+    loaded = c.shell(f"model load {path}")
     assert all(n.get("loaded", "").startswith(version) for n in loaded["nodes"]), loaded
     second = gift_cards(fraud_data.Generator(22, users=200).stream(days=3.0)[:800], rng,
                         "g2-", 0.25)

@@ -36,7 +36,7 @@ from kafka_producer import Producer  # noqa: E402
 
 # Threshold 0: every transaction raises an alert, so each one shows that the
 # whole pipeline (ingestor to alerter, then the broadcaster's push) works.
-GROUPS = pipeline_groups(alerter="threshold = 0.0", broadcaster=False, extra="""
+GROUPS = pipeline_groups(alerter="threshold = 0.0", broadcaster="rate_limit = 1000", extra="""
 [[group]]
 name = "ranker"
 domain = "ranker"
@@ -44,12 +44,6 @@ instances = 2
 routing = "key_hash"
 key = "user"
 fallback = "trending"
-
-[[group]]
-name = "websocket-broadcaster"
-domain = "websocket-broadcaster"
-instances = 3
-settings = { rate_limit = 1000 }
 """)
 
 NODE_PARTS = ["agent", "placement", "router/ingestor", "router/alerter", "router/ranker",

@@ -35,13 +35,6 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 
 
-def shell(c, command, rc=0):
-    p = subprocess.run([c.binary, "shell", "--config", c.conf, "--json", "--timeout", "10",
-                        "-c", command], capture_output=True, text=True, timeout=60)
-    assert p.returncode == rc, (command, p.returncode, p.stdout, p.stderr)
-    return json.loads(p.stdout) if rc == 0 else p
-
-
 def main():
     with Cluster(sys.argv[1], GROUPS, cluster="trace_sample = 0.0\n") as c:
         run(c)
@@ -89,7 +82,7 @@ def run(c):
 
     # The path of the traced transaction: four stages, parent to child.
     def path(tx_id):
-        d = shell(c, f"trace {tx_id}")
+        d = c.shell(f"trace {tx_id}")
         names = [s["name"] for s in d["spans"]]
         return d if {"ingest", "enrich", "score", "alert"} <= set(names) else None
     d = c.until("the traced transaction's spans", lambda: path(traced), timeout=30)
@@ -140,7 +133,7 @@ def run(c):
         assert o["status"]["code"] == 1, o
 
     # A transaction nobody read: a clear failure.
-    p = shell(c, "trace tr-nosuch", rc=1)
+    p = c.shell("trace tr-nosuch", rc=1)
     assert json.loads(p.stdout)["spans"] == [], p
     p = subprocess.run([c.binary, "shell", "--config", c.conf, "-c", "trace tr-nosuch"],
                        capture_output=True, text=True, timeout=60)
