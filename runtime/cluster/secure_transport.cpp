@@ -7,17 +7,21 @@
 #include <mutex>
 #include <optional>
 
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/un.h>
+#include <climits>
+#include <deque>
+
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <caf/io/basp_broker.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor_impl.hpp>
 #include <caf/io/network/default_multiplexer.hpp>
-#include <caf/io/network/doorman_impl.hpp>
-#include <caf/io/network/scribe_impl.hpp>
+#include <caf/io/network/acceptor_impl.hpp>
+#include <caf/io/network/stream_impl.hpp>
 
 #include "runtime/core/error.hpp"
 #include "runtime/core/messages.hpp"
@@ -28,84 +32,258 @@ namespace {
 
 namespace net = caf::io::network;
 
-/// A BASP connection over a Unix socket. CAF's own scribe asks the socket
-/// for an IP address and port, which a Unix socket has not (CAF aborts on
-/// that), so it names the cluster port instead, and as its address the
-/// tunnel's link (`link:<id>`, see `link_of_address()`): CAF hands that out
-/// only in its answer to `(get_atom, node_id)`, which is how the node agent
-/// learns which link carries a peer.
-class unix_scribe : public net::scribe_impl {
+/// The records of one cluster connection, read and written by CAF's own I/O
+/// loop (a `stream_impl` policy, in place of `policy::tcp`): the plain
+/// bytes go to and from BASP exactly as over TCP, so a message crosses no
+/// other thread. OpenSSL's retry rules hold: a write that would block is
+/// retried from the same place of CAF's write buffer (which does not change
+/// while it is written; partial writes and a moving buffer allowed), a read
+/// goes on while OpenSSL holds decrypted bytes (`must_read_more`).
+class tls_policy {
 public:
-  unix_scribe(net::default_multiplexer& mx, net::native_socket fd, uint16_t port,
-              uint64_t link)
-    : net::scribe_impl(mx, fd), port_(port), link_(link) {
+  tls_policy(SSL* ssl, std::shared_ptr<link_state> link) : ssl_(ssl), link_(std::move(link)) {
+  }
+
+  tls_policy(const tls_policy&) = delete;
+  tls_policy& operator=(const tls_policy&) = delete;
+
+  ~tls_policy() {
+    if (ssl_ != nullptr)
+      SSL_free(ssl_);
+  }
+
+  net::rw_state read_some(size_t& result, net::native_socket, void* buf, size_t len) {
+    result = 0;
+    if (len == 0)
+      return net::rw_state::success;
+    block_sigpipe();
+    ERR_clear_error();
+    auto n = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT_MAX)));
+    if (n > 0) {
+      result = static_cast<size_t>(n);
+      link_->heard();
+      return net::rw_state::success;
+    }
+    return outcome(n);
+  }
+
+  net::rw_state write_some(size_t& result, net::native_socket, const void* buf, size_t len) {
+    result = 0;
+    if (len == 0)
+      return net::rw_state::success;
+    block_sigpipe();
+    ERR_clear_error();
+    auto n = SSL_write(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT_MAX)));
+    if (n > 0) {
+      result = static_cast<size_t>(n);
+      return net::rw_state::success;
+    }
+    return outcome(n);
+  }
+
+  bool must_read_more(net::native_socket, size_t) {
+    return SSL_pending(ssl_) > 0;
+  }
+
+private:
+  /// Nothing done: the socket is not ready (CAF waits for it, as for a
+  /// plain socket's EAGAIN), or the connection is over (the peer closed,
+  /// reset, or sent a record that does not authenticate).
+  net::rw_state outcome(int rc) {
+    switch (SSL_get_error(ssl_, rc)) {
+      case SSL_ERROR_WANT_READ:
+      case SSL_ERROR_WANT_WRITE:
+        return net::rw_state::success;
+      default:
+        return net::rw_state::failure;
+    }
+  }
+
+  SSL* ssl_;
+  std::shared_ptr<link_state> link_;
+};
+
+/// A BASP connection over TLS (CAF's `scribe_impl`, with `tls_policy` for
+/// its stream). It names the cluster port, and as its address the tunnel's
+/// link (`link:<id>`, see `link_of_address()`): CAF hands that out only in
+/// its answer to `(get_atom, node_id)`, which is how the node agent learns
+/// which link carries a peer.
+class tls_scribe : public caf::io::scribe {
+public:
+  tls_scribe(net::default_multiplexer& mx, tls_connection conn, uint16_t port)
+    : caf::io::scribe(net::conn_hdl_from_socket(conn.fd())),
+      link_(conn.link()),
+      port_(port),
+      stream_(mx, conn.fd(), conn.ssl(), conn.link()) {
+    conn.release(); // the stream closes the socket, the policy frees the session
+  }
+
+  ~tls_scribe() override {
+    link_->closing();
+  }
+
+  void configure_read(caf::io::receive_policy::config config) override {
+    stream_.configure_read(config);
+    if (!launched_)
+      launch();
+  }
+
+  void ack_writes(bool enable) override {
+    stream_.ack_writes(enable);
+  }
+
+  std::vector<char>& wr_buf() override {
+    return stream_.wr_buf();
+  }
+
+  std::vector<char>& rd_buf() override {
+    return stream_.rd_buf();
+  }
+
+  void graceful_shutdown() override {
+    stream_.graceful_shutdown();
+    detach(&stream_.backend(), false);
+  }
+
+  void flush() override {
+    stream_.flush(this);
   }
 
   std::string addr() const override {
-    return "link:" + std::to_string(link_);
+    return "link:" + std::to_string(link_->id());
   }
 
   uint16_t port() const override {
     return port_;
   }
 
+  void launch() {
+    launched_ = true;
+    stream_.start(this);
+  }
+
+  void add_to_loop() override {
+    stream_.activate(this);
+  }
+
+  void remove_from_loop() override {
+    stream_.passivate();
+  }
+
 private:
+  std::shared_ptr<link_state> link_;
   uint16_t port_;
-  uint64_t link_;
+  bool launched_ = false;
+  net::stream_impl<tls_policy> stream_;
 };
 
-/// The link id a relay bound its side of the BASP connection to (0 if none).
-uint64_t link_of_peer(net::native_socket fd) {
-  sockaddr_un sa{};
-  socklen_t len = sizeof(sa);
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0
-      || len <= offsetof(sockaddr_un, sun_path))
-    return 0;
-  return tls_tunnel::link_of(
-    std::string(sa.sun_path, static_cast<size_t>(len - offsetof(sockaddr_un, sun_path))));
-}
+/// Connections the tunnel accepted (past their handshake), waiting for CAF's
+/// I/O loop. An eventfd in semaphore mode counts them, so the loop wakes
+/// once per connection; it is the doorman's "listening socket".
+struct handoff {
+  std::mutex mtx;
+  std::deque<tls_connection> waiting;
+  bool open = true;
+  int efd = -1;
+  /// The connection being taken (I/O loop only).
+  tls_connection current;
 
-/// The node's BASP socket: accepts connections of this process only (the
-/// tunnel's relays) and names the cluster port for CAF.
-class unix_doorman : public net::doorman_impl {
+  /// On the tunnel's thread.
+  void push(tls_connection conn) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (!open)
+      return; // the doorman is gone: the connection closes
+    waiting.push_back(std::move(conn));
+    uint64_t one = 1;
+    static_cast<void>(::write(efd, &one, sizeof(one)));
+  }
+
+  /// The doorman is going: its eventfd closes next.
+  void close() {
+    std::lock_guard<std::mutex> guard{mtx};
+    open = false;
+    waiting.clear();
+  }
+};
+
+/// `acceptor_impl`'s policy: one waiting connection per wake-up.
+struct handoff_policy {
+  std::shared_ptr<handoff> from;
+
+  bool try_accept(net::native_socket& result, net::native_socket fd) {
+    uint64_t n = 0;
+    if (::read(fd, &n, sizeof(n)) != static_cast<ssize_t>(sizeof(n)))
+      return false;
+    std::lock_guard<std::mutex> guard{from->mtx};
+    if (from->waiting.empty())
+      return false;
+    from->current = std::move(from->waiting.front());
+    from->waiting.pop_front();
+    result = from->current.fd();
+    return true;
+  }
+};
+
+/// The node's published endpoint inside the process: CAF's doorman, fed by
+/// the tunnel with connections that passed the TLS handshake on the
+/// cluster port. There is no BASP socket on the host at all, Unix or TCP.
+class tls_doorman : public caf::io::doorman {
 public:
-  unix_doorman(net::default_multiplexer& mx, net::native_socket fd, uint16_t port, log_fn log)
-    : net::doorman_impl(mx, fd), port_(port), log_(std::move(log)) {
+  tls_doorman(net::default_multiplexer& mx, int efd, std::shared_ptr<handoff> from,
+              std::string host, uint16_t port)
+    : caf::io::doorman(net::accept_hdl_from_socket(efd)),
+      from_(from),
+      host_(std::move(host)),
+      port_(port),
+      acceptor_(mx, efd, handoff_policy{std::move(from)}) {
+  }
+
+  ~tls_doorman() override {
+    from_->close();
   }
 
   bool new_connection() override {
-    if (detached())
+    if (detached()) {
+      from_->current = tls_connection{};
       return false;
-    auto& dm = acceptor_.backend();
-    auto fd = acceptor_.accepted_socket();
-    ucred cred{};
-    socklen_t len = sizeof(cred);
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid != ::getpid()) {
-      ::close(fd);
-      count_refused_connection("foreign_process");
-      if (log_)
-        log_("refused a local connection to the BASP socket from pid "
-             + std::to_string(cred.pid) + " (only this process's TLS tunnel may connect)");
-      return true;
     }
-    net::nonblocking(fd, true);
-    auto sptr = caf::make_counted<unix_scribe>(dm, fd, port_, link_of_peer(fd));
+    auto& dm = acceptor_.backend();
+    auto sptr = caf::make_counted<tls_scribe>(dm, std::move(from_->current), port_);
     auto hdl = sptr->hdl();
     parent()->add_scribe(std::move(sptr));
     return doorman::new_connection(&dm, hdl);
   }
 
+  void graceful_shutdown() override {
+    acceptor_.graceful_shutdown();
+    detach(&acceptor_.backend(), false);
+  }
+
+  void launch() override {
+    acceptor_.start(this);
+  }
+
   std::string addr() const override {
-    return "127.0.0.1";
+    return host_;
   }
 
   uint16_t port() const override {
     return port_;
   }
 
+  void add_to_loop() override {
+    acceptor_.activate(this);
+  }
+
+  void remove_from_loop() override {
+    acceptor_.passivate();
+  }
+
 private:
+  std::shared_ptr<handoff> from_;
+  std::string host_;
   uint16_t port_;
-  log_fn log_;
+  net::acceptor_impl<handoff_policy> acceptor_;
 };
 
 class secure_middleman : public caf::io::middleman_actor_impl {
@@ -171,7 +349,7 @@ public:
           return;
         }
         discard(key);
-        ready_[key] = **result;
+        ready_[key] = std::move(**result);
         passing_[key] += promises.size();
         auto me = caf::actor_cast<caf::actor>(this);
         for (auto& rp : promises)
@@ -181,8 +359,6 @@ public:
   }
 
   void on_exit() override {
-    for (auto& [key, l] : ready_)
-      ::close(l.fd);
     ready_.clear();
     for (auto& [key, promises] : waiting_)
       for (auto& rp : promises)
@@ -203,37 +379,30 @@ protected:
       return caf::make_error(ec::io_failure,
                              "no connection to " + host + ":" + std::to_string(port)
                                + " (the one dialled was taken and lost)");
-    auto l = i->second;
+    auto conn = std::move(i->second);
     ready_.erase(i);
-    return caf::io::scribe_ptr{caf::make_counted<unix_scribe>(mpx(), l.fd, port, l.id)};
+    return caf::io::scribe_ptr{caf::make_counted<tls_scribe>(mpx(), std::move(conn), port)};
   }
 
   caf::expected<caf::io::doorman_ptr> open(uint16_t port, const char* addr, bool) override {
     if (port == 0)
       return caf::make_error(ec::cannot_bind,
                              std::string{"the cluster transport needs a fixed port"});
-    static std::atomic<uint64_t> serial{0};
-    auto name = std::string(1, '\0') + "troupe/basp/" + std::to_string(::getpid()) + "/"
-                + std::to_string(port) + "/" + std::to_string(++serial);
-    auto fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
+    auto efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+    if (efd < 0)
       return caf::make_error(ec::cannot_bind,
-                             std::string{"cannot open the BASP socket: "} + std::strerror(errno));
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    std::memcpy(sa.sun_path, name.data(), name.size());
-    auto sa_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sa_len) != 0 || ::listen(fd, 128) != 0) {
-      auto err = std::string{std::strerror(errno)};
-      ::close(fd);
-      return caf::make_error(ec::cannot_bind, "cannot open the BASP socket: " + err);
-    }
+                             std::string{"cannot open the doorman's eventfd: "}
+                               + std::strerror(errno));
+    auto from = std::make_shared<handoff>();
+    from->efd = efd;
     std::string host = addr != nullptr && addr[0] != '\0' ? addr : "127.0.0.1";
-    if (auto err = tunnel_->listen(host, port, name)) {
-      ::close(fd);
+    if (auto err = tunnel_->listen(host, port, [from](tls_connection conn) {
+          from->push(std::move(conn));
+        })) {
+      ::close(efd);
       return err;
     }
-    return caf::io::doorman_ptr{caf::make_counted<unix_doorman>(mpx(), fd, port, log_)};
+    return caf::io::doorman_ptr{caf::make_counted<tls_doorman>(mpx(), efd, from, host, port)};
   }
 
 private:
@@ -243,16 +412,14 @@ private:
   /// Dial outcomes, handed from the tunnel's thread to this actor.
   struct results {
     std::mutex mtx;
-    std::map<endpoint, caf::expected<tls_tunnel::link>> by_endpoint;
+    std::map<endpoint, caf::expected<tls_connection>> by_endpoint;
 
-    void put(const endpoint& key, caf::expected<tls_tunnel::link> x) {
+    void put(const endpoint& key, caf::expected<tls_connection> x) {
       std::lock_guard<std::mutex> guard{mtx};
-      if (auto i = by_endpoint.find(key); i != by_endpoint.end() && i->second)
-        ::close(i->second->fd);
       by_endpoint.insert_or_assign(key, std::move(x));
     }
 
-    std::optional<caf::expected<tls_tunnel::link>> take(const endpoint& key) {
+    std::optional<caf::expected<tls_connection>> take(const endpoint& key) {
       std::lock_guard<std::mutex> guard{mtx};
       auto i = by_endpoint.find(key);
       if (i == by_endpoint.end())
@@ -261,19 +428,13 @@ private:
       by_endpoint.erase(i);
       return x;
     }
-
-    ~results() {
-      for (auto& [key, x] : by_endpoint)
-        if (x)
-          ::close(x->fd);
-    }
   };
 
   void dial(const endpoint& key) {
     auto me = caf::actor_cast<caf::actor_addr>(this);
     tunnel_->dial(key.first, key.second,
-                  [me, key, out = results_](caf::expected<tls_tunnel::link> fd) {
-      out->put(key, std::move(fd));
+                  [me, key, out = results_](caf::expected<tls_connection> conn) {
+      out->put(key, std::move(conn));
       if (auto self = caf::actor_cast<caf::actor>(me))
         caf::anon_send(self, dialed_atom::value, key.first, key.second);
     });
@@ -281,10 +442,7 @@ private:
 
   /// Closes a dialled connection nobody took.
   void discard(const endpoint& key) {
-    if (auto i = ready_.find(key); i != ready_.end()) {
-      ::close(i->second.fd);
-      ready_.erase(i);
-    }
+    ready_.erase(key);
   }
 
   std::shared_ptr<tls_tunnel> tunnel_;
@@ -293,7 +451,7 @@ private:
   /// Requests waiting for a dial, by endpoint.
   std::map<endpoint, std::vector<caf::response_promise>> waiting_;
   /// Dialled connections not yet taken by `connect()`.
-  std::map<endpoint, tls_tunnel::link> ready_;
+  std::map<endpoint, tls_connection> ready_;
   /// Requests sent back through CAF's handler after their dial.
   std::map<endpoint, size_t> passing_;
 };

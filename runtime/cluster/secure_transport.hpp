@@ -17,22 +17,24 @@ namespace troupe::cluster {
 /// `unpublish_atom` work as with CAF's own) whose connections all go
 /// through `tunnel`.
 ///
-/// - `publish_atom` (port P on host H) opens the node's BASP socket, a Unix
-///   socket in the abstract namespace, and has the tunnel accept TLS on H:P
-///   and relay there. Nothing on the host speaks BASP over TCP. The BASP
-///   socket accepts a connection only from this very process (the peer's
-///   credentials, `SO_PEERCRED`); any other is closed before CAF sees it,
-///   logged (`refused a local connection to the BASP socket from pid N`) and
-///   counted (`troupe_cluster_refused_connections_total{reason="foreign_process"}`).
+/// - `publish_atom` (port P on host H) has the tunnel accept TLS on H:P and
+///   hand each connection that passed the handshake to the doorman CAF
+///   gets, inside the process (an eventfd wakes CAF's I/O loop for each).
+///   No socket on the host speaks BASP, Unix or TCP: another local process
+///   has nothing to connect to but the TLS port.
 /// - `connect_atom` (H, P) waits, without blocking the middleman, until the
 ///   tunnel's TLS connection to H:P is up and the peer has spoken, then
-///   hands CAF one end of a socket pair whose other end the tunnel relays
-///   over it (CAF 0.17.6 closes a client connection still silent at its
-///   next heartbeat tick, so it must not get one before the peer spoke).
+///   hands CAF that connection (CAF 0.17.6 closes a client connection still
+///   silent at its next heartbeat tick, so it must not get one before the
+///   peer spoke).
 ///
 /// CAF's BASP then runs unchanged over these connections: its handshake,
-/// heartbeats and proxies. Until a connection has passed the TLS handshake,
-/// no byte of it reaches CAF, so no actor is reachable by a stranger.
+/// heartbeats and proxies. CAF's own I/O loop reads and writes their TLS
+/// records (a scribe whose stream decrypts and encrypts in place of plain
+/// `recv`/`send`), so a message crosses no other thread on its way. Until a
+/// connection has passed the TLS handshake, no byte of it reaches CAF, so
+/// no actor is reachable by a stranger.
+///
 /// The tunnel link a BASP connection runs over, from the address CAF gives
 /// for a node's connection (`(get_atom, node_id)` to the middleman answers
 /// `link:<id>` for connections of this transport); 0 for any other.

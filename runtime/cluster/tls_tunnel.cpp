@@ -9,9 +9,12 @@
 #include <map>
 #include <mutex>
 #include <thread>
-#include <type_traits>
+
+#include <csignal>
+#include <optional>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -27,10 +30,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 
 #include "runtime/core/error.hpp"
 #include "runtime/core/registry.hpp"
@@ -59,24 +60,88 @@ void tune(Socket& sock) {
 }
 
 } // namespace
-using local = asio::local::stream_protocol;
 using boost::system::error_code;
 
 namespace {
-class relay;
+class handshake;
 
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
            std::chrono::steady_clock::now().time_since_epoch())
     .count();
 }
+
 } // namespace
 
-/// One TLS listener: where its connections are relayed to (changed when the
-/// agent is published again).
+void block_sigpipe() {
+  thread_local bool blocked = false;
+  if (blocked)
+    return;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  blocked = true;
+}
+
+link_state::link_state(uint64_t id, int fd) : id_(id), heard_(steady_ms()), fd_(fd) {
+}
+
+void link_state::heard() noexcept {
+  heard_.store(steady_ms(), std::memory_order_relaxed);
+}
+
+int64_t link_state::silence_ms() const noexcept {
+  return steady_ms() - heard_.load(std::memory_order_relaxed);
+}
+
+void link_state::shutdown() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (fd_ >= 0)
+    ::shutdown(fd_, SHUT_RDWR);
+}
+
+void link_state::closing() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  fd_ = -1;
+}
+
+tls_connection::tls_connection(int fd, ssl_st* ssl, std::shared_ptr<link_state> link)
+  : fd_(fd), ssl_(ssl), link_(std::move(link)) {
+}
+
+tls_connection::tls_connection(tls_connection&& other) noexcept
+  : fd_(other.fd_), ssl_(other.ssl_), link_(std::move(other.link_)) {
+  other.release();
+}
+
+tls_connection& tls_connection::operator=(tls_connection&& other) noexcept {
+  if (this != &other) {
+    this->~tls_connection();
+    fd_ = other.fd_;
+    ssl_ = other.ssl_;
+    link_ = std::move(other.link_);
+    other.release();
+  }
+  return *this;
+}
+
+tls_connection::~tls_connection() {
+  if (ssl_ != nullptr)
+    SSL_free(ssl_);
+  if (fd_ >= 0) {
+    if (link_)
+      link_->closing();
+    ::close(fd_);
+  }
+  release();
+}
+
+/// One TLS listener: whom its connections go to (changed when the agent is
+/// published again).
 struct listener {
   tcp::acceptor acceptor;
-  std::string basp;
+  std::function<void(tls_connection)> accepted;
   explicit listener(asio::io_context& io) : acceptor(io) {
   }
 };
@@ -106,11 +171,11 @@ struct tls_tunnel::impl {
   tls_tunnel::node_names nodes;
   std::atomic<uint64_t> relayed{0};
   std::atomic<uint64_t> refused{0};
-  /// Every relay, by link id (`silence_ms`, `close_link`); guarded by
-  /// `links_mtx`.
+  /// Every link handed over, by id (`silence_ms`, `close_link`); an entry
+  /// lives as long as its connection. Guarded by `links_mtx`.
   std::atomic<uint64_t> next_link{0};
   std::mutex links_mtx;
-  std::map<uint64_t, std::weak_ptr<relay>> links;
+  std::map<uint64_t, std::weak_ptr<link_state>> links;
   /// Set when the tunnel's last owner let go of it on the tunnel's own
   /// thread (from inside a handler): the thread then deletes this itself
   /// once the handler returns, as it cannot be joined from within.
@@ -120,6 +185,20 @@ struct tls_tunnel::impl {
   impl(std::chrono::milliseconds timeout, log_fn fn)
     : handshake_timeout(timeout), log(std::move(fn)) {
   }
+
+  /// Lists a link handed over (and forgets those that ended).
+  void enlist(const std::shared_ptr<link_state>& link) {
+    std::lock_guard<std::mutex> guard{links_mtx};
+    for (auto i = links.begin(); i != links.end();)
+      i = i->second.expired() ? links.erase(i) : std::next(i);
+    links.emplace(link->id(), link);
+  }
+
+  std::shared_ptr<link_state> find(uint64_t id) {
+    std::lock_guard<std::mutex> guard{links_mtx};
+    auto i = links.find(id);
+    return i == links.end() ? nullptr : i->second.lock();
+  }
 };
 
 void count_refused_connection(const std::string& reason) {
@@ -127,7 +206,7 @@ void count_refused_connection(const std::string& reason) {
     .counter("troupe_cluster_refused_connections_total",
              "Connections to the cluster transport refused before reaching CAF: failed or "
              "timed-out TLS handshakes (no certificate of the cluster's CA, or no cluster "
-             "secret), and local processes other than the node itself at its BASP socket.",
+             "secret), and handshakes past the limit of those in progress.",
              {{"reason", reason}})
     .fetch_add(1, std::memory_order_relaxed);
 }
@@ -138,75 +217,53 @@ void count_refused(const char* reason) {
   count_refused_connection(reason);
 }
 
-/// One relayed connection: a TLS stream on one side, the Unix socket to (or
-/// from) the local middleman on the other.
-class relay : public std::enable_shared_from_this<relay> {
+/// The reason OpenSSL gave for the last failure on this thread.
+std::string openssl_reason() {
+  auto code = ERR_peek_last_error();
+  if (code == 0)
+    return "the peer closed the connection";
+  auto reason = ERR_reason_error_string(code);
+  return reason != nullptr ? reason : "error " + std::to_string(code);
+}
+
+/// One connection's TLS handshake, on the tunnel's thread: OpenSSL works on
+/// the non-blocking socket itself, and Asio waits for the socket to be ready
+/// whenever OpenSSL needs it. Once done, the socket and its session are
+/// handed over as a `tls_connection` (the tunnel keeps nothing of it but its
+/// `link_state`).
+class handshake : public std::enable_shared_from_this<handshake> {
 public:
-  relay(tls_tunnel::impl& t, ssl::context& ctx, std::string what)
-    : t_(t),
-      tls_(t.io, ctx),
-      plain_(t.io),
-      timer_(t.io),
-      what_(std::move(what)),
-      link_(++t.next_link) {
+  handshake(tls_tunnel::impl& t, ssl::context& ctx, std::string what)
+    : t_(t), sock_(t.io), timer_(t.io), what_(std::move(what)), ssl_(SSL_new(ctx.native_handle())) {
   }
 
-  /// Milliseconds since the peer's last bytes (since the connection began,
-  /// before any).
-  int64_t silence_ms() const {
-    return steady_ms() - heard_.load(std::memory_order_relaxed);
+  ~handshake() {
+    handshake_over();
+    if (ssl_ != nullptr)
+      SSL_free(ssl_);
   }
 
-  /// Ends the connection (on the tunnel's thread).
-  void end() {
-    close();
+  tcp::socket& socket() {
+    return sock_;
   }
 
-  ssl::stream<tcp::socket>& tls() {
-    return tls_;
-  }
-
-  local::socket& plain() {
-    return plain_;
-  }
-
-  /// Server side: handshake on the accepted TLS socket, then connect to the
-  /// node's BASP socket.
+  /// Server side: the handshake on the accepted socket, then `l`'s callback.
   void accept(const tls_tunnel::impl::listener_ref& l) {
     ++t_.handshaking;
     counted_ = true;
-    enlist();
+    listener_ = l;
+    server_ = true;
     arm_timer();
-    auto self = shared_from_this();
-    tls_.async_handshake(ssl::stream_base::server, [this, self, l](error_code ec) {
-      if (ec)
-        return refuse(ec);
-      std::string basp;
-      {
-        std::lock_guard<std::mutex> guard{t_.mtx};
-        basp = l->basp;
-      }
-      // Named for the BASP socket's side, which so learns the link's id.
-      error_code named;
-      plain_.open(local{}, named);
-      if (!named)
-        plain_.bind(local::endpoint{tls_tunnel::link_name(link_)}, named);
-      if (named) {
-        t_.log(what_ + ": cannot relay (" + named.message() + ")");
-        return close();
-      }
-      plain_.async_connect(local::endpoint{basp}, [this, self](error_code ec) {
-        if (ec)
-          return close();
-        start();
-      });
-    });
+    if (!bind_socket())
+      return;
+    SSL_set_accept_state(ssl_);
+    step();
   }
 
-  /// Client side: connect over TLS to the peer, hand-shake, and wait for
-  /// the peer's first bytes (its BASP server handshake, written as soon as
-  /// its middleman has the connection); only then make the socket pair and
-  /// hand its local end to `done` (an error instead if any step fails or the
+  /// Client side: connect to the peer, hand-shake, and wait until the
+  /// peer's first bytes are there (its BASP server handshake, written as
+  /// soon as its middleman has the connection); only then hand the
+  /// connection to `done` (an error instead if any step fails or the
   /// handshake timeout passes). CAF counts a client connection as silent
   /// since the clock's epoch until its first bytes arrive, and closes it at
   /// its next heartbeat tick: handed over before the peer spoke, a
@@ -214,94 +271,148 @@ public:
   /// With `node` given, the peer's certificate must name it
   /// (subjectAltName `DNS:<node>`).
   void dial(const tcp::endpoint& peer, const std::string& node,
-            std::function<void(caf::expected<tls_tunnel::link>)> done) {
+            std::function<void(caf::expected<tls_connection>)> done) {
     done_ = std::move(done);
-    enlist();
     if (!node.empty()) {
       node_ = node;
-      auto h = tls_.native_handle();
-      SSL_set_hostflags(h, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT
-                             | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-      SSL_set1_host(h, node.c_str());
+      SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT
+                                | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      SSL_set1_host(ssl_, node.c_str());
     }
     arm_timer();
     auto self = shared_from_this();
-    tls_.lowest_layer().async_connect(peer, [this, self](error_code ec) {
+    sock_.async_connect(peer, [this, self](error_code ec) {
+      if (closed_)
+        return;
       if (ec)
-        return refuse(ec);
-      tune(tls_.lowest_layer());
-      tls_.async_handshake(ssl::stream_base::client, [this, self](error_code ec) {
-        if (ec)
-          return refuse(ec);
-        tls_.async_read_some(asio::buffer(down_), [this, self](error_code ec, size_t n) {
-          if (ec)
-            return refuse(ec);
-          heard_ = steady_ms();
-          int fds[2];
-          if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-            fail(std::string{"cannot open a socket pair: "} + std::strerror(errno));
-            return close();
-          }
-          ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-          error_code assigned;
-          plain_.assign(local{}, fds[1], assigned);
-          if (assigned) {
-            ::close(fds[0]);
-            ::close(fds[1]);
-            fail("cannot relay: " + assigned.message());
-            return close();
-          }
-          asio::async_write(plain_, asio::buffer(down_, n), [this, self](error_code ec, size_t) {
-            if (ec)
-              return close();
-            start();
-          });
-          auto done = std::move(done_);
-          done_ = nullptr;
-          done(tls_tunnel::link{fds[0], link_});
-        });
-      });
+        return fail_connect(ec.message());
+      tune(sock_);
+      if (!bind_socket())
+        return;
+      SSL_set_connect_state(ssl_);
+      step();
     });
   }
 
 private:
-  /// Lists this relay among the tunnel's links.
-  void enlist() {
-    heard_ = steady_ms();
-    std::lock_guard<std::mutex> guard{t_.links_mtx};
-    t_.links.emplace(link_, weak_from_this());
+  /// Binds the session to the socket, made non-blocking (Asio leaves a
+  /// socket it only waits on as it is).
+  bool bind_socket() {
+    error_code ec;
+    sock_.non_blocking(true, ec);
+    if (ec) {
+      fail_connect("cannot make the socket non-blocking: " + ec.message());
+      return false;
+    }
+    if (ssl_ == nullptr || SSL_set_fd(ssl_, sock_.native_handle()) != 1) {
+      fail_connect("cannot start TLS: " + openssl_reason());
+      return false;
+    }
+    return true;
+  }
+
+  /// Runs the handshake as far as the socket allows.
+  void step() {
+    if (closed_)
+      return;
+    block_sigpipe();
+    ERR_clear_error();
+    auto rc = SSL_do_handshake(ssl_);
+    if (rc == 1)
+      return handshake_done();
+    auto self = shared_from_this();
+    switch (SSL_get_error(ssl_, rc)) {
+      case SSL_ERROR_WANT_READ:
+        sock_.async_wait(tcp::socket::wait_read, [this, self](error_code ec) {
+          if (!ec)
+            step();
+        });
+        return;
+      case SSL_ERROR_WANT_WRITE:
+        sock_.async_wait(tcp::socket::wait_write, [this, self](error_code ec) {
+          if (!ec)
+            step();
+        });
+        return;
+      default:
+        refuse(openssl_reason());
+    }
+  }
+
+  void handshake_done() {
+    if (server_)
+      return hand_over();
+    // Wait, without reading, for the peer's first bytes.
+    auto self = shared_from_this();
+    sock_.async_wait(tcp::socket::wait_read, [this, self](error_code ec) {
+      if (!ec && !closed_)
+        hand_over();
+    });
+  }
+
+  void hand_over() {
+    handshake_over();
+    timer_.cancel();
+    error_code ec;
+    auto fd = sock_.release(ec);
+    if (ec) {
+      fail_connect("cannot take the socket: " + ec.message());
+      return;
+    }
+    closed_ = true;
+    auto link = std::make_shared<link_state>(++t_.next_link, fd);
+    t_.enlist(link);
+    ++t_.relayed;
+    tls_connection conn{fd, ssl_, link};
+    ssl_ = nullptr;
+    if (server_) {
+      std::function<void(tls_connection)> accepted;
+      {
+        std::lock_guard<std::mutex> guard{t_.mtx};
+        accepted = listener_->accepted;
+      }
+      if (accepted)
+        accepted(std::move(conn));
+      return;
+    }
+    auto done = std::move(done_);
+    done_ = nullptr;
+    done(std::move(conn));
   }
 
   void arm_timer() {
     timer_.expires_after(t_.handshake_timeout);
     auto self = shared_from_this();
     timer_.async_wait([this, self](error_code ec) {
-      if (!ec && !started_)
-        refuse(asio::error::timed_out);
+      if (!ec && !closed_)
+        refuse(std::nullopt);
     });
   }
 
-  /// Ends a connection that never got through its handshake. TLS failures
-  /// (a certificate from another CA, a peer that does not speak TLS) and
-  /// handshake timeouts are logged; a peer that is simply not there is not:
-  /// the agent logs its failed connection rounds itself.
-  void refuse(const error_code& ec) {
+  /// Ends a connection that never got through its handshake: a TLS failure
+  /// (a certificate from another CA, a peer that does not speak TLS or holds
+  /// another key, one that closed in the middle) or the handshake timeout
+  /// (`reason` empty); both are logged and counted.
+  void refuse(std::optional<std::string> reason) {
     if (closed_)
       return;
-    auto tls_failure = ec.category() == asio::error::get_ssl_category()
-                       || ec.category() == ssl::error::get_stream_category();
-    if (tls_failure && !node_.empty()
-        && SSL_get_verify_result(tls_.native_handle()) == X509_V_ERR_HOSTNAME_MISMATCH) {
-      ++t_.refused;
+    ++t_.refused;
+    if (reason && !node_.empty() && SSL_get_verify_result(ssl_) == X509_V_ERR_HOSTNAME_MISMATCH) {
       count_refused("wrong_identity");
       t_.log(what_ + ": refused (the peer's certificate does not name node '" + node_
              + "': no subjectAltName DNS:" + node_ + ")");
-    } else if (tls_failure || ec == asio::error::timed_out) {
-      ++t_.refused;
-      count_refused(tls_failure ? "tls_handshake" : "handshake_timeout");
-      t_.log(what_ + ": refused (" + (tls_failure ? "TLS: " : "") + ec.message() + ")");
+    } else {
+      count_refused(reason ? "tls_handshake" : "handshake_timeout");
+      t_.log(what_ + ": refused (" + (reason ? "TLS: " + *reason : "Connection timed out") + ")");
     }
-    fail(what_ + " failed: " + ec.message());
+    fail(what_ + " failed: " + (reason ? *reason : "no TLS handshake within the timeout"));
+    close();
+  }
+
+  /// A dial that found nobody there: the agent logs its connection rounds
+  /// itself.
+  void fail_connect(const std::string& why) {
+    fail(what_ + " failed: " + why);
     close();
   }
 
@@ -321,65 +432,27 @@ private:
     }
   }
 
-  void start() {
-    handshake_over();
-    started_ = true;
-    timer_.cancel();
-    ++t_.relayed;
-    pump(plain_, tls_, up_);
-    pump(tls_, plain_, down_);
-  }
-
-  /// Copies what `from` reads to `to`, until either side fails or closes.
-  template <class From, class To>
-  void pump(From& from, To& to, std::array<char, 16384>& buf) {
-    auto self = shared_from_this();
-    from.async_read_some(asio::buffer(buf), [this, self, &from, &to, &buf](error_code ec, size_t n) {
-      if (ec)
-        return close();
-      if constexpr (std::is_same_v<From, ssl::stream<tcp::socket>>)
-        heard_.store(steady_ms(), std::memory_order_relaxed);
-      asio::async_write(to, asio::buffer(buf, n), [this, self, &from, &to, &buf](error_code ec, size_t) {
-        if (ec)
-          return close();
-        pump(from, to, buf);
-      });
-    });
-  }
-
-  /// Closes both sides at once: the middleman sees its connection end as soon
-  /// as the TLS one does (a killed peer), and the peer as soon as the
-  /// middleman drops it (a heartbeat timeout).
   void close() {
     if (closed_)
       return;
     closed_ = true;
-    fail(what_ + " closed before the peer spoke");
     handshake_over();
-    {
-      std::lock_guard<std::mutex> guard{t_.links_mtx};
-      t_.links.erase(link_);
-    }
     error_code ignored;
     timer_.cancel();
-    plain_.close(ignored);
-    tls_.lowest_layer().close(ignored);
+    sock_.close(ignored);
   }
 
   tls_tunnel::impl& t_;
-  ssl::stream<tcp::socket> tls_;
-  local::socket plain_;
+  tcp::socket sock_;
   asio::steady_timer timer_;
   std::string what_;
   std::string node_;
-  std::function<void(caf::expected<tls_tunnel::link>)> done_;
-  uint64_t link_;
-  std::atomic<int64_t> heard_{0};
-  bool started_ = false;
+  SSL* ssl_;
+  tls_tunnel::impl::listener_ref listener_;
+  std::function<void(caf::expected<tls_connection>)> done_;
+  bool server_ = false;
   bool closed_ = false;
   bool counted_ = false;
-  std::array<char, 16384> up_;
-  std::array<char, 16384> down_;
 };
 
 void configure_certificates(ssl::context& ctx, const topology::tls_settings& tls) {
@@ -451,13 +524,13 @@ void accept_loop(tls_tunnel::impl& t, tls_tunnel::impl::listener_ref l) {
     } else if (!ec) {
       error_code ignored;
       auto from = sock.remote_endpoint(ignored);
-      auto r = std::make_shared<relay>(t, t.server_ctx,
-                                       "connection to the cluster port from "
-                                         + from.address().to_string() + ":"
-                                         + std::to_string(from.port()));
+      auto h = std::make_shared<handshake>(t, t.server_ctx,
+                                           "connection to the cluster port from "
+                                             + from.address().to_string() + ":"
+                                             + std::to_string(from.port()));
       tune(sock);
-      r->tls().lowest_layer() = std::move(sock);
-      r->accept(l);
+      h->socket() = std::move(sock);
+      h->accept(l);
     }
     accept_loop(t, l);
   });
@@ -498,8 +571,19 @@ tls_tunnel::make(const topology::cluster_settings& c, caf::timespan handshake_ti
     configure_psk(ptr->server_ctx, *ptr, true);
     configure_psk(ptr->client_ctx, *ptr, false);
   }
+  // After the handshake CAF's I/O loop reads and writes the records
+  // (`secure_transport.cpp`): partial writes, retried from wherever its
+  // buffer is; no session tickets or renegotiation, so nothing but the
+  // peer's data arrives after the handshake and a read never has to write.
+  for (auto* ctx : {&ptr->server_ctx, &ptr->client_ctx}) {
+    auto h = ctx->native_handle();
+    SSL_CTX_set_mode(h, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(h, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_num_tickets(h, 0);
+  }
   auto raw = ptr.get();
   ptr->thread = std::thread{[raw] {
+    block_sigpipe();
     raw->io.run();
     if (raw->orphaned)
       delete raw;
@@ -531,12 +615,12 @@ tls_tunnel::~tls_tunnel() {
 }
 
 caf::error tls_tunnel::listen(const std::string& host, uint16_t port,
-                              const std::string& basp) {
+                              std::function<void(tls_connection)> accepted) {
   auto key = host + ":" + std::to_string(port);
   {
     std::lock_guard<std::mutex> guard{impl_->mtx};
     if (auto i = impl_->listeners.find(key); i != impl_->listeners.end()) {
-      i->second->basp = basp;
+      i->second->accepted = std::move(accepted);
       return caf::none;
     }
   }
@@ -545,7 +629,7 @@ caf::error tls_tunnel::listen(const std::string& host, uint16_t port,
   if (ec)
     return caf::make_error(ec::cannot_bind, "cannot listen on " + host + ": " + ec.message());
   auto l = std::make_shared<listener>(impl_->io);
-  l->basp = basp;
+  l->accepted = std::move(accepted);
   auto& acc = l->acceptor;
   tcp::endpoint ep{addr, port};
   acc.open(ep.protocol(), ec);
@@ -591,7 +675,7 @@ bool tls_tunnel::certificate_names(const std::string& path, const std::string& n
 }
 
 void tls_tunnel::dial(const std::string& host, uint16_t port,
-                      std::function<void(caf::expected<link>)> done) {
+                      std::function<void(caf::expected<tls_connection>)> done) {
   std::string node;
   if (!impl_->psk) {
     auto i = impl_->nodes.find(host + ":" + std::to_string(port));
@@ -608,9 +692,9 @@ void tls_tunnel::dial(const std::string& host, uint16_t port,
   auto what = "connection to " + host + ":" + std::to_string(port);
   asio::post(impl_->io, [t, host, port, what, node, done = std::move(done)]() mutable {
     auto go = [t, what, node](const tcp::endpoint& to,
-                              std::function<void(caf::expected<link>)> done) {
-      auto r = std::make_shared<relay>(*t, t->client_ctx, what);
-      r->dial(to, node, std::move(done));
+                              std::function<void(caf::expected<tls_connection>)> done) {
+      auto h = std::make_shared<handshake>(*t, t->client_ctx, what);
+      h->dial(to, node, std::move(done));
     };
     error_code ec;
     auto addr = asio::ip::make_address(host, ec);
@@ -630,16 +714,6 @@ void tls_tunnel::dial(const std::string& host, uint16_t port,
   });
 }
 
-std::string tls_tunnel::link_name(uint64_t id) {
-  return std::string(1, '\0') + "troupe/link/" + std::to_string(::getpid()) + "/"
-         + std::to_string(id);
-}
-
-uint64_t tls_tunnel::link_of(const std::string& name) {
-  return link_id_after(name, std::string(1, '\0') + "troupe/link/" + std::to_string(::getpid())
-                               + "/");
-}
-
 uint64_t link_id_after(std::string_view text, std::string_view prefix) {
   if (text.size() <= prefix.size() || text.substr(0, prefix.size()) != prefix)
     return 0;
@@ -653,30 +727,13 @@ uint64_t link_id_after(std::string_view text, std::string_view prefix) {
 }
 
 int64_t tls_tunnel::silence_ms(uint64_t id) const {
-  std::shared_ptr<relay> r;
-  {
-    std::lock_guard<std::mutex> guard{impl_->links_mtx};
-    auto i = impl_->links.find(id);
-    if (i == impl_->links.end())
-      return -1;
-    r = i->second.lock();
-  }
-  return r ? r->silence_ms() : -1;
+  auto link = impl_->find(id);
+  return link ? link->silence_ms() : -1;
 }
 
 void tls_tunnel::close_link(uint64_t id) {
-  std::weak_ptr<relay> weak;
-  {
-    std::lock_guard<std::mutex> guard{impl_->links_mtx};
-    auto i = impl_->links.find(id);
-    if (i == impl_->links.end())
-      return;
-    weak = i->second;
-  }
-  asio::post(impl_->io, [weak] {
-    if (auto r = weak.lock())
-      r->end();
-  });
+  if (auto link = impl_->find(id))
+    link->shutdown();
 }
 
 std::string tls_tunnel::keys() const {
