@@ -42,6 +42,10 @@ namespace net = caf::io::network;
 class tls_policy {
 public:
   tls_policy(SSL* ssl, std::shared_ptr<link_state> link) : ssl_(ssl), link_(std::move(link)) {
+    // Whole records and whatever follows them in one `recv` (a record's
+    // header and body in two otherwise); what is left in OpenSSL's buffer
+    // is read before the loop waits for the socket again (`must_read_more`).
+    SSL_set_read_ahead(ssl_, 1);
   }
 
   tls_policy(const tls_policy&) = delete;
@@ -82,7 +86,7 @@ public:
   }
 
   bool must_read_more(net::native_socket, size_t) {
-    return SSL_pending(ssl_) > 0;
+    return SSL_has_pending(ssl_) == 1;
   }
 
 private:
