@@ -237,8 +237,9 @@ public:
     : t_(t), sock_(t.io), timer_(t.io), what_(std::move(what)), ssl_(SSL_new(ctx.native_handle())) {
   }
 
+  /// Touches only its own members: the last reference may go with the
+  /// tunnel's io_context, after the rest of the tunnel.
   ~handshake() {
-    handshake_over();
     if (ssl_ != nullptr)
       SSL_free(ssl_);
   }
