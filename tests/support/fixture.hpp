@@ -39,6 +39,7 @@ struct test_config : caf::actor_system_config {
   test_config() {
     register_types(*this);
     set("scheduler.max-threads", 4);
+    use_waking_scheduler(*this);
   }
 };
 

@@ -1,0 +1,140 @@
+#include "runtime/core/scheduler.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using go_atom = caf::atom_constant<caf::atom("go")>;
+
+/// Two scheduler threads that, once idle, sleep for 10 s unless woken: a
+/// job queued on a busy thread can only reach the other one by a wake-up.
+struct sleepy_config : caf::actor_system_config {
+  explicit sleepy_config(bool waking) {
+    set("scheduler.max-threads", size_t{2});
+    set("work-stealing.moderate-poll-attempts", size_t{0});
+    set("work-stealing.relaxed-sleep-duration", caf::timespan{10s});
+    if (waking)
+      troupe::use_waking_scheduler(*this);
+  }
+};
+
+/// What the actors of one trial saw.
+struct trial {
+  /// Set by each receiver when it runs.
+  std::vector<std::shared_ptr<std::atomic<bool>>> ran;
+  /// Set by the busy actor: every receiver ran while it was still busy.
+  std::atomic<bool> all_ran_while_busy{false};
+  std::atomic<bool> busy_started{false};
+  std::atomic<bool> busy_done{false};
+
+  explicit trial(size_t receivers) {
+    for (size_t i = 0; i < receivers; ++i)
+      ran.push_back(std::make_shared<std::atomic<bool>>(false));
+  }
+
+  bool all_ran() const {
+    for (auto& r : ran)
+      if (!*r)
+        return false;
+    return true;
+  }
+};
+
+caf::behavior receiver(caf::event_based_actor*, std::shared_ptr<std::atomic<bool>> ran) {
+  return {[ran](go_atom) { *ran = true; }};
+}
+
+/// On `go`, wakes `wake` (from this scheduler thread) and then keeps its
+/// thread busy until every receiver ran or 3 s passed.
+caf::behavior busy(caf::event_based_actor* self, std::vector<caf::actor> wake, trial* t) {
+  return {[self, wake, t](go_atom) {
+    for (auto& r : wake)
+      self->send(r, go_atom::value);
+    t->busy_started = true;
+    auto until = clock_type::now() + 3s;
+    while (clock_type::now() < until && !t->all_ran())
+      std::this_thread::yield();
+    t->all_ran_while_busy = t->all_ran();
+    t->busy_done = true;
+  }};
+}
+
+/// Waits (bounded) until `flag` is set.
+bool wait_for(const std::atomic<bool>& flag, clock_type::duration limit) {
+  auto until = clock_type::now() + limit;
+  while (!flag && clock_type::now() < until)
+    std::this_thread::sleep_for(1ms);
+  return flag;
+}
+
+/// Runs one trial: a busy actor that wakes one receiver from its own thread
+/// (`from_actor`), or receivers woken from this non-scheduler thread while
+/// the busy actor holds its thread.
+bool receivers_ran_while_busy(bool waking, bool from_actor) {
+  sleepy_config cfg{waking};
+  caf::actor_system sys{cfg};
+  trial t{from_actor ? 1u : 4u};
+  std::vector<caf::actor> receivers;
+  for (auto& r : t.ran)
+    receivers.push_back(sys.spawn(receiver, r));
+  auto b = sys.spawn(busy, from_actor ? receivers : std::vector<caf::actor>{}, &t);
+  // Let both threads finish the spawns and fall asleep.
+  std::this_thread::sleep_for(100ms);
+  caf::anon_send(b, go_atom::value);
+  REQUIRE(wait_for(t.busy_started, 5s));
+  if (!from_actor)
+    for (auto& r : receivers)
+      caf::anon_send(r, go_atom::value);
+  REQUIRE(wait_for(t.busy_done, 5s));
+  bool result = t.all_ran_while_busy;
+  // The receivers run at the latest once the busy actor is done.
+  auto until = clock_type::now() + 5s;
+  while (!t.all_ran() && clock_type::now() < until)
+    std::this_thread::sleep_for(1ms);
+  CHECK(t.all_ran());
+  for (auto& r : receivers)
+    caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+  return result;
+}
+
+} // namespace
+
+TEST_CASE("an actor woken by a busy actor runs on the sleeping thread, not after the busy one") {
+  CHECK(receivers_ran_while_busy(true, true));
+}
+
+TEST_CASE("under CAF's own work stealing that actor waits for the busy one") {
+  // What the waking scheduler changes: the other thread sleeps on.
+  CHECK_FALSE(receivers_ran_while_busy(false, true));
+}
+
+TEST_CASE("messages from outside the scheduler wake a sleeping thread when theirs is busy") {
+  CHECK(receivers_ran_while_busy(true, false));
+}
+
+TEST_CASE("the waking scheduler counts its wake-ups") {
+  sleepy_config cfg{true};
+  caf::actor_system sys{cfg};
+  trial t{1};
+  auto r = sys.spawn(receiver, t.ran[0]);
+  auto b = sys.spawn(busy, std::vector<caf::actor>{r}, &t);
+  std::this_thread::sleep_for(100ms);
+  auto before = troupe::scheduler_wakeups(sys);
+  caf::anon_send(b, go_atom::value);
+  REQUIRE(wait_for(t.busy_done, 5s));
+  CHECK(t.all_ran_while_busy);
+  CHECK(troupe::scheduler_wakeups(sys) > before);
+  caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+}
