@@ -67,6 +67,10 @@ struct bench_options {
   bool raw = false;
   /// feed: also one `feed_ms X` line per timed request.
   bool each = false;
+  /// kafka-latency: records produced flat out to the topic before the
+  /// timed ones (untimed), so that the hop is measured on a log as long as
+  /// the pipeline's.
+  uint64_t fill = 0;
 };
 
 int bench_kafka_consume(const bench_options& opt);

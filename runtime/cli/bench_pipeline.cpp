@@ -104,25 +104,39 @@ int bench_kafka_consume(const bench_options& opt) {
 /// Raw Kafka hop latency: records produced at `rate` to `topic` (with the
 /// transactions' producer settings) and read by a fresh consumer group (with
 /// the ingestors' settings), each timed from produce to read. The pipeline
-/// has two such hops (transactions in, alerts out).
+/// has two such hops (transactions in, alerts out). With `fill`, that many
+/// records go to the topic first, untimed and flat out; the timed records
+/// carry this run's nonce, so that a topic measured before is measured
+/// again on its longer log.
 int bench_kafka_latency(const bench_options& opt) {
   auto conf = kafka::defaults(opt.kafka);
   auto producer = kafka::producer::make(conf);
   if (!producer)
     return fail(producer.error());
-  auto c = kafka::consumer::make(conf, "bench-hop-" + std::to_string(::getpid()), {opt.topic});
+  // The topic may hold earlier runs' records (the same topic, measured
+  // run after run): this run's carry its nonce.
+  auto nonce = static_cast<int64_t>(clock_type::now().time_since_epoch().count()) ^ ::getpid();
+  auto fill_tag = std::string{"fill"};
+  for (uint64_t i = 0; i < opt.fill; ++i)
+    while ((*producer)->produce(opt.topic, "k" + std::to_string(i % 1000), fill_tag))
+      std::this_thread::sleep_for(1ms);
+  if (opt.fill > 0)
+    (*producer)->flush(60s);
+  auto c = kafka::consumer::make(conf, "bench-hop-" + std::to_string(nonce), {opt.topic});
   if (!c)
     return fail(c.error());
   // Warm up, untimed: the topic exists, the consumer joined and read a
-  // record of the producer's (so both have their connections).
+  // record of the producer's (so both have their connections). A new
+  // group reads the topic from its start first.
   bool warm = false;
-  for (auto until = clock_type::now() + 20s; !warm && clock_type::now() < until;) {
-    (*producer)->produce(opt.topic, "warm-up", "warm-up");
+  auto warm_tag = "warm-up-" + std::to_string(nonce);
+  for (auto until = clock_type::now() + 60s; !warm && clock_type::now() < until;) {
+    (*producer)->produce(opt.topic, "warm-up", warm_tag);
     for (auto& r : (*c)->poll(10000, 100ms))
-      warm = warm || r.value == "warm-up";
+      warm = warm || r.value == warm_tag;
   }
   if (!warm)
-    return fail(caf::make_error(ec::invalid_argument, "no warm-up record read in 20 s"));
+    return fail(caf::make_error(ec::invalid_argument, "no warm-up record read in 60 s"));
   std::vector<double> latency_ms;
   latency_ms.reserve(opt.count);
   std::atomic<bool> done{false};
@@ -131,8 +145,12 @@ int bench_kafka_latency(const bench_options& opt) {
     while (!done.load() && got.load() < opt.count)
       for (auto& r : (*c)->poll(1000, 50ms)) {
         int64_t sent = 0;
-        if (r.value.size() == sizeof(sent)) {
+        int64_t tag = 0;
+        if (r.value.size() == sizeof(sent) + sizeof(tag)) {
           std::memcpy(&sent, r.value.data(), sizeof(sent));
+          std::memcpy(&tag, r.value.data() + sizeof(sent), sizeof(tag));
+          if (tag != nonce)
+            continue;
           auto now = clock_type::now().time_since_epoch().count();
           latency_ms.push_back(static_cast<double>(now - sent) / 1e6);
           ++got;
@@ -144,8 +162,9 @@ int bench_kafka_latency(const bench_options& opt) {
   for (uint64_t i = 0; i < opt.count; ++i) {
     std::this_thread::sleep_until(t0 + std::chrono::microseconds(static_cast<int64_t>(i * 1e6 / rate)));
     int64_t now = clock_type::now().time_since_epoch().count();
-    std::string value(sizeof(now), '\0');
+    std::string value(sizeof(now) + sizeof(nonce), '\0');
     std::memcpy(value.data(), &now, sizeof(now));
+    std::memcpy(value.data() + sizeof(now), &nonce, sizeof(nonce));
     while ((*producer)->produce(opt.topic, "k" + std::to_string(i % 1000), value))
       std::this_thread::sleep_for(1ms);
   }

@@ -861,6 +861,9 @@ int main(int argc, char** argv) {
                       "not requests; raw: one-way sends under the same credit window");
   bench_cmd->add_flag("--cold", bopt.cold,
                       "pipeline: no warm-up; the pipeline's first transactions are timed");
+  bench_cmd->add_option("--fill", bopt.fill,
+                        "kafka-latency: records produced untimed, flat out, before the timed ones")
+    ->capture_default_str();
   bench_cmd->add_option("--work-us", bopt.work_us,
                         "router: microseconds of CPU-bound work per message in each worker")
     ->capture_default_str();
