@@ -126,6 +126,8 @@ struct worker_state {
   std::map<uint64_t, unconfirmed> batches;
   uint64_t next_batch = 0;
   uint64_t confirmed_batches = 0;
+  /// Said once: an alert came without its top features.
+  bool warned_unexplained = false;
   uint32_t place = 0;
 
   /// The alert spans of `xs` (pairs of context and id, or scores).
@@ -210,8 +212,16 @@ struct worker_state {
   caf::result<uint64_t> on_batch(const std::vector<scored_transaction>& batch) {
     std::vector<record> records;
     for (auto& s : batch)
-      if (s.probability > cfg.threshold)
+      if (s.probability > cfg.threshold) {
         records.push_back({alerts, &s, s.item.tx.id});
+        if (s.top_features.empty() && !warned_unexplained) {
+          warned_unexplained = true;
+          cfg.log.warning("alert " + s.item.tx.id + " has no top features: the fraud-detector's "
+                            "explain_above is over this alerter's threshold "
+                            + std::to_string(cfg.threshold),
+                          s.item.tx.id);
+        }
+      }
     // A score with degraded features is not logged: the transaction is
     // scored again once the feature store is back, and that score is. So
     // the log needs Redis only when the store (the same Redis) is back, and

@@ -150,7 +150,7 @@ struct worker_state {
 /// Scores `rows` (n rows) with `m`, writing into out[idx[k]].
 caf::error score_into(const model& m, const std::vector<enriched_transaction*>& items,
                       const std::vector<size_t>& idx, std::vector<scored_transaction>& out,
-                      bool as_shadow) {
+                      bool as_shadow, double explain_above) {
   if (idx.empty())
     return caf::none;
   auto cols = feature_names().size();
@@ -168,7 +168,7 @@ caf::error score_into(const model& m, const std::vector<enriched_transaction*>& 
     }
     return caf::none;
   }
-  auto scores = m.explain(rows, idx.size(), 3);
+  auto scores = m.explain(rows, idx.size(), 3, explain_above);
   if (!scores)
     return scores.error();
   for (size_t i = 0; i < idx.size(); ++i) {
@@ -189,6 +189,7 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
                                      const std::string& model_path, uint64_t crash_every,
                                      std::string crash_on_user, group_context gctx) {
   auto probe = gctx.probe;
+  auto explain_above = gctx.explain_above;
   auto shared = std::make_shared<group_models>();
   shared->configured = model_path;
   shared->router_of = std::move(gctx.router_of);
@@ -214,8 +215,8 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
   group_spec g;
   g.name = name;
   g.instances = instances;
-  g.worker = [shared, crash_every, crash_on_user, probe, name](caf::event_based_actor* self,
-                                                               size_t index) -> caf::behavior {
+  g.worker = [shared, crash_every, crash_on_user, probe, name,
+              explain_above](caf::event_based_actor* self, size_t index) -> caf::behavior {
     auto st = std::make_shared<worker_state>();
     auto place = probe.place(name, index);
     // Each transaction's score span; the alerter's parent is this one.
@@ -278,8 +279,8 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
               [shared](caf::error&) { shared->failed(); });
     };
     return {
-      [st, ensure, ask, crash_every, crash_on_user,
-       spans](score_atom, std::vector<enriched_transaction>& batch)
+      [st, ensure, ask, crash_every, crash_on_user, spans,
+       explain_above](score_atom, std::vector<enriched_transaction>& batch)
         -> caf::result<std::vector<scored_transaction>> {
         auto started = trace::unix_ns();
         if (crash_every > 0 && ++st->batches % crash_every == 0)
@@ -320,14 +321,14 @@ caf::expected<group_spec> make_group(const std::string& name, size_t instances,
             by_current.push_back(i);
         }
         std::vector<scored_transaction> out(batch.size());
-        if (auto err = score_into(*st->current, items, by_current, out, false)) {
+        if (auto err = score_into(*st->current, items, by_current, out, false, explain_above)) {
           spans(started, batch, render(err));
           return err;
         }
         if (st->candidate) {
           auto shadow = st->p.mode == canary_mode::shadow;
           if (auto err = score_into(*st->candidate, items, shadow ? all : by_candidate, out,
-                                    shadow)) {
+                                    shadow, explain_above)) {
             spans(started, batch, render(err));
             return err;
           }

@@ -24,6 +24,9 @@ struct group_context {
   log_fn log;
   /// Where each transaction's score span goes.
   trace::probe probe;
+  /// The top features are computed for scores over this only (the
+  /// `explain_above` setting; below 0: for every score).
+  double explain_above = -1;
 };
 
 /// The `fraud-detector` group. Each worker owns its own copy of the current

@@ -9,6 +9,9 @@ troupe::domain domain_entry() {
   d.schema.settings = {
     {"model", setting_type::string, "actors/fraud_detector/model/fraud.json", {}, {}, false,
      "the XGBoost model file (JSON), relative to the node's working directory"},
+    {"explain_above", setting_type::number, "0.5", 0, 1, false,
+     "the top features (what alerts show) are computed for scores over this only: at most "
+     "the alerter's threshold"},
     {"crash_every", setting_type::integer, "0", 0, 1e9, false,
      "fault injection: each worker throws on every Nth batch (0: never)"},
     {"crash_on_user", setting_type::string, "", {}, {}, true,
@@ -22,6 +25,7 @@ troupe::domain domain_entry() {
     gctx.state_dir = ctx.state_dir;
     gctx.log = ctx.log.with_group(decl.name);
     gctx.probe = ctx.probe();
+    gctx.explain_above = topology::number(decl, "explain_above");
     auto g = make_group(decl.name, instances, topology::setting(decl, "model"),
                         static_cast<uint64_t>(topology::number(decl, "crash_every")),
                         topology::setting(decl, "crash_on_user"), std::move(gctx));

@@ -98,13 +98,29 @@ caf::expected<std::vector<float>> model::predict(const std::vector<float>& rows,
 }
 
 caf::expected<std::vector<score>> model::explain(const std::vector<float>& rows, size_t n,
-                                                 size_t top) const {
+                                                 size_t top, double above) const {
   auto probs = predict(rows, n);
   if (!probs)
     return probs.error();
   auto cols = feature_names().size();
+  std::vector<score> result(n);
+  // The rows to explain: those over `above`, in order.
+  std::vector<size_t> picked;
+  std::vector<float> picked_rows;
+  for (size_t r = 0; r < n; ++r) {
+    result[r].probability = (*probs)[r];
+    result[r].model_version = version_;
+    if ((*probs)[r] > above) {
+      picked.push_back(r);
+      picked_rows.insert(picked_rows.end(), rows.begin() + r * cols,
+                         rows.begin() + (r + 1) * cols);
+    }
+  }
+  if (picked.empty() || top == 0)
+    return result;
   matrix m;
-  if (XGDMatrixCreateFromMat(rows.data(), n, cols, std::numeric_limits<float>::quiet_NaN(), &m.h)
+  if (XGDMatrixCreateFromMat(picked_rows.data(), picked.size(), cols,
+                             std::numeric_limits<float>::quiet_NaN(), &m.h)
       != 0)
     return xgb_error("cannot build a DMatrix");
   bst_ulong len = 0;
@@ -116,21 +132,18 @@ caf::expected<std::vector<score>> model::explain(const std::vector<float>& rows,
   // 2,935 (scripts/bench-pipeline 30000 5000 6).
   if (XGBoosterPredict(handle_, m.h, 4 | 8, 0, 0, &len, &contribs) != 0)
     return xgb_error("contributions failed");
-  if (len != n * (cols + 1))
+  if (len != picked.size() * (cols + 1))
     return caf::make_error(ec::invalid_argument, "unexpected contribution count");
-  std::vector<score> result(n);
   std::vector<size_t> order(cols);
-  for (size_t r = 0; r < n; ++r) {
-    auto& s = result[r];
-    s.probability = (*probs)[r];
-    s.model_version = version_;
-    auto row = contribs + r * (cols + 1);
+  for (size_t k = 0; k < picked.size(); ++k) {
+    auto& s = result[picked[k]];
+    auto row = contribs + k * (cols + 1);
     for (size_t i = 0; i < cols; ++i)
       order[i] = i;
-    auto k = std::min(top, cols);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+    auto shown = std::min(top, cols);
+    std::partial_sort(order.begin(), order.begin() + shown, order.end(),
                       [&](size_t a, size_t b) { return std::fabs(row[a]) > std::fabs(row[b]); });
-    for (size_t i = 0; i < k; ++i)
+    for (size_t i = 0; i < shown; ++i)
       s.top_features.emplace_back(feature_names()[order[i]], row[order[i]]);
   }
   return result;

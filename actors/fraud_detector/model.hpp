@@ -53,9 +53,11 @@ public:
   /// (row-major).
   caf::expected<std::vector<float>> predict(const std::vector<float>& rows, size_t n) const;
 
-  /// Scores `n` rows with the `top` largest contributions of each.
+  /// Scores `n` rows with the `top` largest contributions of each row whose
+  /// probability is over `above` (the others get none: computing them took
+  /// most of the scoring time, and only alerts show them).
   caf::expected<std::vector<score>> explain(const std::vector<float>& rows, size_t n,
-                                            size_t top = 3) const;
+                                            size_t top = 3, double above = -1) const;
 
 private:
   model(void* handle, std::string path, std::string version);

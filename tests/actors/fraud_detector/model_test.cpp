@@ -82,6 +82,42 @@ TEST_CASE("each score names its model and the features that pushed it most") {
   CHECK((*s)[0].probability == (*plain)[0]);
 }
 
+TEST_CASE("only scores over explain_above get their top features, the same ones as when all are explained") {
+  auto m = fraud::model::make(model_path);
+  REQUIRE(m);
+  std::vector<float> rows{
+    25.f,   0.f, 2.f, 0.1f, 2.f, 30000.f, 0.f, 0.f, 40.f, 14.f, 0.f,  // ordinary
+    2500.f, 0.f, 1.f, 9.5f, 1.f, 200.f, 1.f, 1.f, 40.f, 3.f, 8.f,     // suspicious
+    30.f,   0.f, 3.f, 0.2f, 2.f, 20000.f, 0.f, 0.f, 40.f, 12.f, 0.f}; // ordinary
+  auto all = (*m)->explain(rows, 3, 3);
+  REQUIRE(all);
+  REQUIRE((*all)[1].probability > (*all)[0].probability);
+  REQUIRE((*all)[1].probability > (*all)[2].probability);
+  // Between the suspicious row's probability and the others'.
+  auto above = std::max((*all)[0].probability, (*all)[2].probability);
+  auto some = (*m)->explain(rows, 3, 3, above);
+  REQUIRE(some);
+  REQUIRE(some->size() == 3);
+  for (size_t r = 0; r < 3; ++r) {
+    CHECK((*some)[r].probability == (*all)[r].probability);
+    CHECK((*some)[r].model_version == (*all)[r].model_version);
+  }
+  CHECK((*some)[0].top_features.empty());
+  CHECK((*some)[2].top_features.empty());
+  REQUIRE((*some)[1].top_features.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK((*some)[1].top_features[i].first == (*all)[1].top_features[i].first);
+    CHECK((*some)[1].top_features[i].second == doctest::Approx((*all)[1].top_features[i].second));
+  }
+  // Over every score: none explained, all still scored.
+  auto none = (*m)->explain(rows, 3, 3, 1.0);
+  REQUIRE(none);
+  for (size_t r = 0; r < 3; ++r) {
+    CHECK((*none)[r].probability == (*all)[r].probability);
+    CHECK((*none)[r].top_features.empty());
+  }
+}
+
 TEST_CASE("a missing or broken model file is an error, not a crash") {
   auto missing = fraud::model::make("/nonexistent/fraud.json");
   REQUIRE(!missing);

@@ -328,6 +328,50 @@ TEST_CASE("10,000 transactions end to end: each scored, alerts exactly the model
   CHECK(node->wait_exit(10000ms) == 0);
 }
 
+TEST_CASE("an alert the fraud-detector was told not to explain carries no top features, and the alerter says why once") {
+  auto want = expected(2029, 200, 1.0);
+  REQUIRE(!want.alerts.empty());
+  // Every alert is over the threshold (0.5); explained are only the
+  // scores over 0.9999.
+  auto groups = pipeline_groups("[\"n1\"]");
+  auto at = groups.find("settings = { model = ");
+  REQUIRE(at != std::string::npos);
+  groups.insert(at + std::string{"settings = { "}.size(), "explain_above = 0.9999, ");
+  parts env;
+  cluster_file f{"pipeline", "a-shared-secret", "", groups, {"n1"}};
+  auto node = start_node(f, "n1", {"--kafka", env.bootstrap, "--redis", env.redis.url()});
+  auto p = kafka::producer::make(kafka::defaults(env.bootstrap));
+  REQUIRE(p);
+  for (auto& [user, json] : want.events)
+    REQUIRE(!(*p)->produce("transactions", user, json));
+  REQUIRE(!(*p)->flush(30s));
+  auto alerts = read_all(env.bootstrap, "fraud-alerts", want.alerts.size(), 60s);
+  std::set<std::string> ids;
+  size_t unexplained = 0;
+  for (auto& r : alerts) {
+    ids.insert(r.key);
+    auto a = nlohmann::json::parse(r.value);
+    if (a["score"].get<double>() <= 0.9999) {
+      CHECK(a["top_features"].empty());
+      ++unexplained;
+    } else {
+      CHECK(a["top_features"].size() == 3);
+    }
+  }
+  CHECK(ids == want.alerts); // the same decisions, explained or not
+  REQUIRE(unexplained > 0);
+  if (!node->wait_for("has no top features: the fraud-detector's explain_above is over this "
+                      "alerter's threshold",
+                      10000ms))
+    FAIL(node->output());
+  auto out = node->output();
+  size_t said = 0;
+  for (auto at = out.find("has no top features"); at != std::string::npos;
+       at = out.find("has no top features", at + 1))
+    ++said;
+  CHECK(said == 1); // one alerter worker: once
+}
+
 TEST_CASE("a malformed record of 500 KB is dead-lettered truncated and its partition goes on: every later event scored and committed") {
   auto want = expected(2028, 200, 1.0);
   REQUIRE(want.events.size() > 300);
