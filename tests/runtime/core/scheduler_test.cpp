@@ -2,11 +2,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include <caf/all.hpp>
+#include <caf/scheduler/coordinator.hpp>
 #include <doctest/doctest.h>
 
 using namespace std::chrono_literals;
@@ -35,6 +37,8 @@ struct trial {
   /// Set by the busy actor: every receiver ran while it was still busy.
   std::atomic<bool> all_ran_while_busy{false};
   std::atomic<bool> busy_started{false};
+  /// The busy actor saw the other thread asleep before it began.
+  std::atomic<bool> others_asleep{false};
   std::atomic<bool> busy_done{false};
 
   explicit trial(size_t receivers) {
@@ -54,10 +58,13 @@ caf::behavior receiver(caf::event_based_actor*, std::shared_ptr<std::atomic<bool
   return {[ran](go_atom) { *ran = true; }};
 }
 
-/// On `go`, wakes `wake` (from this scheduler thread) and then keeps its
-/// thread busy until every receiver ran or 3 s passed.
-caf::behavior busy(caf::event_based_actor* self, std::vector<caf::actor> wake, trial* t) {
-  return {[self, wake, t](go_atom) {
+/// On `go`, waits until the other thread sleeps (`others_asleep`), wakes
+/// `wake` (from this scheduler thread) and then keeps its thread busy until
+/// every receiver ran or 3 s passed.
+caf::behavior busy(caf::event_based_actor* self, std::vector<caf::actor> wake, trial* t,
+                   std::function<bool()> others_asleep) {
+  return {[self, wake, t, others_asleep](go_atom) {
+    t->others_asleep = others_asleep();
     for (auto& r : wake)
       self->send(r, go_atom::value);
     t->busy_started = true;
@@ -67,6 +74,35 @@ caf::behavior busy(caf::event_based_actor* self, std::vector<caf::actor> wake, t
     t->all_ran_while_busy = t->all_ran();
     t->busy_done = true;
   }};
+}
+
+/// Waits (bounded) until at least `n` scheduler threads of `sys`, running
+/// `Policy`, have been asleep (`waitdata.sleeping`, read under its lock) for
+/// 5 ms on end: longer than a thread's last look for work before it waits,
+/// so they are waiting.
+template <class Policy>
+bool asleep(caf::actor_system& sys, size_t n, clock_type::duration limit) {
+  auto* sched = dynamic_cast<caf::scheduler::coordinator<Policy>*>(&sys.scheduler());
+  if (sched == nullptr)
+    return false;
+  auto until = clock_type::now() + limit;
+  auto since = clock_type::now();
+  for (;;) {
+    size_t sleeping = 0;
+    for (size_t i = 0; i < sched->num_workers(); ++i) {
+      auto& wait = sched->worker_by_id(i)->data().waitdata;
+      std::unique_lock<std::mutex> guard{wait.lock};
+      sleeping += wait.sleeping ? 1 : 0;
+    }
+    auto now = clock_type::now();
+    if (sleeping < n)
+      since = now;
+    else if (now - since >= 5ms)
+      return true;
+    if (now >= until)
+      return false;
+    std::this_thread::yield();
+  }
 }
 
 /// Waits (bounded) until `flag` is set.
@@ -87,11 +123,15 @@ bool receivers_ran_while_busy(bool waking, bool from_actor) {
   std::vector<caf::actor> receivers;
   for (auto& r : t.ran)
     receivers.push_back(sys.spawn(receiver, r));
-  auto b = sys.spawn(busy, from_actor ? receivers : std::vector<caf::actor>{}, &t);
-  // Let both threads finish the spawns and fall asleep.
-  std::this_thread::sleep_for(100ms);
+  auto* s = &sys;
+  std::function<bool()> others_asleep = [s, waking] {
+    return waking ? asleep<troupe::waking_stealing>(*s, 1, 5s)
+                  : asleep<caf::policy::work_stealing>(*s, 1, 5s);
+  };
+  auto b = sys.spawn(busy, from_actor ? receivers : std::vector<caf::actor>{}, &t, others_asleep);
   caf::anon_send(b, go_atom::value);
-  REQUIRE(wait_for(t.busy_started, 5s));
+  REQUIRE(wait_for(t.busy_started, 10s));
+  REQUIRE(t.others_asleep);
   if (!from_actor)
     for (auto& r : receivers)
       caf::anon_send(r, go_atom::value);
@@ -128,13 +168,18 @@ TEST_CASE("the waking scheduler counts its wake-ups") {
   caf::actor_system sys{cfg};
   trial t{1};
   auto r = sys.spawn(receiver, t.ran[0]);
-  auto b = sys.spawn(busy, std::vector<caf::actor>{r}, &t);
-  std::this_thread::sleep_for(100ms);
-  auto before = troupe::scheduler_wakeups(sys);
+  auto* s = &sys;
+  std::atomic<uint64_t> before{0};
+  auto b = sys.spawn(busy, std::vector<caf::actor>{r}, &t, std::function<bool()>{[s, &before] {
+                       auto ok = asleep<troupe::waking_stealing>(*s, 1, 5s);
+                       before = troupe::scheduler_wakeups(*s);
+                       return ok;
+                     }});
   caf::anon_send(b, go_atom::value);
-  REQUIRE(wait_for(t.busy_done, 5s));
+  REQUIRE(wait_for(t.busy_done, 10s));
+  REQUIRE(t.others_asleep);
   CHECK(t.all_ran_while_busy);
-  CHECK(troupe::scheduler_wakeups(sys) > before);
+  CHECK(troupe::scheduler_wakeups(sys) > before.load());
   caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
 }
