@@ -4,7 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
-#include <unordered_map>
+#include <vector>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
