@@ -2,8 +2,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -41,9 +43,29 @@ struct trial {
   std::atomic<bool> others_asleep{false};
   std::atomic<bool> busy_done{false};
 
+  /// Told whenever one of the flags above is set.
+  std::mutex lock;
+  std::condition_variable changed;
+
   explicit trial(size_t receivers) {
     for (size_t i = 0; i < receivers; ++i)
       ran.push_back(std::make_shared<std::atomic<bool>>(false));
+  }
+
+  /// Sets `flag` and tells whoever waits.
+  void set(std::atomic<bool>& flag) {
+    {
+      std::unique_lock<std::mutex> guard{lock};
+      flag = true;
+    }
+    changed.notify_all();
+  }
+
+  /// Waits (bounded) until `done()` holds.
+  template <class Predicate>
+  bool wait(Predicate done, clock_type::duration limit) {
+    std::unique_lock<std::mutex> guard{lock};
+    return changed.wait_for(guard, limit, done);
   }
 
   bool all_ran() const {
@@ -54,8 +76,8 @@ struct trial {
   }
 };
 
-caf::behavior receiver(caf::event_based_actor*, std::shared_ptr<std::atomic<bool>> ran) {
-  return {[ran](go_atom) { *ran = true; }};
+caf::behavior receiver(caf::event_based_actor*, trial* t, size_t i) {
+  return {[t, i](go_atom) { t->set(*t->ran[i]); }};
 }
 
 /// On `go`, waits until the other thread sleeps (`others_asleep`), wakes
@@ -67,12 +89,12 @@ caf::behavior busy(caf::event_based_actor* self, std::vector<caf::actor> wake, t
     t->others_asleep = others_asleep();
     for (auto& r : wake)
       self->send(r, go_atom::value);
-    t->busy_started = true;
+    t->set(t->busy_started);
     auto until = clock_type::now() + 3s;
     while (clock_type::now() < until && !t->all_ran())
       std::this_thread::yield();
     t->all_ran_while_busy = t->all_ran();
-    t->busy_done = true;
+    t->set(t->busy_done);
   }};
 }
 
@@ -105,24 +127,17 @@ bool asleep(caf::actor_system& sys, size_t n, clock_type::duration limit) {
   }
 }
 
-/// Waits (bounded) until `flag` is set.
-bool wait_for(const std::atomic<bool>& flag, clock_type::duration limit) {
-  auto until = clock_type::now() + limit;
-  while (!flag && clock_type::now() < until)
-    std::this_thread::sleep_for(1ms);
-  return flag;
-}
-
 /// Runs one trial: a busy actor that wakes one receiver from its own thread
 /// (`from_actor`), or receivers woken from this non-scheduler thread while
 /// the busy actor holds its thread.
 bool receivers_ran_while_busy(bool waking, bool from_actor) {
+  // Before the actor system: its actors point to it until they are gone.
+  trial t{from_actor ? 1u : 4u};
   sleepy_config cfg{waking};
   caf::actor_system sys{cfg};
-  trial t{from_actor ? 1u : 4u};
   std::vector<caf::actor> receivers;
-  for (auto& r : t.ran)
-    receivers.push_back(sys.spawn(receiver, r));
+  for (size_t i = 0; i < t.ran.size(); ++i)
+    receivers.push_back(sys.spawn(receiver, &t, i));
   auto* s = &sys;
   std::function<bool()> others_asleep = [s, waking] {
     return waking ? asleep<troupe::waking_stealing>(*s, 1, 5s)
@@ -130,18 +145,15 @@ bool receivers_ran_while_busy(bool waking, bool from_actor) {
   };
   auto b = sys.spawn(busy, from_actor ? receivers : std::vector<caf::actor>{}, &t, others_asleep);
   caf::anon_send(b, go_atom::value);
-  REQUIRE(wait_for(t.busy_started, 10s));
+  REQUIRE(t.wait([&] { return t.busy_started.load(); }, 10s));
   REQUIRE(t.others_asleep);
   if (!from_actor)
     for (auto& r : receivers)
       caf::anon_send(r, go_atom::value);
-  REQUIRE(wait_for(t.busy_done, 5s));
+  REQUIRE(t.wait([&] { return t.busy_done.load(); }, 5s));
   bool result = t.all_ran_while_busy;
   // The receivers run at the latest once the busy actor is done.
-  auto until = clock_type::now() + 5s;
-  while (!t.all_ran() && clock_type::now() < until)
-    std::this_thread::sleep_for(1ms);
-  CHECK(t.all_ran());
+  CHECK(t.wait([&] { return t.all_ran(); }, 5s));
   for (auto& r : receivers)
     caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
@@ -164,10 +176,10 @@ TEST_CASE("messages from outside the scheduler wake a sleeping thread when their
 }
 
 TEST_CASE("the waking scheduler counts its wake-ups") {
+  trial t{1};
   sleepy_config cfg{true};
   caf::actor_system sys{cfg};
-  trial t{1};
-  auto r = sys.spawn(receiver, t.ran[0]);
+  auto r = sys.spawn(receiver, &t, size_t{0});
   auto* s = &sys;
   std::atomic<uint64_t> before{0};
   auto b = sys.spawn(busy, std::vector<caf::actor>{r}, &t, std::function<bool()>{[s, &before] {
@@ -176,7 +188,7 @@ TEST_CASE("the waking scheduler counts its wake-ups") {
                        return ok;
                      }});
   caf::anon_send(b, go_atom::value);
-  REQUIRE(wait_for(t.busy_done, 10s));
+  REQUIRE(t.wait([&] { return t.busy_done.load(); }, 10s));
   REQUIRE(t.others_asleep);
   CHECK(t.all_ran_while_busy);
   CHECK(troupe::scheduler_wakeups(sys) > before.load());
