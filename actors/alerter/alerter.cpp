@@ -23,28 +23,51 @@ namespace troupe::alert {
 
 namespace {
 
-/// The claim script: `alert:{id}` is absent (never alerted), `sent`, or
-/// `pending TOKEN LEASE_END_MS PARTITION FROM` (an attempt under way: it
-/// produces to PARTITION, at an offset not below FROM, and may be taken
-/// over once the lease ended). Answers `claimed`, `sent`, `busy` (another
+/// The claim script, for every record of a batch in one call: `KEYS[i]`
+/// (the claim of record i) is absent (never written), `sent`, or `pending
+/// TOKEN LEASE_END_MS PARTITION FROM` (an attempt under way: it produces to
+/// PARTITION, at an offset not below FROM, and may be taken over once the
+/// lease ended). ARGV[1] is this attempt's token, ARGV[2] the lease in ms,
+/// then three per record: its PARTITION, FROM and the claim's TTL in
+/// seconds. Answers, per record, `claimed`, `sent`, `busy` (another
 /// attempt's lease runs), or `taken PARTITION FROM` (an earlier attempt's
 /// lease ended with its outcome unknown: read PARTITION from FROM to see
-/// whether its alert landed). Time is Redis's own, so every node agrees.
+/// whether its record landed). Time is Redis's own, so every node agrees.
+/// One call per batch, not one per record: a batch of 100 costs Redis one
+/// script run instead of 100 (the script is atomic as a whole, which no
+/// record's answer depends on).
 constexpr const char* claim_script = R"(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local v = redis.call('GET', KEYS[1])
-if v == 'sent' then return 'sent' end
-local mine = 'pending ' .. ARGV[1] .. ' ' .. (now + tonumber(ARGV[2])) .. ' ' .. ARGV[3] .. ' ' .. ARGV[4]
-local tok, lease, p, from
-if v then
-  tok, lease, p, from = string.match(v, '^pending (%S+) (%d+) (%-?%d+) (%-?%d+)$')
-  if tok and tonumber(lease) > now then return 'busy' end
+local lease_end = now + tonumber(ARGV[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local a = 3 * i
+  local v = redis.call('GET', key)
+  local answer
+  if v == 'sent' then
+    answer = 'sent'
+  else
+    local tok, lease, p, from
+    if v then
+      tok, lease, p, from = string.match(v, '^pending (%S+) (%d+) (%-?%d+) (%-?%d+)$')
+    end
+    if tok and tonumber(lease) > now then
+      answer = 'busy'
+    else
+      redis.call('SET', key, 'pending ' .. ARGV[1] .. ' ' .. lease_end .. ' ' .. ARGV[a] .. ' ' .. ARGV[a + 1], 'EX', ARGV[a + 2])
+      if not v then
+        answer = 'claimed'
+      elseif tok then
+        answer = 'taken ' .. p .. ' ' .. from
+      else
+        answer = 'taken -1 -1'
+      end
+    end
+  end
+  out[i] = answer
 end
-redis.call('SET', KEYS[1], mine, 'EX', ARGV[5])
-if not v then return 'claimed' end
-if tok then return 'taken ' .. p .. ' ' .. from end
-return 'taken -1 -1'
+return out
 )";
 
 /// Ends this attempt's lease at once, or drops its claim, if the claim is
@@ -236,15 +259,14 @@ struct worker_state {
       return err;
     auto id = next_batch++;
     auto token = token_prefix + std::to_string(id);
-    auto lease = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(cfg.lease).count());
-    std::vector<std::vector<std::string>> cmds;
+    std::vector<claim_request> claims;
+    claims.reserve(records.size());
     for (auto& r : records) {
       auto& k = sinks[r.sink];
       auto p = partition_of(r.key, k.partitions);
-      cmds.push_back({"EVAL", claim_script, "1", k.prefix + r.key, token, lease,
-                      std::to_string(p), std::to_string(k.floor[p]), k.ttl});
+      claims.push_back({k.prefix + r.key, p, k.floor[p], k.ttl});
     }
-    auto replies = redis->pipeline(cmds);
+    auto replies = claim_records(*redis, token, cfg.lease, claims);
     if (!replies)
       return replies.error();
     std::vector<record> to_send;
@@ -255,11 +277,8 @@ struct worker_state {
     std::map<std::pair<size_t, std::string>, record> checked;
     size_t busy = 0;
     for (size_t i = 0; i < records.size(); ++i) {
-      auto& r = (*replies)[i];
       auto& k = sinks[records[i].sink];
-      if (r.kind == redis::reply::error)
-        return caf::make_error(ec::io_failure, "claim on " + k.topic + " failed: " + r.text);
-      auto& state = r.text;
+      auto& state = (*replies)[i];
       if (state == "claimed") {
         to_send.push_back(records[i]);
         is_fresh.push_back(true);
@@ -314,15 +333,23 @@ struct worker_state {
     b.busy = busy;
     auto handle = caf::actor{self};
     auto now = unix_ms();
+    // Every record rendered first, then all queued in one tight loop: with
+    // `linger.ms=0` the producer's thread sends what is queued when it
+    // wakes, so records queued one per rendering would go out as many
+    // small requests (each one a request for the broker, a fetch for every
+    // reader, and a delivery report round) instead of a few large ones.
+    std::vector<std::string> payloads;
+    payloads.reserve(to_send.size());
+    for (auto& r : to_send)
+      payloads.push_back(r.sink == alerts ? alert_json(*r.s, cfg.threshold, cfg.node)
+                                          : scored_json(*r.s, cfg.threshold, cfg.node, now));
     for (size_t i = 0; i < to_send.size(); ++i) {
       auto& r = to_send[i];
       auto& k = sinks[r.sink];
       auto n = b.ids.size();
       auto p = partition_of(r.key, k.partitions);
-      auto payload = r.sink == alerts ? alert_json(*r.s, cfg.threshold, cfg.node)
-                                      : scored_json(*r.s, cfg.threshold, cfg.node, now);
       auto err = producer->produce_to(
-        k.topic, p, r.key, std::move(payload),
+        k.topic, p, r.key, payloads[i],
         [handle, id, n](const kafka::producer::delivery& d) {
           int32_t status = !d.error                ? delivered
                            : d.possibly_persisted ? possibly_persisted
@@ -441,6 +468,40 @@ struct worker_state {
 };
 
 } // namespace
+
+caf::expected<std::vector<std::string>>
+claim_records(redis::connection& redis, const std::string& token, std::chrono::milliseconds lease,
+              const std::vector<claim_request>& records) {
+  if (records.empty())
+    return std::vector<std::string>{};
+  std::vector<std::string> args{"EVAL", claim_script, std::to_string(records.size())};
+  args.reserve(5 + 4 * records.size());
+  for (auto& r : records)
+    args.push_back(r.key);
+  args.push_back(token);
+  args.push_back(std::to_string(lease.count()));
+  for (auto& r : records) {
+    args.push_back(std::to_string(r.partition));
+    args.push_back(std::to_string(r.from));
+    args.push_back(r.ttl);
+  }
+  auto reply = redis.command(args);
+  if (!reply)
+    return reply.error();
+  if (reply->kind != redis::reply::array || reply->elements.size() != records.size())
+    return caf::make_error(ec::io_failure,
+                           "the claim of " + std::to_string(records.size()) + " records failed: "
+                             + (reply->kind == redis::reply::error ? reply->text
+                                                                   : std::string{"unexpected reply"}));
+  std::vector<std::string> states;
+  states.reserve(records.size());
+  for (auto& e : reply->elements) {
+    if (e.kind != redis::reply::string)
+      return caf::make_error(ec::io_failure, "the claim answered a record with: " + e.text);
+    states.push_back(std::move(e.text));
+  }
+  return states;
+}
 
 std::string alert_json(const scored_transaction& s, double threshold, const std::string& node) {
   auto& tx = s.item.tx;

@@ -1,13 +1,16 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "runtime/core/log.hpp"
 #include "runtime/core/trace.hpp"
 #include "runtime/core/messages.hpp"
 #include "runtime/group/group_spec.hpp"
 #include "runtime/node/domain.hpp"
+#include "runtime/redis/connection.hpp"
 
 namespace troupe::alert {
 
@@ -44,6 +47,31 @@ struct alerter_settings {
   /// Each alert Kafka confirmed is logged here (info, with its transaction id).
   log_fn log;
 };
+
+/// One record's claim, for `claim_records`: its key in Redis (`alert:ID`,
+/// `scored:ID`), the partition its attempt writes, an offset of that
+/// partition at or below where the record will land, and how long the
+/// claim is kept once written (seconds, as text).
+struct claim_request {
+  std::string key;
+  int32_t partition = 0;
+  int64_t from = 0;
+  std::string ttl;
+};
+
+/// Claims every record of a batch for the attempt `token` with one script
+/// run (atomic, on Redis's own clock). Answers, per record in order:
+/// `claimed` (no claim was there: this attempt writes the record), `sent`
+/// (an attempt wrote it; nothing to do), `busy` (another attempt's lease
+/// still runs: nothing is changed), `taken PARTITION FROM` (an earlier
+/// attempt's lease ended without `sent`: this attempt holds the claim now
+/// and must read PARTITION from FROM before writing), or `taken -1 -1` (the
+/// earlier claim does not say where it wrote). A claim this attempt holds
+/// is `pending TOKEN LEASE_END_MS PARTITION FROM`, kept `ttl` seconds.
+/// Fails on I/O errors, timeouts and an unexpected reply.
+caf::expected<std::vector<std::string>>
+claim_records(redis::connection& redis, const std::string& token, std::chrono::milliseconds lease,
+              const std::vector<claim_request>& records);
 
 /// The JSON of one alert (schema 1): the transaction, its score, the model,
 /// the threshold, the top features, whether its features were degraded, the

@@ -557,6 +557,9 @@ TEST_CASE("Redis away for longer than degrade_after: degraded scores are marked 
   cluster_file f{"pipeline", "a-shared-secret", "", groups, {"n1"}};
   auto node = start_node(f, "n1", {"--kafka", bootstrap, "--redis", redis.url()});
   REQUIRE(node->wait_for("member of consumer group", 20000ms));
+  // A failed check shows the node's log: what its ingestors, the feature
+  // store and the alerter said while Redis was away and once it was back.
+  INFO("the log of n1:\n" << node->output());
   redis.stop();
   // The stream trickles in (chunks of 20), so that batches stay small and
   // many carry no alert: those finish degraded while Redis is away (one
