@@ -261,7 +261,7 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   reader r{source, *c->as_table(), "cluster"};
   r.only({"name", "secret", "secret_file", "heartbeat_interval", "failure_timeout",
           "takeover_delay", "kafka", "kafka_fetch_wait",
-          "redis", "redis_password_file", "tls", "log_level", "log_format", "state_dir",
+          "redis", "redis_password_file", "redis_nice", "tls", "log_level", "log_format", "state_dir",
           "client_token_key_file", "trace_sample"});
   cluster_settings x;
   x.name = r.unique_name("cluster", std::vector<node_spec>{});
@@ -301,6 +301,13 @@ cluster_settings read_cluster(const std::string& source, const toml::table& root
   x.redis = r.str("redis", std::string{"embedded"});
   if (x.redis != "embedded" && x.redis.rfind("redis://", 0) != 0)
     r.fail(line_of(*r.find("redis")), "redis", "expected \"embedded\" or redis://host:port");
+  if (auto nice = r.find("redis_nice")) {
+    if (x.redis != "embedded")
+      r.fail(line_of(*nice), "redis_nice",
+             "only for the embedded Redis (troupe up starts it); give a production Redis's "
+             "priority where it runs");
+    x.redis_nice = static_cast<int>(r.integer("redis_nice", std::nullopt, -20, 19));
+  }
   if (r.find("redis_password_file")) {
     auto line = line_of(*r.find("redis_password_file"));
     if (x.redis == "embedded")

@@ -71,6 +71,13 @@ struct cluster_settings {
   caf::timespan kafka_fetch_wait = std::chrono::milliseconds(1);
   /// `"embedded"` (a redis-server started by `troupe up`) or `redis://host:port`.
   std::string redis = "embedded";
+  /// The nice value `troupe up` gives the embedded Redis (-20 to 19). The
+  /// embedded Redis shares its host's cores with the nodes, and each of its
+  /// single-threaded script runs that the scheduler interrupts stalls every
+  /// node's enricher waiting on it: a higher priority than the nodes' lets
+  /// it run as soon as it has work. 0 leaves it as the launcher runs.
+  /// Only with `redis = "embedded"`. Default -10.
+  int redis_nice = -10;
   /// The password of a production Redis, read from `redis_password_file`
   /// (relative to the topology file's folder); empty: none. The embedded
   /// Redis has a generated one of its own.

@@ -1,6 +1,7 @@
 #include "runtime/launcher/up.hpp"
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -61,6 +63,23 @@ void print(const std::string& who, const std::string& line) {
   else
     std::printf("%s %s\n", prefix.c_str(), line.c_str());
   std::fflush(stdout);
+}
+
+/// Gives process `pid` (every thread it has, and so every thread it starts
+/// later) the nice value `nice`; an empty string when done, else why not.
+std::string set_nice(int pid, int nice) {
+  std::string why;
+  auto one = [&](int tid) {
+    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), nice) != 0 && why.empty()
+        && errno != ESRCH)
+      why = std::strerror(errno);
+  };
+  one(pid); // the main thread first: threads it starts from now on inherit it
+  std::error_code ec;
+  for (auto& t : std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/task", ec})
+    if (auto tid = std::atoi(t.path().filename().c_str()); tid > 0 && tid != pid)
+      one(tid);
+  return why;
 }
 
 /// The addresses of this host: loopback and every interface.
@@ -322,7 +341,17 @@ int run_up(const up_options& opt) {
        std::to_string(redis_port), "--save", "", "--appendonly", "yes", "--appendfsync",
        "everysec", "--dir", redis_dir},
       [](const std::string& line) { print("redis", line); },
-      [](int pid) { print("up", "redis started, pid " + std::to_string(pid)); })));
+      [nice = topo->cluster.redis_nice](int pid) {
+        print("up", "redis started, pid " + std::to_string(pid));
+        // Ahead of the nodes on this host's cores (topology key redis_nice).
+        if (nice == 0)
+          return;
+        if (auto why = set_nice(pid, nice); why.empty())
+          print("up", "redis runs at nice " + std::to_string(nice));
+        else
+          print("up", "warning: cannot run redis at nice " + std::to_string(nice) + " (" + why
+                        + "; it needs root or CAP_SYS_NICE): it runs at the launcher's priority");
+      })));
   }
   // -- nodes -------------------------------------------------------------------------
   // Transient: a node that exits with code 0 was stopped on purpose (an

@@ -57,6 +57,7 @@ TEST_CASE("the default cluster.conf is valid: three nodes hosting the six domain
   CHECK(t->cluster.kafka_fetch_wait == caf::timespan{1ms});
   CHECK(t->cluster.trace_sample == doctest::Approx(0.01));
   CHECK(t->cluster.redis == "embedded");
+  CHECK(t->cluster.redis_nice == -10);
   REQUIRE(t->nodes.size() == 3);
   for (auto& n : t->nodes)
     CHECK(n.host == "127.0.0.1");
@@ -159,6 +160,14 @@ TEST_CASE("a bad duration is refused with its line and key") {
         != std::string::npos);
   CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nkafka_fetch_wait = \"10s\"\n")
         == "invalid_topology: test.conf:4: cluster.kafka_fetch_wait: must be from 1ms to 5s");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nredis_nice = 30\n")
+        == "invalid_topology: test.conf:4: cluster.redis_nice: 30 is out of range [-20, 19]");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nredis_nice = \"high\"\n")
+        == "invalid_topology: test.conf:4: cluster.redis_nice: expected an integer, got a string");
+  CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\nredis = "
+                "\"redis://10.0.0.5:6379\"\nredis_nice = -5\n")
+          .find("test.conf:5: cluster.redis_nice: only for the embedded Redis")
+        != std::string::npos);
   CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\ntrace_sample = 1.5\n")
         == "invalid_topology: test.conf:4: cluster.trace_sample: must be from 0 to 1");
   CHECK(problem("[cluster]\nname = \"x\"\nsecret = \"0123456789\"\ntrace_sample = \"all\"\n")

@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include <sys/syscall.h>
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <librdkafka/rdkafka.h>
 
@@ -27,9 +29,10 @@ constexpr auto join_timeout = 20000ms;
 
 /// Three nodes on free loopback ports, with the given Kafka and Redis.
 struct topology_file : cluster_file {
-  topology_file(const std::string& kafka, const std::string& redis)
+  topology_file(const std::string& kafka, const std::string& redis,
+                const std::string& more_cluster_keys = {})
     : cluster_file("up-test", "a-shared-secret",
-                   "kafka = \"" + kafka + "\"\nredis = \"" + redis + "\"\n",
+                   "kafka = \"" + kafka + "\"\nredis = \"" + redis + "\"\n" + more_cluster_keys,
                    "[[group]]\nname = \"ingestor\"\ndomain = \"ingestor\"\n") {
   }
 };
@@ -41,6 +44,26 @@ std::vector<int> pids_of(child_process& up, const std::string& who) {
   auto& out = up.output();
   for (std::sregex_iterator i{out.begin(), out.end(), pattern}, end; i != end; ++i)
     result.push_back(std::stoi((*i)[1]));
+  return result;
+}
+
+/// The nice value of every thread of process `pid` (one entry per thread).
+std::vector<int> nice_of_threads(int pid) {
+  std::vector<int> result;
+  std::error_code ec;
+  for (auto& t : std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/task", ec}) {
+    std::ifstream in{t.path() / "stat"};
+    std::string stat{std::istreambuf_iterator<char>{in}, {}};
+    auto close = stat.rfind(')'); // after the command name, which may hold spaces
+    if (close == std::string::npos)
+      continue;
+    std::istringstream fields{stat.substr(close + 2)};
+    std::string field;
+    // Field 19 of stat is the nice value; fields 3 to 18 come before it.
+    for (int i = 3; i <= 19 && fields >> field; ++i)
+      if (i == 19)
+        result.push_back(std::stoi(field));
+  }
   return result;
 }
 
@@ -160,7 +183,8 @@ TEST_CASE("troupe up starts every local node, restarts a killed one, and stops l
 }
 
 TEST_CASE("troupe up runs embedded Kafka and Redis that real clients can use") {
-  topology_file f{"embedded", "embedded"};
+  // redis_nice = 0: the embedded Redis runs at the launcher's priority.
+  topology_file f{"embedded", "embedded", "redis_nice = 0\n"};
   auto up = child_process::start({TROUPE_BINARY, "up", f.path});
   REQUIRE(up);
   auto port = embedded_redis_port(*up);
@@ -190,6 +214,9 @@ TEST_CASE("troupe up runs embedded Kafka and Redis that real clients can use") {
                      join_timeout));
   auto redis_pid = pids_of(*up, "redis");
   REQUIRE(redis_pid.size() == 1);
+  CHECK(up->output().find("redis runs at nice") == std::string::npos);
+  CHECK(nice_of_threads(redis_pid[0])
+        == std::vector<int>(nice_of_threads(redis_pid[0]).size(), getpriority(PRIO_PROCESS, 0)));
   up->signal(SIGINT);
   CHECK(up->wait_exit(20000ms) == 0);
   CHECK(gone(redis_pid[0]));
@@ -218,9 +245,26 @@ TEST_CASE("the embedded Redis killed with kill -9 comes back with its data: it p
   REQUIRE(files_under(dir).find("alert:tx-1") != std::string::npos);
   auto pids = pids_of(*up, "redis");
   REQUIRE(pids.size() == 1);
+  // Ahead of the nodes on this host's cores: nice -10 by default (root may
+  // raise a priority; anyone else is told it stays the launcher's).
+  auto permitted = geteuid() == 0;
+  if (permitted) {
+    CHECK(out.find("[up] redis runs at nice -10") != std::string::npos);
+    CHECK(nice_of_threads(pids[0]) == std::vector<int>(nice_of_threads(pids[0]).size(), -10));
+    CHECK(!nice_of_threads(pids[0]).empty());
+  } else {
+    CHECK(out.find("[up] warning: cannot run redis at nice -10") != std::string::npos);
+  }
   auto mark = up->mark();
   kill(pids[0], SIGKILL); // the redis-server this test's troupe up started
   REQUIRE(up->wait_for("[up] redis started, pid", 10000ms, mark));
+  // The restarted server gets the same priority.
+  if (permitted) {
+    REQUIRE(up->wait_for("[up] redis runs at nice -10", 10000ms, mark));
+    auto again = pids_of(*up, "redis");
+    REQUIRE(again.size() == 2);
+    CHECK(nice_of_threads(again[1]) == std::vector<int>(nice_of_threads(again[1]).size(), -10));
+  }
   deadline = std::chrono::steady_clock::now() + 10s;
   while (redis_ping(port, pw) != "+PONG\r\n" && std::chrono::steady_clock::now() < deadline)
     up->wait_for("never printed", 50ms);
