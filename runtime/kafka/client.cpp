@@ -934,32 +934,61 @@ caf::error read_since(const settings& conf, const std::string& topic, int64_t si
 caf::expected<std::vector<std::pair<int64_t, int64_t>>>
 group_progress(const settings& conf, const std::string& group, const std::string& topic,
                int partitions, caf::timespan timeout) {
+  auto reader = progress_reader::make(conf, group, topic, partitions);
+  if (!reader)
+    return reader.error();
+  return (*reader)->read(timeout);
+}
+
+caf::expected<std::unique_ptr<progress_reader>>
+progress_reader::make(const settings& conf, const std::string& group, const std::string& topic,
+                      int partitions) {
   auto all = conf;
   all["group.id"] = group;
   auto client = make_consumer_client(all);
   if (!client)
     return client.error();
-  auto rk = *client;
+  return std::unique_ptr<progress_reader>{new progress_reader(*client, topic, partitions)};
+}
+
+progress_reader::~progress_reader() {
+  rd_kafka_destroy(rk_);
+}
+
+caf::expected<std::vector<std::pair<int64_t, int64_t>>>
+progress_reader::read(caf::timespan timeout) {
   std::vector<partition_offset> parts;
-  for (int p = 0; p < partitions; ++p)
-    parts.push_back({topic, p, RD_KAFKA_OFFSET_INVALID});
-  auto list = to_list(parts);
-  auto rc = rd_kafka_committed(rk, list, to_ms(timeout));
+  for (int p = 0; p < partitions_; ++p)
+    parts.push_back({topic_, p, RD_KAFKA_OFFSET_INVALID});
+  auto committed = to_list(parts);
+  auto rc = rd_kafka_committed(rk_, committed, to_ms(timeout));
   std::vector<std::pair<int64_t, int64_t>> result;
   if (!rc) {
-    for (int p = 0; p < partitions; ++p) {
-      int64_t low = 0, high = 0;
-      rc = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, to_ms(timeout));
-      if (rc)
+    // Every partition's end in one ListOffsets request: the "timestamp"
+    // RD_KAFKA_OFFSET_END (-1) asks for the latest offset, as a watermark
+    // query does one partition at a time.
+    for (auto& x : parts)
+      x.offset = RD_KAFKA_OFFSET_END;
+    auto ends = to_list(parts);
+    rc = rd_kafka_offsets_for_times(rk_, ends, to_ms(timeout));
+    for (int p = 0; !rc && p < partitions_; ++p) {
+      if (ends->elems[p].err) {
+        rc = ends->elems[p].err;
         break;
-      result.emplace_back(list->elems[p].offset, high);
+      }
+      result.emplace_back(committed->elems[p].offset, ends->elems[p].offset);
     }
+    rd_kafka_topic_partition_list_destroy(ends);
   }
-  rd_kafka_topic_partition_list_destroy(list);
-  rd_kafka_destroy(rk);
+  rd_kafka_topic_partition_list_destroy(committed);
   if (rc)
     return kafka_error("group progress", rc);
   return result;
+}
+
+bool progress_reader::at_end(caf::timespan timeout) {
+  auto p = read(timeout);
+  return p && std::all_of(p->begin(), p->end(), [](auto& x) { return x.first == x.second; });
 }
 
 } // namespace troupe::kafka

@@ -286,4 +286,37 @@ caf::expected<std::vector<std::pair<int64_t, int64_t>>>
 group_progress(const settings& conf, const std::string& group, const std::string& topic,
                int partitions, caf::timespan timeout);
 
+/// `group_progress` asked again and again over one client: for a caller
+/// that waits for a group to reach the end of a topic (a bench, a test). A
+/// fresh client per look costs the broker a connection, metadata and a
+/// coordinator lookup, and costs the caller a client's threads, each time;
+/// this one asks for the committed offsets and for every partition's end in
+/// one request each.
+class progress_reader {
+public:
+  /// A client for `group`'s progress on `topic` (partitions 0 ..
+  /// partitions-1); joins no group.
+  static caf::expected<std::unique_ptr<progress_reader>>
+  make(const settings& conf, const std::string& group, const std::string& topic, int partitions);
+
+  ~progress_reader();
+  progress_reader(const progress_reader&) = delete;
+  progress_reader& operator=(const progress_reader&) = delete;
+
+  /// Per partition: the committed offset (-1001 when none) and the end.
+  caf::expected<std::vector<std::pair<int64_t, int64_t>>> read(caf::timespan timeout);
+
+  /// Whether the group committed every partition up to its end.
+  bool at_end(caf::timespan timeout);
+
+private:
+  progress_reader(rd_kafka_s* rk, std::string topic, int partitions)
+    : rk_(rk), topic_(std::move(topic)), partitions_(partitions) {
+  }
+
+  rd_kafka_s* rk_;
+  std::string topic_;
+  int partitions_;
+};
+
 } // namespace troupe::kafka
