@@ -14,6 +14,7 @@
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/core/hash.hpp"
+#include "runtime/core/json_text.hpp"
 #include "runtime/kafka/client.hpp"
 #include "runtime/redis/connection.hpp"
 
@@ -528,25 +529,48 @@ std::string alert_json(const scored_transaction& s, double threshold, const std:
 
 std::string scored_json(const scored_transaction& s, double threshold, const std::string& node,
                         int64_t scored_at) {
+  // Written straight to text, one record per transaction: the keys in the
+  // order nlohmann::json writes them (sorted), the values as it would.
   auto& tx = s.item.tx;
-  nlohmann::json j{{"schema", 1},
-                   {"transaction", tx.id},
-                   {"user", tx.user},
-                   {"timestamp", tx.timestamp},
-                   {"features", s.item.features},
-                   {"score", s.probability},
-                   {"model", s.model_version},
-                   {"alert", s.probability > threshold},
-                   {"degraded", s.item.degraded},
-                   {"scored_at", scored_at},
-                   {"node", node}};
-  if (tx.trace.valid())
-    j["trace"] = trace::trace_hex(tx.trace.trace_hi, tx.trace.trace_lo);
-  if (!s.shadow_version.empty())
-    j["shadow"] = {{"model", s.shadow_version},
-                   {"score", s.shadow_probability},
-                   {"alert", s.shadow_probability > threshold}};
-  return j.dump();
+  std::string out;
+  out.reserve(320 + 24 * s.item.features.size());
+  out += s.probability > threshold ? "{\"alert\":true" : "{\"alert\":false";
+  out += s.item.degraded ? ",\"degraded\":true" : ",\"degraded\":false";
+  out += ",\"features\":[";
+  for (size_t i = 0; i < s.item.features.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    append_json_number(out, static_cast<double>(s.item.features[i]));
+  }
+  out += "],\"model\":";
+  append_json_string(out, s.model_version);
+  out += ",\"node\":";
+  append_json_string(out, node);
+  out += ",\"schema\":1,\"score\":";
+  append_json_number(out, static_cast<double>(s.probability));
+  out += ",\"scored_at\":";
+  append_json_number(out, scored_at);
+  if (!s.shadow_version.empty()) {
+    out += s.shadow_probability > threshold ? ",\"shadow\":{\"alert\":true"
+                                            : ",\"shadow\":{\"alert\":false";
+    out += ",\"model\":";
+    append_json_string(out, s.shadow_version);
+    out += ",\"score\":";
+    append_json_number(out, static_cast<double>(s.shadow_probability));
+    out += '}';
+  }
+  out += ",\"timestamp\":";
+  append_json_number(out, tx.timestamp);
+  if (tx.trace.valid()) {
+    out += ",\"trace\":";
+    append_json_string(out, trace::trace_hex(tx.trace.trace_hi, tx.trace.trace_lo));
+  }
+  out += ",\"transaction\":";
+  append_json_string(out, tx.id);
+  out += ",\"user\":";
+  append_json_string(out, tx.user);
+  out += '}';
+  return out;
 }
 
 group_spec make_group(const std::string& name, size_t instances, alerter_settings cfg) {

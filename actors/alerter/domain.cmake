@@ -4,5 +4,5 @@
 troupe_add_component(NAME actors_alerter
   SOURCES actors/alerter/alerter.cpp actors/alerter/domain.cpp
   DEPS runtime_domain runtime_kafka runtime_redis runtime_core nlohmann_json::nlohmann_json
-  TESTS tests/actors/alerter/claim_test.cpp)
+  TESTS tests/actors/alerter/claim_test.cpp tests/actors/alerter/record_json_test.cpp)
 list(APPEND TROUPE_DOMAIN_LIBRARIES actors_alerter)

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/error.hpp"
+#include "runtime/core/json_text.hpp"
 #include "runtime/kafka/record_json.hpp"
 
 namespace troupe::ingest {
@@ -56,12 +57,32 @@ caf::expected<transaction> parse_transaction(std::string_view bytes, size_t max_
 }
 
 std::string to_json(const transaction& tx) {
-  nlohmann::json j{{"schema", transaction_schema}, {"id", tx.id},
-                   {"user", tx.user},             {"amount", tx.amount},
-                   {"currency", tx.currency},     {"merchant", tx.merchant},
-                   {"category", tx.category},     {"country", tx.country},
-                   {"device", tx.device},         {"timestamp", tx.timestamp}};
-  return j.dump();
+  // Written straight to text (every transaction a producer or a rescore
+  // sends): the keys in the order nlohmann::json writes them (sorted).
+  std::string out;
+  out.reserve(160 + tx.id.size() + tx.user.size() + tx.merchant.size());
+  out += "{\"amount\":";
+  append_json_number(out, tx.amount);
+  out += ",\"category\":";
+  append_json_string(out, tx.category);
+  out += ",\"country\":";
+  append_json_string(out, tx.country);
+  out += ",\"currency\":";
+  append_json_string(out, tx.currency);
+  out += ",\"device\":";
+  append_json_string(out, tx.device);
+  out += ",\"id\":";
+  append_json_string(out, tx.id);
+  out += ",\"merchant\":";
+  append_json_string(out, tx.merchant);
+  out += ",\"schema\":";
+  append_json_number(out, static_cast<int64_t>(transaction_schema));
+  out += ",\"timestamp\":";
+  append_json_number(out, tx.timestamp);
+  out += ",\"user\":";
+  append_json_string(out, tx.user);
+  out += '}';
+  return out;
 }
 
 } // namespace troupe::ingest

@@ -59,6 +59,39 @@ TEST_CASE("a valid transaction is read field by field and written back the same"
   CHECK(ingest::parse_transaction(good.substr(0, good.size() - 1) + R"(,"extra":[1,2]})"));
 }
 
+TEST_CASE("a transaction written as text reads back as the same document and the same transaction, whatever its strings") {
+  std::vector<std::string> odd{"t-1", "quote \" backslash \\", "line\nbreak\ttab", "Zürich 東京",
+                               std::string{"nul\0byte", 8}, "\x01\x1f"};
+  for (size_t n = 0; n < 600; ++n) {
+    troupe::transaction tx;
+    tx.id = odd[n % odd.size()] + std::to_string(n);
+    tx.user = odd[(n / 2) % odd.size()] + "u";
+    tx.amount = n % 5 == 0 ? static_cast<double>(n) : 0.01 * static_cast<double>(n * 7919 % 100003);
+    tx.currency = "EUR";
+    tx.merchant = odd[(n / 3) % odd.size()];
+    tx.category = "grocery";
+    tx.country = odd[(n / 5) % odd.size()];
+    tx.device = "d-" + std::to_string(n);
+    tx.timestamp = 1767225600000 + static_cast<int64_t>(n);
+    auto text = ingest::to_json(tx);
+    // The document nlohmann::json wrote before, key for key.
+    nlohmann::json expected{{"schema", ingest::transaction_schema}, {"id", tx.id},
+                            {"user", tx.user}, {"amount", tx.amount},
+                            {"currency", tx.currency}, {"merchant", tx.merchant},
+                            {"category", tx.category}, {"country", tx.country},
+                            {"device", tx.device}, {"timestamp", tx.timestamp}};
+    CHECK_MESSAGE(nlohmann::json::parse(text) == expected, text);
+    auto again = ingest::parse_transaction(text);
+    REQUIRE_MESSAGE(again, text);
+    CHECK(again->id == tx.id);
+    CHECK(again->user == tx.user);
+    CHECK(again->merchant == tx.merchant);
+    CHECK(again->country == tx.country);
+    CHECK(again->amount == tx.amount);
+    CHECK(again->timestamp == tx.timestamp);
+  }
+}
+
 TEST_CASE("each kind of bad event gets its own reason") {
   CHECK(reason("{\"schema\":1,") .find("not valid JSON") != std::string::npos);
   CHECK(reason("\xff\xfe garbage").find("not valid JSON") != std::string::npos);
