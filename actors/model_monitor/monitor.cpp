@@ -212,42 +212,38 @@ struct worker_state {
   }
 
   void on_score(const kafka::record& r, int64_t now) {
-    auto j = nlohmann::json::parse(r.value, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("transaction")
-        || !j["transaction"].is_string() || !j.contains("score") || !j["score"].is_number())
+    auto ev = parse_scored_event(r.value);
+    if (!ev)
       return; // the alerter writes the log: nothing else is expected there
-    auto id = j["transaction"].get<std::string>();
+    auto& id = ev->transaction;
     if (scores.count(id))
       return; // read again (a rebalance): counted once
-    auto model = j.value("model", std::string{"unknown"});
-    auto score = j["score"].get<double>();
-    auto alert = j.value("alert", false);
-    waiting_score w{model, score, alert, now, j.value("scored_at", now), {}, 0, false};
-    if (auto sh = j.find("shadow"); sh != j.end() && sh->is_object()
-                                    && sh->contains("model") && (*sh)["model"].is_string()
-                                    && sh->contains("score") && (*sh)["score"].is_number()) {
-      w.shadow_model = (*sh)["model"].get<std::string>();
-      w.shadow_score = (*sh)["score"].get<double>();
-      w.shadow_alert = sh->value("alert", false);
+    waiting_score w{std::move(ev->model), ev->score, ev->alert, now, ev->scored_at.value_or(now),
+                    {}, 0, false};
+    auto score = w.score;
+    if (!ev->shadow_model.empty()) {
+      w.shadow_model = std::move(ev->shadow_model);
+      w.shadow_score = ev->shadow_score;
+      w.shadow_alert = ev->shadow_alert;
       auto& c = win->at(w.shadow_model, now);
       ++c.scored;
       c.alerts += w.shadow_alert ? 1 : 0;
       ++c.scores[score_bin(w.shadow_score)];
     }
-    auto& c = win->at(model, now);
+    auto& c = win->at(w.model, now);
     ++c.scored;
-    c.alerts += alert ? 1 : 0;
+    c.alerts += w.alert ? 1 : 0;
     ++c.scores[score_bin(score)];
-    if (ref && ref->model == model && j.contains("features") && j["features"].is_array()) {
-      auto& fs = j["features"];
+    if (ref && ref->model == w.model && ev->has_features) {
+      auto& fs = ev->features;
       if (c.features.size() < ref->features.size())
         c.features.resize(ref->features.size());
       for (size_t i = 0; i < ref->features.size() && i < fs.size(); ++i) {
-        if (!fs[i].is_number())
+        if (!fs[i])
           continue;
         auto& bins = c.features[i];
         bins.resize(ref->features[i].shares.size());
-        ++bins[bin_of(ref->features[i].edges, fs[i].get<double>())];
+        ++bins[bin_of(ref->features[i].edges, *fs[i])];
       }
     }
     if (auto l = labels.find(id); l != labels.end()) {

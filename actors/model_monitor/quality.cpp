@@ -4,10 +4,238 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <type_traits>
 
 #include "runtime/core/error.hpp"
 
 namespace troupe::monitor {
+
+namespace {
+
+/// The SAX handler behind parse_scored_event: keeps the top-level keys it
+/// knows, the `features` array's numbers and the `shadow` object's keys,
+/// and walks past everything else.
+struct scored_event_reader {
+  using json = nlohmann::json;
+  using number_integer_t = json::number_integer_t;
+  using number_unsigned_t = json::number_unsigned_t;
+  using number_float_t = json::number_float_t;
+  using string_t = json::string_t;
+  using binary_t = json::binary_t;
+
+  scored_event ev;
+  bool has_transaction = false;
+  bool has_score = false;
+  bool has_shadow_model = false;
+  bool has_shadow_score = false;
+  /// Nesting: 1 inside the top-level object, 2 inside one of its values.
+  int depth = 0;
+  bool top_is_object = false;
+  /// The key the next value at depth 1 (or inside `shadow`, at depth 2) is for.
+  std::string current;
+  /// Where the walk is: the `features` array (at depth 2), the `shadow`
+  /// object (at depth 2), or neither.
+  enum { elsewhere, in_features, in_shadow } where = elsewhere;
+
+  /// A scalar at the current position.
+  template <class T>
+  void scalar(const T& x) {
+    if (depth == 1) {
+      top(x);
+    } else if (depth == 2 && where == in_features) {
+      if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
+        ev.features.emplace_back(static_cast<double>(x));
+      else
+        ev.features.emplace_back(std::nullopt);
+    } else if (depth == 2 && where == in_shadow) {
+      shadow(x);
+    }
+  }
+
+  template <class T>
+  void top(const T& x) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (current == "transaction") {
+        ev.transaction = x;
+        has_transaction = true;
+      } else if (current == "model") {
+        ev.model = x;
+      } else {
+        absent();
+      }
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (current == "alert")
+        ev.alert = x;
+      else
+        absent();
+    } else if constexpr (std::is_arithmetic_v<T>) {
+      if (current == "score") {
+        ev.score = static_cast<double>(x);
+        has_score = true;
+      } else if (current == "scored_at") {
+        // Milliseconds; a value no int64_t holds counts as absent.
+        if constexpr (std::is_floating_point_v<T>) {
+          if (std::isfinite(x) && x >= -9.2e18 && x <= 9.2e18)
+            ev.scored_at = static_cast<int64_t>(x);
+          else
+            ev.scored_at.reset();
+        } else if constexpr (std::is_unsigned_v<T>) {
+          if (x <= static_cast<T>(INT64_MAX))
+            ev.scored_at = static_cast<int64_t>(x);
+          else
+            ev.scored_at.reset();
+        } else {
+          ev.scored_at = static_cast<int64_t>(x);
+        }
+      } else {
+        absent();
+      }
+    } else {
+      absent();
+    }
+  }
+
+  /// A value of the wrong type (or null) under a key the monitor reads.
+  void absent() {
+    if (current == "transaction")
+      has_transaction = false;
+    else if (current == "score")
+      has_score = false;
+    else if (current == "model")
+      ev.model = "unknown";
+    else if (current == "alert")
+      ev.alert = false;
+    else if (current == "scored_at")
+      ev.scored_at.reset();
+    else if (current == "features") {
+      ev.features.clear();
+      ev.has_features = false;
+    }
+    else if (current == "shadow")
+      has_shadow_model = has_shadow_score = false;
+  }
+
+  template <class T>
+  void shadow(const T& x) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (current == "model") {
+        ev.shadow_model = x;
+        has_shadow_model = true;
+      } else if (current == "score") {
+        has_shadow_score = false;
+      }
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (current == "alert")
+        ev.shadow_alert = x;
+    } else if constexpr (std::is_arithmetic_v<T>) {
+      if (current == "score") {
+        ev.shadow_score = static_cast<double>(x);
+        has_shadow_score = true;
+      }
+    } else if (current == "model") {
+      has_shadow_model = false;
+    } else if (current == "score") {
+      has_shadow_score = false;
+    }
+  }
+
+  bool null() {
+    scalar(nullptr);
+    return true;
+  }
+  bool boolean(bool x) {
+    scalar(x);
+    return true;
+  }
+  bool number_integer(number_integer_t x) {
+    scalar(x);
+    return true;
+  }
+  bool number_unsigned(number_unsigned_t x) {
+    scalar(x);
+    return true;
+  }
+  bool number_float(number_float_t x, const string_t&) {
+    scalar(x);
+    return true;
+  }
+  bool string(string_t& x) {
+    scalar(x);
+    return true;
+  }
+  bool binary(binary_t&) {
+    return true; // JSON text has none
+  }
+  bool start_object(std::size_t) {
+    if (depth == 0) {
+      top_is_object = true;
+    } else if (depth == 1) {
+      if (current == "shadow") {
+        where = in_shadow;
+        ev.shadow_model.clear();
+        ev.shadow_score = 0;
+        ev.shadow_alert = false;
+        has_shadow_model = has_shadow_score = false;
+      } else {
+        absent();
+      }
+    } else if (depth == 2 && where == in_features) {
+      ev.features.emplace_back(std::nullopt);
+    } else if (depth == 2 && where == in_shadow) {
+      shadow(nullptr);
+    }
+    ++depth;
+    return true;
+  }
+  bool key(string_t& k) {
+    if (depth == 1 || (depth == 2 && where == in_shadow))
+      current = std::move(k);
+    return true;
+  }
+  bool end_object() {
+    if (--depth == 1)
+      where = elsewhere;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    if (depth == 1) {
+      if (current == "features") {
+        where = in_features;
+        ev.has_features = true;
+        ev.features.clear();
+        ev.features.reserve(16);
+      } else {
+        absent();
+      }
+    } else if (depth == 2 && where == in_features) {
+      ev.features.emplace_back(std::nullopt);
+    } else if (depth == 2 && where == in_shadow) {
+      shadow(nullptr);
+    }
+    ++depth;
+    return depth > 0 && top_is_object; // a top-level array is no scored event
+  }
+  bool end_array() {
+    if (--depth == 1)
+      where = elsewhere;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
+};
+
+} // namespace
+
+std::optional<scored_event> parse_scored_event(std::string_view text) {
+  scored_event_reader r;
+  if (!nlohmann::json::sax_parse(text, &r) || !r.top_is_object || !r.has_transaction
+      || !r.has_score)
+    return std::nullopt;
+  if (!r.has_shadow_model || !r.has_shadow_score)
+    r.ev.shadow_model.clear();
+  return std::move(r.ev);
+}
 
 caf::expected<reference> parse_reference(const std::string& text) {
   auto bad = [](const std::string& why) {

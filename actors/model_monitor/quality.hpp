@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -27,6 +29,31 @@ struct reference {
   std::string model;
   std::vector<feature_reference> features;
 };
+
+/// What the monitor reads of one record of the scored-event log.
+struct scored_event {
+  std::string transaction;
+  double score = 0;
+  /// "unknown" when the record names none.
+  std::string model = "unknown";
+  bool alert = false;
+  std::optional<int64_t> scored_at;
+  /// Whether the record has a `features` array, and per entry its value
+  /// (`std::nullopt` for an entry that is not a number).
+  bool has_features = false;
+  std::vector<std::optional<double>> features;
+  /// A shadow model's score (empty model: none).
+  std::string shadow_model;
+  double shadow_score = 0;
+  bool shadow_alert = false;
+};
+
+/// Reads a scored event (the alerter's record) in one pass, without
+/// building a JSON document: the monitor reads one per transaction. Empty
+/// when the text is not a JSON object with a string `transaction` and a
+/// number `score`; a value of the wrong type elsewhere counts as absent.
+/// Of a key given twice, the last counts.
+std::optional<scored_event> parse_scored_event(std::string_view text);
 
 /// Parses a reference (schema 1); an error names what is wrong.
 caf::expected<reference> parse_reference(const std::string& text);

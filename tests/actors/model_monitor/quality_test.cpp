@@ -139,3 +139,75 @@ TEST_CASE("the checked-in model's reference parses, and a broken one says what i
         == "invalid_argument: model reference: feature a: one share per bin (edges + 1)");
   CHECK(!load_reference("/nonexistent/reference.json"));
 }
+
+TEST_CASE("a scored event is read in one pass as the JSON document says, and what is not a scored event is refused") {
+  auto ev = parse_scored_event(
+    R"({"alert":true,"degraded":false,"features":[12.5,3,"x",null,0.53417328764587,[1,2],{"a":1},-2.0],)"
+    R"("model":"fraud-v1","node":"n1","schema":1,"score":0.75,"scored_at":1767225600123,)"
+    R"("shadow":{"alert":false,"model":"fraud-v2","score":0.25,"extra":[1,{"b":2}]},)"
+    R"("timestamp":1767225600000,"trace":"0af7","transaction":"t-1","user":"u-\"7\""})");
+  REQUIRE(ev);
+  CHECK(ev->transaction == "t-1");
+  CHECK(ev->score == 0.75);
+  CHECK(ev->model == "fraud-v1");
+  CHECK(ev->alert);
+  CHECK(ev->scored_at == 1767225600123);
+  CHECK(ev->has_features);
+  REQUIRE(ev->features.size() == 8);
+  CHECK(ev->features[0] == 12.5);
+  CHECK(ev->features[1] == 3.0);
+  CHECK(!ev->features[2]);
+  CHECK(!ev->features[3]);
+  CHECK(ev->features[4] == 0.53417328764587);
+  CHECK(!ev->features[5]); // an array entry is one entry, not a number
+  CHECK(!ev->features[6]);
+  CHECK(ev->features[7] == -2.0);
+  CHECK(ev->shadow_model == "fraud-v2");
+  CHECK(ev->shadow_score == 0.25);
+  CHECK(!ev->shadow_alert);
+
+  // Defaults for what is absent or of another type; the last of a repeated key counts.
+  ev = parse_scored_event(R"({"transaction":"t-2","score":1,"model":7,"alert":"yes","scored_at":1e300,)"
+                          R"("features":[1],"features":"none","shadow":{"model":"m","score":"high"}})");
+  REQUIRE(ev);
+  CHECK(ev->score == 1.0);
+  CHECK(ev->model == "unknown");
+  CHECK(!ev->alert);
+  CHECK(!ev->scored_at);
+  CHECK(!ev->has_features);
+  CHECK(ev->features.empty());
+  CHECK(ev->shadow_model.empty());
+  ev = parse_scored_event(R"({"transaction":"t-3","score":0.5,"scored_at":18446744073709551615,)"
+                          R"("transaction":"t-4","shadow":{"model":"m","score":0.5},"shadow":null})");
+  REQUIRE(ev);
+  CHECK(ev->transaction == "t-4");
+  CHECK(!ev->scored_at);
+  CHECK(ev->shadow_model.empty());
+
+  for (auto bad : {"", "not json", "[]", "[{\"transaction\":\"t\",\"score\":1}]", "5", "null",
+                   "{\"score\":0.5}", "{\"transaction\":\"t\"}", "{\"transaction\":7,\"score\":0.5}",
+                   "{\"transaction\":\"t\",\"score\":\"0.5\"}", "{\"transaction\":\"t\",\"score\":0.5",
+                   "{\"transaction\":\"t\",\"score\":0.5} trailing",
+                   "{\"transaction\":\"t\",\"score\":0.5,\"transaction\":null}"})
+    CHECK_MESSAGE(!parse_scored_event(bad), bad);
+}
+
+TEST_CASE("the scored-event reader agrees with the JSON document on every record the alerter writes") {
+  // The document's reading (what the monitor did before): the same values.
+  for (auto text : {R"({"alert":false,"degraded":false,"features":[1.0,2.5],"model":"m","node":"n1","schema":1,"score":0.125,"scored_at":5,"timestamp":1,"transaction":"t","user":"u"})",
+                    R"({"alert":true,"degraded":true,"features":[],"model":"m","node":"n1","schema":1,"score":0.875,"scored_at":6,"shadow":{"alert":true,"model":"c","score":0.9},"timestamp":1,"trace":"ab","transaction":"t2","user":"u"})"}) {
+    auto j = nlohmann::json::parse(text);
+    auto ev = parse_scored_event(text);
+    REQUIRE(ev);
+    CHECK(ev->transaction == j["transaction"].get<std::string>());
+    CHECK(ev->score == j["score"].get<double>());
+    CHECK(ev->model == j.value("model", std::string{"unknown"}));
+    CHECK(ev->alert == j.value("alert", false));
+    CHECK(ev->scored_at == j["scored_at"].get<int64_t>());
+    REQUIRE(ev->features.size() == j["features"].size());
+    for (size_t i = 0; i < ev->features.size(); ++i)
+      CHECK(ev->features[i] == j["features"][i].get<double>());
+    CHECK(ev->has_features);
+    CHECK(ev->shadow_model == (j.contains("shadow") ? j["shadow"]["model"].get<std::string>() : ""));
+  }
+}
