@@ -61,26 +61,23 @@ std::string to_json(const transaction& tx) {
   // sends): the keys in the order nlohmann::json writes them (sorted).
   std::string out;
   out.reserve(160 + tx.id.size() + tx.user.size() + tx.merchant.size());
+  auto text = [&out](const char* key, const std::string& value) {
+    out += key;
+    append_json_string(out, value);
+  };
   out += "{\"amount\":";
   append_json_number(out, tx.amount);
-  out += ",\"category\":";
-  append_json_string(out, tx.category);
-  out += ",\"country\":";
-  append_json_string(out, tx.country);
-  out += ",\"currency\":";
-  append_json_string(out, tx.currency);
-  out += ",\"device\":";
-  append_json_string(out, tx.device);
-  out += ",\"id\":";
-  append_json_string(out, tx.id);
-  out += ",\"merchant\":";
-  append_json_string(out, tx.merchant);
+  text(",\"category\":", tx.category);
+  text(",\"country\":", tx.country);
+  text(",\"currency\":", tx.currency);
+  text(",\"device\":", tx.device);
+  text(",\"id\":", tx.id);
+  text(",\"merchant\":", tx.merchant);
   out += ",\"schema\":";
   append_json_number(out, static_cast<int64_t>(transaction_schema));
   out += ",\"timestamp\":";
   append_json_number(out, tx.timestamp);
-  out += ",\"user\":";
-  append_json_string(out, tx.user);
+  text(",\"user\":", tx.user);
   out += '}';
   return out;
 }

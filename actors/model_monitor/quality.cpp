@@ -139,6 +139,15 @@ struct scored_event_reader {
     }
   }
 
+  /// An object or array starting inside a value at depth 1: as a features
+  /// entry or a shadow value, it is not the number or string expected.
+  void nested() {
+    if (depth == 2 && where == in_features)
+      ev.features.emplace_back(std::nullopt);
+    else if (depth == 2 && where == in_shadow)
+      shadow(nullptr);
+  }
+
   bool null() {
     scalar(nullptr);
     return true;
@@ -179,10 +188,8 @@ struct scored_event_reader {
       } else {
         absent();
       }
-    } else if (depth == 2 && where == in_features) {
-      ev.features.emplace_back(std::nullopt);
-    } else if (depth == 2 && where == in_shadow) {
-      shadow(nullptr);
+    } else {
+      nested();
     }
     ++depth;
     return true;
@@ -207,13 +214,11 @@ struct scored_event_reader {
       } else {
         absent();
       }
-    } else if (depth == 2 && where == in_features) {
-      ev.features.emplace_back(std::nullopt);
-    } else if (depth == 2 && where == in_shadow) {
-      shadow(nullptr);
+    } else {
+      nested();
     }
     ++depth;
-    return depth > 0 && top_is_object; // a top-level array is no scored event
+    return top_is_object; // a top-level array is no scored event
   }
   bool end_array() {
     if (--depth == 1)

@@ -4,6 +4,7 @@
 
 #include "runtime/core/duration.hpp"
 #include "runtime/core/error.hpp"
+#include "runtime/core/json_text.hpp"
 
 namespace troupe {
 
@@ -34,28 +35,6 @@ void iso_time(std::string& out, int64_t ms) {
   out += 'Z';
 }
 
-void json_string(std::string& out, const std::string& s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
 /// A field value for the text format: as is, or quoted when it holds a
 /// space, a quote, an `=` or a control character (or is empty).
 void text_value(std::string& out, const std::string& s) {
@@ -66,7 +45,7 @@ void text_value(std::string& out, const std::string& s) {
   if (plain)
     out += s;
   else
-    json_string(out, s);
+    append_json_string(out, s);
 }
 
 /// The message on one line: newlines become `\n`, so that one write is one
@@ -134,17 +113,17 @@ std::string logger::format_line(int64_t ms, log_level x, const std::string& grou
     line += "\",\"level\":\"";
     line += to_string(x);
     line += "\",\"node\":";
-    json_string(line, node_);
+    append_json_string(line, node_);
     if (!group.empty()) {
       line += ",\"group\":";
-      json_string(line, group);
+      append_json_string(line, group);
     }
     if (!event.empty()) {
       line += ",\"event\":";
-      json_string(line, event);
+      append_json_string(line, event);
     }
     line += ",\"msg\":";
-    json_string(line, msg);
+    append_json_string(line, msg);
     line += '}';
     return line;
   }
